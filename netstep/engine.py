@@ -1,0 +1,235 @@
+"""The engine: a course applied to a lab, one step at a time, and undone exactly.
+
+The lab's journal is the course position: the list of steps applied so far, each with
+the actions it ran and their undos. An action is written to the journal before it is
+applied, so an interruption at any moment leaves a record of everything the lab did. A
+step is atomic: if applying it fails or is interrupted (Ctrl-C, SIGTERM), the actions it
+already ran are undone before the error goes on.
+
+The engine never prints: every method returns results that render themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from netstep import checks as checks_mod
+from netstep import executor
+from netstep.actions import Action
+from netstep.checks import Check, CheckResult
+from netstep.diff import Diff, diff
+from netstep.errors import NetstepError
+from netstep.lab import Lab
+from netstep.lessons import Course, Lesson, Step
+from netstep.render import RenderMixin
+from netstep.snapshot import Snapshot
+
+
+@dataclass
+class StepResult(RenderMixin):
+    """What one move did: the step, which way, its diff, its checks and what to show."""
+
+    step: Step
+    direction: str  # "apply" or "undo"
+    diff: Diff
+    checks: list[CheckResult] = field(default_factory=list)
+    shown: Snapshot | None = None
+    elapsed: float = 0.0
+    internet: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.checks)
+
+
+class Journal:
+    """The applied steps, kept in the lab folder and rewritten atomically on each change."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.steps: list[dict] = []
+        if os.path.exists(path):
+            with open(path) as f:
+                self.steps = json.load(f)["steps"]
+
+    def save(self) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"steps": self.steps}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def begin(self, index: int, ref: str) -> dict:
+        record = {"index": index, "ref": ref, "entries": [], "complete": False}
+        self.steps.append(record)
+        self.save()
+        return record
+
+    def intend(self, record: dict, action: Action) -> dict:
+        entry = {"do": action.to_dict(), "undo": None}
+        record["entries"].append(entry)
+        self.save()
+        return entry
+
+    def done(self, entry: dict, undo: Action) -> None:
+        entry["undo"] = undo.to_dict()
+        self.save()
+
+    def complete(self, record: dict) -> None:
+        record["complete"] = True
+        self.save()
+
+    def pop(self) -> None:
+        self.steps.pop()
+        self.save()
+
+
+class Engine:
+    """A course on a lab. The lab must be locked (used as a context manager) while in use."""
+
+    def __init__(self, lab: Lab, course: Course | None = None) -> None:
+        self.lab = lab
+        self.course = course or Course.load()
+        self.journal = Journal(lab.journal_path)
+        if self.journal.steps and not self.journal.steps[-1]["complete"]:
+            ref = self.journal.steps[-1]["ref"]
+            raise NetstepError(
+                f"Lab '{lab.name}' was stopped in the middle of step {ref} and may be half-built. "
+                f"Run `python -m netstep --lab {lab.name} reset` to remove it and start over."
+            )
+        self._check_journal()
+
+    def _check_journal(self) -> None:
+        steps = self.course.steps
+        for i, record in enumerate(self.journal.steps):
+            if record["index"] != i or i >= len(steps) or record["ref"] != steps[i].ref:
+                raise NetstepError(
+                    f"Lab '{self.lab.name}' was built from another version of the lessons. "
+                    f"Run `python -m netstep --lab {self.lab.name} reset` to start it over."
+                )
+
+    # -- where we are --------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """How many steps of the course are applied."""
+        return len(self.journal.steps)
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.course.steps
+
+    def current_step(self) -> Step | None:
+        return self.steps[self.position - 1] if self.position else None
+
+    def next_step(self) -> Step | None:
+        return self.steps[self.position] if self.position < len(self.steps) else None
+
+    # -- moving ------------------------------------------------------------------------------
+
+    def apply_next(self, *, run_checks: bool = True) -> StepResult:
+        step = self.next_step()
+        if step is None:
+            raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
+        index = self.position
+        started = time.monotonic()
+        before = self._snapshot()
+        record = self.journal.begin(index, step.ref)
+        try:
+            for action in step.actions:
+                entry = self.journal.intend(record, action)
+                undo = executor.apply(self.lab, action)
+                self.journal.done(entry, undo)
+        except BaseException:
+            self._undo_entries(record)
+            self.journal.pop()
+            raise
+        self.journal.complete(record)
+        after = self._snapshot()
+        result = StepResult(step, "apply", diff(before, after, title=step.title), internet=self.lab.internet)
+        if run_checks:
+            result.checks = self.run_checks(step.checks)
+            result.shown = self._shown(step)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def undo_last(self) -> StepResult:
+        if not self.position:
+            raise NetstepError("Nothing to roll back: no step of the course is applied.")
+        step = self.steps[self.position - 1]
+        started = time.monotonic()
+        before = self._snapshot()
+        record = self.journal.steps[-1]
+        self._undo_entries(record)
+        self.journal.pop()
+        after = self._snapshot()
+        result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"), internet=self.lab.internet)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _undo_entries(self, record: dict) -> None:
+        """Undo a step's applied actions, newest first, keeping the journal in step."""
+        while record["entries"]:
+            entry = record["entries"][-1]
+            if entry["undo"] is not None:
+                executor.apply(self.lab, Action.from_dict(entry["undo"]))
+            record["entries"].pop()
+            self.journal.save()
+
+    def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
+        """Apply or undo steps until `position` steps are applied, yielding each move."""
+        if not 0 <= position <= len(self.steps):
+            raise NetstepError(f"There is no position {position} in the course.")
+        while self.position > position:
+            yield self.undo_last()
+        while self.position < position:
+            yield self.apply_next(run_checks=run_checks)
+
+    def start_lesson(self, lesson: Lesson) -> list[StepResult]:
+        """Bring the lab to the state `lesson` starts from."""
+        return list(self.goto(self.course.start_of(lesson)))
+
+    def rollback_lesson(self) -> list[StepResult]:
+        """Undo the steps of the current lesson (or of the previous one, at its start)."""
+        step = self.current_step()
+        if step is None:
+            raise NetstepError("Nothing to roll back: no step of the course is applied.")
+        return list(self.goto(self.course.start_of(step.lesson)))
+
+    def rollback_all(self) -> list[StepResult]:
+        return list(self.goto(0))
+
+    # -- looking ---------------------------------------------------------------------------------
+
+    def run_checks(self, checks: list[Check]) -> list[CheckResult]:
+        if not checks:
+            return []
+        for check in checks:
+            self.lab.require(check.source)
+        return checks_mod.run(checks, self.lab.path_of, self.lab.internet)
+
+    def final_checks(self, lesson: Lesson) -> list[Check]:
+        """The checks that describe a finished lesson: those of its last step that has any."""
+        for step in reversed(lesson.steps):
+            if step.checks:
+                return step.checks
+        return []
+
+    def _sysctl_keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.key for s in self.steps for a in s.actions if hasattr(a, "key")))
+
+    def _snapshot(self, names: list[str] | None = None, *, caches: bool = False) -> Snapshot:
+        return self.lab.snapshot(names, caches=caches, sysctls=self._sysctl_keys())
+
+    def snapshot(self, names: list[str] | None = None) -> Snapshot:
+        return self._snapshot(names, caches=True)
+
+    def _shown(self, step: Step) -> Snapshot | None:
+        names = list(dict.fromkeys(ns for show in step.shows for ns in show.namespaces))
+        names = [n for n in names if self.lab.has_namespace(n)]
+        return self.snapshot(names) if names else None

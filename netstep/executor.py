@@ -1,0 +1,481 @@
+"""The one place that changes the kernel: apply an action, return its undo.
+
+`apply(lab, action)` performs the action natively (pyroute2 for namespaces, links,
+addresses and routes; the iptables binary inside the namespace for rules; /proc/sys from
+a thread switched into the namespace for sysctls) and returns the action that undoes it,
+worked out from the state it found. Deletions read what they remove first (an image), so
+their undo rebuilds it, routes in the kernel's order included.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from functools import singledispatch
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netstep.actions import (
+    Action,
+    AddLink,
+    AddNetns,
+    Address,
+    DeleteLink,
+    DeleteNetns,
+    HttpServer,
+    Iptables,
+    MoveLink,
+    Restore,
+    Route,
+    SetLinkUp,
+    SetMaster,
+    Sysctl,
+)
+from netstep.errors import KernelError, NameConflict, NetstepError
+
+PROTO = {"kernel": 2, "boot": 3, "static": 4}
+SCOPE = {"global": 0, "link": 253, "host": 254}
+
+
+def apply(lab, action: Action) -> Action:
+    """Apply `action` in `lab`; return the action that undoes it."""
+    try:
+        return _apply(action, lab)
+    except NetlinkError as exc:
+        raise KernelError(f"`{action.command()}` on {action.ns} failed: {os.strerror(exc.code)}.") from None
+
+
+@singledispatch
+def _apply(action: Action, lab) -> Action:
+    raise NetstepError(f"netstep cannot apply {type(action).__name__}")
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _index(lab, ns: str, name: str) -> int:
+    found = lab.ipr(ns).link_lookup(ifname=name)
+    if not found:
+        raise KernelError(f"There is no device '{name}' in {ns}.")
+    return found[0]
+
+
+def _exists(lab, ns: str, name: str) -> bool:
+    return bool(lab.ipr(ns).link_lookup(ifname=name))
+
+
+def _refuse_existing(lab, ns: str, name: str) -> None:
+    if _exists(lab, ns, name):
+        raise NameConflict(
+            f"A device named '{name}' already exists in {ns}, and netstep did not create it, so it "
+            f"will not touch it. If you made it by hand (in `netstep shell`), delete it there; or "
+            f"start the lab over with `python -m netstep reset`."
+        )
+
+
+def _link_msg(lab, ns: str, name: str):
+    return lab.ipr(ns).link("get", index=_index(lab, ns, name))[0]
+
+
+def _names(lab, ns: str) -> dict[int, str]:
+    return {m["index"]: m.get("ifname") for m in lab.ipr(ns).link("dump")}
+
+
+def _with_fd(lab, ns: str, fn):
+    fd = os.open(lab.require(ns), os.O_RDONLY)
+    try:
+        return fn(fd)
+    finally:
+        os.close(fd)
+
+
+# -- namespaces ------------------------------------------------------------------------
+
+
+@_apply.register
+def _(action: AddNetns, lab) -> Action:
+    lab.add_container(action.name)
+    return DeleteNetns("host", name=action.name)
+
+
+@_apply.register
+def _(action: DeleteNetns, lab) -> Action:
+    ns = action.name
+    lab.require(ns)
+    links = [m.get("ifname") for m in lab.ipr(ns).link("dump") if m.get("ifname") != "lo"]
+    image = capture(lab, {ns: links})
+    image["netns"] = ns
+    image["lo_up"] = bool(_link_msg(lab, ns, "lo")["flags"] & 1)
+    # Deleting a veth end removes its peer at once; a dying namespace would take its veths
+    # with it only later, in the kernel's own time. Delete them first, then the namespace.
+    for name in links:
+        if _exists(lab, ns, name):
+            lab.ipr(ns).link("del", index=_index(lab, ns, name))
+    lab.remove_container(ns)
+    return Restore("host", image=image)
+
+
+# -- links -------------------------------------------------------------------------------
+
+
+@_apply.register
+def _(action: AddLink, lab) -> Action:
+    ns = action.ns
+    _refuse_existing(lab, ns, action.name)
+    ipr = lab.ipr(ns)
+    if action.kind == "veth":
+        _refuse_existing(lab, ns, action.peer)
+        ipr.link("add", ifname=action.name, kind="veth", peer=action.peer)
+        lab.tune_link(ns, action.peer)
+    else:
+        ipr.link("add", ifname=action.name, kind=action.kind)
+    lab.tune_link(ns, action.name)
+    return DeleteLink(ns, name=action.name)
+
+
+@_apply.register
+def _(action: DeleteLink, lab) -> Action:
+    image = capture(lab, {action.ns: [action.name]})
+    lab.ipr(action.ns).link("del", index=_index(lab, action.ns, action.name))
+    return Restore(action.ns, image=image)
+
+
+@_apply.register
+def _(action: SetLinkUp, lab) -> Action:
+    msg = _link_msg(lab, action.ns, action.name)
+    was_up = bool(msg["flags"] & 1)
+    lab.ipr(action.ns).link("set", index=msg["index"], state="up" if action.up else "down")
+    return SetLinkUp(action.ns, name=action.name, up=was_up)
+
+
+@_apply.register
+def _(action: MoveLink, lab) -> Action:
+    lab.require(action.to)
+    index = _index(lab, action.ns, action.name)
+    _refuse_existing(lab, action.to, action.name)
+    _with_fd(lab, action.to, lambda fd: lab.ipr(action.ns).link("set", index=index, net_ns_fd=fd))
+    lab.tune_link(action.to, action.name)
+    return MoveLink(action.to, name=action.name, to=action.ns)
+
+
+@_apply.register
+def _(action: SetMaster, lab) -> Action:
+    msg = _link_msg(lab, action.ns, action.name)
+    old = _names(lab, action.ns).get(msg.get("IFLA_MASTER"), "") if msg.get("IFLA_MASTER") else ""
+    master = _index(lab, action.ns, action.master) if action.master else 0
+    lab.ipr(action.ns).link("set", index=msg["index"], master=master)
+    return SetMaster(action.ns, name=action.name, master=old)
+
+
+# -- addresses and routes ----------------------------------------------------------------
+
+
+@_apply.register
+def _(action: Address, lab) -> Action:
+    ns = action.ns
+    ip, prefix = action.cidr.split("/")
+    index = _index(lab, ns, action.dev)
+    if action.add:
+        lab.ipr(ns).addr("add", index=index, address=ip, prefixlen=int(prefix))
+        return Address(ns, dev=action.dev, cidr=action.cidr, add=False)
+    image = {"addresses": [{"ns": ns, "dev": action.dev, "cidr": action.cidr}],
+             "routes": {ns: _routes_by_dst(lab, ns)}}
+    lab.ipr(ns).addr("del", index=index, address=ip, prefixlen=int(prefix))
+    return Restore(ns, image=image)
+
+
+def _route_args(lab, ns: str, spec: dict) -> dict:
+    args: dict = {"dst": "0.0.0.0/0" if spec["dst"] == "default" else spec["dst"]}
+    if spec.get("via"):
+        args["gateway"] = spec["via"]
+    if spec.get("dev"):
+        args["oif"] = _index(lab, ns, spec["dev"])
+    if spec.get("proto"):
+        args["proto"] = PROTO.get(spec["proto"], spec["proto"])
+    if spec.get("scope") not in (None, ""):
+        args["scope"] = SCOPE.get(spec["scope"], spec["scope"])
+    if spec.get("src"):
+        args["prefsrc"] = spec["src"]
+    if spec.get("metric"):
+        args["priority"] = spec["metric"]
+    return args
+
+
+def read_routes(lab, ns: str) -> list[dict]:
+    """The main table's IPv4 routes as dicts, in the kernel's order."""
+    names = _names(lab, ns)
+    out = []
+    for m in lab.ipr(ns).route("dump", family=socket.AF_INET, table=254):
+        if m.get("RTA_TABLE", m["table"]) != 254 or m["type"] != 1:
+            continue
+        dst = m.get("RTA_DST")
+        out.append({
+            "dst": "default" if dst is None else f"{dst}/{m['dst_len']}",
+            "via": m.get("RTA_GATEWAY") or "",
+            "dev": names.get(m.get("RTA_OIF"), "") if m.get("RTA_OIF") else "",
+            "proto": m["proto"],
+            "scope": m["scope"],
+            "src": m.get("RTA_PREFSRC") or "",
+            "metric": m.get("RTA_PRIORITY") or 0,
+        })
+    return out
+
+
+def _routes_by_dst(lab, ns: str, dsts: set[str] | None = None) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in read_routes(lab, ns):
+        if dsts is None or r["dst"] in dsts:
+            out.setdefault(r["dst"], []).append(r)
+    for dst in dsts or ():
+        out.setdefault(dst, [])
+    return out
+
+
+def _matches(route: dict, action: Route) -> bool:
+    if route["dst"] != action.dst:
+        return False
+    if action.via and route["via"] != action.via:
+        return False
+    if action.dev and route["dev"] != action.dev:
+        return False
+    if action.proto and route["proto"] != PROTO[action.proto]:
+        return False
+    if action.scope and route["scope"] != SCOPE[action.scope]:
+        return False
+    return not (action.src and route["src"] != action.src)
+
+
+@_apply.register
+def _(action: Route, lab) -> Action:
+    ns = action.ns
+    if action.add:
+        spec = {"dst": action.dst, "via": action.via, "dev": action.dev, "proto": "boot"}
+        lab.ipr(ns).route("add", **_route_args(lab, ns, spec))
+        return Route(ns, dst=action.dst, via=action.via, dev=action.dev, proto="boot", add=False)
+    before = _routes_by_dst(lab, ns, {action.dst})
+    match = next((r for r in before[action.dst] if _matches(r, action)), None)
+    if match is None:
+        raise KernelError(f"`{action.command()}` on {ns}: there is no such route.")
+    lab.ipr(ns).route("del", **_route_args(lab, ns, match))
+    return Restore(ns, image={"routes": {ns: before}})
+
+
+def set_routes(lab, ns: str, dst: str, wanted: list[dict]) -> None:
+    """Make the routes to `dst` exactly `wanted`, in that order (the first one wins)."""
+    current = _routes_by_dst(lab, ns, {dst})[dst]
+    if current == wanted:
+        return
+    ipr = lab.ipr(ns)
+    for r in current:
+        ipr.route("del", **_route_args(lab, ns, r))
+    for r in wanted:
+        ipr.route("append", **_route_args(lab, ns, r))
+
+
+# -- iptables ------------------------------------------------------------------------------
+
+
+def iptables(lab, ns: str, table: str, args: list[str]) -> str:
+    result = lab.exec(ns, ["iptables", "-w", "-t", table, *args])
+    if result.returncode != 0:
+        msg = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        shown = " ".join(shlex.quote(a) for a in args)
+        raise KernelError(f"`iptables -t {table} {shown}` on {ns} failed: {msg}")
+    return result.stdout
+
+
+def _chain_rules(lab, ns: str, table: str, chain: str) -> list[str]:
+    return [line for line in iptables(lab, ns, table, ["-S", chain]).splitlines() if line.startswith("-A ")]
+
+
+@_apply.register
+def _(action: Iptables, lab) -> Action:
+    ns, table, args = action.ns, action.table, list(action.args)
+    op, chain = args[0], args[1]
+    if op == "-N":
+        iptables(lab, ns, table, args)
+        return Iptables(ns, table=table, args=("-X", chain))
+    if op == "-X":
+        iptables(lab, ns, table, args)
+        return Iptables(ns, table=table, args=("-N", chain))
+    if op in ("-A", "-I"):
+        iptables(lab, ns, table, args)
+        rule = args[3:] if op == "-I" and len(args) > 2 and args[2].isdigit() else args[2:]
+        return Iptables(ns, table=table, args=("-D", chain, *rule))
+    if op == "-P":
+        old = next(line.split()[2] for line in iptables(lab, ns, table, ["-S", chain]).splitlines()
+                   if line.startswith(f"-P {chain} "))
+        iptables(lab, ns, table, args)
+        return Iptables(ns, table=table, args=("-P", chain, old))
+    if op == "-D":
+        before = _chain_rules(lab, ns, table, chain)
+        iptables(lab, ns, table, args)
+        after = _chain_rules(lab, ns, table, chain)
+        position = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), len(after))
+        removed = shlex.split(before[position])[2:]
+        return Iptables(ns, table=table, args=("-I", chain, str(position + 1), *removed))
+    raise NetstepError(f"iptables {op} is not supported")
+
+
+# -- sysctls -------------------------------------------------------------------------------
+
+
+@_apply.register
+def _(action: Sysctl, lab) -> Action:
+    old = lab.read_sysctl(action.ns, action.key)
+    if old is None:
+        hint = " (the br_netfilter module is not loaded)" if action.key.startswith("net.bridge.") else ""
+        raise KernelError(f"There is no sysctl {action.key} in {action.ns}{hint}.")
+    lab.write_sysctl(action.ns, action.key, action.value)
+    return Sysctl(action.ns, key=action.key, value=old)
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+@_apply.register
+def _(action: HttpServer, lab) -> Action:
+    pidfile = lab.pidfile(action.ns, action.address, action.port)
+    if not action.start:
+        lab.stop_server_file(pidfile)
+        return HttpServer(action.ns, address=action.address, port=action.port, start=True)
+    argv = [sys.executable, "-m", "netstep.httpd", "--netns", lab.require(action.ns), "--name", action.ns,
+            "--bind", action.address, "--port", str(action.port), "--pidfile", pidfile]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, close_fds=True)
+    line = proc.stdout.readline().decode().strip() if proc.stdout else ""
+    if line != "ready":
+        proc.wait(timeout=5)
+        err = proc.stderr.read().decode().strip().splitlines() if proc.stderr else []
+        raise KernelError(f"The HTTP server on {action.address}:{action.port} in {action.ns} did not start: "
+                          f"{err[-1] if err else 'no reason given'}")
+    proc.stdout.close()
+    proc.stderr.close()
+    return HttpServer(action.ns, address=action.address, port=action.port, start=False)
+
+
+# -- images: what a deletion removes, and how to put it back ------------------------------------
+
+
+def capture(lab, wanted: dict[str, list[str]]) -> dict:
+    """Read the links named in `wanted` (ns -> names) and everything that hangs off them."""
+    image: dict = {"links": [], "routes": {}}
+    devices: dict[str, set[str]] = {}
+    for ns, names in wanted.items():
+        for name in names:
+            entry = _link_image(lab, ns, name)
+            image["links"].append(entry)
+            devices.setdefault(ns, set()).add(name)
+            if entry.get("peer"):
+                devices.setdefault(entry["peer"]["ns"], set()).add(entry["peer"]["name"])
+    for ns, devs in devices.items():
+        routes = read_routes(lab, ns)
+        dsts = {r["dst"] for r in routes if r["dev"] in devs}
+        image["routes"][ns] = _routes_by_dst(lab, ns, dsts)
+    return image
+
+
+def _end_image(lab, ns: str, name: str) -> dict:
+    msg = _link_msg(lab, ns, name)
+    names = _names(lab, ns)
+    addrs = [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+             for a in lab.ipr(ns).addr("dump", family=socket.AF_INET) if a["index"] == msg["index"]]
+    return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
+            "master": names.get(msg.get("IFLA_MASTER"), "") if msg.get("IFLA_MASTER") else "",
+            "addresses": addrs}
+
+
+def _link_image(lab, ns: str, name: str) -> dict:
+    msg = _link_msg(lab, ns, name)
+    info = msg.get("IFLA_LINKINFO")
+    kind = info.get("IFLA_INFO_KIND") if info else None
+    if kind not in ("veth", "bridge"):
+        raise NetstepError(f"netstep can only delete veth and bridge devices, and '{name}' is a {kind}.")
+    entry = {"kind": kind, **_end_image(lab, ns, name)}
+    if kind == "veth":
+        peer = lab.peer_of(ns, name)
+        if peer is not None:
+            entry["peer"] = _end_image(lab, peer[0], peer[1])
+    else:
+        index = msg["index"]
+        entry["ports"] = [m.get("ifname") for m in lab.ipr(ns).link("dump") if m.get("IFLA_MASTER") == index]
+    return entry
+
+
+@_apply.register
+def _(action: Restore, lab) -> Action:
+    image = action.image
+    if image.get("netns"):
+        lab.add_container(image["netns"])
+        if image.get("lo_up"):
+            lab.ipr(image["netns"]).link("set", index=_index(lab, image["netns"], "lo"), state="up")
+    ends = []
+    for link in image.get("links", ()):
+        ns, ipr = link["ns"], lab.ipr(link["ns"])
+        if link["kind"] == "veth" and link.get("peer"):
+            peer = link["peer"]
+            ipr.link("add", ifname=link["name"], kind="veth", peer=peer["name"])
+            if peer["ns"] != ns:
+                index = _index(lab, ns, peer["name"])
+                _with_fd(lab, peer["ns"], lambda fd, i=index, p=ipr: p.link("set", index=i, net_ns_fd=fd))
+            lab.tune_link(peer["ns"], peer["name"])
+            ends.append(peer)
+        else:
+            ipr.link("add", ifname=link["name"], kind=link["kind"])
+        lab.tune_link(ns, link["name"])
+        ends.append(link)
+    for end in ends:
+        ipr, index = lab.ipr(end["ns"]), _index(lab, end["ns"], end["name"])
+        if end.get("master"):
+            ipr.link("set", index=index, master=_index(lab, end["ns"], end["master"]))
+        for cidr in end["addresses"]:
+            ip, prefix = cidr.split("/")
+            ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+    for link in image.get("links", ()):
+        for port in link.get("ports", ()):
+            if _exists(lab, link["ns"], port):
+                lab.ipr(link["ns"]).link("set", index=_index(lab, link["ns"], port),
+                                         master=_index(lab, link["ns"], link["name"]))
+    for end in ends:
+        if end["up"]:
+            lab.ipr(end["ns"]).link("set", index=_index(lab, end["ns"], end["name"]), state="up")
+    for extra in image.get("addresses", ()):
+        ip, prefix = extra["cidr"].split("/")
+        lab.ipr(extra["ns"]).addr("add", index=_index(lab, extra["ns"], extra["dev"]), address=ip,
+                                  prefixlen=int(prefix))
+    _settle(lab, ends)
+    for ns, by_dst in image.get("routes", {}).items():
+        for dst, wanted in by_dst.items():
+            set_routes(lab, ns, dst, wanted)
+    return _undo_of_restore(image)
+
+
+def _settle(lab, ends: list[dict]) -> None:
+    """Wait until links brought up have carrier, so their connected routes exist."""
+    deadline = time.monotonic() + 1.0
+    for end in ends:
+        if not end["up"]:
+            continue
+        while time.monotonic() < deadline:
+            msg = _link_msg(lab, end["ns"], end["name"])
+            if msg.get("IFLA_OPERSTATE") in ("UP", "UNKNOWN") or msg.get("IFLA_CARRIER") == 1:
+                break
+            time.sleep(0.005)
+
+
+def _undo_of_restore(image: dict) -> Action:
+    if image.get("netns"):
+        return DeleteNetns("host", name=image["netns"])
+    if image.get("links"):
+        first = image["links"][0]
+        return DeleteLink(first["ns"], name=first["name"])
+    if image.get("addresses"):
+        a = image["addresses"][0]
+        return Address(a["ns"], dev=a["dev"], cidr=a["cidr"], add=False)
+    ns, by_dst = next(iter(image["routes"].items()))
+    dst = next(iter(by_dst))
+    return Route(ns, dst=dst, add=False)

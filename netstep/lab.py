@@ -1,0 +1,426 @@
+"""A lab: the namespaces netstep owns, and the only door to them.
+
+The sandbox lab stands in for the article's VM: a lab host namespace (the article's root
+namespace, with eth0 10.0.2.15/24), an upstream namespace (its router and "the internet",
+with the internet host 203.0.113.8 on lo) and the container namespaces the lessons make.
+All of it lives under one folder, /run/netstep/labs/NAME, that netstep made and marked;
+nothing outside that folder is ever created, changed or removed.
+
+    /run/netstep/labs/NAME/
+        lab.json       marker: this folder is a netstep lab
+        lock           flock'd by the one process using the lab
+        journal.json   every action, written before it is applied
+        host, upstream namespace files of the lab host and the upstream
+        netns/         container namespaces (a shared mount, for `netstep shell`)
+        run/           pid files of servers the lab started
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import signal
+import socket
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+
+from netstep import namespaces
+from netstep.errors import LabBusy, NameConflict, NetstepError
+from netstep.snapshot import (
+    NamespaceState,
+    Snapshot,
+    parse_iptables_save,
+    read_addresses,
+    read_conntrack,
+    read_fdb,
+    read_links,
+    read_neighbours,
+    read_routes,
+)
+
+ROOT = "/run/netstep/labs"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+NS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
+MS_BIND, MS_SHARED, MS_REC = 4096, 1 << 20, 16384
+
+# ARP gives up after mcast_solicit probes retrans_time_ms apart. A sandbox link gets
+# 3 x 100 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
+# is decided quickly. (Namespaces other than the first have no neigh/default to tune.)
+ARP_RETRANS_MS = "100"
+WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Addresses of the sandbox: the article's VM, its router and the internet."""
+
+    host_address: str = "10.0.2.15/24"
+    router_address: str = "10.0.2.2/24"
+    internet: str = "203.0.113.8"
+
+
+def validate_lab_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise NetstepError(
+            f"'{name}' is not a usable lab name: use lower-case letters, digits, '-' or '_' "
+            "(starting with a letter, at most 31 characters), for example --lab class2."
+        )
+    return name
+
+
+class Lab:
+    """One sandbox lab. Use as a context manager: it takes the lab's lock."""
+
+    def __init__(self, name: str = "default", *, root: str = ROOT, topology: Topology | None = None) -> None:
+        self.name = validate_lab_name(name)
+        self.dir = os.path.join(root, self.name)
+        self.netns_dir = os.path.join(self.dir, "netns")
+        self.run_dir = os.path.join(self.dir, "run")
+        self.journal_path = os.path.join(self.dir, "journal.json")
+        self.topology = topology or Topology()
+        self._lock_fd: int | None = None
+        self._handles: dict[str, object] = {}
+
+    # -- life cycle ---------------------------------------------------------------
+
+    @property
+    def internet(self) -> str:
+        return self.topology.internet
+
+    def exists(self) -> bool:
+        return os.path.exists(os.path.join(self.dir, "lab.json"))
+
+    def __enter__(self) -> Lab:
+        self.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lock(self) -> None:
+        """Take the lab's lock, creating the lab if it does not exist yet."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LabBusy(
+                f"Lab '{self.name}' is busy: another netstep process is using it. Wait for it "
+                f"to finish, or use another lab with --lab NAME."
+            ) from None
+        self._lock_fd = fd
+        if not self.exists():
+            try:
+                self._build()
+            except BaseException:
+                self._cleanup_kernel_state()
+                raise
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            with suppress(Exception):
+                handle.close()
+        self._handles.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _build(self) -> None:
+        """Create the lab host and the upstream, wired as the article's VM and router."""
+        self._cleanup_kernel_state()
+        os.makedirs(self.netns_dir, exist_ok=True)
+        os.makedirs(self.run_dir, exist_ok=True)
+        d = self.netns_dir.encode()
+        namespaces._check(namespaces._libc.mount(d, d, None, MS_BIND, None), "bind netns dir")
+        namespaces._check(namespaces._libc.mount(None, d, None, MS_SHARED, None), "share netns dir")
+        for ns in ("host", "upstream"):
+            namespaces.create(self.path_of(ns))
+        topo = self.topology
+        host, up = self.ipr("host"), self.ipr("upstream")
+        host.link("add", ifname="eth0", kind="veth", peer="uplink")
+        fd = os.open(self.path_of("upstream"), os.O_RDONLY)
+        try:
+            host.link("set", index=host.link_lookup(ifname="uplink")[0], net_ns_fd=fd)
+        finally:
+            os.close(fd)
+        up.link("set", index=up.link_lookup(ifname="uplink")[0], ifname="eth0")
+        for ipr, addr in ((host, topo.host_address), (up, topo.router_address)):
+            lo, eth0 = ipr.link_lookup(ifname="lo")[0], ipr.link_lookup(ifname="eth0")[0]
+            ipr.link("set", index=lo, state="up")
+            ip, prefix = addr.split("/")
+            ipr.addr("add", index=eth0, address=ip, prefixlen=int(prefix))
+            ipr.link("set", index=eth0, state="up")
+            self.tune_link("host" if ipr is host else "upstream", "eth0")
+        up.addr("add", index=up.link_lookup(ifname="lo")[0], address=topo.internet, prefixlen=32)
+        host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0])
+        self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
+        with open(os.path.join(self.dir, "lab.json"), "w") as f:
+            json.dump({"netstep": 1, "name": self.name, "created": time.time()}, f)
+
+    def tune_link(self, ns: str, ifname: str) -> None:
+        """Make ARP on a lab link give up in 0.3 s (see ARP_RETRANS_MS)."""
+        path = f"/proc/sys/net/ipv4/neigh/{ifname}/retrans_time_ms"
+
+        def write() -> None:
+            with suppress(FileNotFoundError), open(path, "w") as f:
+                f.write(ARP_RETRANS_MS)
+
+        namespaces.run_in(self.require(ns), write)
+
+    def destroy(self) -> None:
+        """Remove every namespace, mount, process and file of this lab, and nothing else."""
+        self.close_handles()
+        self._cleanup_kernel_state()
+        for sub in ("journal.json", "lab.json"):
+            with suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.dir, sub))
+        for d in (self.netns_dir, self.run_dir):
+            with suppress(FileNotFoundError, OSError):
+                os.rmdir(d)
+        with suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.dir, "lock"))
+        for d in (self.dir, os.path.dirname(self.dir), os.path.dirname(os.path.dirname(self.dir))):
+            with suppress(FileNotFoundError, OSError):
+                os.rmdir(d)  # only if empty: another lab may live beside this one
+
+    def _cleanup_kernel_state(self) -> None:
+        self.stop_servers()
+        if os.path.isdir(self.netns_dir):
+            for entry in os.listdir(self.netns_dir):
+                namespaces.remove(os.path.join(self.netns_dir, entry))
+            while namespaces._libc.umount2(self.netns_dir.encode(), namespaces.MNT_DETACH) == 0:
+                pass
+        for ns in ("host", "upstream"):
+            namespaces.remove(os.path.join(self.dir, ns))
+
+    def close_handles(self) -> None:
+        for handle in self._handles.values():
+            with suppress(Exception):
+                handle.close()
+        self._handles.clear()
+
+    # -- namespaces ------------------------------------------------------------------
+
+    def containers(self) -> list[str]:
+        if not os.path.isdir(self.netns_dir):
+            return []
+        return sorted(n for n in os.listdir(self.netns_dir) if namespaces.is_pinned(os.path.join(self.netns_dir, n)))
+
+    def namespace_names(self) -> list[str]:
+        return ["host", *self.containers(), "upstream"]
+
+    def path_of(self, ns: str) -> str:
+        if ns in ("host", "upstream"):
+            return os.path.join(self.dir, ns)
+        return os.path.join(self.netns_dir, ns)
+
+    def has_namespace(self, ns: str) -> bool:
+        return namespaces.is_pinned(self.path_of(ns))
+
+    def require(self, ns: str) -> str:
+        if not NS_NAME_RE.match(ns) or not self.has_namespace(ns):
+            known = ", ".join(self.namespace_names())
+            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.name}'. It has: {known}.")
+        return self.path_of(ns)
+
+    def ipr(self, ns: str):
+        handle = self._handles.get(ns)
+        if handle is None:
+            handle = namespaces.iproute(self.require(ns))
+            self._handles[ns] = handle
+        return handle
+
+    def add_container(self, ns: str) -> None:
+        if not NS_NAME_RE.match(ns) or ns in ("host", "upstream"):
+            raise NetstepError(f"'{ns}' cannot name a container namespace.")
+        path = self.path_of(ns)
+        if os.path.exists(path):
+            raise NameConflict(f"A namespace named '{ns}' already exists in lab '{self.name}'.")
+        namespaces.create(path)
+
+    def remove_container(self, ns: str) -> None:
+        handle = self._handles.pop(ns, None)
+        if handle is not None:
+            handle.close()
+        self.stop_servers(ns)
+        namespaces.remove(self.require(ns))
+
+    def exec(self, ns: str, argv: list[str]):
+        return namespaces.exec_in(self.require(ns), argv)
+
+    def socket(self, ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+        return namespaces.socket_in(self.require(ns), family, kind, proto)
+
+    # -- sysctls ---------------------------------------------------------------------
+
+    def read_sysctl(self, ns: str, key: str) -> str | None:
+        path = "/proc/sys/" + key.replace(".", "/")
+
+        def read() -> str | None:
+            try:
+                with open(path) as f:
+                    return f.read().strip()
+            except FileNotFoundError:
+                return None
+
+        return namespaces.run_in(self.require(ns), read)
+
+    def write_sysctl(self, ns: str, key: str, value: str) -> None:
+        path = "/proc/sys/" + key.replace(".", "/")
+
+        def write() -> None:
+            with open(path, "w") as f:
+                f.write(value)
+
+        namespaces.run_in(self.require(ns), write)
+
+    # -- servers ---------------------------------------------------------------------
+
+    def pidfile(self, ns: str, address: str, port: int) -> str:
+        return os.path.join(self.run_dir, f"{ns}_{address}_{port}.pid")
+
+    def stop_servers(self, ns: str | None = None) -> None:
+        """Stop the lab's servers (in `ns`, or all): only processes whose pid file we wrote."""
+        if not os.path.isdir(self.run_dir):
+            return
+        for entry in os.listdir(self.run_dir):
+            if ns is not None and not entry.startswith(f"{ns}_"):
+                continue
+            self.stop_server_file(os.path.join(self.run_dir, entry))
+
+    def stop_server_file(self, pidfile: str) -> None:
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            pid = 0
+        if pid and self._is_our_server(pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not self._is_our_server(pid):
+                    break
+                time.sleep(0.01)
+            else:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with suppress(FileNotFoundError):
+            os.unlink(pidfile)
+
+    def _is_our_server(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    with suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                    return False
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return b"netstep.httpd" in argv and self.dir.encode() in b" ".join(argv)
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def snapshot(self, names: list[str] | None = None, *, caches: bool = True, sysctls: tuple[str, ...] = ()) -> Snapshot:
+        """Read the state of `names` (default: every namespace of the lab)."""
+        names = names or self.namespace_names()
+        keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
+        states = {}
+        index_names: dict[str, dict[int, str]] = {}
+        nsids = self._nsid_names() if len(self.namespace_names()) > 1 else {}
+        for ns in names:
+            if not self.has_namespace(ns):
+                continue
+            ipr = self.ipr(ns)
+            links, index = read_links(ipr, nsids.get(ns, {}))
+            index_names[ns] = index
+            save = self.exec(ns, ["iptables-save"]).stdout
+            values = tuple((k, v) for k in keys if (v := self.read_sysctl(ns, k)) is not None)
+            state = NamespaceState(
+                name=ns,
+                links=tuple(links),
+                addresses=tuple(read_addresses(ipr, index)),
+                routes=tuple(read_routes(ipr, index)),
+                rules=tuple(parse_iptables_save(save)),
+                sysctls=values,
+            )
+            if caches:
+                state = _with_caches(state, ipr, index, self.exec(ns, ["conntrack", "-L"]).stdout)
+            states[ns] = state
+        return Snapshot(_name_peers(states, self))
+
+    def _nsid_names(self) -> dict[str, dict[int, str]]:
+        """For each namespace, the ids under which it knows the others."""
+        result: dict[str, dict[int, str]] = {}
+        names = self.namespace_names()
+        for ns in names:
+            ipr = self.ipr(ns)
+            ids = {}
+            for other in names:
+                if other == ns:
+                    continue
+                fd = os.open(self.path_of(other), os.O_RDONLY)
+                try:
+                    nsid = ipr.get_netnsid(fd=fd).get("nsid")
+                finally:
+                    os.close(fd)
+                if nsid is not None and nsid >= 0 and nsid != 0xFFFFFFFF:
+                    ids[nsid] = other
+            result[ns] = ids
+        return result
+
+    def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
+        """Where the other end of veth `link` in `ns` is: (namespace, name)."""
+        state = self.snapshot([ns], caches=False)[ns]
+        found = state.link(link)
+        if found is None or not found.peer:
+            return None
+        name, _, where = found.peer.partition("@")
+        return (where or ns, name)
+
+
+def _with_caches(state: NamespaceState, ipr, index: dict[int, str], conntrack: str) -> NamespaceState:
+    from dataclasses import replace
+
+    has_bridge = any(link.kind == "bridge" for link in state.links)
+    return replace(
+        state,
+        neighbours=tuple(read_neighbours(ipr, index)),
+        fdb=tuple(read_fdb(ipr, index)) if has_bridge else (),
+        conntrack=tuple(read_conntrack(conntrack)),
+    )
+
+
+def _name_peers(states: dict[str, NamespaceState], lab: Lab) -> dict[str, NamespaceState]:
+    """Turn "#7@netns0" peers into "ceth0@netns0" using that namespace's index map."""
+    from dataclasses import replace
+
+    cache: dict[str, dict[int, str]] = {}
+    out = {}
+    for ns, state in states.items():
+        links = []
+        for link in state.links:
+            if link.peer and link.peer.startswith("#"):
+                idx, _, where = link.peer[1:].partition("@")
+                if where not in cache and lab.has_namespace(where):
+                    cache[where] = {m["index"]: m.get("ifname") for m in lab.ipr(where).link("dump")}
+                link = replace(link, peer=f"{cache.get(where, {}).get(int(idx), '?')}@{where}")
+            links.append(link)
+        out[ns] = replace(state, links=tuple(links))
+    return out
+
+
+def existing_labs(root: str = ROOT) -> list[str]:
+    if not os.path.isdir(root):
+        return []
+    return sorted(n for n in os.listdir(root) if os.path.exists(os.path.join(root, n, "lab.json")))
+
+
+def errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))

@@ -1,0 +1,141 @@
+"""Network namespaces as files: create, enter, open netlink in, and remove.
+
+A namespace here is pinned by a bind mount on a file that the lab owns. Code that must
+run inside a namespace runs in a short-lived thread that switched into it: sockets made
+there stay in that namespace, and the thread dies before it can be reused by mistake.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+
+CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def enter(path: str) -> None:
+    """Switch the calling thread into the namespace pinned at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def run_in(path: str | None, fn: Callable[[], T]) -> T:
+    """Run `fn` in a fresh thread inside the namespace at `path` (None: this one)."""
+    if path is None:
+        return fn()
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            enter(path)
+            box["result"] = fn()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"netns:{os.path.basename(path)}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket that lives in the namespace at `path`."""
+    return run_in(path, lambda: socket.socket(family, kind, proto))
+
+
+def iproute(path: str | None) -> IPRoute:
+    """An rtnetlink handle bound to the namespace at `path`.
+
+    pyroute2 opens its socket from an event loop thread, so a handle made inside a
+    switched thread would talk to the wrong namespace; give it a socket made there.
+    """
+    if path is None:
+        return IPRoute()
+    sock = socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    ipr = IPRoute(fileno=sock.fileno())
+    ipr._netstep_sock = sock  # keep the file descriptor alive with the handle
+    return ipr
+
+
+def create(path: str) -> None:
+    """Make a new, empty namespace pinned at `path` (the file must not exist)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+
+    def make() -> None:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        src = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+        _check(_libc.mount(src.encode(), path.encode(), None, 4096, None), f"mount {path}")  # MS_BIND
+
+    try:
+        threading_run(make)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def threading_run(fn: Callable[[], None]) -> None:
+    """Run `fn` in a throwaway thread: for calls that change the thread's namespace."""
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+
+
+def is_pinned(path: str) -> bool:
+    """True if `path` is a namespace bind mount, not just the empty file under it."""
+    nsfs_magic = 0x6E736673
+    buf = ctypes.create_string_buffer(120)
+    if _libc.statfs(path.encode(), buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value == nsfs_magic
+
+
+def remove(path: str) -> None:
+    """Unpin and delete the namespace file at `path`; the kernel frees it when unused."""
+    if os.path.exists(path):
+        if is_pinned(path):
+            _check(_libc.umount2(path.encode(), MNT_DETACH), f"umount {path}")
+        os.unlink(path)
+
+
+def same_namespace(path: str, other: str) -> bool:
+    st1, st2 = os.stat(path), os.stat(other)
+    return (st1.st_dev, st1.st_ino) == (st2.st_dev, st2.st_ino)
+
+
+def exec_in(path: str | None, argv: list[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run a program (never a shell) inside the namespace at `path`."""
+    full = argv if path is None else ["nsenter", f"--net={path}", "--", *argv]
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False)
