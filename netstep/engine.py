@@ -26,7 +26,7 @@ from netstep.errors import NetstepError
 from netstep.lab import Lab
 from netstep.lessons import Course, Lesson, Step
 from netstep.render import RenderMixin
-from netstep.snapshot import Snapshot
+from netstep.snapshot import Snapshot, from_json, to_json
 
 
 @dataclass
@@ -151,6 +151,7 @@ class Engine:
             raise
         self.journal.complete(record)
         after = self._snapshot()
+        self._remember(after)
         result = StepResult(step, "apply", diff(before, after, title=step.title), internet=self.lab.internet)
         if run_checks:
             result.checks = self.run_checks(step.checks)
@@ -168,6 +169,7 @@ class Engine:
         self._undo_entries(record)
         self.journal.pop()
         after = self._snapshot()
+        self._remember(after)
         result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"), internet=self.lab.internet)
         result.elapsed = time.monotonic() - started
         return result
@@ -228,6 +230,22 @@ class Engine:
 
     def snapshot(self, names: list[str] | None = None) -> Snapshot:
         return self._snapshot(names, caches=True)
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        """Keep the state after the last move, for `changes_since_last_step`."""
+        tmp = self.lab.last_snapshot_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(to_json(snapshot), f)
+        os.replace(tmp, self.lab.last_snapshot_path)
+
+    def changes_since_last_step(self) -> Diff:
+        """What changed since the last step: the student's own work, typically."""
+        try:
+            with open(self.lab.last_snapshot_path) as f:
+                before = from_json(json.load(f))
+        except FileNotFoundError:
+            before = Snapshot({})
+        return diff(before, self._snapshot(), title="since the last step")
 
     def _shown(self, step: Step) -> Snapshot | None:
         names = list(dict.fromkeys(ns for show in step.shows for ns in show.namespaces))

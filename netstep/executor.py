@@ -315,7 +315,7 @@ def _(action: Iptables, lab) -> Action:
         before = _chain_rules(lab, ns, table, chain)
         iptables(lab, ns, table, args)
         after = _chain_rules(lab, ns, table, chain)
-        position = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), len(after))
+        position = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), len(after))
         removed = shlex.split(before[position])[2:]
         return Iptables(ns, table=table, args=("-I", chain, str(position + 1), *removed))
     raise NetstepError(f"iptables {op} is not supported")

@@ -21,7 +21,7 @@ from netstep.namespaces import enter
 class Handler(BaseHTTPRequestHandler):
     where = "?"
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server asks for)
+    def do_GET(self) -> None:
         host, port = self.server.server_address[:2]
         body = f"Hello from {self.where} ({host}:{port}), asked by {self.client_address[0]}\n".encode()
         self.send_response(200)

@@ -81,6 +81,7 @@ class Lab:
         self.netns_dir = os.path.join(self.dir, "netns")
         self.run_dir = os.path.join(self.dir, "run")
         self.journal_path = os.path.join(self.dir, "journal.json")
+        self.last_snapshot_path = os.path.join(self.dir, "last.json")
         self.topology = topology or Topology()
         self._lock_fd: int | None = None
         self._handles: dict[str, object] = {}
@@ -101,8 +102,8 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lock(self) -> None:
-        """Take the lab's lock, creating the lab if it does not exist yet."""
+    def lock(self, *, build: bool = True) -> None:
+        """Take the lab's lock, creating the lab if it does not exist yet (and `build`)."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -114,7 +115,7 @@ class Lab:
                 f"to finish, or use another lab with --lab NAME."
             ) from None
         self._lock_fd = fd
-        if not self.exists():
+        if build and not self.exists():
             try:
                 self._build()
             except BaseException:
@@ -157,7 +158,7 @@ class Lab:
             ipr.link("set", index=eth0, state="up")
             self.tune_link("host" if ipr is host else "upstream", "eth0")
         up.addr("add", index=up.link_lookup(ifname="lo")[0], address=topo.internet, prefixlen=32)
-        host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0])
+        host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0], proto=3)
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
         with open(os.path.join(self.dir, "lab.json"), "w") as f:
             json.dump({"netstep": 1, "name": self.name, "created": time.time()}, f)
@@ -176,7 +177,7 @@ class Lab:
         """Remove every namespace, mount, process and file of this lab, and nothing else."""
         self.close_handles()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "lab.json"):
+        for sub in ("journal.json", "last.json", "lab.json"):
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.dir, sub))
         for d in (self.netns_dir, self.run_dir):
@@ -327,7 +328,9 @@ class Lab:
 
     # -- snapshots -----------------------------------------------------------------------
 
-    def snapshot(self, names: list[str] | None = None, *, caches: bool = True, sysctls: tuple[str, ...] = ()) -> Snapshot:
+    def snapshot(
+        self, names: list[str] | None = None, *, caches: bool = True, sysctls: tuple[str, ...] = ()
+    ) -> Snapshot:
         """Read the state of `names` (default: every namespace of the lab)."""
         names = names or self.namespace_names()
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))

@@ -169,7 +169,8 @@ def read_routes(ipr, names: dict[int, str]) -> list[str]:
     return [format_route(m, names) for m in msgs if m.get("RTA_TABLE", m["table"]) == 254]
 
 
-_NUD = {1: "INCOMPLETE", 2: "REACHABLE", 4: "STALE", 8: "DELAY", 16: "PROBE", 32: "FAILED", 64: "NOARP", 128: "PERMANENT"}
+_NUD = {1: "INCOMPLETE", 2: "REACHABLE", 4: "STALE", 8: "DELAY", 16: "PROBE", 32: "FAILED", 64: "NOARP",
+        128: "PERMANENT"}
 
 
 def read_neighbours(ipr, names: dict[int, str]) -> list[str]:
@@ -248,3 +249,21 @@ def is_ipv4(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def to_json(snapshot: Snapshot) -> dict:
+    from dataclasses import asdict
+
+    return {name: asdict(state) for name, state in snapshot.namespaces.items()}
+
+
+def from_json(data: dict) -> Snapshot:
+    states = {}
+    for name, raw in data.items():
+        raw = dict(raw)
+        raw["links"] = tuple(Link(**link) for link in raw["links"])
+        for key in ("addresses", "routes", "rules", "neighbours", "fdb", "conntrack"):
+            raw[key] = tuple(raw[key])
+        raw["sysctls"] = tuple(tuple(kv) for kv in raw["sysctls"])
+        states[name] = NamespaceState(**raw)
+    return Snapshot(states)

@@ -1,0 +1,5 @@
+import sys
+
+from netstep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,295 @@
+"""The command line: `python -m netstep [--lab NAME] COMMAND ...`.
+
+A front end: it parses arguments, asks the engine, and prints what comes back. Errors a
+person can fix (NetstepError) are caught once, here, and printed as one paragraph with a
+non-zero exit; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.markdown import Markdown
+
+from netstep.errors import NetstepError
+
+TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
+         "ip": "iproute2"}
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so that a step in progress is undone."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m netstep", description="Container networking, step by step.")
+    parser.add_argument("--lab", default="default", help="which lab to use (default: default)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("list", help="list the lessons")
+    run = sub.add_parser("run", help="run a lesson (or `all`), step by step")
+    run.add_argument("lesson")
+    run.add_argument("--yes", action="store_true", help="do not pause before each step")
+    run.add_argument("--json", action="store_true", help="print each check as a JSON line")
+    sub.add_parser("next", help="apply the next step")
+    sub.add_parser("back", help="roll back the last step")
+    check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
+    check.add_argument("lesson", nargs="?")
+    check.add_argument("--json", action="store_true")
+    inspect = sub.add_parser("inspect", help="show a namespace's devices, routes, rules, ...")
+    inspect.add_argument("namespace", nargs="?", default="host")
+    inspect.add_argument("--all", action="store_true", help="every namespace of the lab")
+    inspect.add_argument("--json", action="store_true")
+    sub.add_parser("diff", help="what changed since the last step")
+    rollback = sub.add_parser("rollback", help="roll back the current lesson (--all: everything)")
+    rollback.add_argument("--all", action="store_true")
+    sub.add_parser("reset", help="remove the lab entirely")
+    shell = sub.add_parser("shell", help="a root shell on the lab host (or in a namespace)")
+    shell.add_argument("namespace", nargs="?", default="host")
+    sub.add_parser("doctor", help="check that this machine can run the course")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except NetstepError as exc:
+        err.print(f"[bold red]netstep:[/] {exc}", soft_wrap=True)
+        return 1
+    except (KeyboardInterrupt, Terminated):
+        err.print("netstep: interrupted; the step in progress was undone, the lab is consistent.")
+        return 130
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def require_root_and_tools(*tools: str) -> None:
+    if os.geteuid() != 0:
+        raise NetstepError(
+            "netstep needs root: it creates network namespaces and changes their devices, routes and "
+            "rules. Run it as root, for example `sudo .venv/bin/python -m netstep ...`."
+        )
+    missing = [t for t in tools or ("nsenter", "iptables", "iptables-save", "conntrack") if not shutil.which(t)]
+    if missing:
+        packages = sorted({TOOLS[t] for t in missing})
+        raise NetstepError(
+            f"netstep needs {', '.join(missing)}, which is not installed. On Debian or Ubuntu: "
+            f"`apt-get install {' '.join(packages)}`."
+        )
+
+
+def _engine(args):
+    from netstep.engine import Engine
+    from netstep.lab import Lab, validate_lab_name
+
+    validate_lab_name(args.lab)
+    require_root_and_tools()
+    lab = Lab(args.lab)
+    lab.lock()
+    try:
+        return Engine(lab)
+    except BaseException:
+        lab.close()
+        raise
+
+
+def cmd_list(args, out: Console, err: Console) -> int:
+    from netstep.lessons import Course
+
+    out.print(Course.load())
+    return 0
+
+
+def _print_checks(results: Iterable, args, out: Console, lesson: str = "", step: str = "") -> None:
+    for result in results:
+        if args.json:
+            print(json.dumps(result.as_json(lesson, step)), flush=True)
+        else:
+            out.print(result)
+
+
+def cmd_run(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        course = engine.course
+        if args.lesson == "all":
+            lessons = course.lessons
+            start = 0
+        else:
+            lessons = [course.find(args.lesson)]
+            start = course.start_of(lessons[0])
+        say = err if args.json else out
+        if engine.position != start:
+            say.print(f"[dim]Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}...[/]")
+            for _ in engine.goto(start):
+                pass
+        ok = True
+        for lesson in lessons:
+            if not args.json:
+                out.rule(f"[bold]{lesson.title}")
+                out.print(lesson)
+            for step in lesson.steps:
+                if not args.yes and not _confirm(step, out):
+                    return 0 if ok else 1
+                if args.yes and not args.json and step.prose:
+                    out.print(Markdown(step.prose))
+                result = engine.apply_next()
+                ok = ok and result.ok
+                if args.json:
+                    _print_checks(result.checks, args, out, lesson.name, step.ref)
+                else:
+                    out.print(result)
+                    out.print()
+        if not args.json:
+            out.print("[bold green]Every check came out as expected.[/]" if ok
+                      else "[bold red]Some checks did not come out as expected.[/]")
+        return 0 if ok else 1
+    finally:
+        engine.lab.close()
+
+
+def _confirm(step, out: Console) -> bool:
+    out.print(step)
+    if not sys.stdin.isatty():
+        return True
+    answer = input("Press Enter to apply this step, or q to stop: ")
+    return answer.strip().lower() not in ("q", "quit")
+
+
+def cmd_next(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        result = engine.apply_next()
+        out.print(result)
+        return 0 if result.ok else 1
+    finally:
+        engine.lab.close()
+
+
+def cmd_back(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        out.print(engine.undo_last())
+        return 0
+    finally:
+        engine.lab.close()
+
+
+def cmd_check(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        if args.lesson:
+            lesson = engine.course.find(args.lesson)
+            checks, label, step = engine.final_checks(lesson), lesson.name, ""
+        else:
+            current = engine.current_step()
+            if current is None:
+                raise NetstepError("No step is applied yet: name a lesson, as in `check lesson2`.")
+            checks, label, step = current.checks, current.lesson.name, current.ref
+        results = engine.run_checks(checks)
+        _print_checks(results, args, out, label, step)
+        return 0 if all(r.ok for r in results) else 1
+    finally:
+        engine.lab.close()
+
+
+def cmd_inspect(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        names = engine.lab.namespace_names() if args.all else [args.namespace]
+        for name in names:
+            engine.lab.require(name)
+        snap = engine.snapshot(names)
+        if args.json:
+            from netstep.snapshot import to_json
+
+            print(json.dumps(to_json(snap), indent=1))
+        else:
+            out.print(snap)
+        return 0
+    finally:
+        engine.lab.close()
+
+
+def cmd_diff(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        out.print(engine.changes_since_last_step())
+        return 0
+    finally:
+        engine.lab.close()
+
+
+def cmd_rollback(args, out: Console, err: Console) -> int:
+    engine = _engine(args)
+    try:
+        moves = engine.rollback_all() if args.all else engine.rollback_lesson()
+        for result in moves:
+            out.print(f"[dim]rolled back[/] {result.step.ref} {result.step.title}")
+        where = engine.current_step()
+        out.print("The lab is now at the start of the course." if where is None
+                  else f"The lab is now after step {where.ref}: {where.title}.")
+        return 0
+    finally:
+        engine.lab.close()
+
+
+def cmd_reset(args, out: Console, err: Console) -> int:
+    from netstep.lab import Lab, validate_lab_name
+
+    validate_lab_name(args.lab)
+    require_root_and_tools("nsenter")
+    lab = Lab(args.lab)
+    lab.lock(build=False)
+    lab.destroy()
+    lab.close()
+    out.print(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
+    return 0
+
+
+def cmd_shell(args, out: Console, err: Console) -> int:
+    from netstep.shell import shell_argv
+
+    engine = _engine(args)
+    try:
+        argv = shell_argv(engine.lab, args.namespace)
+    finally:
+        engine.lab.close()
+    out.print(f"[dim]A root shell in {args.namespace} of lab '{args.lab}'. `ip netns list` shows the lab's "
+              "containers. Type exit to leave; then `python -m netstep diff` shows what you changed.[/]")
+    out.file.flush()
+    os.execvp(argv[0], argv)
+    return 0
+
+
+def cmd_doctor(args, out: Console, err: Console) -> int:
+    from netstep.doctor import diagnose
+
+    problems = 0
+    for ok, message in diagnose():
+        out.print(("[green]✔[/] " if ok else "[red]✘[/] ") + message, soft_wrap=True)
+        problems += not ok
+    return 1 if problems else 0
+
+
+COMMANDS = {
+    "list": cmd_list, "run": cmd_run, "next": cmd_next, "back": cmd_back, "check": cmd_check,
+    "inspect": cmd_inspect, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
+    "shell": cmd_shell, "doctor": cmd_doctor,
+}
