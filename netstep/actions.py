@@ -80,6 +80,7 @@ class DeleteLink(Action):
 class SetLinkUp(Action):
     name: str = ""
     up: bool = True
+    drop: tuple[str, ...] = ()  # on the way down, addresses the way up added (lo's 127.0.0.1/8)
 
     def command(self) -> str:
         return f"ip link set {self.name} {'up' if self.up else 'down'}"

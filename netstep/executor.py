@@ -9,6 +9,7 @@ their undo rebuilds it, routes in the kernel's order included.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import socket
@@ -144,12 +145,24 @@ def _(action: DeleteLink, lab) -> Action:
     return Restore(action.ns, image=image)
 
 
+def _addresses(lab, ns: str, index: int) -> list[str]:
+    return [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+            for a in lab.ipr(ns).addr("dump", family=socket.AF_INET) if a["index"] == index]
+
+
 @_apply.register
 def _(action: SetLinkUp, lab) -> Action:
     msg = _link_msg(lab, action.ns, action.name)
-    was_up = bool(msg["flags"] & 1)
-    lab.ipr(action.ns).link("set", index=msg["index"], state="up" if action.up else "down")
-    return SetLinkUp(action.ns, name=action.name, up=was_up)
+    was_up, index = bool(msg["flags"] & 1), msg["index"]
+    before = _addresses(lab, action.ns, index)
+    ipr = lab.ipr(action.ns)
+    ipr.link("set", index=index, state="up" if action.up else "down")
+    for cidr in action.drop:
+        ip, prefix = cidr.split("/")
+        ipr.addr("del", index=index, address=ip, prefixlen=int(prefix))
+    # Bringing lo up gives it 127.0.0.1/8, and bringing it down keeps the address.
+    added = tuple(a for a in _addresses(lab, action.ns, index) if a not in before)
+    return SetLinkUp(action.ns, name=action.name, up=was_up, drop=added)
 
 
 @_apply.register
@@ -365,16 +378,19 @@ def capture(lab, wanted: dict[str, list[str]]) -> dict:
     """Read the links named in `wanted` (ns -> names) and everything that hangs off them."""
     image: dict = {"links": [], "routes": {}}
     devices: dict[str, set[str]] = {}
+    prefixes: dict[str, set[str]] = {}  # connected prefixes: re-adding an address brings their route back
     for ns, names in wanted.items():
         for name in names:
             entry = _link_image(lab, ns, name)
             image["links"].append(entry)
-            devices.setdefault(ns, set()).add(name)
-            if entry.get("peer"):
-                devices.setdefault(entry["peer"]["ns"], set()).add(entry["peer"]["name"])
+            for end in (entry, entry.get("peer")):
+                if end:
+                    devices.setdefault(end["ns"], set()).add(end["name"])
+                    prefixes.setdefault(end["ns"], set()).update(
+                        str(ipaddress.IPv4Interface(a).network) for a in end["addresses"])
     for ns, devs in devices.items():
         routes = read_routes(lab, ns)
-        dsts = {r["dst"] for r in routes if r["dev"] in devs}
+        dsts = {r["dst"] for r in routes if r["dev"] in devs} | prefixes.get(ns, set())
         image["routes"][ns] = _routes_by_dst(lab, ns, dsts)
     return image
 
@@ -382,8 +398,7 @@ def capture(lab, wanted: dict[str, list[str]]) -> dict:
 def _end_image(lab, ns: str, name: str) -> dict:
     msg = _link_msg(lab, ns, name)
     names = _names(lab, ns)
-    addrs = [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
-             for a in lab.ipr(ns).addr("dump", family=socket.AF_INET) if a["index"] == msg["index"]]
+    addrs = _addresses(lab, ns, msg["index"])
     return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
             "master": names.get(msg.get("IFLA_MASTER"), "") if msg.get("IFLA_MASTER") else "",
             "addresses": addrs}

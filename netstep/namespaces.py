@@ -74,9 +74,7 @@ def iproute(path: str | None) -> IPRoute:
     if path is None:
         return IPRoute()
     sock = socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-    ipr = IPRoute(fileno=sock.fileno())
-    ipr._netstep_sock = sock  # keep the file descriptor alive with the handle
-    return ipr
+    return IPRoute(fileno=sock.detach())  # the handle owns (and closes) the descriptor
 
 
 def create(path: str) -> None:

@@ -67,7 +67,11 @@ class NamespaceState(RenderMixin):
         return getattr(self, name)
 
     def config(self) -> tuple:
-        return tuple(self.part(p) for p in CONFIG_PARTS)
+        """The configuration, compared for exactness. Routes and rules keep their order
+        (the first match wins); links and addresses do not (they are listed by ifindex,
+        which a rebuilt link does not keep)."""
+        return tuple(tuple(sorted(self.part(p))) if p in ("links", "addresses") else self.part(p)
+                     for p in CONFIG_PARTS)
 
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)

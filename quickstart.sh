@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# netstep's quick start, for a fresh Debian or Ubuntu machine, as root.
+#
+#   ./quickstart.sh course   install everything, then run the whole course step by step
+#   ./quickstart.sh test     install everything, then run the test suite
+#
+# It installs the Debian packages netstep uses (only those missing), makes a virtual
+# environment in .venv and installs netstep into it. Running it again changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+what="${1:-}"
+case "$what" in
+  course|test) ;;
+  *) echo "usage: ./quickstart.sh course|test" >&2; exit 2 ;;
+esac
+if [ "$(id -u)" != 0 ]; then
+  echo "netstep creates network namespaces and needs root: run sudo ./quickstart.sh $what" >&2
+  exit 1
+fi
+
+# Debian packages: iproute2 (ip), iptables, iputils-ping, conntrack, util-linux (nsenter,
+# unshare, findmnt), and a Python with venv.
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v python3 >/dev/null || need+=(python3)
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  need+=(python3-venv)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "Installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+if [ "$what" = course ]; then
+  exec .venv/bin/python -m netstep run all
+fi
+exec .venv/bin/python -m pytest -q
