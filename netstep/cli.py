@@ -264,18 +264,15 @@ def cmd_reset(args, out: Console, err: Console) -> int:
 
 
 def cmd_shell(args, out: Console, err: Console) -> int:
-    from netstep.shell import shell_argv
+    from netstep.shell import open_shell
 
     engine = _engine(args)
-    try:
-        argv = shell_argv(engine.lab, args.namespace)
-    finally:
-        engine.lab.close()
+    engine.lab.close()  # the lock is not held while the student works by hand
+    engine.lab.require(args.namespace)
     out.print(f"[dim]A root shell in {args.namespace} of lab '{args.lab}'. `ip netns list` shows the lab's "
               "containers. Type exit to leave; then `python -m netstep diff` shows what you changed.[/]")
     out.file.flush()
-    os.execvp(argv[0], argv)
-    return 0
+    return open_shell(engine.lab, args.namespace)
 
 
 def cmd_doctor(args, out: Console, err: Console) -> int:

@@ -9,27 +9,39 @@ propagates back), while the machine's own /run/netns and network stack stay unto
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from contextlib import suppress
 
 from netstep.errors import NetstepError
 
 # Runs inside `unshare --mount --propagation unchanged`: make the mount that holds
 # /run/netns private (so nothing below propagates to the machine), then put the lab's
 # shared container folder there and enter the namespace.
+# No umount on the way out: an unmount would propagate into the lab's folder and unpin
+# its namespaces, while the mount namespace dying with the shell propagates nothing.
 SCRIPT = r"""
 set -e
 dir="$1"; netns="$2"; label="$3"
-created=
-if [ ! -d /run/netns ]; then mkdir -p /run/netns; created=1; fi
 mount --make-private "$(findmnt -n -o TARGET --target /run/netns)"
-mount --bind "$dir" /run/netns
-set +e
-PS1="[$label]# " nsenter --net="$netns" -- bash --norc --noprofile -i
-rc=$?
-umount /run/netns
-if [ -n "$created" ]; then rmdir /run/netns 2>/dev/null; fi
-exit $rc
+mount --rbind "$dir" /run/netns
+PS1="[$label]# " exec nsenter --net="$netns" -- bash --norc --noprofile -i
 """
+
+
+def open_shell(lab, namespace: str) -> int:
+    """Run the student's shell until it exits; return its exit status."""
+    argv = shell_argv(lab, namespace)
+    created = not os.path.isdir("/run/netns")
+    if created:
+        os.makedirs("/run/netns")  # where `ip netns` looks; removed again below if we made it
+    try:
+        return subprocess.run(argv, check=False).returncode
+    finally:
+        if created:
+            with suppress(OSError):
+                os.rmdir("/run/netns")
 
 
 def shell_argv(lab, namespace: str) -> list[str]:

@@ -1,0 +1,117 @@
+"""Helpers shared by the tests: unique lab names, skips, lesson files and lab inspection.
+
+Every lab a test makes is named `t<pid>...`, so the session guard in conftest.py can tell
+this session's labs from anybody else's and prove that none is left behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LESSONS = REPO / "lessons"
+LABS_ROOT = "/run/netstep/labs"
+PREFIX = f"t{os.getpid()}"
+TOOLS = ("ip", "iptables", "nsenter", "conntrack")
+
+_counter = itertools.count()
+
+
+def unique_name(tag: str = "x") -> str:
+    """A lab name of this session, unique within it: t<pid><tag><n>."""
+    return f"{PREFIX}{tag}{next(_counter)}"
+
+
+def _why_not_root() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: labs are network namespaces made with unshare and mount"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"needs the tools {', '.join(missing)} (Debian: iproute2, iptables, util-linux, conntrack)"
+    return None
+
+
+ROOT_REASON = _why_not_root()
+needs_root = pytest.mark.skipif(ROOT_REASON is not None, reason=ROOT_REASON or "")
+
+
+def write_lesson(folder: Path, filename: str, text: str) -> Path:
+    """Write a lesson file (the text is dedented) and return its path."""
+    path = Path(folder) / filename
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def lesson_markdown(title: str, steps: list[tuple[str, list[str], list[str]]]) -> str:
+    """Markdown for a lesson: each step is (title, console lines, check lines)."""
+    fence = "```"
+    out = [f"# {title}", "", "Introduction.", ""]
+    for step_title, commands, checks in steps:
+        out += [f"## {step_title}", "", "Why this step exists.", ""]
+        if commands:
+            out += [f"{fence}console", *commands, fence, ""]
+        if checks:
+            out += [f"{fence}check", *checks, fence, ""]
+    return "\n".join(out) + "\n"
+
+
+def real_lesson_files() -> list[Path]:
+    if not LESSONS.is_dir():
+        return []
+    return sorted(p for p in LESSONS.glob("[0-9][0-9]-*.md"))
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points in /proc/mounts at or below `path`."""
+    prefix = path.rstrip("/")
+    found = []
+    with open("/proc/mounts") as f:
+        for line in f:
+            point = line.split()[1].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return found
+
+
+def httpd_pids(marker: str) -> list[int]:
+    """Live processes running netstep.httpd whose command line mentions `marker` (a lab folder)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        joined = b" ".join(argv)
+        if b"netstep.httpd" in joined and marker.encode() in joined:
+            pids.append(int(entry))
+    return pids
+
+
+def sysctl_keys(course) -> tuple[str, ...]:
+    """The sysctl keys a course changes, so that snapshots compare them too."""
+    return tuple(dict.fromkeys(a.key for s in course.steps for a in s.actions if type(a).__name__ == "Sysctl"))
+
+
+def config_diff(before, after) -> list[str]:
+    """A readable account of how two snapshots' configurations differ (for failure messages)."""
+    lines = []
+    names = list(dict.fromkeys([*before.namespaces, *after.namespaces]))
+    for ns in names:
+        a = before.namespaces.get(ns)
+        b = after.namespaces.get(ns)
+        if a is None or b is None:
+            lines.append(f"namespace {ns}: {'added' if a is None else 'removed'}")
+            continue
+        for part in ("links", "addresses", "routes", "rules", "sysctls"):
+            if a.part(part) != b.part(part):
+                lines.append(f"{ns} {part}:\n    before {list(a.part(part))}\n    after  {list(b.part(part))}")
+    return lines
