@@ -94,7 +94,7 @@ def require_root_and_tools(*tools: str) -> None:
         )
 
 
-def _engine(args):
+def _engine(args, course=None):
     from netstep.engine import Engine
     from netstep.lab import Lab, validate_lab_name
 
@@ -103,7 +103,7 @@ def _engine(args):
     lab = Lab(args.lab)
     lab.lock()
     try:
-        return Engine(lab)
+        return Engine(lab, course)
     except BaseException:
         lab.close()
         raise
@@ -125,15 +125,13 @@ def _print_checks(results: Iterable, args, out: Console, lesson: str = "", step:
 
 
 def cmd_run(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
+    from netstep.lessons import Course
+
+    course = Course.load()
+    lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
+    start = course.start_of(lessons[0])
+    engine = _engine(args, course)
     try:
-        course = engine.course
-        if args.lesson == "all":
-            lessons = course.lessons
-            start = 0
-        else:
-            lessons = [course.find(args.lesson)]
-            start = course.start_of(lessons[0])
         say = err if args.json else out
         if engine.position != start:
             say.print(f"[dim]Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}...[/]")
