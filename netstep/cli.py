@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="a root shell on the lab host (or in a namespace)")
     shell.add_argument("namespace", nargs="?", default="host")
     sub.add_parser("doctor", help="check that this machine can run the course")
+    books = sub.add_parser("notebooks", help="write the Jupyter notebooks generated from the lessons")
+    books.add_argument("--out", default="notebooks", help="folder to write to (default: notebooks)")
     return parser
 
 
@@ -283,8 +285,19 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
     return 1 if problems else 0
 
 
+def cmd_notebooks(args, out: Console, err: Console) -> int:
+    from pathlib import Path
+
+    from netstep.lessons import Course
+    from netstep.notebooks import write_all
+
+    for path in write_all(Course.load(), Path(args.out)):
+        out.print(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list, "run": cmd_run, "next": cmd_next, "back": cmd_back, "check": cmd_check,
     "inspect": cmd_inspect, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
-    "shell": cmd_shell, "doctor": cmd_doctor,
+    "shell": cmd_shell, "doctor": cmd_doctor, "notebooks": cmd_notebooks,
 }

@@ -24,7 +24,7 @@ from netstep.checks import Check, CheckResult
 from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
 from netstep.lab import Lab
-from netstep.lessons import Course, Lesson, Step
+from netstep.lessons import Command, Course, Lesson, Step, parse_lines
 from netstep.render import RenderMixin
 from netstep.snapshot import Snapshot, from_json, to_json
 
@@ -46,20 +46,31 @@ class StepResult(RenderMixin):
         return all(result.ok for result in self.checks)
 
 
+@dataclass
+class OwnResult(RenderMixin):
+    """What a student's own commands did."""
+
+    commands: list[Command]
+    diff: Diff
+    elapsed: float = 0.0
+
+
 class Journal:
     """The applied steps, kept in the lab folder and rewritten atomically on each change."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.steps: list[dict] = []
+        self.own: list[dict] = []  # commands a student ran by hand through the engine
         if os.path.exists(path):
             with open(path) as f:
-                self.steps = json.load(f)["steps"]
+                data = json.load(f)
+            self.steps, self.own = data["steps"], data.get("own", [])
 
     def save(self) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"steps": self.steps}, f)
+            json.dump({"steps": self.steps, "own": self.own}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -205,6 +216,45 @@ class Engine:
 
     def rollback_all(self) -> list[StepResult]:
         return list(self.goto(0))
+
+    # -- the student's own commands ---------------------------------------------------------
+
+    def run_own(self, text: str, where: str = "host") -> OwnResult:
+        """Apply commands a student typed (`host# ip link ...` lines, or bare commands run in
+        `where`), outside the course: they are journaled and `undo_own` takes them back."""
+        commands = parse_lines(text, where)
+        started = time.monotonic()
+        before = self._snapshot()
+        done: list[Command] = []
+        try:
+            for command in commands:
+                entry = {"do": command.action.to_dict(), "undo": None, "text": command.text, "where": command.where}
+                self.journal.own.append(entry)
+                self.journal.save()
+                try:
+                    entry["undo"] = executor.apply(self.lab, command.action).to_dict()
+                except BaseException:
+                    self.journal.own.pop()
+                    raise
+                self.journal.save()
+                done.append(command)
+        finally:
+            after = self._snapshot()
+            self._remember(after)
+        return OwnResult(done, diff(before, after, title="your commands"), time.monotonic() - started)
+
+    def undo_own(self) -> Diff:
+        """Take back every command run with `run_own`, newest first."""
+        before = self._snapshot()
+        while self.journal.own:
+            entry = self.journal.own[-1]
+            if entry["undo"] is not None:
+                executor.apply(self.lab, Action.from_dict(entry["undo"]))
+            self.journal.own.pop()
+            self.journal.save()
+        after = self._snapshot()
+        self._remember(after)
+        return diff(before, after, title="your commands, undone")
 
     # -- looking ---------------------------------------------------------------------------------
 

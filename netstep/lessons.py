@@ -24,7 +24,7 @@ FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
 CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?\s*$")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
-EXECUTABLE = ("console", "check", "show")
+EXECUTABLE = ("console", "check", "show", "notes")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Step(RenderMixin):
     commands: list[Command] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     shows: list[Show] = field(default_factory=list)
+    notes: str = ""  # presenter notes: what to say, the question students usually ask
     line: int = 0
     lesson: Lesson | None = field(default=None, repr=False)
     index: int = 0  # within the lesson
@@ -164,6 +165,9 @@ class _Parser:
         if not self.steps:
             raise self.error(first - 1, f"a {lang} block must be inside a step (after a '## ' heading)")
         step = self.steps[-1]
+        if lang == "notes":
+            step.notes = "\n".join([step.notes, *body]).strip()
+            return
         for offset, raw in enumerate(body):
             n, line = first + offset, raw.strip()
             if not line or (lang != "console" and line.startswith("#")):
@@ -220,6 +224,28 @@ class _Parser:
         if words[0] not in (*PARTS, "all") or len(words) < 2:
             raise self.error(n, f"a show line is 'WHAT NAMESPACE...', WHAT one of {', '.join(PARTS)} or all")
         return Show(words[0], tuple(words[1:]))
+
+
+def parse_lines(text: str, where: str = "host") -> list[Command]:
+    """Commands typed by hand: `netns0# ip ...` lines, or bare commands run in `where`.
+
+    Raises NetstepError naming the line that is wrong; nothing runs unless all parse.
+    """
+    commands = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = PROMPT_RE.match(line)
+        place, command = (match.group(1), match.group(2).strip()) if match else (where, line)
+        try:
+            action = parse(command, place)
+        except ValueError as exc:
+            raise NetstepError(f"line {n}: {exc}: {line!r}") from None
+        commands.append(Command(place, command, action, n))
+    if not commands:
+        raise NetstepError("There is no command to run.")
+    return commands
 
 
 # -- the course ------------------------------------------------------------------------------

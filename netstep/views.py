@@ -17,7 +17,7 @@ from rich.text import Text
 
 from netstep.checks import REASON_TEXT, Check, CheckResult
 from netstep.diff import Diff
-from netstep.engine import StepResult
+from netstep.engine import OwnResult, StepResult
 from netstep.lessons import Course, Lesson, Step
 from netstep.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
 
@@ -186,3 +186,27 @@ def _(course: Course) -> RenderableType:
         title = lesson.title.split(":", 1)[-1].strip()
         table.add_row(str(lesson.number), lesson.slug, title, str(len(lesson.steps)))
     return table
+
+
+@renderable.register
+def _(result: OwnResult) -> RenderableType:
+    code = "\n".join(f"{c.where}# {c.text}" for c in result.commands)
+    return Group(
+        Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True),
+        Panel(renderable(result.diff), title="What changed", title_align="left", expand=False),
+    )
+
+
+def _tutor_renderers() -> None:
+    from netstep.tutor import CheckReport, Notice
+
+    @renderable.register(CheckReport)
+    def _(report: CheckReport) -> RenderableType:
+        return Group(Text(report.title, style="bold"), *(renderable(r) for r in report.results))
+
+    @renderable.register(Notice)
+    def _(notice: Notice) -> RenderableType:
+        return Text(notice.text)
+
+
+_tutor_renderers()

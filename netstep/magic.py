@@ -1,0 +1,42 @@
+"""`%%netstep`: type the article's commands in a notebook cell.
+
+    %load_ext netstep
+    %%netstep
+    host# ip link add veth9 type veth peer name ceth9
+    netns0# ip route add default via 172.18.0.1
+
+Lines run through the current Tutor's lab (`host#` by default), journaled so that
+`t.undo_mine()` takes them back; the cell shows what changed. A NetstepError shows as a
+short message, not a traceback.
+"""
+
+from __future__ import annotations
+
+from netstep.errors import NetstepError
+
+
+def netstep_magic(line: str, cell: str):
+    from IPython.display import display
+
+    from netstep.tutor import current
+
+    try:
+        return current().run(cell, where=line.strip() or "host")
+    except NetstepError as exc:
+        display(_Message(str(exc)))
+        return None
+
+
+class _Message:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_markdown_(self) -> str:
+        return f"**netstep:** {self.text}"
+
+    def __repr__(self) -> str:
+        return f"netstep: {self.text}"
+
+
+def register(ipython) -> None:
+    ipython.register_magic_function(netstep_magic, magic_kind="cell", magic_name="netstep")

@@ -1,0 +1,127 @@
+"""Notebooks generated from the lessons, so the course has one source.
+
+`python -m netstep notebooks` writes notebooks/00-start-here.ipynb and one notebook a
+lesson. A lesson notebook is the lesson's prose with a code cell per step (apply it: see
+its diff, its checks and what it shows), a cell for the student's own commands and a
+clean-up cell. Generation is deterministic, so a test can tell when the committed
+notebooks have fallen behind the lessons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from netstep.lessons import Course, Lesson
+
+KERNEL = {"display_name": "Python 3 (netstep)", "language": "python", "name": "python3"}
+
+OPENING = """# netstep: container networking, step by step
+
+These notebooks take you through the seven lessons of the course on a real Linux kernel.
+Each lesson notebook follows its lesson file in `lessons/`: read a step, run the cell
+under it, and look at what the step did.
+
+- **The lab.** Everything happens in a sandbox of network namespaces that netstep creates
+  and owns: a lab host (the article's "root namespace", with `eth0` 10.0.2.15), an upstream
+  router with an "internet host" at 203.0.113.8, and the containers the lessons make
+  (`netns0`, `netns1`). The machine's own network is never touched.
+- **A step** is applied with `t.step()`. Its output shows the commands, what changed in
+  every namespace (`+` added, `-` removed, `~` changed), and its checks: real pings and
+  HTTP requests with the outcome expected, the outcome seen, and the reason the kernel gave.
+- **Going back.** `t.back()` rolls the last step back exactly; `t.rollback()` undoes the
+  current lesson.
+- **By hand.** In a `%%netstep` cell, type the article's commands with a prompt saying
+  where they run (`host# ...`, `netns0# ...`); `t.diff()` shows what changed since the last
+  step, `t.check("veth")` tests your work against a lesson's checks, and `t.undo_mine()`
+  takes your commands back.
+- **Looking around.** `t.inspect("netns0")` shows a namespace's devices, addresses,
+  routes, neighbours, iptables rules and sysctls.
+
+Each lesson notebook starts by bringing the lab to the state its lesson starts from, so
+you can open any of them first. Its last cell removes the lab.
+
+The kernel of these notebooks must run as root, since creating namespaces needs it: the
+VM built by the repository's `Vagrantfile` sets that up.
+"""
+
+
+def _setup(lesson_ref: str) -> str:
+    return "\n".join([
+        "%load_ext netstep",
+        "from netstep.tutor import Tutor",
+        "",
+        "t = Tutor()",
+        f't.start("{lesson_ref}")',
+    ])
+
+
+def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
+    cells = [new_markdown_cell(f"# {lesson.title}\n\n{lesson.intro}".strip())]
+    cells.append(new_markdown_cell(
+        "Run the next cell first: it opens the lab and brings it to the state this lesson "
+        "starts from (applying the earlier lessons' steps silently if needed)."))
+    cells.append(new_code_cell(_setup(lesson.slug)))
+    for step in lesson.steps:
+        text = f"## {step.title}\n\n{step.prose}".strip()
+        if step.commands:
+            commands = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
+            text += f"\n\nThe step runs:\n\n```console\n{commands}\n```"
+        cells.append(new_markdown_cell(text))
+        cells.append(new_code_cell("t.step()"))
+    cells.append(new_markdown_cell(
+        "## Your turn\n\nLook at any namespace as it stands now, then try a command of your own. "
+        "The `%%netstep` cell below adds a bridge named `scratch0` on the lab host; edit it as you "
+        "like (the lines follow the lesson files' grammar). `t.undo_mine()` takes your commands "
+        "back."))
+    cells.append(new_code_cell('t.inspect("host")'))
+    cells.append(new_code_cell("%%netstep\nhost# ip link add scratch0 type bridge\nhost# ip link set scratch0 up"))
+    cells.append(new_code_cell("t.undo_mine()"))
+    cells.append(new_markdown_cell(
+        "## Clean up\n\nThis removes the lab: its namespaces, servers and files. The next notebook "
+        "builds a fresh one."))
+    cells.append(new_code_cell("t.reset()"))
+    return _notebook(cells)
+
+
+def opening_notebook(course: Course) -> nbformat.NotebookNode:
+    listing = "\n".join(f"{le.number}. `{Path(le.path).stem}.ipynb`: {le.title.split(':', 1)[-1].strip()}"
+                        for le in course.lessons)
+    cells = [
+        new_markdown_cell(OPENING),
+        new_markdown_cell(f"## The lessons\n\n{listing}"),
+        new_markdown_cell("Check that this kernel can run the course: the cell below opens a lab, lists "
+                          "the course, and removes the lab again."),
+        new_code_cell("from netstep.tutor import Tutor\n\nt = Tutor()\nt.engine.course"),
+        new_code_cell("t.reset()"),
+    ]
+    return _notebook(cells)
+
+
+def _notebook(cells: list) -> nbformat.NotebookNode:
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i:02d}"
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = KERNEL
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def render_all(course: Course) -> dict[str, str]:
+    """File name -> notebook JSON, for the whole course."""
+    books = {"00-start-here.ipynb": opening_notebook(course)}
+    for lesson in course.lessons:
+        books[f"{Path(lesson.path).stem}.ipynb"] = lesson_notebook(lesson)
+    return {name: nbformat.writes(nb) + "\n" for name, nb in books.items()}
+
+
+def write_all(course: Course, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_all(course).items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,155 @@
+"""The Python face of netstep, for notebooks and the REPL.
+
+    from netstep.tutor import Tutor
+    t = Tutor()              # the lab named by $NETSTEP_LAB, or "notebook"
+    t.start("veth")          # bring the lab to the lesson's start, show its introduction
+    t.step()                 # apply the next step: its diff, checks and views
+    t.run("host# ip link add veth9 type veth peer name ceth9")   # your own commands
+    t.diff(); t.inspect("netns0"); t.check(); t.back(); t.reset()
+
+Every method returns an object that renders itself (HTML in Jupyter, rich text in a
+terminal). A Tutor holds the lab's lock until `close()` or `reset()`.
+
+pyroute2's synchronous API refuses to run inside a running event loop, which is where a
+Jupyter cell runs; so a Tutor does its work on one worker thread of its own. That thread
+never switches namespaces (the engine does that in short-lived threads of its own).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from netstep.checks import CheckResult
+from netstep.diff import Diff
+from netstep.engine import Engine, OwnResult, StepResult
+from netstep.errors import NetstepError
+from netstep.lab import Lab
+from netstep.lessons import Course, Lesson
+from netstep.render import RenderMixin
+from netstep.snapshot import Snapshot
+
+T = TypeVar("T")
+
+
+@dataclass
+class CheckReport(RenderMixin):
+    """The results of a set of checks, with a title."""
+
+    title: str
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+@dataclass
+class Notice(RenderMixin):
+    """A short message for the student (a lesson reached, a lab removed)."""
+
+    text: str
+
+
+_current: Tutor | None = None
+
+
+def current() -> Tutor:
+    """The Tutor made last in this process (the one a `%%netstep` cell talks to)."""
+    if _current is None:
+        raise NetstepError("No lab is open: run `t = Tutor()` first.")
+    return _current
+
+
+class Tutor:
+    """A course on one lab, driven from Python."""
+
+    def __init__(self, lab: str | None = None, *, course: Course | None = None) -> None:
+        global _current
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netstep")
+        self.lab = Lab(lab or os.environ.get("NETSTEP_LAB", "notebook"))
+        self._call(self.lab.lock)
+        try:
+            self.engine = self._call(Engine, self.lab, course)
+        except BaseException:
+            self._call(self.lab.close)
+            self._worker.shutdown()
+            raise
+        _current = self
+
+    def _call(self, fn: Callable[..., T], *args: object) -> T:
+        return self._worker.submit(fn, *args).result()
+
+    def __enter__(self) -> Tutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the course -------------------------------------------------------------------
+
+    def start(self, lesson: str | int) -> Lesson:
+        """Bring the lab to the state `lesson` starts from; returns the lesson to read."""
+        found = self.engine.course.find(str(lesson))
+        self._call(self.engine.start_lesson, found)
+        return found
+
+    def step(self) -> StepResult:
+        """Apply the next step of the course."""
+        return self._call(self.engine.apply_next)
+
+    def back(self) -> StepResult:
+        """Roll back the last step applied."""
+        return self._call(self.engine.undo_last)
+
+    def check(self, lesson: str | int | None = None) -> CheckReport:
+        """Run the current step's checks again, or a lesson's final checks, on the lab as it is."""
+        if lesson is None:
+            current = self.engine.current_step()
+            if current is None:
+                raise NetstepError("No step is applied yet: name a lesson, as in t.check('veth').")
+            return CheckReport(f"Checks of step {current.ref}", self._call(self.engine.run_checks, current.checks))
+        found = self.engine.course.find(str(lesson))
+        checks = self.engine.final_checks(found)
+        return CheckReport(f"Checks of {found.name}", self._call(self.engine.run_checks, checks))
+
+    def rollback(self, *, all: bool = False) -> Notice:
+        moves = self._call(self.engine.rollback_all if all else self.engine.rollback_lesson)
+        return Notice(f"Rolled back {len(moves)} step(s).")
+
+    # -- by hand -------------------------------------------------------------------------
+
+    def run(self, commands: str, where: str = "host") -> OwnResult:
+        """Run your own commands (`host# ...`, `netns0# ...`, or bare ones in `where`)."""
+        return self._call(self.engine.run_own, commands, where)
+
+    def undo_mine(self) -> Diff:
+        """Take back every command you ran with `run`."""
+        return self._call(self.engine.undo_own)
+
+    # -- looking ------------------------------------------------------------------------------
+
+    def inspect(self, *namespaces: str) -> Snapshot:
+        names = list(namespaces) or self.lab.namespace_names()
+        for name in names:
+            self.lab.require(name)
+        return self._call(self.engine.snapshot, names)
+
+    def diff(self) -> Diff:
+        """What changed since the last step (or since your last commands)."""
+        return self._call(self.engine.changes_since_last_step)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def reset(self) -> Notice:
+        """Remove the lab entirely and let it go."""
+        self._call(self.lab.destroy)
+        self.close()
+        return Notice(f"Lab '{self.lab.name}' removed.")
+
+    def close(self) -> None:
+        self._call(self.lab.close)
+        self._worker.shutdown()

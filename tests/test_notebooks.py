@@ -1,0 +1,89 @@
+"""The notebooks: generated from the lessons, committed, and executable top to bottom.
+
+Each notebook runs under nbclient in a real Jupyter kernel, against a lab of its own,
+and must leave no lab behind; an executed notebook must also export to HTML that shows
+rendered diffs and checks, not raw reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from support import LABS_ROOT, REPO, needs_root, unique_name
+
+from netstep.lessons import Course
+from netstep.notebooks import render_all
+
+NOTEBOOKS = REPO / "notebooks"
+nbformat = pytest.importorskip("nbformat")
+
+
+def test_committed_notebooks_match_the_lessons():
+    expected = render_all(Course.load())
+    committed = {p.name: p.read_text(encoding="utf-8") for p in NOTEBOOKS.glob("*.ipynb")}
+    assert sorted(committed) == sorted(expected), "run `python -m netstep notebooks` and commit the result"
+    stale = [name for name, text in expected.items() if committed[name] != text]
+    assert not stale, f"out of step with lessons/: {stale}; run `python -m netstep notebooks`"
+
+
+def test_one_notebook_per_lesson_and_an_opening_one():
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names[0] == "00-start-here.ipynb"
+    assert len(names) == 1 + len(Course.load().lessons) >= 8
+
+
+def _execute(path: Path, lab: str):
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    old = os.environ.get("NETSTEP_LAB")
+    os.environ["NETSTEP_LAB"] = lab
+    try:
+        NotebookClient(nb, timeout=180, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    finally:
+        if old is None:
+            os.environ.pop("NETSTEP_LAB", None)
+        else:
+            os.environ["NETSTEP_LAB"] = old
+    return nb
+
+
+@needs_root
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_notebook_executes_and_leaves_no_lab(name):
+    from netstep.lab import Lab
+
+    lab = unique_name("nb")
+    try:
+        nb = _execute(NOTEBOOKS / name, lab)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.output_type == "error"]
+        rendered = [o for o in outputs if o.output_type == "execute_result"]
+        assert rendered and all("text/html" in o.data for o in rendered)
+        html = "\n".join(o.data["text/html"] for o in rendered)
+        assert "StepResult(" not in html and "Snapshot(" not in html and "<netstep." not in html
+        if name != "00-start-here.ipynb":
+            assert "What changed" in html and "✘" not in html, "a check came out other than expected"
+        assert not os.path.exists(os.path.join(LABS_ROOT, lab)), "the notebook left its lab behind"
+    finally:
+        Lab(lab).destroy()
+
+
+@needs_root
+def test_executed_notebook_exports_to_html(tmp_path):
+    from nbconvert import HTMLExporter
+
+    from netstep.lab import Lab
+
+    lab = unique_name("nbh")
+    try:
+        nb = _execute(NOTEBOOKS / "02-veth.ipynb", lab)
+    finally:
+        Lab(lab).destroy()
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    assert "What changed" in body and "netns0 → 172.18.0.11" in body
+    assert 'style="color: #008000' in body  # added lines in green, as rich renders them
+    assert "✔" in body and "✘" not in body
