@@ -88,7 +88,8 @@ def run(checks: list[Check], path_of, internet: str, timeout: float = TIMEOUT) -
 
     def one(i: int, check: Check, path: str) -> None:
         try:
-            namespaces.enter(path)
+            if path is not None:
+                namespaces.enter(path)
             results[i] = _probe(check, internet, timeout)
         except BaseException as exc:
             errors.append(exc)

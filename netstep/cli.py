@@ -31,6 +31,11 @@ class Terminated(BaseException):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m netstep", description="Container networking, step by step.")
     parser.add_argument("--lab", default="default", help="which lab to use (default: default)")
+    parser.add_argument("--host", action="store_true",
+                        help="host mode: the lab host is this machine's own namespace (for a VM of your own)")
+    parser.add_argument("--internet", metavar="ADDRESS", help="the internet host in host mode (default: 8.8.8.8)")
+    parser.add_argument("--upstream", metavar="NETNS_FILE",
+                        help="host mode: a namespace file that plays the upstream in checks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run a lesson (or `all`), step by step")
@@ -98,17 +103,34 @@ def require_root_and_tools(*tools: str) -> None:
 
 def _engine(args, course=None):
     from netstep.engine import Engine
-    from netstep.lab import Lab, validate_lab_name
+    from netstep.lab import validate_lab_name
 
     validate_lab_name(args.lab)
     require_root_and_tools()
-    lab = Lab(args.lab)
+    lab = _lab(args)
     lab.lock()
     try:
         return Engine(lab, course)
     except BaseException:
         lab.close()
         raise
+
+
+def _lab(args):
+    import ipaddress
+
+    from netstep.lab import Lab
+
+    if (args.internet or args.upstream) and not args.host:
+        raise NetstepError("--internet and --upstream go with --host (host mode).")
+    if args.internet:
+        try:
+            ipaddress.IPv4Address(args.internet)
+        except ValueError:
+            raise NetstepError(f"--internet takes an IPv4 address, not '{args.internet}'.") from None
+    if args.upstream and not os.path.exists(args.upstream):
+        raise NetstepError(f"--upstream {args.upstream}: there is no such namespace file.")
+    return Lab(args.lab, host=args.host, internet=args.internet, upstream=args.upstream)
 
 
 def cmd_list(args, out: Console, err: Console) -> int:
@@ -251,16 +273,21 @@ def cmd_rollback(args, out: Console, err: Console) -> int:
 
 
 def cmd_reset(args, out: Console, err: Console) -> int:
-    from netstep.lab import Lab, validate_lab_name
+    from netstep.engine import reset_lab
+    from netstep.lab import validate_lab_name
 
     validate_lab_name(args.lab)
     require_root_and_tools("nsenter")
-    lab = Lab(args.lab)
+    lab = _lab(args)
     lab.lock(build=False)
-    lab.destroy()
-    lab.close()
+    try:
+        problems = reset_lab(lab)
+    finally:
+        lab.close()
+    for problem in problems:
+        err.print(f"[yellow]netstep: could not undo:[/] {problem}", soft_wrap=True)
     out.print(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
-    return 0
+    return 1 if problems else 0
 
 
 def cmd_shell(args, out: Console, err: Console) -> int:

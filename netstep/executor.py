@@ -87,7 +87,7 @@ def _names(lab, ns: str) -> dict[int, str]:
 
 
 def _with_fd(lab, ns: str, fn):
-    fd = os.open(lab.require(ns), os.O_RDONLY)
+    fd = os.open(lab.fd_path(ns), os.O_RDONLY)
     try:
         return fn(fd)
     finally:
@@ -309,6 +309,8 @@ def _chain_rules(lab, ns: str, table: str, chain: str) -> list[str]:
 def _(action: Iptables, lab) -> Action:
     ns, table, args = action.ns, action.table, list(action.args)
     op, chain = args[0], args[1]
+    if lab.rule_mark and op in ("-A", "-I", "-D") and lab.rule_mark not in args:
+        args += ["-m", "comment", "--comment", lab.rule_mark]
     if op == "-N":
         iptables(lab, ns, table, args)
         return Iptables(ns, table=table, args=("-X", chain))
@@ -356,8 +358,8 @@ def _(action: HttpServer, lab) -> Action:
     if not action.start:
         lab.stop_server_file(pidfile)
         return HttpServer(action.ns, address=action.address, port=action.port, start=True)
-    argv = [sys.executable, "-m", "netstep.httpd", "--netns", lab.require(action.ns), "--name", action.ns,
-            "--bind", action.address, "--port", str(action.port), "--pidfile", pidfile]
+    argv = [sys.executable, "-m", "netstep.httpd", "--netns", lab.fd_path(action.ns), "--name", action.ns,
+            "--bind", action.address, "--port", str(action.port), "--pidfile", pidfile, "--lab", lab.dir]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, close_fds=True)
     line = proc.stdout.readline().decode().strip() if proc.stdout else ""
@@ -494,3 +496,21 @@ def _undo_of_restore(image: dict) -> Action:
     ns, by_dst = next(iter(image["routes"].items()))
     dst = next(iter(by_dst))
     return Route(ns, dst=dst, add=False)
+
+
+def remove_marked_rules(lab) -> list[str]:
+    """Delete the rules in the lab host that carry the lab's mark (host mode, after a crash)."""
+    problems = []
+    mark = lab.rule_mark
+    if not mark:
+        return problems
+    for table in ("filter", "nat", "mangle", "raw"):
+        listing = lab.exec("host", ["iptables", "-w", "-t", table, "-S"])
+        for line in listing.stdout.splitlines():
+            if line.startswith("-A ") and mark in shlex.split(line):
+                words = shlex.split(line)
+                try:
+                    iptables(lab, "host", table, ["-D", *words[1:]])
+                except NetstepError as exc:
+                    problems.append(str(exc))
+    return problems

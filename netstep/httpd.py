@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--lab", default="", help="the lab's folder: marks the process as the lab's")
     args = parser.parse_args(argv)
     enter(args.netns)
     Handler.where = args.name

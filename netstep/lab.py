@@ -26,7 +26,7 @@ import signal
 import socket
 import time
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netstep import namespaces
 from netstep.errors import LabBusy, NameConflict, NetstepError
@@ -73,16 +73,37 @@ def validate_lab_name(name: str) -> str:
 
 
 class Lab:
-    """One sandbox lab. Use as a context manager: it takes the lab's lock."""
+    """One lab. Use as a context manager: it takes the lab's lock.
 
-    def __init__(self, name: str = "default", *, root: str = ROOT, topology: Topology | None = None) -> None:
+    In host mode (`host=True`, for a VM of one's own) the lab host is the namespace netstep
+    runs in, the upstream is the real network (or, for checks, the namespace file given as
+    `upstream`), and the internet host defaults to 8.8.8.8. The containers still live in
+    the lab's folder, and every rule netstep adds there carries the comment
+    `netstep:NAME`, so that exactly those rules are removed again.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        root: str = ROOT,
+        topology: Topology | None = None,
+        host: bool = False,
+        internet: str | None = None,
+        upstream: str | None = None,
+    ) -> None:
         self.name = validate_lab_name(name)
+        self.host_mode = host
+        self.upstream_path = upstream
+        topology = topology or Topology()
+        if internet or host:
+            topology = replace(topology, internet=internet or "8.8.8.8")
         self.dir = os.path.join(root, self.name)
         self.netns_dir = os.path.join(self.dir, "netns")
         self.run_dir = os.path.join(self.dir, "run")
         self.journal_path = os.path.join(self.dir, "journal.json")
         self.last_snapshot_path = os.path.join(self.dir, "last.json")
-        self.topology = topology or Topology()
+        self.topology = topology
         self._lock_fd: int | None = None
         self._handles: dict[str, object] = {}
 
@@ -115,6 +136,8 @@ class Lab:
                 f"to finish, or use another lab with --lab NAME."
             ) from None
         self._lock_fd = fd
+        if self.exists():
+            self._check_mode()
         if build and not self.exists():
             try:
                 self._build()
@@ -131,6 +154,16 @@ class Lab:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _check_mode(self) -> None:
+        with open(os.path.join(self.dir, "lab.json")) as f:
+            made = json.load(f)
+        if bool(made.get("host")) != self.host_mode:
+            how = "with --host" if made.get("host") else "without --host"
+            raise NetstepError(f"Lab '{self.name}' was made {how}: use it the same way, or `reset` it first.")
+        if self.host_mode:
+            self.upstream_path = self.upstream_path or made.get("upstream")
+            self.topology = replace(self.topology, internet=made.get("internet", self.topology.internet))
+
     def _build(self) -> None:
         """Create the lab host and the upstream, wired as the article's VM and router."""
         self._cleanup_kernel_state()
@@ -139,6 +172,13 @@ class Lab:
         d = self.netns_dir.encode()
         namespaces._check(namespaces._libc.mount(d, d, None, MS_BIND, None), "bind netns dir")
         namespaces._check(namespaces._libc.mount(None, d, None, MS_SHARED, None), "share netns dir")
+        if not self.host_mode:
+            self._build_sandbox()
+        with open(os.path.join(self.dir, "lab.json"), "w") as f:
+            json.dump({"netstep": 1, "name": self.name, "created": time.time(), "host": self.host_mode,
+                       "internet": self.internet, "upstream": self.upstream_path}, f)
+
+    def _build_sandbox(self) -> None:
         for ns in ("host", "upstream"):
             namespaces.create(self.path_of(ns))
         topo = self.topology
@@ -160,8 +200,6 @@ class Lab:
         up.addr("add", index=up.link_lookup(ifname="lo")[0], address=topo.internet, prefixlen=32)
         host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0], proto=3)
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
-        with open(os.path.join(self.dir, "lab.json"), "w") as f:
-            json.dump({"netstep": 1, "name": self.name, "created": time.time()}, f)
 
     def tune_link(self, ns: str, ifname: str) -> None:
         """Make ARP on a lab link give up in 0.3 s (see ARP_RETRANS_MS)."""
@@ -213,21 +251,37 @@ class Lab:
         return sorted(n for n in os.listdir(self.netns_dir) if namespaces.is_pinned(os.path.join(self.netns_dir, n)))
 
     def namespace_names(self) -> list[str]:
-        return ["host", *self.containers(), "upstream"]
+        return ["host", *self.containers(), *(["upstream"] if self.has_namespace("upstream") else [])]
 
-    def path_of(self, ns: str) -> str:
-        if ns in ("host", "upstream"):
-            return os.path.join(self.dir, ns)
+    def path_of(self, ns: str) -> str | None:
+        """The file of namespace `ns`; None for the namespace netstep runs in (host mode)."""
+        if ns == "host":
+            return None if self.host_mode else os.path.join(self.dir, ns)
+        if ns == "upstream":
+            return self.upstream_path if self.host_mode else os.path.join(self.dir, ns)
         return os.path.join(self.netns_dir, ns)
 
     def has_namespace(self, ns: str) -> bool:
-        return namespaces.is_pinned(self.path_of(ns))
+        path = self.path_of(ns)
+        if path is None:
+            return ns == "host"
+        return namespaces.is_pinned(path)
 
-    def require(self, ns: str) -> str:
+    def require(self, ns: str) -> str | None:
         if not NS_NAME_RE.match(ns) or not self.has_namespace(ns):
             known = ", ".join(self.namespace_names())
-            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.name}'. It has: {known}.")
+            hint = " In host mode, checks from upstream need --upstream NETNS_FILE." if ns == "upstream" else ""
+            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.name}'. It has: {known}.{hint}")
         return self.path_of(ns)
+
+    def fd_path(self, ns: str) -> str:
+        """A file to open for a descriptor of namespace `ns`."""
+        return self.require(ns) or "/proc/self/ns/net"
+
+    @property
+    def rule_mark(self) -> str | None:
+        """The comment on every iptables rule netstep adds in host mode."""
+        return f"netstep:{self.name}" if self.host_mode else None
 
     def ipr(self, ns: str):
         handle = self._handles.get(ns)
@@ -368,7 +422,7 @@ class Lab:
             for other in names:
                 if other == ns:
                     continue
-                fd = os.open(self.path_of(other), os.O_RDONLY)
+                fd = os.open(self.fd_path(other), os.O_RDONLY)
                 try:
                     nsid = ipr.get_netnsid(fd=fd).get("nsid")
                 finally:
