@@ -31,11 +31,15 @@ command -v python3 >/dev/null || need+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   need+=(python3-venv)
 fi
+# The tests also check the Vagrantfile with `vagrant validate` (no provider needed).
+if [ "$what" = test ] && ! command -v vagrant >/dev/null; then
+  need+=(vagrant)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
