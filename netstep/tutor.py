@@ -64,8 +64,17 @@ def current() -> Tutor:
     return _current
 
 
-class Tutor:
-    """A course on one lab, driven from Python."""
+@dataclass
+class Status(RenderMixin):
+    """Where a lab stands in the course."""
+
+    lab: str
+    done: str  # "step 2.3: Bring up loopback in netns0", or ""
+    next: str
+
+
+class Tutor(RenderMixin):
+    """A course on one lab, driven from Python. Shown, it says where the lab stands."""
 
     def __init__(self, lab: str | None = None, *, course: Course | None = None) -> None:
         global _current
@@ -141,6 +150,14 @@ class Tutor:
     def diff(self) -> Diff:
         """What changed since the last step (or since your last commands)."""
         return self._call(self.engine.changes_since_last_step)
+
+    def status(self) -> Status:
+        done, upcoming = self.engine.current_step(), self.engine.next_step()
+        return Status(
+            self.lab.name,
+            f"step {done.ref}: {done.title}" if done else "",
+            f"step {upcoming.ref}: {upcoming.title}" if upcoming else "",
+        )
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -198,7 +198,7 @@ def _(result: OwnResult) -> RenderableType:
 
 
 def _tutor_renderers() -> None:
-    from netstep.tutor import CheckReport, Notice
+    from netstep.tutor import CheckReport, Notice, Status, Tutor
 
     @renderable.register(CheckReport)
     def _(report: CheckReport) -> RenderableType:
@@ -207,6 +207,16 @@ def _tutor_renderers() -> None:
     @renderable.register(Notice)
     def _(notice: Notice) -> RenderableType:
         return Text(notice.text)
+
+    @renderable.register(Status)
+    def _(status: Status) -> RenderableType:
+        where = f"after {status.done}" if status.done else "at the start of the course"
+        upcoming = f"Next: {status.next} (t.step())." if status.next else "The course is finished."
+        return Text.assemble((f"Lab '{status.lab}' ", "bold"), f"is {where}. ", upcoming)
+
+    @renderable.register(Tutor)
+    def _(tutor: Tutor) -> RenderableType:
+        return renderable(tutor.status())
 
 
 _tutor_renderers()
