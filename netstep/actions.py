@@ -81,6 +81,7 @@ class SetLinkUp(Action):
     name: str = ""
     up: bool = True
     drop: tuple[str, ...] = ()  # on the way down, addresses the way up added (lo's 127.0.0.1/8)
+    routes: dict = field(default_factory=dict)  # on the way up, routes the way down removed (dst -> list)
 
     def command(self) -> str:
         return f"ip link set {self.name} {'up' if self.up else 'down'}"
@@ -90,6 +91,7 @@ class SetLinkUp(Action):
 class MoveLink(Action):
     name: str = ""
     to: str = ""
+    restore: dict = field(default_factory=dict)  # state to give the link after the move (an undo's)
 
     def command(self) -> str:
         return f"ip link set {self.name} netns {self.to}"

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from netstep import checks as checks_mod
@@ -53,6 +56,33 @@ class OwnResult(RenderMixin):
     commands: list[Command]
     diff: Diff
     elapsed: float = 0.0
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them.
+
+    An action and the journal entry that records its undo must not be separated: a Ctrl-C
+    between the two would leave a change that nobody knows how to undo. Only the main
+    thread can set handlers; elsewhere (a notebook's worker) signals do not arrive anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), pending[0])
 
 
 class Journal:
@@ -153,9 +183,10 @@ class Engine:
         record = self.journal.begin(index, step.ref)
         try:
             for action in step.actions:
-                entry = self.journal.intend(record, action)
-                undo = executor.apply(self.lab, action)
-                self.journal.done(entry, undo)
+                with deferred_signals():  # the action and its record of undo go together
+                    entry = self.journal.intend(record, action)
+                    undo = executor.apply(self.lab, action)
+                    self.journal.done(entry, undo)
         except BaseException:
             self._undo_entries(record)
             self.journal.pop()
@@ -188,11 +219,12 @@ class Engine:
     def _undo_entries(self, record: dict) -> None:
         """Undo a step's applied actions, newest first, keeping the journal in step."""
         while record["entries"]:
-            entry = record["entries"][-1]
-            if entry["undo"] is not None:
-                executor.apply(self.lab, Action.from_dict(entry["undo"]))
-            record["entries"].pop()
-            self.journal.save()
+            with deferred_signals():
+                entry = record["entries"][-1]
+                if entry["undo"] is not None:
+                    executor.apply(self.lab, Action.from_dict(entry["undo"]))
+                record["entries"].pop()
+                self.journal.save()
 
     def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
         """Apply or undo steps until `position` steps are applied, yielding each move."""

@@ -150,19 +150,31 @@ def _addresses(lab, ns: str, index: int) -> list[str]:
             for a in lab.ipr(ns).addr("dump", family=socket.AF_INET) if a["index"] == index]
 
 
+def _routes_on(lab, ns: str, dev: str) -> dict[str, list[dict]]:
+    """The routes that use `dev`, with every route to the same destinations, in order."""
+    dsts = {r["dst"] for r in read_routes(lab, ns) if r["dev"] == dev}
+    return _routes_by_dst(lab, ns, dsts) if dsts else {}
+
+
 @_apply.register
 def _(action: SetLinkUp, lab) -> Action:
     msg = _link_msg(lab, action.ns, action.name)
     was_up, index = bool(msg["flags"] & 1), msg["index"]
     before = _addresses(lab, action.ns, index)
+    # Taking a link down removes every route through it; its undo must put them back.
+    routes = _routes_on(lab, action.ns, action.name) if was_up and not action.up else {}
     ipr = lab.ipr(action.ns)
     ipr.link("set", index=index, state="up" if action.up else "down")
     for cidr in action.drop:
         ip, prefix = cidr.split("/")
         ipr.addr("del", index=index, address=ip, prefixlen=int(prefix))
+    if action.routes:
+        _settle(lab, [{"ns": action.ns, "name": action.name, "up": True}])
+        for dst, wanted in action.routes.items():
+            set_routes(lab, action.ns, dst, wanted)
     # Bringing lo up gives it 127.0.0.1/8, and bringing it down keeps the address.
     added = tuple(a for a in _addresses(lab, action.ns, index) if a not in before)
-    return SetLinkUp(action.ns, name=action.name, up=was_up, drop=added)
+    return SetLinkUp(action.ns, name=action.name, up=was_up, drop=added, routes=routes)
 
 
 @_apply.register
@@ -170,9 +182,27 @@ def _(action: MoveLink, lab) -> Action:
     lab.require(action.to)
     index = _index(lab, action.ns, action.name)
     _refuse_existing(lab, action.to, action.name)
+    # A move takes the link's addresses, up state, master and routes away: keep them for the undo.
+    state = {**_end_image(lab, action.ns, action.name), "routes": _routes_on(lab, action.ns, action.name)}
     _with_fd(lab, action.to, lambda fd: lab.ipr(action.ns).link("set", index=index, net_ns_fd=fd))
     lab.tune_link(action.to, action.name)
-    return MoveLink(action.to, name=action.name, to=action.ns)
+    if action.restore:
+        _give_state(lab, action.to, action.name, action.restore)
+    return MoveLink(action.to, name=action.name, to=action.ns, restore=state)
+
+
+def _give_state(lab, ns: str, name: str, state: dict) -> None:
+    ipr, index = lab.ipr(ns), _index(lab, ns, name)
+    if state.get("master"):
+        ipr.link("set", index=index, master=_index(lab, ns, state["master"]))
+    for cidr in state.get("addresses", ()):
+        ip, prefix = cidr.split("/")
+        ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+    if state.get("up"):
+        ipr.link("set", index=index, state="up")
+        _settle(lab, [{"ns": ns, "name": name, "up": True}])
+    for dst, wanted in state.get("routes", {}).items():
+        set_routes(lab, ns, dst, wanted)
 
 
 @_apply.register

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from support import LABS_ROOT, PREFIX, httpd_pids, mounts_under, unique_name  # noqa: E402
+from support import LABS_ROOT, PREFIX, httpd_pids, mounts_under, unique_name
 
 
 def _run(argv: list[str]) -> str:

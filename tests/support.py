@@ -1,6 +1,6 @@
 """Helpers shared by the tests: unique lab names, skips, lesson files and lab inspection.
 
-Every lab a test makes is named `t<pid>...`, so the session guard in conftest.py can tell
+Every lab a test makes is named `t<pid>x...`, so the session guard in conftest.py can tell
 this session's labs from anybody else's and prove that none is left behind.
 """
 
@@ -17,14 +17,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = REPO / "lessons"
 LABS_ROOT = "/run/netstep/labs"
-PREFIX = f"t{os.getpid()}"
+PREFIX = f"t{os.getpid()}x"  # the x ends the pid: t43x never matches t431x
 TOOLS = ("ip", "iptables", "nsenter", "conntrack")
 
 _counter = itertools.count()
 
 
 def unique_name(tag: str = "x") -> str:
-    """A lab name of this session, unique within it: t<pid><tag><n>."""
+    """A lab name of this session, unique within it: t<pid>x<tag><n>."""
     return f"{PREFIX}{tag}{next(_counter)}"
 
 
