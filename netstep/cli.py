@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.text import Text
 
 from netstep.errors import NetstepError
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, out, err)
     except NetstepError as exc:
-        err.print(f"[bold red]netstep:[/] {exc}", soft_wrap=True)
+        err.print(Text.assemble(("netstep: ", "bold red"), str(exc)), soft_wrap=True)
         return 1
     except (KeyboardInterrupt, Terminated):
         err.print("netstep: interrupted; the step in progress was undone, the lab is consistent.")
@@ -167,7 +168,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
                 out.rule(f"[bold]{lesson.title}")
                 out.print(lesson)
             for step in lesson.steps:
-                if not args.yes and not _confirm(step, out):
+                if not args.yes and not _confirm(step, err if args.json else out):
                     return 0 if ok else 1
                 if args.yes and not args.json and step.prose:
                     out.print(Markdown(step.prose))
@@ -190,7 +191,7 @@ def _confirm(step, out: Console) -> bool:
     out.print(step)
     if not sys.stdin.isatty():
         return True
-    answer = input("Press Enter to apply this step, or q to stop: ")
+    answer = out.input("Press Enter to apply this step, or q to stop: ")
     return answer.strip().lower() not in ("q", "quit")
 
 
@@ -263,7 +264,7 @@ def cmd_rollback(args, out: Console, err: Console) -> int:
     try:
         moves = engine.rollback_all() if args.all else engine.rollback_lesson()
         for result in moves:
-            out.print(f"[dim]rolled back[/] {result.step.ref} {result.step.title}")
+            out.print(Text.assemble(("rolled back ", "dim"), f"{result.step.ref} {result.step.title}"))
         where = engine.current_step()
         out.print("The lab is now at the start of the course." if where is None
                   else f"The lab is now after step {where.ref}: {where.title}.")
@@ -285,7 +286,7 @@ def cmd_reset(args, out: Console, err: Console) -> int:
     finally:
         lab.close()
     for problem in problems:
-        err.print(f"[yellow]netstep: could not undo:[/] {problem}", soft_wrap=True)
+        err.print(Text.assemble(("netstep: could not undo: ", "yellow"), problem), soft_wrap=True)
     out.print(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
     return 1 if problems else 0
 
@@ -306,7 +307,7 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
     from netstep.doctor import diagnose
 
     problems = 0
-    for ok, message in diagnose():
+    for ok, message in diagnose(host=args.host):
         out.print(("[green]✔[/] " if ok else "[red]✘[/] ") + message, soft_wrap=True)
         problems += not ok
     return 1 if problems else 0
@@ -319,7 +320,7 @@ def cmd_notebooks(args, out: Console, err: Console) -> int:
     from netstep.notebooks import write_all
 
     for path in write_all(Course.load(), Path(args.out)):
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
     return 0
 
 
