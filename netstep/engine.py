@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from netstep import checks as checks_mod
 from netstep import executor
-from netstep.actions import Action
+from netstep.actions import Action, AddNetns, DeleteNetns, Iptables, MoveLink, Restore
 from netstep.checks import Check, CheckResult
 from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
@@ -86,48 +86,111 @@ def deferred_signals() -> Iterator[None]:
 
 
 class Journal:
-    """The applied steps, kept in the lab folder and rewritten atomically on each change."""
+    """The applied steps and the student's own commands, as an append-only log.
 
-    def __init__(self, path: str) -> None:
+    Each change is one JSON line appended before (or right after) the kernel change it
+    records, so a kill at any moment leaves a readable journal; loading replays the lines
+    and rewrites them compactly. No fsync: a machine that goes down takes the lab's
+    namespaces with it, while a killed process leaves its writes in the page cache.
+    """
+
+    def __init__(self, path: str, *, compact: bool = False) -> None:
+        """Read the journal at `path`; `compact` rewrites it (only with the lab's lock held)."""
         self.path = path
         self.steps: list[dict] = []
         self.own: list[dict] = []  # commands a student ran by hand through the engine
         if os.path.exists(path):
             with open(path) as f:
-                data = json.load(f)
-            self.steps, self.own = data["steps"], data.get("own", [])
+                for line in f:
+                    if not line.endswith("\n"):
+                        break  # a write cut short by a kill: that change never started
+                    if line.strip():
+                        self._replay(json.loads(line))
+            if compact:
+                self._compact()
+        self._file = None
 
-    def save(self) -> None:
+    def _replay(self, op: dict) -> None:
+        kind = op["op"]
+        if kind == "begin":
+            self.steps.append({"index": op["index"], "ref": op["ref"], "entries": [], "complete": False})
+        elif kind == "do":
+            self.steps[-1]["entries"].append({"do": op["action"], "undo": None})
+        elif kind == "undo":
+            self.steps[-1]["entries"][-1]["undo"] = op["undo"]
+        elif kind == "complete":
+            self.steps[-1]["complete"] = True
+        elif kind == "drop":
+            self.steps[-1]["entries"].pop()
+        elif kind == "pop":
+            self.steps.pop()
+        elif kind == "own":
+            self.own.append({"do": op["action"], "undo": None, "text": op["text"], "where": op["where"]})
+        elif kind == "own-undo":
+            self.own[-1]["undo"] = op["undo"]
+        elif kind == "own-drop":
+            self.own.pop()
+
+    def _compact(self) -> None:
+        lines = []
+        for step in self.steps:
+            lines.append({"op": "begin", "index": step["index"], "ref": step["ref"]})
+            for entry in step["entries"]:
+                lines.append({"op": "do", "action": entry["do"]})
+                if entry["undo"] is not None:
+                    lines.append({"op": "undo", "undo": entry["undo"]})
+            if step["complete"]:
+                lines.append({"op": "complete"})
+        for entry in self.own:
+            lines.append({"op": "own", "action": entry["do"], "text": entry["text"], "where": entry["where"]})
+            if entry["undo"] is not None:
+                lines.append({"op": "own-undo", "undo": entry["undo"]})
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"steps": self.steps, "own": self.own}, f)
-            f.flush()
-            os.fsync(f.fileno())
+            f.writelines(json.dumps(line) + "\n" for line in lines)
         os.replace(tmp, self.path)
 
+    def _log(self, op: dict) -> None:
+        self._replay(op)
+        if self._file is None:
+            self._file = open(self.path, "a")  # noqa: SIM115 (kept open for the journal's life)
+        self._file.write(json.dumps(op) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def begin(self, index: int, ref: str) -> dict:
-        record = {"index": index, "ref": ref, "entries": [], "complete": False}
-        self.steps.append(record)
-        self.save()
-        return record
+        self._log({"op": "begin", "index": index, "ref": ref})
+        return self.steps[-1]
 
-    def intend(self, record: dict, action: Action) -> dict:
-        entry = {"do": action.to_dict(), "undo": None}
-        record["entries"].append(entry)
-        self.save()
-        return entry
+    def intend(self, action: Action) -> None:
+        self._log({"op": "do", "action": action.to_dict()})
 
-    def done(self, entry: dict, undo: Action) -> None:
-        entry["undo"] = undo.to_dict()
-        self.save()
+    def done(self, undo: Action) -> None:
+        self._log({"op": "undo", "undo": undo.to_dict()})
 
-    def complete(self, record: dict) -> None:
-        record["complete"] = True
-        self.save()
+    def complete(self) -> None:
+        self._log({"op": "complete"})
+
+    def drop(self) -> None:
+        """Forget the last step's newest action (it was undone)."""
+        self._log({"op": "drop"})
 
     def pop(self) -> None:
-        self.steps.pop()
-        self.save()
+        """Forget the last step (it was undone)."""
+        self._log({"op": "pop"})
+
+    def own_intend(self, action: Action, text: str, where: str) -> None:
+        self._log({"op": "own", "action": action.to_dict(), "text": text, "where": where})
+
+    def own_done(self, undo: Action) -> None:
+        self._log({"op": "own-undo", "undo": undo.to_dict()})
+
+    def own_drop(self) -> None:
+        self._log({"op": "own-drop"})
 
 
 class Engine:
@@ -136,7 +199,8 @@ class Engine:
     def __init__(self, lab: Lab, course: Course | None = None) -> None:
         self.lab = lab
         self.course = course or Course.load()
-        self.journal = Journal(lab.journal_path)
+        self.journal = Journal(lab.journal_path, compact=True)
+        self._last_snapshot: Snapshot | None = None
         if self.journal.steps and not self.journal.steps[-1]["complete"]:
             ref = self.journal.steps[-1]["ref"]
             raise NetstepError(
@@ -179,20 +243,21 @@ class Engine:
             raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
         index = self.position
         started = time.monotonic()
-        before = self._snapshot()
+        names, rules_of = self._touched(step.actions)
+        before = self._moment(names, rules_of)
         record = self.journal.begin(index, step.ref)
         try:
             for action in step.actions:
                 with deferred_signals():  # the action and its record of undo go together
-                    entry = self.journal.intend(record, action)
+                    self.journal.intend(action)
                     undo = executor.apply(self.lab, action)
-                    self.journal.done(entry, undo)
+                    self.journal.done(undo)
         except BaseException:
             self._undo_entries(record)
             self.journal.pop()
             raise
-        self.journal.complete(record)
-        after = self._snapshot()
+        self.journal.complete()
+        after = self._moment(names, rules_of)
         self._remember(after)
         result = StepResult(step, "apply", diff(before, after, title=step.title), internet=self.lab.internet)
         if run_checks:
@@ -206,11 +271,13 @@ class Engine:
             raise NetstepError("Nothing to roll back: no step of the course is applied.")
         step = self.steps[self.position - 1]
         started = time.monotonic()
-        before = self._snapshot()
         record = self.journal.steps[-1]
+        undos = [Action.from_dict(e["undo"]) for e in record["entries"] if e["undo"] is not None]
+        names, rules_of = self._touched(undos)
+        before = self._moment(names, rules_of)
         self._undo_entries(record)
         self.journal.pop()
-        after = self._snapshot()
+        after = self._moment(names, rules_of)
         self._remember(after)
         result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"), internet=self.lab.internet)
         result.elapsed = time.monotonic() - started
@@ -223,8 +290,7 @@ class Engine:
                 entry = record["entries"][-1]
                 if entry["undo"] is not None:
                     executor.apply(self.lab, Action.from_dict(entry["undo"]))
-                record["entries"].pop()
-                self.journal.save()
+                self.journal.drop()
 
     def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
         """Apply or undo steps until `position` steps are applied, yielding each move."""
@@ -260,15 +326,14 @@ class Engine:
         done: list[Command] = []
         try:
             for command in commands:
-                entry = {"do": command.action.to_dict(), "undo": None, "text": command.text, "where": command.where}
-                self.journal.own.append(entry)
-                self.journal.save()
-                try:
-                    entry["undo"] = executor.apply(self.lab, command.action).to_dict()
-                except BaseException:
-                    self.journal.own.pop()
-                    raise
-                self.journal.save()
+                with deferred_signals():
+                    self.journal.own_intend(command.action, command.text, command.where)
+                    try:
+                        undo = executor.apply(self.lab, command.action)
+                    except BaseException:
+                        self.journal.own_drop()
+                        raise
+                    self.journal.own_done(undo)
                 done.append(command)
         finally:
             after = self._snapshot()
@@ -279,11 +344,11 @@ class Engine:
         """Take back every command run with `run_own`, newest first."""
         before = self._snapshot()
         while self.journal.own:
-            entry = self.journal.own[-1]
-            if entry["undo"] is not None:
-                executor.apply(self.lab, Action.from_dict(entry["undo"]))
-            self.journal.own.pop()
-            self.journal.save()
+            with deferred_signals():
+                entry = self.journal.own[-1]
+                if entry["undo"] is not None:
+                    executor.apply(self.lab, Action.from_dict(entry["undo"]))
+                self.journal.own_drop()
         after = self._snapshot()
         self._remember(after)
         return diff(before, after, title="your commands, undone")
@@ -313,21 +378,68 @@ class Engine:
     def snapshot(self, names: list[str] | None = None) -> Snapshot:
         return self._snapshot(names, caches=True)
 
-    def _remember(self, snapshot: Snapshot) -> None:
-        """Keep the state after the last move, for `changes_since_last_step`."""
+    def _touched(self, actions: list[Action]) -> tuple[list[str], set[str]]:
+        """The namespaces `actions` can change, and those whose rules they can change.
+
+        A step is diffed over these only: the namespaces its actions name, and those wired
+        to them by a veth pair (a link going up or away changes its peer's routes too).
+        """
+        names: set[str] = set()
+        rules_of: set[str] = set()
+        for action in actions:
+            names.add(action.ns)
+            if isinstance(action, MoveLink):
+                names.add(action.to)
+            elif isinstance(action, (AddNetns, DeleteNetns)):
+                names.add(action.name)
+            elif isinstance(action, Iptables):
+                rules_of.add(action.ns)
+            elif isinstance(action, Restore):
+                image = action.image
+                names.update(ns for ns in (image.get("netns"),) if ns)
+                for link in image.get("links", ()):
+                    names.update(end["ns"] for end in (link, link.get("peer")) if end)
+                names.update(image.get("routes", {}))
+        known = self._last()
+        for ns in list(names):
+            state = known.namespaces.get(ns)
+            for link in state.links if state else ():
+                if link.peer and "@" in link.peer:
+                    names.add(link.peer.split("@", 1)[1])
+        order = self.lab.namespace_names()
+        return sorted(names, key=lambda n: order.index(n) if n in order else len(order)), rules_of
+
+    def _moment(self, names: list[str], rules_of: set[str]) -> Snapshot:
+        """The configuration of `names`, reading iptables only in `rules_of`."""
+        return self.lab.snapshot(names, caches=False, sysctls=self._sysctl_keys(), rules_of=rules_of,
+                                 known=self._last())
+
+    def _last(self) -> Snapshot:
+        """The lab's configuration after the last move (read in full the first time)."""
+        if self._last_snapshot is None:
+            try:
+                with open(self.lab.last_snapshot_path) as f:
+                    self._last_snapshot = from_json(json.load(f))
+            except FileNotFoundError:
+                self._last_snapshot = self._snapshot()
+        return self._last_snapshot
+
+    def _remember(self, moment: Snapshot) -> None:
+        """Fold the state after a move into the lab's last known state (for `diff`)."""
+        merged = {name: state for name, state in self._last().namespaces.items()
+                  if self.lab.has_namespace(name) and name not in moment.namespaces}
+        merged.update(moment.namespaces)
+        order = self.lab.namespace_names()
+        present = sorted((n for n in merged if n in order), key=order.index)
+        self._last_snapshot = Snapshot({n: merged[n] for n in present})
         tmp = self.lab.last_snapshot_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(to_json(snapshot), f)
+            json.dump(to_json(self._last_snapshot), f)
         os.replace(tmp, self.lab.last_snapshot_path)
 
     def changes_since_last_step(self) -> Diff:
         """What changed since the last step: the student's own work, typically."""
-        try:
-            with open(self.lab.last_snapshot_path) as f:
-                before = from_json(json.load(f))
-        except FileNotFoundError:
-            before = Snapshot({})
-        return diff(before, self._snapshot(), title="since the last step")
+        return diff(self._last(), self._snapshot(), title="since the last step")
 
     def _shown(self, step: Step) -> Snapshot | None:
         names = list(dict.fromkeys(ns for show in step.shows for ns in show.namespaces))

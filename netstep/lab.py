@@ -106,6 +106,7 @@ class Lab:
         self.topology = topology
         self._lock_fd: int | None = None
         self._handles: dict[str, object] = {}
+        self._nsids: dict[tuple, int] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -383,51 +384,85 @@ class Lab:
     # -- snapshots -----------------------------------------------------------------------
 
     def snapshot(
-        self, names: list[str] | None = None, *, caches: bool = True, sysctls: tuple[str, ...] = ()
+        self,
+        names: list[str] | None = None,
+        *,
+        caches: bool = True,
+        sysctls: tuple[str, ...] = (),
+        rules_of: set[str] | None = None,
+        known: Snapshot | None = None,
     ) -> Snapshot:
-        """Read the state of `names` (default: every namespace of the lab)."""
-        names = names or self.namespace_names()
+        """Read the state of `names` (default: every namespace of the lab).
+
+        Reading iptables costs a process per namespace, so a caller that knows which
+        namespaces' rules can have changed names them in `rules_of`; the others keep the
+        rules of `known` (read afresh where `known` has no such namespace).
+        """
+        names = [ns for ns in (names or self.namespace_names()) if self.has_namespace(ns)]
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
         states = {}
-        index_names: dict[str, dict[int, str]] = {}
-        nsids = self._nsid_names() if len(self.namespace_names()) > 1 else {}
+        indexes: dict[str, dict[int, str]] = {}
+        nsids = self._nsid_names(names)
         for ns in names:
-            if not self.has_namespace(ns):
-                continue
             ipr = self.ipr(ns)
-            links, index = read_links(ipr, nsids.get(ns, {}))
-            index_names[ns] = index
-            save = self.exec(ns, ["iptables-save"]).stdout
-            values = tuple((k, v) for k in keys if (v := self.read_sysctl(ns, k)) is not None)
+            links, indexes[ns] = read_links(ipr, nsids.get(ns, {}))
+            if rules_of is None or ns in rules_of or known is None or ns not in known.namespaces:
+                rules = tuple(parse_iptables_save(self.exec(ns, ["iptables-save"]).stdout))
+            else:
+                rules = known[ns].rules
             state = NamespaceState(
                 name=ns,
                 links=tuple(links),
-                addresses=tuple(read_addresses(ipr, index)),
-                routes=tuple(read_routes(ipr, index)),
-                rules=tuple(parse_iptables_save(save)),
-                sysctls=values,
+                addresses=tuple(read_addresses(ipr, indexes[ns])),
+                routes=tuple(read_routes(ipr, indexes[ns])),
+                rules=rules,
+                sysctls=self.read_sysctls(ns, keys),
             )
             if caches:
-                state = _with_caches(state, ipr, index, self.exec(ns, ["conntrack", "-L"]).stdout)
+                state = _with_caches(state, ipr, indexes[ns], self.exec(ns, ["conntrack", "-L"]).stdout)
             states[ns] = state
-        return Snapshot(_name_peers(states, self))
+        return Snapshot(_name_peers(states, indexes, self))
 
-    def _nsid_names(self) -> dict[str, dict[int, str]]:
-        """For each namespace, the ids under which it knows the others."""
+    def read_sysctls(self, ns: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """The values of `keys` that exist in `ns`, read from one thread inside it."""
+
+        def read() -> tuple[tuple[str, str], ...]:
+            values = []
+            for key in keys:
+                try:
+                    with open("/proc/sys/" + key.replace(".", "/")) as f:
+                        values.append((key, f.read().strip()))
+                except FileNotFoundError:
+                    continue
+            return tuple(values)
+
+        return namespaces.run_in(self.require(ns), read)
+
+    def _nsid_names(self, names: list[str]) -> dict[str, dict[int, str]]:
+        """For each of `names`, the ids under which it knows the lab's other namespaces.
+
+        An id stays the same for as long as both namespaces live, so answers are kept,
+        keyed by the namespaces' inodes (a deleted and re-made netns0 is another one).
+        """
         result: dict[str, dict[int, str]] = {}
-        names = self.namespace_names()
+        every = self.namespace_names()
+        inodes = {ns: os.stat(self.fd_path(ns)).st_ino for ns in every}
         for ns in names:
-            ipr = self.ipr(ns)
             ids = {}
-            for other in names:
+            for other in every:
                 if other == ns:
                     continue
-                fd = os.open(self.fd_path(other), os.O_RDONLY)
-                try:
-                    nsid = ipr.get_netnsid(fd=fd).get("nsid")
-                finally:
-                    os.close(fd)
-                if nsid is not None and nsid >= 0 and nsid != 0xFFFFFFFF:
+                key = (ns, inodes[ns], other, inodes[other])
+                nsid = self._nsids.get(key)
+                if nsid is None:  # not asked yet, or not assigned yet (the kernel assigns ids lazily)
+                    fd = os.open(self.fd_path(other), os.O_RDONLY)
+                    try:
+                        nsid = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
+                    finally:
+                        os.close(fd)
+                    if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
+                        self._nsids[key] = nsid
+                if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
                     ids[nsid] = other
             result[ns] = ids
         return result
@@ -454,11 +489,11 @@ def _with_caches(state: NamespaceState, ipr, index: dict[int, str], conntrack: s
     )
 
 
-def _name_peers(states: dict[str, NamespaceState], lab: Lab) -> dict[str, NamespaceState]:
+def _name_peers(
+    states: dict[str, NamespaceState], indexes: dict[str, dict[int, str]], lab: Lab
+) -> dict[str, NamespaceState]:
     """Turn "#7@netns0" peers into "ceth0@netns0" using that namespace's index map."""
-    from dataclasses import replace
-
-    cache: dict[str, dict[int, str]] = {}
+    cache = dict(indexes)
     out = {}
     for ns, state in states.items():
         links = []

@@ -29,7 +29,7 @@ from support import (
     write_lesson,
 )
 
-from netstep.engine import Engine
+from netstep.engine import Engine, Journal
 from netstep.lab import Lab
 from netstep.lessons import Course
 
@@ -81,11 +81,7 @@ def json_lines(stdout: str) -> list[dict]:
 
 
 def journal_refs(name: str) -> list[str]:
-    try:
-        with open(os.path.join(LABS_ROOT, name, "journal.json")) as f:
-            return [s["ref"] for s in json.load(f)["steps"]]
-    except FileNotFoundError:
-        return []
+    return [s["ref"] for s in Journal(os.path.join(LABS_ROOT, name, "journal.json")).steps]
 
 
 @pytest.fixture(scope="module")

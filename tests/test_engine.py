@@ -119,8 +119,7 @@ def test_apply_next_reports_diff_and_checks(lab: Lab, tmp_path: Path) -> None:
     ]
     assert result.ok
     # The journal on disk says the step is complete, with one undo per command.
-    with open(lab.journal_path) as f:
-        steps = json.load(f)["steps"]
+    steps = Journal(lab.journal_path).steps
     assert [(s["ref"], s["complete"], len(s["entries"])) for s in steps] == [("1.1", True, len(BUILD))]
     assert all(entry["undo"] is not None for entry in steps[0]["entries"])
 
@@ -178,8 +177,7 @@ def test_undo_last_restores_the_config_exactly(lab: Lab, tmp_path: Path) -> None
     assert "- namespace netns0" in result.diff.lines()
     assert "- host rules: filter -N TINY" in result.diff.lines()
     assert lab.read_sysctl("host", "net.ipv4.ip_forward") == "0"
-    with open(lab.journal_path) as f:
-        assert json.load(f)["steps"] == []
+    assert Journal(lab.journal_path).steps == []
 
 
 def test_undo_of_lo_up_removes_its_address(lab: Lab, tmp_path: Path) -> None:
@@ -472,8 +470,7 @@ def test_name_conflict_leaves_the_hand_made_link_alone(lab: Lab, tmp_path: Path)
         name: [index] for name, index in hand_made.items()}
     assert not lab.has_namespace("netns0"), "the step's first action (ip netns add) was not undone"
     assert_same_config(lab, course, before, "a step refused for a name conflict")
-    with open(lab.journal_path) as f:
-        assert json.load(f)["steps"] == []
+    assert Journal(lab.journal_path).steps == []
 
 
 def test_name_conflict_on_the_peer_name(lab: Lab, tmp_path: Path) -> None:
@@ -512,8 +509,9 @@ def test_bad_lab_names_are_refused(bad: str) -> None:
 def test_incomplete_journal_asks_for_reset(lab: Lab, tmp_path: Path) -> None:
     course = course_of(tmp_path, ("Mark", ["host# iptables -N MARKER"], []))
     journal = Journal(lab.journal_path)
-    record = journal.begin(0, "1.1")
-    journal.intend(record, course.steps[0].actions[0])
+    journal.begin(0, "1.1")
+    journal.intend(course.steps[0].actions[0])
+    journal.close()
 
     with pytest.raises(NetstepError) as info:
         Engine(lab, course)
@@ -527,7 +525,9 @@ def test_incomplete_journal_asks_for_reset(lab: Lab, tmp_path: Path) -> None:
 def test_journal_from_other_lessons_asks_for_reset(lab: Lab, tmp_path: Path) -> None:
     course = course_of(tmp_path, ("Mark", ["host# iptables -N MARKER"], []))
     journal = Journal(lab.journal_path)
-    journal.complete(journal.begin(0, "9.9"))
+    journal.begin(0, "9.9")
+    journal.complete()
+    journal.close()
     with pytest.raises(NetstepError, match="reset"):
         Engine(lab, course)
 
@@ -549,8 +549,7 @@ def test_failure_in_the_middle_of_a_step_undoes_its_first_actions(lab: Lab, tmp_
     assert engine.position == 1
     assert_same_config(lab, course, before, "a step that failed at its third command")
     assert not lab.has_namespace("netns0")
-    with open(lab.journal_path) as f:
-        assert [(s["ref"], s["complete"]) for s in json.load(f)["steps"]] == [("1.1", True)]
+    assert [(s["ref"], s["complete"]) for s in Journal(lab.journal_path).steps] == [("1.1", True)]
     # The lab stays usable: a new engine opens it and the course goes on from the same place.
     again = Engine(lab, course)
     assert again.position == 1
@@ -586,8 +585,7 @@ def test_keyboard_interrupt_in_a_step_undoes_it(lab: Lab, tmp_path: Path) -> Non
 
     assert engine.position == 0
     assert_same_config(lab, course, before, "a step interrupted after three commands")
-    with open(lab.journal_path) as f:
-        assert json.load(f)["steps"] == []
+    assert Journal(lab.journal_path).steps == []
     Engine(lab, course)  # not "stopped in the middle of a step"
 
 
