@@ -6,7 +6,6 @@ on the real kernel) and destroys the lab at the end, whatever happened.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
