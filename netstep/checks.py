@@ -34,7 +34,8 @@ REASON_TEXT = {
     "no-answer": "no answer (silence)",
     "filtered": "blocked by a firewall rule",
 }
-TIMEOUT = 1.0
+SILENCE = 0.5  # seconds without an answer that decide an expected failure
+PATIENCE = 2.0  # seconds an expected success may take
 
 
 @dataclass(frozen=True)
@@ -81,20 +82,41 @@ class CheckResult(RenderMixin):
         }
 
 
-def run(checks: list[Check], path_of, internet: str, timeout: float = TIMEOUT) -> list[CheckResult]:
-    """Run `checks` at once; `path_of(ns)` gives a namespace's file."""
+def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
+    """Run `checks` at once; `path_of(ns)` gives a namespace's file.
+
+    Pings from one namespace share one raw socket in one thread; each tcp or http check
+    has a thread of its own. How long a probe waits for an answer depends on what it
+    expects: an expected failure is decided after SILENCE seconds without one (a lab's
+    round trip is well under a millisecond, and its ARP gives up after 0.3 s), while an
+    expected success gets PATIENCE seconds, so a loaded machine is not taken for a
+    broken network.
+    """
     results: list[CheckResult | None] = [None] * len(checks)
     errors: list[BaseException] = []
+    groups: dict[str, list[int]] = {}
+    jobs = []
+    for i, check in enumerate(checks):
+        if check.kind == "ping":
+            groups.setdefault(check.source, []).append(i)
+        else:
+            jobs.append((check.source, [i]))
+    jobs += list(groups.items())
 
-    def one(i: int, check: Check, path: str) -> None:
+    def work(source: str, indexes: list[int]) -> None:
         try:
+            path = path_of(source)
             if path is not None:
                 namespaces.enter(path)
-            results[i] = _probe(check, internet, timeout)
+            if checks[indexes[0]].kind == "ping":
+                for i, result in zip(indexes, ping_all([checks[i] for i in indexes], internet), strict=True):
+                    results[i] = result
+            else:
+                results[indexes[0]] = _connect_check(checks[indexes[0]], internet)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=one, args=(i, c, path_of(c.source))) for i, c in enumerate(checks)]
+    threads = [threading.Thread(target=work, args=job, name=f"check:{job[0]}") for job in jobs]
     for t in threads:
         t.start()
     for t in threads:
@@ -104,14 +126,71 @@ def run(checks: list[Check], path_of, internet: str, timeout: float = TIMEOUT) -
     return [r for r in results if r is not None]
 
 
-def _probe(check: Check, internet: str, timeout: float) -> CheckResult:
-    addr = internet if check.target == "internet" else check.target
+def _wait_for(check: Check) -> float:
+    return SILENCE if check.expect == "unreachable" else PATIENCE
+
+
+def _address(check: Check, internet: str) -> str:
+    return internet if check.target == "internet" else check.target
+
+
+def _connect_check(check: Check, internet: str) -> CheckResult:
     start = time.monotonic()
-    if check.kind == "ping":
-        actual, reason, detail = ping(addr, timeout)
-    else:
-        actual, reason, detail = connect(addr, check.port or 80, timeout, http=check.kind == "http")
+    actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
+                                     http=check.kind == "http")
     return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start)
+
+
+def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[CheckResult]:
+    """ICMP echo to every check's target at once, from this thread's namespace."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    start = time.monotonic()
+    idents = random.sample(range(1, 0xFFFF), len(checks))
+    by_ident = dict(zip(idents, range(len(checks)), strict=True))
+    verdicts: list[tuple[str, str, str] | None] = [None] * len(checks)
+    done_at = [0.0] * len(checks)
+    deadline = [start + _wait_for(c) for c in checks]
+    next_send = [start] * len(checks)
+    seq = 0
+    try:
+        while any(v is None for v in verdicts):
+            now = time.monotonic()
+            for i, check in enumerate(checks):
+                if verdicts[i] is not None:
+                    continue
+                if now >= deadline[i]:
+                    verdicts[i] = ("unreachable", "no-answer", f"no reply within {_wait_for(check):g} s")
+                    done_at[i] = now
+                elif now >= next_send[i]:
+                    seq += 1
+                    try:
+                        sock.sendto(_echo(idents[i], seq), (_address(check, internet), 0))
+                    except OSError as exc:
+                        verdicts[i] = ("unreachable", _ERRNO_REASON.get(exc.errno or 0, "no-answer"),
+                                       os.strerror(exc.errno or 0))
+                        done_at[i] = now
+                    next_send[i] = now + interval
+            waiting = [min(deadline[i], next_send[i]) for i in range(len(checks)) if verdicts[i] is None]
+            if not waiting:
+                break
+            ready, _, _ = select.select([sock], [], [], max(0.0, min(waiting) - time.monotonic()))
+            while ready:
+                data, (sender, _) = sock.recvfrom(2048)
+                found = _read_icmp(data, sender)
+                if found and found[0] in by_ident and verdicts[by_ident[found[0]]] is None:
+                    verdicts[by_ident[found[0]]] = found[1]
+                    done_at[by_ident[found[0]]] = time.monotonic()
+                ready, _, _ = select.select([sock], [], [], 0)
+    finally:
+        sock.close()
+    return [CheckResult(c, c.destination(internet), *v, done_at[i] - start)
+            for i, (c, v) in enumerate(zip(checks, verdicts, strict=True)) if v is not None]
+
+
+def _echo(ident: int, seq: int) -> bytes:
+    payload = b"netstep" + struct.pack("!d", time.monotonic())
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
 
 
 _ERRNO_REASON = {
@@ -134,61 +213,28 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def ping(addr: str, timeout: float = TIMEOUT, interval: float = 0.2) -> tuple[str, str, str]:
-    """One ICMP echo exchange (resent every `interval`) from this thread's namespace."""
-    ident = random.randrange(1, 0xFFFF)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    try:
-        deadline = time.monotonic() + timeout
-        seq = 0
-        next_send = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return "unreachable", "no-answer", f"no reply within {timeout:g} s"
-            if now >= next_send:
-                seq += 1
-                payload = b"netstep" + struct.pack("!d", now)
-                header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-                packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
-                try:
-                    sock.sendto(packet, (addr, 0))
-                except OSError as exc:
-                    reason = _ERRNO_REASON.get(exc.errno or 0, "no-answer")
-                    return "unreachable", reason, os.strerror(exc.errno or 0)
-                next_send = now + interval
-            ready, _, _ = select.select([sock], [], [], max(0.0, min(deadline, next_send) - time.monotonic()))
-            if not ready:
-                continue
-            data, (sender, _) = sock.recvfrom(2048)
-            verdict = _read_icmp(data, ident, sender)
-            if verdict:
-                return verdict
-    finally:
-        sock.close()
-
-
-def _read_icmp(data: bytes, ident: int, sender: str) -> tuple[str, str, str] | None:
+def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | None:
+    """(ident, verdict) for an echo reply or an ICMP error about one of our echoes."""
     ihl = (data[0] & 0x0F) * 4
     icmp = data[ihl:]
     if len(icmp) < 8:
         return None
     kind, code = icmp[0], icmp[1]
-    if kind == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
-        return "reachable", "reply", f"echo reply from {sender}"
+    if kind == 0:
+        return struct.unpack("!H", icmp[4:6])[0], ("reachable", "reply", f"echo reply from {sender}")
     if kind in (3, 11) and len(icmp) >= 8 + 20 + 8:
         inner = icmp[8:]
-        inner_ihl = (inner[0] & 0x0F) * 4
-        echo = inner[inner_ihl:]
-        if len(echo) >= 8 and echo[0] == 8 and struct.unpack("!H", echo[4:6])[0] == ident:
+        echo = inner[(inner[0] & 0x0F) * 4:]
+        if len(echo) >= 8 and echo[0] == 8:
+            ident = struct.unpack("!H", echo[4:6])[0]
             if kind == 11:
-                return "unreachable", "no-answer", f"Time to live exceeded, from {sender}"
+                return ident, ("unreachable", "no-answer", f"Time to live exceeded, from {sender}")
             reason = _ICMP_REASON.get(code, "host-unreachable")
-            return "unreachable", reason, f"{REASON_TEXT[reason].split(' (')[0]}, from {sender}"
+            return ident, ("unreachable", reason, f"{REASON_TEXT[reason].split(' (')[0]}, from {sender}")
     return None
 
 
-def connect(addr: str, port: int, timeout: float = TIMEOUT, *, http: bool = False) -> tuple[str, str, str]:
+def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False) -> tuple[str, str, str]:
     """Open a TCP connection (and, for http, GET /) from this thread's namespace."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("lesson")
     run.add_argument("--yes", action="store_true", help="do not pause before each step")
     run.add_argument("--json", action="store_true", help="print each check as a JSON line")
+    run.add_argument("--containers", type=int, metavar="N",
+                     help="lesson 4 (the bridge) with N containers, every pair checked")
     sub.add_parser("next", help="apply the next step")
     sub.add_parser("back", help="roll back the last step")
     check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
@@ -153,6 +155,8 @@ def cmd_run(args, out: Console, err: Console) -> int:
     from netstep.lessons import Course
 
     course = Course.load()
+    if args.containers is not None:
+        course = course.with_containers(args.containers)
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
     engine = _engine(args, course)
@@ -172,7 +176,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
                     return 0 if ok else 1
                 if args.yes and not args.json and step.prose:
                     out.print(Markdown(step.prose))
-                result = engine.apply_next()
+                result = _apply_with_progress(engine, step, out if not args.json else err)
                 ok = ok and result.ok
                 if args.json:
                     _print_checks(result.checks, args, out, lesson.name, step.ref)
@@ -185,6 +189,17 @@ def cmd_run(args, out: Console, err: Console) -> int:
         return 0 if ok else 1
     finally:
         engine.lab.close()
+
+
+def _apply_with_progress(engine, step, console: Console):
+    """Apply a step; one with many actions (a large lab) shows a progress bar meanwhile."""
+    if len(step.actions) < 50:
+        return engine.apply_next()
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(step.title, total=len(step.actions))
+        return engine.apply_next(progress=lambda done, total: bar.update(task, completed=done))
 
 
 def _confirm(step, out: Console) -> bool:

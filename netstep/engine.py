@@ -16,8 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from netstep import checks as checks_mod
@@ -58,31 +57,52 @@ class OwnResult(RenderMixin):
     elapsed: float = 0.0
 
 
-@contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them.
+class SignalGuard:
+    """Hold Ctrl-C and SIGTERM while the engine works; act on them only at safe points.
 
-    An action and the journal entry that records its undo must not be separated: a Ctrl-C
-    between the two would leave a change that nobody knows how to undo. Only the main
-    thread can set handlers; elsewhere (a notebook's worker) signals do not arrive anyway.
+    An action and the journal entry of its undo must not be separated, and a signal that
+    lands inside a netlink exchange leaves pyroute2's handle waiting for an answer it
+    already lost. So signals are only noted; `checkpoint()` (between two actions) raises
+    what the signal's own handler raises, and leaving the guard delivers a signal that came
+    later. Only the main thread can set handlers; elsewhere (a notebook's worker) signals do
+    not arrive anyway, and the guard does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
+
     held = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if pending:
-            handler = previous[pending[0]]
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.previous: dict[int, object] = {}
+        self.active = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> SignalGuard:
+        if self.active:
+            self.previous = {s: signal.signal(s, lambda signum, frame: self.pending.append(signum))
+                             for s in self.held}
+        return self
+
+    def checkpoint(self) -> None:
+        """Raise now for a signal that came in (the handler's exception, or KeyboardInterrupt)."""
+        if self.pending:
+            signum = self.pending[0]
+            self.pending.clear()
+            handler = self.previous.get(signum)
             if callable(handler):
-                handler(pending[0], None)
+                handler(signum, None)  # raises KeyboardInterrupt, the front end's exception,
+                return  # or notes it in an outer guard, which acts on it at its own checkpoint
+            raise KeyboardInterrupt
+
+    def __exit__(self, kind, value, traceback) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        if self.pending and kind is None:
+            signum = self.pending[0]
+            self.pending.clear()
+            handler = self.previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
             elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), pending[0])
+                os.kill(os.getpid(), signum)
 
 
 class Journal:
@@ -198,7 +218,7 @@ class Engine:
 
     def __init__(self, lab: Lab, course: Course | None = None) -> None:
         self.lab = lab
-        self.course = course or Course.load()
+        self.course = self._course_for(lab, course)
         self.journal = Journal(lab.journal_path, compact=True)
         self._last_snapshot: Snapshot | None = None
         if self.journal.steps and not self.journal.steps[-1]["complete"]:
@@ -208,6 +228,29 @@ class Engine:
                 f"Run `python -m netstep --lab {lab.name} reset` to remove it and start over."
             )
         self._check_journal()
+
+    @staticmethod
+    def _course_for(lab: Lab, course: Course | None) -> Course:
+        """The course, in the variant the lab was built with (lesson 4 with N containers)."""
+        path = os.path.join(lab.dir, "course.json")
+        try:
+            with open(path) as f:
+                built = json.load(f).get("containers")
+        except FileNotFoundError:
+            built = None
+        has_steps = bool(Journal(lab.journal_path).steps)
+        if course is None:
+            course = Course.load()
+            return course.with_containers(built) if built else course
+        if has_steps and course.containers != built:
+            was = f"with --containers {built}" if built else "without --containers"
+            raise NetstepError(f"Lab '{lab.name}' was built {was}: run it the same way, or `reset` it first.")
+        if course.containers:
+            with open(path, "w") as f:
+                json.dump({"containers": course.containers}, f)
+        elif os.path.exists(path):
+            os.unlink(path)
+        return course
 
     def _check_journal(self) -> None:
         steps = self.course.steps
@@ -237,21 +280,28 @@ class Engine:
 
     # -- moving ------------------------------------------------------------------------------
 
-    def apply_next(self, *, run_checks: bool = True) -> StepResult:
+    def apply_next(self, *, run_checks: bool = True, progress: Callable[[int, int], None] | None = None
+                   ) -> StepResult:
+        """Apply the next step; `progress(done, total)` hears of each action (for large labs)."""
         step = self.next_step()
         if step is None:
             raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
-        index = self.position
+        with SignalGuard() as guard:
+            return self._apply(step, guard, run_checks, progress)
+
+    def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, progress) -> StepResult:
         started = time.monotonic()
         names, rules_of = self._touched(step.actions)
         before = self._moment(names, rules_of)
-        record = self.journal.begin(index, step.ref)
+        record = self.journal.begin(self.position, step.ref)
         try:
-            for action in step.actions:
-                with deferred_signals():  # the action and its record of undo go together
-                    self.journal.intend(action)
-                    undo = executor.apply(self.lab, action)
-                    self.journal.done(undo)
+            for done, action in enumerate(step.actions, 1):
+                guard.checkpoint()  # an interrupted step is undone, never left half-applied
+                self.journal.intend(action)
+                undo = executor.apply(self.lab, action)
+                self.journal.done(undo)
+                if progress is not None:
+                    progress(done, len(step.actions))
         except BaseException:
             self._undo_entries(record)
             self.journal.pop()
@@ -273,11 +323,12 @@ class Engine:
         started = time.monotonic()
         record = self.journal.steps[-1]
         undos = [Action.from_dict(e["undo"]) for e in record["entries"] if e["undo"] is not None]
-        names, rules_of = self._touched(undos)
-        before = self._moment(names, rules_of)
-        self._undo_entries(record)
-        self.journal.pop()
-        after = self._moment(names, rules_of)
+        with SignalGuard():  # a rollback, once begun, finishes
+            names, rules_of = self._touched(undos)
+            before = self._moment(names, rules_of)
+            self._undo_entries(record)
+            self.journal.pop()
+            after = self._moment(names, rules_of)
         self._remember(after)
         result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"), internet=self.lab.internet)
         result.elapsed = time.monotonic() - started
@@ -285,8 +336,8 @@ class Engine:
 
     def _undo_entries(self, record: dict) -> None:
         """Undo a step's applied actions, newest first, keeping the journal in step."""
-        while record["entries"]:
-            with deferred_signals():
+        with SignalGuard():
+            while record["entries"]:
                 entry = record["entries"][-1]
                 if entry["undo"] is not None:
                     executor.apply(self.lab, Action.from_dict(entry["undo"]))
@@ -325,8 +376,8 @@ class Engine:
         before = self._snapshot()
         done: list[Command] = []
         try:
-            for command in commands:
-                with deferred_signals():
+            with SignalGuard():
+                for command in commands:
                     self.journal.own_intend(command.action, command.text, command.where)
                     try:
                         undo = executor.apply(self.lab, command.action)
@@ -334,7 +385,7 @@ class Engine:
                         self.journal.own_drop()
                         raise
                     self.journal.own_done(undo)
-                done.append(command)
+                    done.append(command)
         finally:
             after = self._snapshot()
             self._remember(after)
@@ -343,8 +394,8 @@ class Engine:
     def undo_own(self) -> Diff:
         """Take back every command run with `run_own`, newest first."""
         before = self._snapshot()
-        while self.journal.own:
-            with deferred_signals():
+        with SignalGuard():
+            while self.journal.own:
                 entry = self.journal.own[-1]
                 if entry["undo"] is not None:
                     executor.apply(self.lab, Action.from_dict(entry["undo"]))

@@ -106,7 +106,7 @@ class Lab:
         self.topology = topology
         self._lock_fd: int | None = None
         self._handles: dict[str, object] = {}
-        self._nsids: dict[tuple, int] = {}
+        self._nsids: dict[tuple, dict[int, tuple[str, int]]] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class Lab:
         """Remove every namespace, mount, process and file of this lab, and nothing else."""
         self.close_handles()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "last.json", "lab.json"):
+        for sub in ("journal.json", "last.json", "course.json", "lab.json"):
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.dir, sub))
         for d in (self.netns_dir, self.run_dir):
@@ -402,10 +402,9 @@ class Lab:
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
         states = {}
         indexes: dict[str, dict[int, str]] = {}
-        nsids = self._nsid_names(names)
         for ns in names:
             ipr = self.ipr(ns)
-            links, indexes[ns] = read_links(ipr, nsids.get(ns, {}))
+            links, indexes[ns] = read_links(ipr, self._nsid_resolver(ns))
             if rules_of is None or ns in rules_of or known is None or ns not in known.namespaces:
                 rules = tuple(parse_iptables_save(self.exec(ns, ["iptables-save"]).stdout))
             else:
@@ -438,34 +437,42 @@ class Lab:
 
         return namespaces.run_in(self.require(ns), read)
 
-    def _nsid_names(self, names: list[str]) -> dict[str, dict[int, str]]:
-        """For each of `names`, the ids under which it knows the lab's other namespaces.
+    def _nsid_resolver(self, ns: str):
+        """A function naming the lab namespace that `ns` knows under a given id.
 
-        An id stays the same for as long as both namespaces live, so answers are kept,
-        keyed by the namespaces' inodes (a deleted and re-made netns0 is another one).
+        The kernel gives ids lazily (when a veth pair first crosses between two
+        namespaces) and keeps them while both live, so the answers are kept with the
+        inodes of both namespaces, and asked again when an id is new or an inode changed.
         """
-        result: dict[str, dict[int, str]] = {}
-        every = self.namespace_names()
-        inodes = {ns: os.stat(self.fd_path(ns)).st_ino for ns in every}
-        for ns in names:
-            ids = {}
-            for other in every:
-                if other == ns:
-                    continue
-                key = (ns, inodes[ns], other, inodes[other])
-                nsid = self._nsids.get(key)
-                if nsid is None:  # not asked yet, or not assigned yet (the kernel assigns ids lazily)
-                    fd = os.open(self.fd_path(other), os.O_RDONLY)
-                    try:
-                        nsid = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
-                    finally:
-                        os.close(fd)
-                    if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
-                        self._nsids[key] = nsid
-                if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
-                    ids[nsid] = other
-            result[ns] = ids
-        return result
+        def name(nsid: int) -> str:
+            key = (ns, self._inode(ns))
+            found = self._nsids.get(key, {}).get(nsid)
+            if found is None or self._inode(found[0]) != found[1]:
+                self._nsids[key] = self._ask_nsids(ns)
+                found = self._nsids[key].get(nsid)
+            return found[0] if found else "?"
+
+        return name
+
+    def _inode(self, ns: str) -> int:
+        try:
+            return os.stat(self.fd_path(ns)).st_ino
+        except (OSError, NetstepError):
+            return -1
+
+    def _ask_nsids(self, ns: str) -> dict[int, tuple[str, int]]:
+        ids = {}
+        for other in self.namespace_names():
+            if other == ns:
+                continue
+            fd = os.open(self.fd_path(other), os.O_RDONLY)
+            try:
+                nsid = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
+            finally:
+                os.close(fd)
+            if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
+                ids[nsid] = (other, self._inode(other))
+        return ids
 
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
         """Where the other end of veth `link` in `ns` is: (namespace, name)."""

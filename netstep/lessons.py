@@ -95,6 +95,14 @@ def parse_lesson(path: str | os.PathLike) -> Lesson:
         raise LessonError(path, line, "the file is not UTF-8 text") from None
     except OSError as exc:
         raise NetstepError(f"Cannot read lesson file {path}: {exc.strerror}.") from None
+    return parse_lesson_text(text, path)
+
+
+def parse_lesson_text(text: str, path: str) -> Lesson:
+    """Parse a lesson's Markdown; `path` (named NN-slug.md) is where it says it came from."""
+    match = FILE_RE.match(os.path.basename(path))
+    if not match:
+        raise LessonError(path, 1, "a lesson file is named NN-slug.md, such as 04-bridge.md")
     if "\0" in text:
         raise LessonError(path, text[: text.index("\0")].count("\n") + 1, "the file holds a NUL byte")
     return _Parser(path, int(match.group(1)), match.group(2)).parse(text)
@@ -270,9 +278,19 @@ class Course(RenderMixin):
         files = sorted(p for p in folder.glob("*.md") if FILE_RE.match(p.name))
         return cls([parse_lesson(p) for p in files])
 
+    containers: int | None = None  # lesson 4 rebuilt with this many containers (netstep.scale)
+
     @property
     def steps(self) -> list[Step]:
         return [step for lesson in self.lessons for step in lesson.steps]
+
+    def with_containers(self, count: int) -> Course:
+        """This course with lesson 4 (the bridge) built for `count` containers."""
+        from netstep.scale import bridge_lesson
+
+        bridge = self.find("bridge")
+        lessons = [bridge_lesson(bridge, count) if lesson is bridge else lesson for lesson in self.lessons]
+        return Course(lessons, containers=count)
 
     def start_of(self, lesson: Lesson) -> int:
         """Index in `steps` of the lesson's first step."""

@@ -96,8 +96,8 @@ class Snapshot(RenderMixin):
 # -- reading the kernel ---------------------------------------------------------------
 
 
-def read_links(ipr, nsid_names: dict[int, str]) -> tuple[list[Link], dict[int, str]]:
-    """Links of one namespace, and its ifindex -> name map."""
+def read_links(ipr, nsid_name) -> tuple[list[Link], dict[int, str]]:
+    """Links of one namespace, and its ifindex -> name map; `nsid_name(id)` names a peer's namespace."""
     raw = ipr.link("dump")
     names = {msg["index"]: msg.get("ifname") for msg in raw}
     links = []
@@ -113,7 +113,7 @@ def read_links(ipr, nsid_names: dict[int, str]) -> tuple[list[Link], dict[int, s
             if nsid is None:
                 peer = names.get(msg.get("IFLA_LINK"), "?")
             else:
-                peer = f"#{msg.get('IFLA_LINK')}@{nsid_names.get(nsid, '?')}"
+                peer = f"#{msg.get('IFLA_LINK')}@{nsid_name(nsid)}"
         links.append(
             Link(
                 name=msg.get("ifname"),
