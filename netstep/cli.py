@@ -176,7 +176,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
                     return 0 if ok else 1
                 if args.yes and not args.json and step.prose:
                     out.print(Markdown(step.prose))
-                result = _apply_with_progress(engine, step, out if not args.json else err)
+                result = _apply_with_progress(engine, step, err if args.json else out, show=not args.json)
                 ok = ok and result.ok
                 if args.json:
                     _print_checks(result.checks, args, out, lesson.name, step.ref)
@@ -191,15 +191,15 @@ def cmd_run(args, out: Console, err: Console) -> int:
         engine.lab.close()
 
 
-def _apply_with_progress(engine, step, console: Console):
+def _apply_with_progress(engine, step, console: Console, *, show: bool = True):
     """Apply a step; one with many actions (a large lab) shows a progress bar meanwhile."""
     if len(step.actions) < 50:
-        return engine.apply_next()
+        return engine.apply_next(show=show)
     from rich.progress import Progress
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(step.title, total=len(step.actions))
-        return engine.apply_next(progress=lambda done, total: bar.update(task, completed=done))
+        return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
 def _confirm(step, out: Console) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from netstep import checks as checks_mod
 from netstep import executor
-from netstep.actions import Action, AddNetns, DeleteNetns, Iptables, MoveLink, Restore
+from netstep.actions import Action, AddNetns, DeleteNetns, Iptables, MoveLink, Restore, Sysctl
 from netstep.checks import Check, CheckResult
 from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
@@ -221,6 +221,7 @@ class Engine:
         self.course = self._course_for(lab, course)
         self.journal = Journal(lab.journal_path, compact=True)
         self._last_snapshot: Snapshot | None = None
+        self._moved = False  # True once this engine made a move: its last state is current
         if self.journal.steps and not self.journal.steps[-1]["complete"]:
             ref = self.journal.steps[-1]["ref"]
             raise NetstepError(
@@ -280,19 +281,22 @@ class Engine:
 
     # -- moving ------------------------------------------------------------------------------
 
-    def apply_next(self, *, run_checks: bool = True, progress: Callable[[int, int], None] | None = None
-                   ) -> StepResult:
-        """Apply the next step; `progress(done, total)` hears of each action (for large labs)."""
+    def apply_next(self, *, run_checks: bool = True, show: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> StepResult:
+        """Apply the next step, run its checks and read what it shows (`show`: for a person).
+
+        `progress(done, total)` hears of each action (for large labs).
+        """
         step = self.next_step()
         if step is None:
             raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
         with SignalGuard() as guard:
-            return self._apply(step, guard, run_checks, progress)
+            return self._apply(step, guard, run_checks, show, progress)
 
-    def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, progress) -> StepResult:
+    def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, show: bool, progress) -> StepResult:
         started = time.monotonic()
         names, rules_of = self._touched(step.actions)
-        before = self._moment(names, rules_of)
+        before = self._before(names, rules_of)
         record = self.journal.begin(self.position, step.ref)
         try:
             for done, action in enumerate(step.actions, 1):
@@ -312,6 +316,7 @@ class Engine:
         result = StepResult(step, "apply", diff(before, after, title=step.title), internet=self.lab.internet)
         if run_checks:
             result.checks = self.run_checks(step.checks)
+        if run_checks and show:
             result.shown = self._shown(step)
         result.elapsed = time.monotonic() - started
         return result
@@ -325,7 +330,7 @@ class Engine:
         undos = [Action.from_dict(e["undo"]) for e in record["entries"] if e["undo"] is not None]
         with SignalGuard():  # a rollback, once begun, finishes
             names, rules_of = self._touched(undos)
-            before = self._moment(names, rules_of)
+            before = self._before(names, rules_of)
             self._undo_entries(record)
             self.journal.pop()
             after = self._moment(names, rules_of)
@@ -430,7 +435,7 @@ class Engine:
         return self._snapshot(names, caches=True)
 
     def _touched(self, actions: list[Action]) -> tuple[list[str], set[str]]:
-        """The namespaces `actions` can change, and those whose rules they can change.
+        """The namespaces `actions` can change, and those whose rules or sysctls they can change.
 
         A step is diffed over these only: the namespaces its actions name, and those wired
         to them by a veth pair (a link going up or away changes its peer's routes too).
@@ -443,7 +448,7 @@ class Engine:
                 names.add(action.to)
             elif isinstance(action, (AddNetns, DeleteNetns)):
                 names.add(action.name)
-            elif isinstance(action, Iptables):
+            elif isinstance(action, (Iptables, Sysctl)):
                 rules_of.add(action.ns)
             elif isinstance(action, Restore):
                 image = action.image
@@ -465,6 +470,15 @@ class Engine:
         return self.lab.snapshot(names, caches=False, sysctls=self._sysctl_keys(), rules_of=rules_of,
                                  known=self._last())
 
+    def _before(self, names: list[str], rules_of: set[str]) -> Snapshot:
+        """The state a move starts from. Right after this engine's own last move nothing else
+        has changed the lab's configuration (checks only add to caches), so that state is
+        reused; otherwise (a new process: a student may have worked by hand) it is read."""
+        if self._moved:
+            last = self._last()
+            return Snapshot({n: last.namespaces[n] for n in names if n in last.namespaces})
+        return self._moment(names, rules_of)
+
     def _last(self) -> Snapshot:
         """The lab's configuration after the last move (read in full the first time)."""
         if self._last_snapshot is None:
@@ -480,6 +494,7 @@ class Engine:
         merged = {name: state for name, state in self._last().namespaces.items()
                   if self.lab.has_namespace(name) and name not in moment.namespaces}
         merged.update(moment.namespaces)
+        self._moved = True
         order = self.lab.namespace_names()
         present = sorted((n for n in merged if n in order), key=order.index)
         self._last_snapshot = Snapshot({n: merged[n] for n in present})

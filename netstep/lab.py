@@ -47,10 +47,10 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 NS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 MS_BIND, MS_SHARED, MS_REC = 4096, 1 << 20, 16384
 
-# ARP gives up after mcast_solicit probes retrans_time_ms apart. A sandbox link gets
-# 3 x 100 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
+# ARP gives up after mcast_solicit probes retrans_time_ms apart. A lab's link gets
+# 3 x 50 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
 # is decided quickly. (Namespaces other than the first have no neigh/default to tune.)
-ARP_RETRANS_MS = "100"
+ARP_RETRANS_MS = "50"
 WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
 
 
@@ -203,7 +203,7 @@ class Lab:
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
 
     def tune_link(self, ns: str, ifname: str) -> None:
-        """Make ARP on a lab link give up in 0.3 s (see ARP_RETRANS_MS)."""
+        """Make ARP on a lab link give up in 0.15 s (see ARP_RETRANS_MS)."""
         path = f"/proc/sys/net/ipv4/neigh/{ifname}/retrans_time_ms"
 
         def write() -> None:
@@ -394,9 +394,10 @@ class Lab:
     ) -> Snapshot:
         """Read the state of `names` (default: every namespace of the lab).
 
-        Reading iptables costs a process per namespace, so a caller that knows which
-        namespaces' rules can have changed names them in `rules_of`; the others keep the
-        rules of `known` (read afresh where `known` has no such namespace).
+        Reading iptables costs a process per namespace and sysctls a thread, so a caller
+        that knows where rules and sysctls can have changed names those namespaces in
+        `rules_of`; the others keep the rules and sysctls of `known` (read afresh where
+        `known` has no such namespace).
         """
         names = [ns for ns in (names or self.namespace_names()) if self.has_namespace(ns)]
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
@@ -407,15 +408,16 @@ class Lab:
             links, indexes[ns] = read_links(ipr, self._nsid_resolver(ns))
             if rules_of is None or ns in rules_of or known is None or ns not in known.namespaces:
                 rules = tuple(parse_iptables_save(self.exec(ns, ["iptables-save"]).stdout))
+                sysctl_values = self.read_sysctls(ns, keys)
             else:
-                rules = known[ns].rules
+                rules, sysctl_values = known[ns].rules, known[ns].sysctls
             state = NamespaceState(
                 name=ns,
                 links=tuple(links),
                 addresses=tuple(read_addresses(ipr, indexes[ns])),
                 routes=tuple(read_routes(ipr, indexes[ns])),
                 rules=rules,
-                sysctls=self.read_sysctls(ns, keys),
+                sysctls=sysctl_values,
             )
             if caches:
                 state = _with_caches(state, ipr, indexes[ns], self.exec(ns, ["conntrack", "-L"]).stdout)
@@ -476,11 +478,12 @@ class Lab:
 
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
         """Where the other end of veth `link` in `ns` is: (namespace, name)."""
-        state = self.snapshot([ns], caches=False)[ns]
-        found = state.link(link)
+        links, index = read_links(self.ipr(ns), self._nsid_resolver(ns))
+        found = next((item for item in links if item.name == link), None)
         if found is None or not found.peer:
             return None
-        name, _, where = found.peer.partition("@")
+        state = _name_peers({ns: NamespaceState(ns, links=(found,))}, {ns: index}, self)[ns]
+        name, _, where = state.links[0].peer.partition("@")
         return (where or ns, name)
 
 

@@ -15,8 +15,6 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from pyroute2 import IPRoute
-
 CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 
@@ -65,12 +63,14 @@ def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socke
     return run_in(path, lambda: socket.socket(family, kind, proto))
 
 
-def iproute(path: str | None) -> IPRoute:
+def iproute(path: str | None):
     """An rtnetlink handle bound to the namespace at `path`.
 
     pyroute2 opens its socket from an event loop thread, so a handle made inside a
     switched thread would talk to the wrong namespace; give it a socket made there.
     """
+    from pyroute2 import IPRoute  # here, not at the top: `netstep list` and the HTTP server do not need it
+
     if path is None:
         return IPRoute()
     sock = socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
