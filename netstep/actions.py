@@ -61,10 +61,12 @@ class AddLink(Action):
     name: str = ""
     kind: str = "veth"  # veth or bridge
     peer: str = ""
+    peer_ns: str = ""  # a veth's other end made straight in this namespace ("" for the same one)
 
     def command(self) -> str:
         if self.kind == "veth":
-            return f"ip link add {self.name} type veth peer name {self.peer}"
+            where = f" netns {self.peer_ns}" if self.peer_ns else ""
+            return f"ip link add {self.name} type veth peer name {self.peer}{where}"
         return f"ip link add {self.name} type {self.kind}"
 
 

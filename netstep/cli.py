@@ -156,7 +156,12 @@ def cmd_run(args, out: Console, err: Console) -> int:
 
     course = Course.load()
     if args.containers is not None:
+        from netstep.lab import Lab
+        from netstep.scale import built_with, check_room
+
         course = course.with_containers(args.containers)
+        if built_with(Lab(args.lab)) != args.containers:  # a lab already built holds its own entries
+            check_room(args.containers)
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
     engine = _engine(args, course)

@@ -146,7 +146,10 @@ def _ip_link(words: list[str], where: str) -> Action:
             return AddLink(where, name=_name(rest[0]), kind="bridge")
         if len(rest) == 6 and rest[1:3] == ["type", "veth"] and rest[3:5] == ["peer", "name"]:
             return AddLink(where, name=_name(rest[0]), kind="veth", peer=_name(rest[5]))
-        raise ValueError("expected: ip link add NAME type veth peer name PEER, or ip link add NAME type bridge")
+        if len(rest) == 8 and rest[1:3] == ["type", "veth"] and rest[3:5] == ["peer", "name"] and rest[6] == "netns":
+            return AddLink(where, name=_name(rest[0]), kind="veth", peer=_name(rest[5]), peer_ns=_target_ns(rest[7]))
+        raise ValueError("expected: ip link add NAME type veth peer name PEER [netns NS], "
+                         "or ip link add NAME type bridge")
     if verb in ("del", "delete"):
         _expect(rest, 1, "ip link delete NAME")
         return DeleteLink(where, name=_name(rest[0]))

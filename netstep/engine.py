@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from netstep import checks as checks_mod
 from netstep import executor
-from netstep.actions import Action, AddNetns, DeleteNetns, Iptables, MoveLink, Restore, Sysctl
+from netstep.actions import Action, AddLink, AddNetns, DeleteNetns, Iptables, MoveLink, Restore, Sysctl
 from netstep.checks import Check, CheckResult
 from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
@@ -233,12 +233,10 @@ class Engine:
     @staticmethod
     def _course_for(lab: Lab, course: Course | None) -> Course:
         """The course, in the variant the lab was built with (lesson 4 with N containers)."""
+        from netstep.scale import built_with
+
         path = os.path.join(lab.dir, "course.json")
-        try:
-            with open(path) as f:
-                built = json.load(f).get("containers")
-        except FileNotFoundError:
-            built = None
+        built = built_with(lab)
         has_steps = bool(Journal(lab.journal_path).steps)
         if course is None:
             course = Course.load()
@@ -446,6 +444,8 @@ class Engine:
             names.add(action.ns)
             if isinstance(action, MoveLink):
                 names.add(action.to)
+            elif isinstance(action, AddLink) and action.peer_ns:
+                names.add(action.peer_ns)
             elif isinstance(action, (AddNetns, DeleteNetns)):
                 names.add(action.name)
             elif isinstance(action, (Iptables, Sysctl)):

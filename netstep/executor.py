@@ -9,6 +9,7 @@ their undo rebuilds it, routes in the kernel's order included.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shlex
@@ -58,15 +59,25 @@ def _apply(action: Action, lab) -> Action:
 # -- helpers ---------------------------------------------------------------------------
 
 
+def _get(lab, ns: str, name: str):
+    """The kernel's record of link `name` in `ns`, or None: one lookup, not a dump."""
+    try:
+        return lab.ipr(ns).link("get", ifname=name)[0]
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
+
+
 def _index(lab, ns: str, name: str) -> int:
-    found = lab.ipr(ns).link_lookup(ifname=name)
-    if not found:
+    msg = _get(lab, ns, name)
+    if msg is None:
         raise KernelError(f"There is no device '{name}' in {ns}.")
-    return found[0]
+    return msg["index"]
 
 
 def _exists(lab, ns: str, name: str) -> bool:
-    return bool(lab.ipr(ns).link_lookup(ifname=name))
+    return _get(lab, ns, name) is not None
 
 
 def _refuse_existing(lab, ns: str, name: str) -> None:
@@ -79,11 +90,18 @@ def _refuse_existing(lab, ns: str, name: str) -> None:
 
 
 def _link_msg(lab, ns: str, name: str):
-    return lab.ipr(ns).link("get", index=_index(lab, ns, name))[0]
+    msg = _get(lab, ns, name)
+    if msg is None:
+        raise KernelError(f"There is no device '{name}' in {ns}.")
+    return msg
 
 
 def _names(lab, ns: str) -> dict[int, str]:
     return {m["index"]: m.get("ifname") for m in lab.ipr(ns).link("dump")}
+
+
+def _name_of(lab, ns: str, index: int) -> str:
+    return lab.ipr(ns).link("get", index=index)[0].get("ifname")
 
 
 def _with_fd(lab, ns: str, fn):
@@ -128,7 +146,12 @@ def _(action: AddLink, lab) -> Action:
     ns = action.ns
     _refuse_existing(lab, ns, action.name)
     ipr = lab.ipr(ns)
-    if action.kind == "veth":
+    if action.kind == "veth" and action.peer_ns:
+        _refuse_existing(lab, action.peer_ns, action.peer)
+        _with_fd(lab, action.peer_ns, lambda fd: ipr.link(
+            "add", ifname=action.name, kind="veth", peer={"ifname": action.peer, "net_ns_fd": fd}))
+        lab.tune_link(action.peer_ns, action.peer)
+    elif action.kind == "veth":
         _refuse_existing(lab, ns, action.peer)
         ipr.link("add", ifname=action.name, kind="veth", peer=action.peer)
         lab.tune_link(ns, action.peer)
@@ -160,7 +183,8 @@ def _routes_on(lab, ns: str, dev: str) -> dict[str, list[dict]]:
 def _(action: SetLinkUp, lab) -> Action:
     msg = _link_msg(lab, action.ns, action.name)
     was_up, index = bool(msg["flags"] & 1), msg["index"]
-    before = _addresses(lab, action.ns, index)
+    loopback = bool(msg["flags"] & 8)  # IFF_LOOPBACK: the one link that gains an address by going up
+    before = _addresses(lab, action.ns, index) if loopback else []
     # Taking a link down removes every route through it; its undo must put them back.
     routes = _routes_on(lab, action.ns, action.name) if was_up and not action.up else {}
     ipr = lab.ipr(action.ns)
@@ -173,7 +197,7 @@ def _(action: SetLinkUp, lab) -> Action:
         for dst, wanted in action.routes.items():
             set_routes(lab, action.ns, dst, wanted)
     # Bringing lo up gives it 127.0.0.1/8, and bringing it down keeps the address.
-    added = tuple(a for a in _addresses(lab, action.ns, index) if a not in before)
+    added = tuple(a for a in _addresses(lab, action.ns, index) if a not in before) if loopback else ()
     return SetLinkUp(action.ns, name=action.name, up=was_up, drop=added, routes=routes)
 
 
@@ -183,7 +207,8 @@ def _(action: MoveLink, lab) -> Action:
     index = _index(lab, action.ns, action.name)
     _refuse_existing(lab, action.to, action.name)
     # A move takes the link's addresses, up state, master and routes away: keep them for the undo.
-    state = {**_end_image(lab, action.ns, action.name), "routes": _routes_on(lab, action.ns, action.name)}
+    state = _end_image(lab, action.ns, action.name)
+    state["routes"] = _routes_on(lab, action.ns, action.name) if state["up"] else {}  # a down link has none
     _with_fd(lab, action.to, lambda fd: lab.ipr(action.ns).link("set", index=index, net_ns_fd=fd))
     lab.tune_link(action.to, action.name)
     if action.restore:
@@ -250,11 +275,14 @@ def _route_args(lab, ns: str, spec: dict) -> dict:
 
 def read_routes(lab, ns: str) -> list[dict]:
     """The main table's IPv4 routes as dicts, in the kernel's order."""
-    names = _names(lab, ns)
+    names: dict[int, str] = {}
     out = []
     for m in lab.ipr(ns).route("dump", family=socket.AF_INET, table=254):
         if m.get("RTA_TABLE", m["table"]) != 254 or m["type"] != 1:
             continue
+        oif = m.get("RTA_OIF")
+        if oif and oif not in names:
+            names[oif] = _name_of(lab, ns, oif)
         dst = m.get("RTA_DST")
         out.append({
             "dst": "default" if dst is None else f"{dst}/{m['dst_len']}",
@@ -429,11 +457,10 @@ def capture(lab, wanted: dict[str, list[str]]) -> dict:
 
 def _end_image(lab, ns: str, name: str) -> dict:
     msg = _link_msg(lab, ns, name)
-    names = _names(lab, ns)
-    addrs = _addresses(lab, ns, msg["index"])
+    master = msg.get("IFLA_MASTER")
     return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
-            "master": names.get(msg.get("IFLA_MASTER"), "") if msg.get("IFLA_MASTER") else "",
-            "addresses": addrs}
+            "master": _name_of(lab, ns, master) if master else "",
+            "addresses": _addresses(lab, ns, msg["index"])}
 
 
 def _link_image(lab, ns: str, name: str) -> dict:

@@ -10,6 +10,8 @@ many entries are free, and `bridge_lesson` refuses an N that would not fit.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 
 from netstep.errors import NetstepError
 from netstep.lessons import Lesson, parse_lesson_text
@@ -45,11 +47,19 @@ def check_room(count: int) -> None:
         )
 
 
+def built_with(lab) -> int | None:
+    """How many containers `lab` was built for (None: the plain course)."""
+    try:
+        with open(os.path.join(lab.dir, "course.json")) as f:
+            return json.load(f).get("containers")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def bridge_lesson(original: Lesson, count: int) -> Lesson:
-    """Lesson 4 rebuilt for `count` containers."""
+    """Lesson 4 rebuilt for `count` containers (see `check_room` before building it)."""
     if not 2 <= count <= 250:
         raise NetstepError(f"--containers takes a number from 2 to 250, not {count}.")
-    check_room(count)
     teardown = original.steps[0]
     lines = [f"# {original.title} ({count} containers)", "",
              f"The bridge lesson with {count} containers on `br0`, each with an address of 172.18.0.0/16 "
@@ -57,13 +67,14 @@ def bridge_lesson(original: Lesson, count: int) -> Lesson:
     lines += [f"## {teardown.title}", "", teardown.prose, "", "```console"]
     lines += [f"{c.where}# {c.text}" for c in teardown.commands]
     lines += ["```", "", f"## Build {count} containers", "",
-              "Each container gets a namespace and a veth pair; the host ends get no address.", "",
+              "Each container gets a namespace and a veth pair whose container end is made straight in "
+              "the container's namespace (`peer name ... netns ...`: one command instead of add and move); "
+              "the host ends get no address.", "",
               "```console"]
     for i in range(count):
         lines += [f"host# ip netns add netns{i}",
-                  f"host# ip link add veth{i} type veth peer name ceth{i}",
+                  f"host# ip link add veth{i} type veth peer name ceth{i} netns netns{i}",
                   f"host# ip link set veth{i} up",
-                  f"host# ip link set ceth{i} netns netns{i}",
                   f"netns{i}# ip link set lo up",
                   f"netns{i}# ip link set ceth{i} up",
                   f"netns{i}# ip addr add {address(i)}/16 dev ceth{i}"]

@@ -1,0 +1,66 @@
+"""Lesson 4 with N containers: every pair checked, the neighbour table's limit explained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from support import REPO, needs_root, unique_name
+
+from netstep.lab import Lab
+from netstep.lessons import Course
+from netstep.scale import address, neighbour_room
+
+
+def netstep(lab: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_addresses_are_assigned_in_order():
+    assert [address(i) for i in (0, 1, 24, 25)] == ["172.18.0.10", "172.18.0.20", "172.18.0.250", "172.18.1.4"]
+
+
+def test_the_generated_lesson_checks_every_pair():
+    lesson = Course.load().with_containers(5).find("bridge")
+    checks = lesson.steps[-1].checks
+    assert len(checks) == 5 * 4
+    assert {(c.source, c.target) for c in checks} == {
+        (f"netns{i}", address(j)) for i in range(5) for j in range(5) if i != j}
+
+
+@needs_root
+def test_run_bridge_with_containers_and_go_back():
+    lab = unique_name("scale")
+    try:
+        run = netstep(lab, "run", "bridge", "--containers", "6", "--yes", "--json")
+        assert run.returncode == 0, run.stderr
+        results = [json.loads(line) for line in run.stdout.splitlines()]
+        assert len(results) == 30 and all(r["ok"] and r["actual"] == "reachable" for r in results)
+        # The lab remembers it was built for six containers: back and next work on it.
+        assert netstep(lab, "back").returncode == 0
+        again = netstep(lab, "next")
+        assert again.returncode == 0, again.stderr
+        assert "netns5" in again.stdout
+        rollback = netstep(lab, "rollback", "--all")
+        assert rollback.returncode == 0, rollback.stderr
+    finally:
+        netstep(lab, "reset")
+        Lab(lab).destroy()
+
+
+@needs_root
+def test_too_many_containers_is_refused_with_the_reason():
+    free, size = neighbour_room()
+    count = 2
+    while count * (count - 1) <= free:
+        count += 1
+    lab = unique_name("scalex")
+    try:
+        run = netstep(lab, "run", "bridge", "--containers", str(count), "--yes")
+        assert run.returncode != 0 and "Traceback" not in run.stderr
+        assert "neighbour" in run.stderr and "gc_thresh3" in run.stderr and str(size) in run.stderr
+    finally:
+        Lab(lab).destroy()
