@@ -31,9 +31,12 @@ command -v python3 >/dev/null || need+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   need+=(python3-venv)
 fi
-# The tests also check the Vagrantfile with `vagrant validate` (no provider needed).
-if [ "$what" = test ] && ! command -v vagrant >/dev/null; then
-  need+=(vagrant)
+# The tests also check the Vagrantfile with `vagrant validate` (no provider needed), drive
+# the demo in tmux, and run the benchmark's shell baseline, which uses curl.
+if [ "$what" = test ]; then
+  command -v vagrant >/dev/null || need+=(vagrant)
+  command -v tmux >/dev/null || need+=(tmux)
+  command -v curl >/dev/null || need+=(curl)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${need[*]}"

@@ -34,7 +34,7 @@ REASON_TEXT = {
     "no-answer": "no answer (silence)",
     "filtered": "blocked by a firewall rule",
 }
-SILENCE = 0.25  # seconds without an answer that decide an expected failure
+SILENCE = 0.2  # seconds without an answer that decide an expected failure
 PATIENCE = 2.0  # seconds an expected success may take
 
 
@@ -88,7 +88,7 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
     Pings from one namespace share one raw socket in one thread; each tcp or http check
     has a thread of its own. How long a probe waits for an answer depends on what it
     expects: an expected failure is decided after SILENCE seconds without one (a lab's
-    round trip is well under a millisecond, and its ARP gives up after 0.15 s), while an
+    round trip is well under a millisecond, and its ARP gives up after 0.1 s), while an
     expected success gets PATIENCE seconds, so a loaded machine is not taken for a
     broken network.
     """

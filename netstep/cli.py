@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check that this machine can run the course")
     books = sub.add_parser("notebooks", help="write the Jupyter notebooks generated from the lessons")
     books.add_argument("--out", default="notebooks", help="folder to write to (default: notebooks)")
+    demo = sub.add_parser("demo", help="instructor demo: the course on a projector, one step at a time")
+    demo.add_argument("--lab", default=argparse.SUPPRESS, help="which lab to use (as before the command)")
+    demo.add_argument("--from", dest="from_lesson", metavar="N", help="start at lesson N (fast-forward first)")
+    demo.add_argument("--to", dest="to_lesson", metavar="M", help="stop after lesson M")
+    demo.add_argument("--auto", type=float, metavar="SECONDS",
+                      help="advance every SECONDS by itself; at the end roll back, remove the lab and exit")
+    demo.add_argument("--rollback-on-exit", action="store_true", help="roll back and remove the lab on quitting")
     return parser
 
 
@@ -344,8 +351,22 @@ def cmd_notebooks(args, out: Console, err: Console) -> int:
     return 0
 
 
+def cmd_demo(args, out: Console, err: Console) -> int:
+    from netstep.demo import options_from_args, run_demo
+    from netstep.lessons import Course
+
+    course = Course.load()
+    options = options_from_args(args, course)
+    engine = _engine(args, course)
+    try:
+        return run_demo(engine, options)
+    finally:
+        engine.lab.close()
+
+
 COMMANDS = {
     "list": cmd_list, "run": cmd_run, "next": cmd_next, "back": cmd_back, "check": cmd_check,
     "inspect": cmd_inspect, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
     "shell": cmd_shell, "doctor": cmd_doctor, "notebooks": cmd_notebooks,
+    "demo": cmd_demo,
 }

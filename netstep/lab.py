@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -48,9 +49,9 @@ NS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 MS_BIND, MS_SHARED, MS_REC = 4096, 1 << 20, 16384
 
 # ARP gives up after mcast_solicit probes retrans_time_ms apart. A lab's link gets
-# 3 x 50 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
+# 3 x 30 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
 # is decided quickly. (Namespaces other than the first have no neigh/default to tune.)
-ARP_RETRANS_MS = "50"
+ARP_RETRANS_MS = "30"
 WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
 
 
@@ -105,7 +106,9 @@ class Lab:
         self.last_snapshot_path = os.path.join(self.dir, "last.json")
         self.topology = topology
         self._lock_fd: int | None = None
-        self._handles: dict[str, object] = {}
+        # Netlink handles by (thread, namespace): a pyroute2 handle works only in the thread
+        # that made it, so each thread that uses the lab gets its own.
+        self._handles: dict[tuple[int, str], object] = {}
         self._nsids: dict[tuple, dict[int, tuple[str, int]]] = {}
 
     # -- life cycle ---------------------------------------------------------------
@@ -147,10 +150,7 @@ class Lab:
                 raise
 
     def close(self) -> None:
-        for handle in self._handles.values():
-            with suppress(Exception):
-                handle.close()
-        self._handles.clear()
+        self.close_handles()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -203,7 +203,7 @@ class Lab:
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
 
     def tune_link(self, ns: str, ifname: str) -> None:
-        """Make ARP on a lab link give up in 0.15 s (see ARP_RETRANS_MS)."""
+        """Make ARP on a lab link give up in 0.1 s (see ARP_RETRANS_MS)."""
         path = f"/proc/sys/net/ipv4/neigh/{ifname}/retrans_time_ms"
 
         def write() -> None:
@@ -238,11 +238,12 @@ class Lab:
         for ns in ("host", "upstream"):
             namespaces.remove(os.path.join(self.dir, ns))
 
-    def close_handles(self) -> None:
-        for handle in self._handles.values():
+    def close_handles(self, *, all_threads: bool = True) -> None:
+        """Close netlink handles: every thread's, or only the calling thread's."""
+        me = threading.get_ident()
+        for key in [k for k in self._handles if all_threads or k[0] == me]:
             with suppress(Exception):
-                handle.close()
-        self._handles.clear()
+                self._handles.pop(key).close()
 
     # -- namespaces ------------------------------------------------------------------
 
@@ -285,10 +286,11 @@ class Lab:
         return f"netstep:{self.name}" if self.host_mode else None
 
     def ipr(self, ns: str):
-        handle = self._handles.get(ns)
+        key = (threading.get_ident(), ns)
+        handle = self._handles.get(key)
         if handle is None:
             handle = namespaces.iproute(self.require(ns))
-            self._handles[ns] = handle
+            self._handles[key] = handle
         return handle
 
     def add_container(self, ns: str) -> None:
@@ -300,9 +302,9 @@ class Lab:
         namespaces.create(path)
 
     def remove_container(self, ns: str) -> None:
-        handle = self._handles.pop(ns, None)
-        if handle is not None:
-            handle.close()
+        for key in [k for k in self._handles if k[1] == ns]:
+            with suppress(Exception):
+                self._handles.pop(key).close()
         self.stop_servers(ns)
         namespaces.remove(self.require(ns))
 

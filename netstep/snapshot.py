@@ -69,9 +69,16 @@ class NamespaceState(RenderMixin):
     def config(self) -> tuple:
         """The configuration, compared for exactness. Routes and rules keep their order
         (the first match wins); links and addresses do not (they are listed by ifindex,
-        which a rebuilt link does not keep)."""
-        return tuple(tuple(sorted(self.part(p))) if p in ("links", "addresses") else self.part(p)
-                     for p in CONFIG_PARTS)
+        which a rebuilt link does not keep). A route's "linkdown" is state, not configuration."""
+        parts = []
+        for p in CONFIG_PARTS:
+            entries = self.part(p)
+            if p in ("links", "addresses"):
+                entries = tuple(sorted(entries))
+            elif p == "routes":  # "linkdown" follows the carrier, which the kernel updates in its own time
+                entries = tuple(e.removesuffix(" linkdown") for e in entries)
+            parts.append(entries)
+        return tuple(parts)
 
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)

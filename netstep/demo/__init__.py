@@ -8,6 +8,8 @@ snapshot goes through Engine and Lab methods, one at a time, in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
+
 from netstep.demo.options import DemoOptions, options_from_args
 
 
@@ -17,6 +19,8 @@ def run_demo(engine, options: DemoOptions) -> int:
 
     app = DemoApp(engine, options)
     app.run()
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+        print(app.farewell(), flush=True)
     return app.return_code or 0
 
 

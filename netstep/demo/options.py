@@ -53,7 +53,7 @@ def options_from_args(args, course: Course, *, need_terminal: bool = True) -> De
         raise NetstepError(f"--from {first} comes after --to {last}: the demo would have nothing to show.")
     if args.auto is not None and not args.auto >= 0:
         raise NetstepError("--auto takes the seconds between steps: 0 or more, such as --auto 5.")
-    if need_terminal and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if need_terminal and not (sys.stdin.isatty() and sys.__stderr__.isatty()):  # Textual draws on stderr
         raise NetstepError("The demo is a full-screen app and needs a terminal; for a log of the course use "
                            "`python -m netstep run all --yes`.")
     return DemoOptions(first, last, args.auto, bool(args.rollback_on_exit),

@@ -1,0 +1,258 @@
+"""netstep's benchmark: netstep and its baselines, side by side in one run, as ratios.
+
+    sudo .venv/bin/python bench/run.py            # the full run; writes bench/RESULTS.md
+    sudo .venv/bin/python bench/run.py --quick    # one small round of each, for the tests
+
+1. The whole course with every check and the clean-up: `netstep run all --yes --json`
+   then `reset`, against bench/course.sh (the same course as plain ip, iptables,
+   ping -c1 -W1 and curl commands, run inside `unshare -n`), alternating, with medians;
+   the verdicts of both must be identical.
+2. One step's latency (apply + snapshots + diff), median over the course's steps, against
+   the shell doing the same step's commands with an inspection before and after.
+3. N containers on a bridge with every pair checked: `netstep run bridge --containers N`
+   against Mininet's `mn --topo single,N --switch lxbr --controller none --test pingall`,
+   inside `unshare -n` (bench installs Debian's mininet and bridge-utils if missing).
+4. CLI start-up (`netstep list`, against a bare `python -c pass`) and the peak memory of
+   `run all` (against the targets).
+
+Everything runs in namespaces made for the purpose; nothing touches the machine's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+PY = sys.executable
+UNSHARE = ["unshare", "--net", "--mount", "--propagation", "private", "--"]
+PRIVATE_RUN = "mount -t tmpfs tmpfs /run && mkdir -p /run/netns && "
+
+
+def run(argv: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, **kw)
+    return time.perf_counter() - start, result
+
+
+def netstep(lab: str, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    return run([PY, "-m", "netstep", "--lab", lab, *args])
+
+
+# -- 1 and 2: the course ------------------------------------------------------------------
+
+
+def netstep_course(lab: str) -> tuple[float, list[tuple]]:
+    took, result = netstep(lab, "run", "all", "--yes", "--json")
+    if result.returncode != 0:
+        raise SystemExit(f"netstep run all failed:\n{result.stderr[-2000:]}")
+    reset_took, _ = netstep(lab, "reset")
+    verdicts = [(r["step"], r["kind"], r["from"], r["to"], r["actual"])
+                for r in map(json.loads, result.stdout.splitlines())]
+    return took + reset_took, verdicts
+
+
+def shell_course() -> tuple[float, list[tuple], list[float]]:
+    script = HERE / "course.sh"
+    command = PRIVATE_RUN + f"bash {script} 3>&2"
+    took, result = run([*UNSHARE, "bash", "-c", command])
+    verdicts = [tuple(line.split()) for line in result.stdout.splitlines() if line.strip()]
+    steps = [int(line.split()[2]) / 1e6 for line in result.stderr.splitlines() if line.startswith("step ")]
+    return took, verdicts, steps
+
+
+def step_latency() -> list[float]:
+    """Each step's apply + snapshots + diff, in-process, on a lab of its own."""
+    from netstep.engine import Engine
+    from netstep.lab import Lab
+
+    lab = Lab(f"bench-steps-{os.getpid()}")
+    times = []
+    try:
+        with lab:
+            engine = Engine(lab)
+            while engine.next_step():
+                start = time.perf_counter()
+                engine.apply_next(run_checks=False)
+                times.append(time.perf_counter() - start)
+            engine.rollback_all()
+    finally:
+        lab.destroy()
+    return times
+
+
+# -- 3: containers ---------------------------------------------------------------------------
+
+
+def netstep_containers(n: int) -> float:
+    lab = f"bench-n{n}-{os.getpid()}"
+    took, result = netstep(lab, "run", "bridge", "--containers", str(n), "--yes", "--json")
+    reset_took, _ = netstep(lab, "reset")
+    pairs = [json.loads(line) for line in result.stdout.splitlines()]
+    if result.returncode != 0 or len(pairs) != n * (n - 1) or not all(p["ok"] for p in pairs):
+        raise SystemExit(f"netstep with {n} containers failed:\n{result.stderr[-2000:]}")
+    return took + reset_took
+
+
+def mininet_containers(n: int) -> float:
+    took, result = run([*UNSHARE, "mn", "--topo", f"single,{n}", "--switch", "lxbr", "--controller", "none",
+                        "--test", "pingall"])
+    if "0% dropped" not in result.stdout + result.stderr:
+        raise SystemExit(f"Mininet's pingall with {n} hosts failed:\n{(result.stdout + result.stderr)[-2000:]}")
+    return took
+
+
+def ensure_mininet() -> bool:
+    if shutil.which("mn") and shutil.which("brctl"):
+        return True
+    print("bench: installing Debian's mininet and bridge-utils", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mininet", "bridge-utils"],
+                   env=env, check=False, capture_output=True)
+    return bool(shutil.which("mn") and shutil.which("brctl"))
+
+
+# -- 4: start-up and memory ---------------------------------------------------------------------
+
+
+def startup(rounds: int) -> tuple[float, float]:
+    cli, bare = [], []
+    for _ in range(rounds):
+        cli.append(run([PY, "-m", "netstep", "list"])[0])
+        bare.append(run([PY, "-c", "pass"])[0])
+    return statistics.median(cli), statistics.median(bare)
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of `run all` (the largest process of it, from a fresh wrapper)."""
+    lab = f"bench-mem-{os.getpid()}"
+    code = ("import resource, subprocess, sys;"
+            "subprocess.run(sys.argv[1:], capture_output=True);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    _, result = run([PY, "-c", code, PY, "-m", "netstep", "--lab", lab, "run", "all", "--yes", "--json"])
+    netstep(lab, "reset")
+    return int(result.stdout.strip()) / 1024
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def measure(quick: bool, rounds: int, sizes: list[int], mininet: bool) -> list[dict]:
+    from course_sh import script
+
+    from netstep.lessons import Course
+
+    (HERE / "course.sh").write_text(script(Course.load()))
+    rows: list[dict] = []
+
+    ours, theirs, shell_steps = [], [], []
+    for i in range(rounds):  # alternate, so that a slow moment of the machine hits both
+        took, verdicts = netstep_course(f"bench-course-{os.getpid()}-{i}")
+        ours.append(took)
+        took, shell_verdicts, steps = shell_course()
+        theirs.append(took)
+        shell_steps += steps
+        if verdicts != shell_verdicts:
+            differ = [(a, b) for a, b in zip(verdicts, shell_verdicts, strict=False) if a != b]
+            raise SystemExit(f"the verdicts differ ({len(verdicts)} vs {len(shell_verdicts)}): {differ[:5]}")
+    rows.append(row("whole course, every check, clean-up", statistics.median(ours), statistics.median(theirs),
+                    "s", "shell script", target=">= 5x", ok=statistics.median(theirs) >= 5 * statistics.median(ours),
+                    note=f"{len(verdicts)} identical verdicts"))
+
+    steps = step_latency()
+    median_step = statistics.median(steps)
+    rows.append(row("one step: apply + snapshots + diff (median)", median_step, statistics.median(shell_steps), "ms",
+                    "shell: commands + inspect before/after", target="<= 50 ms", ok=median_step <= 0.050,
+                    note=f"{len(steps)} steps"))
+
+    for n in sizes:
+        ours_n = [netstep_containers(n) for _ in range(rounds)]
+        if mininet:
+            theirs_n = [mininet_containers(n) for _ in range(rounds)]
+            rows.append(row(f"{n} containers, all {n * (n - 1)} pairs", statistics.median(ours_n),
+                            statistics.median(theirs_n), "s", "Mininet pingall",
+                            target=">= 5x" if n == 30 else "",
+                            ok=(statistics.median(theirs_n) >= 5 * statistics.median(ours_n)) if n == 30 else None))
+        else:
+            rows.append(row(f"{n} containers, all {n * (n - 1)} pairs", statistics.median(ours_n), None, "s",
+                            "Mininet (not installed)"))
+
+    cli, bare = startup(3 if quick else 7)
+    rows.append(row("CLI start-up: netstep list", cli, bare, "s", "python -c pass", target="<= 0.5 s",
+                    ok=cli <= 0.5, ratio=False))
+    memory = peak_memory_mib()
+    rows.append(row("peak memory of run all", memory, None, "MiB", "", target="<= 100 MiB", ok=memory <= 100))
+    return rows
+
+
+def row(what, ours, base, unit, baseline, *, target="", ok=None, note="", ratio=True) -> dict:
+    """One measure; the ratio is baseline / netstep where the baseline does the same work."""
+    return {"what": what, "netstep": ours, "baseline": base, "unit": unit, "against": baseline,
+            "ratio": (base / ours) if ratio and base and ours else None, "target": target, "ok": ok, "note": note}
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if unit == "ms" else f"{value:.2f} {unit}"
+
+
+def markdown(rows: list[dict], rounds: int, quick: bool) -> str:
+    machine = (f"{platform.node()}: {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+               f"Python {platform.python_version()}")
+    lines = [
+        "# netstep benchmark results",
+        "",
+        f"Run on {date.today().isoformat()} by `bench/run.py{' --quick' if quick else ''}` on {machine}; "
+        f"{rounds} round(s), medians, netstep and each baseline alternating in the same run. A ratio is "
+        "baseline time / netstep time (higher is better for netstep).",
+        "",
+        "| measure | netstep | baseline | against | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = f"{r['ratio']:.1f}x" if r["ratio"] else "-"
+        met = {True: "yes", False: "**no**", None: "-"}[r["ok"]]
+        what = r["what"] + (f" ({r['note']})" if r["note"] else "")
+        lines.append(f"| {what} | {fmt(r['netstep'], r['unit'])} | {fmt(r['baseline'], r['unit'])} | "
+                     f"{r['against'] or '-'} | {ratio} | {r['target'] or '-'} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round, 5 containers: proves the bench runs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--no-mininet", action="store_true", help="do not install or run Mininet")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/run.py makes network namespaces: run it as root", file=sys.stderr)
+        return 1
+    rounds = 1 if args.quick else args.rounds
+    sizes = [5] if args.quick else [10, 30]
+    mininet = not args.no_mininet and (shutil.which("mn") is not None if args.quick else ensure_mininet())
+    rows = measure(args.quick, rounds, sizes, mininet)
+    text = markdown(rows, rounds, args.quick)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""The demo app: the course on stage, one step at a time, driven by a few keys.
+
+Every engine call blocks (a step with an expected failure waits about a second), so each
+runs in a Textual thread worker, one at a time: while one runs, the keys that would start
+another are disabled (check_action), and `q` waits for it to finish. The app never
+touches the kernel: it moves, checks and looks at the lab only through Engine and Lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+
+from netstep.demo import stage
+from netstep.demo.calls import EngineCalls
+from netstep.demo.leaving import Leaving
+from netstep.demo.options import DemoOptions
+from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen
+from netstep.demo.topology import Topology
+from netstep.demo.typewriter import Typewriter
+from netstep.engine import Engine, StepResult
+from netstep.lessons import Lesson, Step
+from netstep.snapshot import Snapshot
+
+NARROW = 96  # below this many columns the picture goes under the stage
+
+CSS = """
+#top { height: 1; background: $primary-background; }
+#where { width: 1fr; padding: 0 1; text-style: bold; }
+#status { width: auto; padding: 0 1; }
+#body { height: 1fr; }
+#stage { width: 1fr; padding: 1 2 0 2; }
+#side { width: 44; border: round $accent; padding: 0 1; }
+#body.-narrow { layout: vertical; }
+#body.-narrow #side { width: 1fr; height: auto; max-height: 50%; }
+#title, #narration, #commands { margin-bottom: 1; }
+NotesScreen, InspectScreen, GotoScreen { align: center middle; }
+#notes { width: 90%; max-width: 100; height: auto; max-height: 85%; border: round $warning; padding: 1 2;
+         background: $surface; }
+#notes > Static { height: auto; }
+#inspect { width: 94%; height: 90%; border: round $accent; background: $surface; }
+#namespaces { width: 14; height: 1fr; }
+#state { width: 1fr; padding: 0 1; }
+#goto { width: 44; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+"""
+
+
+class DemoApp(EngineCalls, Leaving, App[int]):
+    """`python -m netstep demo`: see the module docstring. Exits with 0, or 1 when --auto saw a check fail."""
+
+    TITLE = "netstep demo"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = CSS
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("right", "next", "Next", key_display="→"),
+        Binding("space", "next", "Next", show=False),
+        Binding("left", "back", "Back", key_display="←"),
+        Binding("g", "goto_prompt", "Lesson N", key_display="g/1-7"),
+        *(Binding(str(n), f"lesson({n})", f"Lesson {n}", show=False) for n in range(1, 10)),
+        Binding("c", "recheck", "Checks"),
+        Binding("i", "inspect", "Inspect"),
+        Binding("p", "notes", "Notes"),
+        Binding("q", "quit", "Quit"),
+        Binding("up", "scroll_stage(-1)", show=False),
+        Binding("down", "scroll_stage(1)", show=False),
+        Binding("pageup", "scroll_stage(-10)", show=False),
+        Binding("pagedown", "scroll_stage(10)", show=False),
+    ]
+
+    def __init__(self, engine: Engine, options: DemoOptions | None = None) -> None:
+        super().__init__()
+        # The lab's netlink handles belong to the thread that opened them: close this
+        # thread's (make the app before its event loop runs); each worker opens its own.
+        engine.lab.close_handles()
+        self.engine = engine
+        self.options = options or DemoOptions()
+        self.end = self.options.end(engine.course)
+        self.operation: str | None = None  # what the engine is busy with
+        self.on_stage: Step | None = None  # the step whose notes `p` shows
+        self.last_result: StepResult | None = None  # the move on stage, if one is
+        self.snapshot: Snapshot | None = None
+        self.previous: Snapshot | None = None
+        self.failures = 0  # checks that did not come out as expected
+        self.rechecked: list = []  # the results of the last `c`
+        self.applied: list[str] = []  # the steps applied with →, space or --auto, in order
+        self.cleanup_problems: list[str] = []  # what removing the lab could not undo
+        self._pending: Callable[[], None] | None = None  # a result waiting for the typing to end
+        self._quit_requested = False
+        self._leaving = False
+        self._auto_timer: Timer | None = None
+        self._auto_turn = 0  # bumped whenever a scheduled step is called off
+        self.commands = Typewriter(id="commands")
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            yield Static(id="where")
+            yield Static(id="status")
+        with Horizontal(id="body"):
+            with VerticalScroll(id="stage", can_focus=False):
+                yield Static(id="title")
+                yield Static(id="narration")
+                yield self.commands
+                yield Static(id="result")
+            with VerticalScroll(id="side", can_focus=False) as side:
+                side.border_title = "the lab"
+                yield Static(id="topology")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # killed, or the terminal (an SSH session) went away
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signum, self.request_quit)
+        self.query_one("#body").set_class(self.size.width < NARROW, "-narrow")
+        start = self.options.start(self.engine.course)
+        if start is not None and start != self.engine.position:
+            lesson = self.engine.steps[start].lesson if start < len(self.engine.steps) else None
+            label = f"bringing the lab to {lesson.name}" if lesson else "bringing the lab to the end"
+            self._run(label, lambda: self._goto(start), self._arrived)
+        else:
+            self._run("reading the lab", list, self._arrived)
+
+    def on_resize(self, event) -> None:
+        self.query_one("#body").set_class(event.size.width < NARROW, "-narrow")
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """No engine call running and no result waiting to be shown."""
+        return self.operation is None and self._pending is None and not self.commands.running
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        engine = self.engine
+        if action == "lesson":
+            number = parameters[0] if parameters else 0
+            if not any(lesson.number == number for lesson in engine.course.lessons):
+                return False
+            return (self.idle and self._may_visit(int(number))) or None
+        if action == "next":
+            return (self.idle and engine.position < self.end) or None
+        if action == "back":
+            return (self.idle and engine.position > 0) or None
+        if action == "recheck":
+            current = engine.current_step()
+            return (self.idle and current is not None and bool(current.checks)) or None
+        if action in ("goto_prompt", "inspect"):
+            return self.idle or None
+        if action == "notes":
+            return self.on_stage is not None or None
+        return True
+
+    def _may_visit(self, number: int) -> bool:
+        last = self.options.last_lesson
+        return last is None or number <= last
+
+    def _lesson(self, number: int) -> Lesson:
+        return next(lesson for lesson in self.engine.course.lessons if lesson.number == number)
+
+    # -- moves --------------------------------------------------------------------------------
+
+    def action_next(self) -> None:
+        step = self.engine.next_step()
+        if step is None or not self.idle:
+            return
+        self.on_stage, self.last_result = step, None
+        self._show(title=stage.step_title(step), narration=stage.narration(step.prose), result="")
+        self._pending = None
+        self.commands.type(stage.command_lines(step), self.options.typing_cps, self._typed)
+        self._run(f"applying step {step.ref}", self.engine.apply_next, self._applied)
+
+    def _applied(self, result: StepResult) -> None:
+        self.last_result = result
+        self.applied.append(result.step.ref)
+        self.failures += sum(not check.ok for check in result.checks)
+        self._pending = lambda: self._show(result=stage.result_view(result), reveal=True)
+
+    def _typed(self) -> None:
+        if self._pending is not None and self.operation is None:
+            show, self._pending = self._pending, None
+            show()
+            self._draw_lab()
+            self._settled()
+
+    def action_back(self) -> None:
+        step = self.engine.current_step()
+        if step is None or not self.idle:
+            return
+        self.on_stage, self.last_result = step, None
+        self._show(title=stage.step_title(step, "Rolling back"), narration="", result="")
+        self.commands.show(stage.command_lines(step), undone=True)
+        self._run(f"rolling back step {step.ref}", self.engine.undo_last, self._undone)
+
+    def _undone(self, result: StepResult) -> None:
+        self.last_result = result
+        self._show(title=stage.step_title(result.step, "Rolled back"),
+                   narration=Text("The lab is back where it was before this step.", style="italic"),
+                   result=stage.result_view(result), reveal=True)
+
+    def action_lesson(self, number: int) -> None:
+        if not self.idle or not self._may_visit(number):
+            return
+        target = self.engine.course.start_of(self._lesson(number))
+        self._run(f"jumping to lesson {number}", lambda: self._goto(target), self._arrived)
+
+    def _arrived(self, moves: list[StepResult]) -> None:
+        """The lab is where it was asked to be: put the next lesson's card (or the end) on stage."""
+        applied = sum(move.direction == "apply" for move in moves)
+        note = ""
+        if applied:
+            note = f"Fast-forwarded through {applied} step{'s' * (applied != 1)} (checks skipped)."
+        elif moves:
+            note = f"Rolled back {len(moves)} step{'s' * (len(moves) != 1)}."
+        self.last_result = None
+        self.commands.show([])
+        step = self.engine.next_step()
+        if step is None or self.engine.position >= self.end:
+            self.on_stage = self.engine.current_step()
+            self._show(title=Text(""), narration=stage.end_card(self.on_stage, note), result="")
+            return
+        self.on_stage = step
+        assert step.lesson is not None
+        if step.index:
+            note = (note + " " if note else "") + f"The lab stands after step {self.engine.current_step().ref}."
+        self._show(title=Text(step.lesson.title, style="bold cyan"),
+                   narration=stage.lesson_card(step.lesson, step, note), result="")
+
+    # -- looking ------------------------------------------------------------------------------
+
+    def action_recheck(self) -> None:
+        step = self.engine.current_step()
+        if step is None or not step.checks or not self.idle:
+            return
+        self._run(f"checking step {step.ref}", lambda: self.engine.run_checks(step.checks),
+                  lambda results: self._rechecked(step, results), look=False)
+
+    def _rechecked(self, step: Step, results: list) -> None:
+        self.rechecked = results
+        self.failures += sum(not r.ok for r in results) if self.options.auto is not None else 0
+        shown = self.last_result
+        if shown is not None and shown.step is step and shown.direction == "apply":
+            self._show(result=stage.result_view(shown, results, "Checks, run again"))
+        else:
+            self.on_stage = step
+            self._show(title=stage.step_title(step), narration="",
+                       result=stage.checks_view(results, "Checks, run again"))
+            self.commands.show([])
+
+    def action_inspect(self) -> None:
+        if self.idle and self.engine.lab.exists():
+            self._run("reading the lab", self.engine.snapshot, lambda snap: self.push_screen(InspectScreen(snap)),
+                      look=False)
+
+    def action_notes(self) -> None:
+        step = self.on_stage
+        if step is None:
+            return
+        upcoming = self.engine.next_step()
+        if upcoming is step:
+            steps = self.engine.steps
+            upcoming = steps[self.engine.position + 1] if self.engine.position + 1 < len(steps) else None
+        self.push_screen(NotesScreen(stage.notes_view(step, upcoming)))
+
+    def action_goto_prompt(self) -> None:
+        if self.idle:
+            self.push_screen(GotoScreen(len(self.engine.course.lessons)), self._goto_answer)
+
+    def _goto_answer(self, number: int | None) -> None:
+        if number is None:
+            return
+        if self.check_action("lesson", (number,)):
+            self.action_lesson(number)
+        else:
+            self.notify(f"There is no lesson {number} in this demo.", severity="warning")
+
+    def action_scroll_stage(self, lines: int) -> None:
+        self.query_one("#stage", VerticalScroll).scroll_relative(y=lines, animate=False)
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _show(self, *, title: RenderableType | None = None, narration: RenderableType | None = None,
+              result: RenderableType | None = None, reveal: bool = False) -> None:
+        """Update parts of the stage; `reveal`: scroll the result into view if it does not fit."""
+        if title is not None:
+            self.query_one("#title", Static).update(title)
+            self.query_one("#stage", VerticalScroll).scroll_home(animate=False)
+        if narration is not None:
+            self.query_one("#narration", Static).update(narration)
+        if result is not None:
+            widget = self.query_one("#result", Static)
+            widget.update(result)
+            if reveal:
+                self.call_after_refresh(self.query_one("#stage", VerticalScroll).scroll_to_widget, widget,
+                                        animate=True, duration=0.4)
+        self._refresh()
+
+    def _draw_lab(self) -> None:
+        self.query_one("#topology", Static).update(Topology(self.snapshot, self.previous, self.engine.lab.internet))
+
+    def _status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    def _refresh(self) -> None:
+        """The header (where we are, what the engine does) and the keys the footer offers."""
+        engine = self.engine
+        step = self.on_stage
+        where = step.lesson.title if step is not None and step.lesson is not None else "netstep"
+        self.query_one("#where", Static).update(Text(where, overflow="ellipsis", no_wrap=True))
+        place = f"{engine.position}/{len(engine.steps)} steps applied · lab {engine.lab.name}"
+        busy = self.operation or ("typing" if self.commands.running else "")
+        self._status(f"⏳ {busy} · {place}" if busy else place)
+        self.refresh_bindings()

@@ -1,0 +1,221 @@
+"""What the room reads: the parts of the stage, as rich renderables.
+
+A step on stage is its title, a few lines of narration, its commands (revealed as if
+typed, see typewriter.py), then the result: the diff of the namespaces it changed and its
+checks, expected against actual. Kept short and plain so that it reads from the back of
+a room; the full prose stays in the lesson files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from netstep.checks import CheckResult
+from netstep.diff import Diff
+from netstep.engine import StepResult
+from netstep.lessons import Lesson, Step
+
+NARRATION_CHARS = 320
+
+
+def first_paragraph(markdown: str, limit: int = NARRATION_CHARS) -> str:
+    """The opening paragraph of some prose, cut at a sentence end if it runs long."""
+    paragraph = ""
+    for block in re.split(r"\n\s*\n", markdown.strip()):
+        if block.strip() and not block.lstrip().startswith(("```", "~~~", "|", "-", "*", "#")):
+            paragraph = " ".join(block.split())
+            break
+    if len(paragraph) <= limit:
+        return paragraph
+    sentences = re.split(r"(?<=[.!?:])\s+", paragraph)
+    out = ""
+    for sentence in sentences:
+        if out and len(out) + len(sentence) + 1 > limit:
+            break
+        out = f"{out} {sentence}".strip()
+    return out if len(out) <= limit else out[: limit - 1].rstrip() + "…"
+
+
+def narration(text: str) -> RenderableType:
+    return Markdown(first_paragraph(text)) if text.strip() else Text("")
+
+
+def step_title(step: Step, verb: str = "") -> Text:
+    title = Text()
+    if verb:
+        title.append(f"{verb} ", "bold")
+    title.append(f"Step {step.ref}  ", "bold cyan")
+    title.append(step.title, "bold")
+    return title
+
+
+def command_lines(step: Step) -> list[tuple[str, str]]:
+    """The step's commands as (prompt, command) pairs, as a student would type them."""
+    return [(f"{command.where}# ", command.text) for command in step.commands]
+
+
+def typed(lines: Sequence[tuple[str, str]], shown: int | None = None, *, undone: bool = False) -> Text:
+    """The commands with the first `shown` characters of their text revealed (None: all)."""
+    total = sum(len(text) for _, text in lines)
+    left = total if shown is None else min(shown, total)
+    out = Text()
+    for n, (prompt, text) in enumerate(lines):
+        if n and left <= 0:
+            break
+        part = text[:left]
+        left -= len(part)
+        if n:
+            out.append("\n")
+        out.append(prompt, "dim strike" if undone else "bold green")
+        out.append(part, "dim strike" if undone else "bold")
+    if shown is not None and shown < total:
+        out.append("▌")
+    return out
+
+
+SINGULAR = {"links": "device", "addresses": "address", "routes": "route", "rules": "rule", "sysctls": "sysctl"}
+
+
+def diff_view(d: Diff) -> RenderableType:
+    """A diff for the room: one line per change, namespaces that came or went in a line or two.
+
+    A new namespace's default sysctls and loopback address, and everything inside a removed
+    namespace, are left out: the picture beside it shows the rest.
+    """
+    if not d:
+        return Text("No change to devices, addresses, routes, rules or sysctls.", style="dim")
+    table = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column()
+    for ns in d.namespaces:
+        if ns.status != "changed":
+            sign, style = ("+", "green") if ns.status == "added" else ("-", "red")
+            table.add_row(Text(sign, style), ns.name, Text(f"namespace {ns.status}", style))
+            if ns.status == "removed":
+                continue
+        for part in ns.parts:
+            if ns.status == "added" and part.part == "sysctls":
+                continue
+            label = SINGULAR.get(part.part, part.part)
+            for line in part.removed:
+                table.add_row(Text("-", "red"), ns.name, Text(f"{label} {line}", "red"))
+            for old, new in part.changed:
+                table.add_row(Text("~", "yellow"), ns.name, Text(f"{label} {old} → {new}", "yellow"))
+            for line in part.added:
+                if ns.status == "added" and line.startswith("lo 127."):
+                    continue
+                table.add_row(Text("+", "green"), ns.name, Text(f"{label} {line}", "green"))
+            if part.reordered:
+                table.add_row(Text("~", "yellow"), ns.name, Text(f"{part.part}: same entries, new order", "yellow"))
+    return table
+
+
+def diff_panel(result: StepResult) -> RenderableType:
+    title = "What changed" if result.direction == "apply" else "What the rollback changed"
+    return Panel(diff_view(result.diff), title=title, title_align="left", expand=True)
+
+
+def checks_view(results: Sequence[CheckResult], heading: str = "Checks") -> RenderableType:
+    """A table: each check, what the lesson expects and what the kernel did, marked ✔ or ✘."""
+    if not results:
+        return Text("")
+    passed = sum(r.ok for r in results)
+    summary = Text.assemble((f"{heading}  ", "bold"), (f"{passed}/{len(results)} as expected",
+                                                       "green" if passed == len(results) else "bold red"))
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim", pad_edge=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("check")
+    table.add_column("expected", min_width=11)
+    table.add_column("got", min_width=18)
+    for result in results:
+        check = result.check
+        mark = Text("✔", "green") if result.ok else Text("✘", "bold red")
+        expected = check.expect + (f" ({check.reason})" if check.reason else "")
+        got = result.actual + (f" ({result.reason})" if result.actual == "unreachable" else "")
+        style = "" if result.ok else "bold red"
+        got_style = style or ("green" if result.actual == "reachable" else "yellow")
+        table.add_row(mark, Text(f"{check.kind} {check.source} → {result.to}", style),
+                      Text(expected, style), Text(got, got_style))
+    return Group(summary, table)
+
+
+def result_view(result: StepResult, checks: Sequence[CheckResult] | None = None, heading: str = "Checks") -> Group:
+    """The outcome of a move: its diff, then its checks (or checks run again)."""
+    parts: list[RenderableType] = [diff_panel(result)]
+    results = result.checks if checks is None else checks
+    if results:
+        parts.append(checks_view(results, heading))
+    return Group(*parts)
+
+
+def lesson_card(lesson: Lesson, next_step: Step | None, note: str = "") -> Group:
+    """The start of a lesson (its title goes above): the gist of its introduction, and what comes next."""
+    parts: list[RenderableType] = []
+    if lesson.intro:
+        parts.append(narration(lesson.intro))
+    if note:
+        parts += [Text(""), Text(note, style="dim")]
+    if next_step is not None:
+        parts += [Text(""), Text.assemble(("Next: ", "bold"), (f"step {next_step.ref}  ", "cyan"), next_step.title),
+                  Text("Press → or space to apply it.", style="dim")]
+    return Group(*parts)
+
+
+def end_card(last: Step | None, note: str = "") -> Group:
+    parts: list[RenderableType] = [Text("The end of the demo.", style="bold")]
+    if last is not None:
+        parts.append(Text(f"The lab stands after step {last.ref}: {last.title}."))
+    if note:
+        parts.append(Text(note, style="dim"))
+    parts.append(Text("← rolls steps back, a number jumps to a lesson, q quits.", style="dim"))
+    return Group(*parts)
+
+
+def notes_view(step: Step | None, upcoming: Step | None) -> Group:
+    """Presenter notes for the step on stage, and the title of the one after it."""
+    if step is None:
+        return Group(Text("No step on stage yet.", style="dim"))
+    parts: list[RenderableType] = [step_title(step), Text("")]
+    if step.notes:
+        for paragraph in note_paragraphs(step.notes):
+            parts += [note_text(paragraph), Text("")]
+        parts.pop()
+    else:
+        parts.append(Text("This step has no presenter notes.", style="dim"))
+    if upcoming is not None:
+        parts += [Text(""), Text.assemble(("Next up: ", "bold"), f"step {upcoming.ref}  {upcoming.title}")]
+    return Group(*parts)
+
+
+def note_paragraphs(notes: str) -> list[str]:
+    """Notes as paragraphs: a line starting with `Say:` or `Q:` starts one, other lines continue it."""
+    paragraphs: list[str] = []
+    for line in notes.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if paragraphs and not re.match(r"^(Say|Q):", line):
+            paragraphs[-1] += " " + line
+        else:
+            paragraphs.append(line)
+    return paragraphs
+
+
+def note_text(paragraph: str) -> Text:
+    """One paragraph of notes: `Say:`, `Q:` and `A:` stand out, `code` is bold."""
+    out = Text()
+    for n, piece in enumerate(paragraph.split("`")):
+        if n % 2:
+            out.append(piece, "bold cyan")
+            continue
+        for m, bit in enumerate(re.split(r"\b(Say:|Q:|A:)", piece)):
+            out.append(bit, ("bold" if bit == "Say:" else "bold yellow") if m % 2 else None)
+    return out

@@ -1,0 +1,24 @@
+"""The benchmark runs (in its quick mode); its numbers are bench/run.py's business, not a test's."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from support import REPO, needs_root
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the shell baseline needs curl")
+def test_bench_quick_mode_runs_and_reports(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--out", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = out.read_text()
+    assert "| whole course, every check, clean-up (47 identical verdicts) |" in text
+    for measure in ("one step: apply + snapshots + diff", "containers, all 20 pairs", "CLI start-up",
+                    "peak memory of run all"):
+        assert measure in text

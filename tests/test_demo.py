@@ -1,0 +1,435 @@
+"""The instructor demo (`python -m netstep demo`), driven for real.
+
+The app runs headlessly under Textual's Pilot at 100x30 against real labs: keys are
+pressed, and the assertions are on the engine (its position) and on the lab (its
+configuration compared with snapshots taken before), never on timing. The command line
+runs under a pseudo-terminal (`--auto 0`) and in tmux at 120x36 (keys sent to it).
+
+Pilot scenarios run in asyncio.run() from plain test functions: the app must be made
+before its event loop runs (it hands the lab's netlink handles over to its workers), and
+lab snapshots taken while it runs are taken in a thread of their own, like its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+
+import pytest
+from support import LABS_ROOT, REPO, config_diff, needs_root, unique_name
+
+from netstep.demo.options import DemoOptions
+from netstep.lessons import Course
+
+pytestmark = needs_root
+
+COURSE = Course.load()
+TOTAL = len(COURSE.steps)
+START = {lesson.number: COURSE.start_of(lesson) for lesson in COURSE.lessons}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def settle(pilot, limit: float = 30.0) -> None:
+    """Wait until the app has no engine call running and nothing left to show."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        await pilot.pause(0.01)
+        if pilot.app.idle:
+            return
+    raise AssertionError(f"the demo was still busy after {limit} s: {pilot.app.operation}")
+
+
+async def until(pilot, predicate, limit: float = 30.0) -> None:
+    """Wait (bounded) until `predicate()` holds, then until the app is idle."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, "the demo never got there"
+        await pilot.pause(0.01)
+    await settle(pilot, limit)
+
+
+async def press(pilot, *keys: str) -> None:
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+async def config_of(lab):
+    """The lab's configuration, read in a thread of its own (as the app's workers do)."""
+
+    def read():
+        try:
+            return lab.snapshot(caches=False)
+        finally:
+            lab.close_handles()
+
+    return await asyncio.to_thread(read)
+
+
+async def assert_config(lab, before) -> None:
+    now = await config_of(lab)
+    assert now.same_config(before), "\n".join(config_diff(before, now))
+
+
+def run_app(engine, options: DemoOptions, scenario) -> object:
+    """Make the app, run `scenario(pilot)` against it at 100x30, and return the app."""
+    from netstep.demo.app import DemoApp
+
+    app = DemoApp(engine, options)
+    app.animation_level = "none"  # scrolling jumps instead of gliding: the keys need not wait for it
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await scenario(pilot)
+
+    asyncio.run(main())
+    return app
+
+
+def stage_text(app) -> str:
+    """What the stage shows, as plain text."""
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    for name in ("title", "narration", "commands", "result"):
+        console.print(app.query_one(f"#{name}").content)
+    return console.export_text()
+
+
+# -- Pilot: the keys, against a real lab ---------------------------------------------------------
+
+
+def test_forward_through_the_course_back_jump_and_every_key(lab):
+    from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen
+    from netstep.engine import Engine
+
+    engine = Engine(lab)
+    seen: dict[int, object] = {}
+
+    async def scenario(pilot) -> None:
+        app = pilot.app
+        assert engine.position == 0
+        assert not app.check_action("back", ())  # nothing to roll back at the first step
+        seen[0] = await config_of(lab)
+        # Forward through all seven lessons, with both keys that advance.
+        for n in range(TOTAL):
+            await press(pilot, "right" if n % 2 else "space")
+            assert engine.position == n + 1
+            assert app.last_result is not None and app.last_result.step is engine.steps[n]
+            if engine.position in (START[3], TOTAL - 5):
+                seen[engine.position] = await config_of(lab)
+        assert app.failures == 0, "every check of the course should come out as expected"
+        assert "Checks" in stage_text(app)
+        assert not app.check_action("next", ())  # disabled at the end
+        await press(pilot, "right", "space")
+        assert engine.position == TOTAL
+
+        # Back five steps: each rolls back for real, and the configuration is what it was.
+        for n in range(5):
+            await press(pilot, "left")
+            assert engine.position == TOTAL - 1 - n
+            assert app.last_result.direction == "undo"
+        assert "Rolled back" in stage_text(app)
+        await assert_config(lab, seen[TOTAL - 5])
+
+        # A number key jumps to a lesson, rolling back as needed.
+        await press(pilot, "3")
+        assert engine.position == START[3]
+        await assert_config(lab, seen[START[3]])
+        assert "Lesson 3" in stage_text(app)
+
+        # `g N` jumps too, here fast-forwarding.
+        await pilot.press("g")
+        assert isinstance(app.screen, GotoScreen)
+        await pilot.press("5")
+        await until(pilot, lambda: engine.position == START[5])
+        assert not isinstance(app.screen, GotoScreen)
+        await pilot.press("g", "escape")  # and escape changes nothing
+        await settle(pilot)
+        assert engine.position == START[5]
+
+        # `c` runs the current step's checks again (4.5: the containers reach each other).
+        await press(pilot, "c")
+        assert app.rechecked and all(result.ok for result in app.rechecked)
+        assert "run again" in stage_text(app)
+
+        # `i` inspects a namespace, one at a time.
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.shown)
+        assert app.screen.shown == "host"
+        await pilot.press("down")
+        await until(pilot, lambda: app.screen.shown != "host")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, InspectScreen)
+
+        # `p` shows the presenter notes of the step on stage.
+        await press(pilot, "right")
+        await pilot.press("p")
+        assert isinstance(app.screen, NotesScreen)
+        await pilot.pause(0.05)
+        await pilot.press("p")
+        assert not isinstance(app.screen, NotesScreen)
+
+        # Scrolling keys, and a narrow terminal puts the picture under the stage.
+        await press(pilot, "down", "pagedown", "pageup", "up")
+        await pilot.resize_terminal(80, 30)
+        await pilot.pause(0.1)
+        assert app.query_one("#body").has_class("-narrow")
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause(0.1)
+        assert not app.query_one("#body").has_class("-narrow")
+
+        # 1 rolls everything back: the lab is configured as when it was new.
+        await press(pilot, "1")
+        assert engine.position == 0
+        await assert_config(lab, seen[0])
+        await press(pilot, "left", "8", "9")  # nothing to roll back; no lessons 8 and 9
+        assert engine.position == 0
+        await press(pilot, "7")
+        assert engine.position == START[7]
+
+        await pilot.press("q")
+
+    app = run_app(engine, DemoOptions(typing_cps=0), scenario)
+    assert app.return_code == 0
+    # q leaves the lab as it is.
+    assert lab.exists() and engine.position == START[7]
+
+
+def test_typed_commands_and_quit_while_a_step_runs(lab):
+    """With typing on, a step's result waits for its commands; q waits for the step to finish."""
+    from netstep.engine import Engine
+
+    engine = Engine(lab)
+
+    async def scenario(pilot) -> None:
+        app = pilot.app
+        await press(pilot, "right")  # 1.1, typed at 400 characters a second
+        assert engine.position == 1 and "iptables -N ROOT_NS" in stage_text(app)
+        await pilot.press("right", "q")  # q while 1.2 is being applied and typed
+        for _ in range(500):
+            if app.return_code is not None:
+                break
+            await pilot.pause(0.01)
+
+    app = run_app(engine, DemoOptions(typing_cps=400), scenario)
+    assert app.return_code == 0
+    assert engine.position == 2, "the step in progress finished before the demo quit"
+    assert not engine.journal.steps or engine.journal.steps[-1]["complete"]
+
+
+def test_auto_from_lesson_6_to_the_end_rolls_back_and_removes_the_lab(lab):
+    from netstep.engine import Engine
+
+    engine = Engine(lab)
+
+    async def scenario(pilot) -> None:
+        app = pilot.app
+        for _ in range(3000):  # bounded: the run ends by itself
+            if app.return_code is not None:
+                return
+            await pilot.pause(0.01)
+        raise AssertionError("the --auto demo did not end by itself")
+
+    app = run_app(engine, DemoOptions(first_lesson=6, last_lesson=7, auto=0, typing_cps=0), scenario)
+    assert app.return_code == 0 and app.failures == 0
+    assert app.applied == [step.ref for step in COURSE.steps[START[6]:]]  # fast-forwarded to 6, then each
+    assert not lab.exists() and not os.path.exists(lab.dir)
+
+
+def test_bad_arguments_are_refused_before_any_lab_is_made():
+    from argparse import Namespace
+
+    from netstep.demo.options import options_from_args
+    from netstep.errors import NetstepError
+
+    def args(**kw):
+        base = {"from_lesson": None, "to_lesson": None, "auto": None, "rollback_on_exit": False}
+        return Namespace(**{**base, **kw})
+
+    for bad in ({"from_lesson": "9"}, {"from_lesson": "5", "to_lesson": "3"}, {"auto": -1.0}):
+        with pytest.raises(NetstepError):
+            options_from_args(args(**bad), COURSE, need_terminal=False)
+    options = options_from_args(args(from_lesson="veth", to_lesson="lesson4", auto=0.0), COURSE, need_terminal=False)
+    assert (options.start(COURSE), options.end(COURSE)) == (START[2], START[5])
+    assert options.cleanup_on_exit and options.typing_cps == 0
+    name = unique_name("demo")
+    result = subprocess.run([sys.executable, "-m", "netstep", "--lab", name, "demo"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1 and "needs a terminal" in result.stderr
+    assert not os.path.exists(os.path.join(LABS_ROOT, name))
+
+
+def test_every_step_has_presenter_notes():
+    for step in COURSE.steps:
+        lines = [line for line in step.notes.splitlines() if line.strip()]
+        assert 2 <= len(lines) <= 5, f"step {step.ref} needs 2-5 lines of presenter notes"
+        assert "Q:" in step.notes, f"step {step.ref}: the question students usually ask"
+
+
+def test_topology_draws_namespaces_veth_lines_and_the_bridge():
+    from netstep.demo.topology import Topology
+    from netstep.snapshot import Link, NamespaceState, Snapshot
+
+    host = NamespaceState("host", links=(
+        Link("lo", "loopback", True), Link("eth0", "veth", True, peer="eth0@upstream"),
+        Link("veth0", "veth", True, master="br0", peer="ceth0@netns0"),
+        Link("veth1", "veth", False, master="br0", peer="ceth1@netns1"), Link("br0", "bridge", True)),
+        addresses=("eth0 10.0.2.15/24", "br0 172.18.0.1/16"), routes=("default via 10.0.2.2 dev eth0",),
+        rules=("nat -A POSTROUTING -s 172.18.0.0/16 ! -o br0 -j MASQUERADE",),
+        sysctls=(("net.ipv4.ip_forward", "1"),))
+    containers = [NamespaceState(f"netns{i}", links=(Link("lo", "loopback", True),
+                                                     Link(f"ceth{i}", "veth", True, peer=f"veth{i}@host")),
+                                 addresses=(f"ceth{i} 172.18.0.{10 * i + 10}/16",)) for i in (0, 1)]
+    upstream = NamespaceState("upstream", addresses=("eth0 10.0.2.2/24", "lo 203.0.113.8/32"),
+                              links=(Link("lo", "loopback", True), Link("eth0", "veth", True, peer="eth0@host")))
+    snap = Snapshot({"host": host, containers[0].name: containers[0], containers[1].name: containers[1],
+                     "upstream": upstream})
+    for width in (40, 30, 72):
+        text = Topology(snap, internet="203.0.113.8").render(width).plain
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= width
+        for word in ("upstream · router", "host · forwarding", "netns0", "netns1", "br0 bridge 172.18.0.1/16",
+                     "ports veth0 veth1", "172.18.0.10/16", "172.18.0.20/16", "internet 203.0.113.8",
+                     "MASQUERADE", "eth0 ⇄ eth0"):
+            assert word in text, (width, word, text)
+        assert width < 40 or "veth1 DOWN" in text  # on its line, when the line fits
+    # Two containers side by side at 40 columns, each hanging from the host by its line.
+    text = Topology(snap).render(40).plain
+    row = next(line for line in text.splitlines() if "netns0" in line)
+    assert "netns1" in row and row.count("┴") == 2
+
+
+# -- the command line, on terminals -----------------------------------------------------------
+
+
+def _run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tuple[int, bytes]:
+    """Run argv on a new pseudo-terminal of the given size; return its exit status and output."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of its own, then the demo
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+            os.chdir(REPO)
+            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+            os.execve(argv[0], argv, {**env, "TERM": "xterm-256color"})
+        finally:
+            os._exit(127)
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), bytes(output)
+
+
+def test_cli_auto_runs_to_the_end_and_leaves_no_lab():
+    from netstep.lab import Lab
+
+    name = unique_name("demo")
+    try:
+        argv = [sys.executable, "-m", "netstep", "--lab", name, "demo", "--auto", "0", "--to", "7"]
+        code, output = _run_on_pty(argv, 120, 36, timeout=80)
+        text = output.decode(errors="replace")
+        assert code == 0, text[-2000:]
+        assert f"{TOTAL} step(s) applied, every check came out as expected" in text, text[-2000:]
+        assert f"Lab '{name}' was rolled back and removed" in text
+        assert not os.path.exists(os.path.join(LABS_ROOT, name)), "the --auto demo left its lab behind"
+    finally:
+        if os.path.exists(os.path.join(LABS_ROOT, name)):
+            Lab(name).destroy()
+
+
+TMUX = shutil.which("tmux")
+
+
+@pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
+def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
+    from netstep.lab import Lab
+
+    name = unique_name("demo")
+    session = f"netstep-{name}"
+    folder = tempfile.mkdtemp()
+    done = os.path.join(folder, "rc")
+    demo = f"{sys.executable} -m netstep --lab {name} demo --rollback-on-exit"
+    # COLUMNS and LINES (pytest sets them) would override the size of the terminal.
+    command = f"cd {REPO} && env -u COLUMNS -u LINES NO_COLOR=1 TERM=xterm-256color {demo}; echo $? > {done}; sleep 30"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
+
+    def screen(escapes: bool = False) -> str:
+        return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", session)
+
+    def wait_for(text: str, limit: float = 30.0) -> str:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            shown = screen()
+            if text in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared on the screen:\n{screen()}")
+
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", command)
+        wait_for("Next: step 1.1")
+        first = wait_for("Quit")  # the footer, drawn last
+        assert "the lab" in first and "upstream · router" in first, first
+        for n in (1, 2, 3):
+            tmux("send-keys", "-t", session, "Right")
+            wait_for(f"{n}/{TOTAL} steps applied")
+        shown = wait_for("lo DOWN")  # the picture: netns0 exists, its loopback is down
+        assert "netns0" in shown
+        tmux("send-keys", "-t", session, "Left")
+        assert "Rolled back" in wait_for(f"2/{TOTAL} steps applied")
+        # NO_COLOR: no hue anywhere, only the grey ramp (and bold, underline).
+        colours = re.findall(r"\x1b\[([0-9;]*)m", screen(escapes=True))
+        for codes in colours:
+            parts = codes.split(";")
+            for i, part in enumerate(parts):
+                if part in ("38", "48") and i + 2 < len(parts) and parts[i + 1] == "5":
+                    assert int(parts[i + 2]) >= 232 or int(parts[i + 2]) in (0, 7, 8, 15), codes
+                if part in ("38", "48") and i + 4 < len(parts) and parts[i + 1] == "2":
+                    assert len(set(parts[i + 2:i + 5])) == 1, codes
+            assert not any(p.isdigit() and (31 <= int(p) <= 36 or 91 <= int(p) <= 96) for p in parts), codes
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(done) as f:
+            assert f.read().strip() == "0"
+        assert not os.path.exists(os.path.join(LABS_ROOT, name)), "--rollback-on-exit left the lab behind"
+    finally:
+        tmux("kill-session", "-t", session)
+        shutil.rmtree(folder, ignore_errors=True)
+        if os.path.exists(os.path.join(LABS_ROOT, name)):
+            with contextlib.suppress(Exception):
+                Lab(name).destroy()
