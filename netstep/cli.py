@@ -16,7 +16,6 @@ import sys
 from collections.abc import Iterable
 
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.text import Text
 
 from netstep.errors import NetstepError
@@ -187,6 +186,8 @@ def cmd_run(args, out: Console, err: Console) -> int:
                 if not args.yes and not _confirm(step, err if args.json else out):
                     return 0 if ok else 1
                 if args.yes and not args.json and step.prose:
+                    from rich.markdown import Markdown
+
                     out.print(Markdown(step.prose))
                 result = _apply_with_progress(engine, step, err if args.json else out, show=not args.json)
                 ok = ok and result.ok
@@ -301,8 +302,8 @@ def cmd_rollback(args, out: Console, err: Console) -> int:
 
 
 def cmd_reset(args, out: Console, err: Console) -> int:
-    from netstep.engine import reset_lab
     from netstep.lab import validate_lab_name
+    from netstep.reset import reset_lab
 
     validate_lab_name(args.lab)
     require_root_and_tools("nsenter")

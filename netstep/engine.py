@@ -513,27 +513,4 @@ class Engine:
         return self.snapshot(names) if names else None
 
 
-def reset_lab(lab: Lab) -> list[str]:
-    """Remove everything `lab` made, and nothing else; return what could not be undone.
-
-    A sandbox lab is its namespaces: removing them removes everything. In host mode the
-    lab host is the machine's own namespace, so the journal's undos run first, newest first
-    (also after a crash), then any rule still carrying the lab's mark is deleted.
-    """
-    problems: list[str] = []
-    if lab.host_mode and os.path.exists(lab.journal_path):
-        journal = Journal(lab.journal_path)
-        entries = [*reversed(journal.own)]
-        entries += [e for record in reversed(journal.steps) for e in reversed(record["entries"])]
-        for entry in entries:
-            if entry["undo"] is None:
-                problems.append(f"`{Action.from_dict(entry['do']).command()}` was interrupted; check it by hand")
-                continue
-            undo = Action.from_dict(entry["undo"])
-            try:
-                executor.apply(lab, undo)
-            except (NetstepError, OSError) as exc:
-                problems.append(f"`{undo.command()}`: {exc}")
-        problems += executor.remove_marked_rules(lab)
-    lab.destroy()
-    return problems
+from netstep.reset import reset_lab  # noqa: E402, F401 (its old home; netstep.reset keeps it light)

@@ -30,6 +30,7 @@ from netstep.errors import NetstepError
 from netstep.lab import Lab
 from netstep.lessons import Course, Lesson
 from netstep.render import RenderMixin
+from netstep.reset import reset_lab
 from netstep.snapshot import Snapshot
 
 T = TypeVar("T")
@@ -163,7 +164,7 @@ class Tutor(RenderMixin):
 
     def reset(self) -> Notice:
         """Remove the lab entirely and let it go."""
-        self._call(self.lab.destroy)
+        self._call(reset_lab, self.lab)
         self.close()
         return Notice(f"Lab '{self.lab.name}' removed.")
 

@@ -1,0 +1,42 @@
+"""Removing a lab: everything it made, and nothing else.
+
+Kept apart from the engine so that `netstep reset` of a sandbox lab, which only removes
+the lab's namespaces, does not load the netlink machinery it does not need.
+"""
+
+from __future__ import annotations
+
+import os
+
+from netstep.errors import NetstepError
+from netstep.lab import Lab
+
+
+def reset_lab(lab: Lab) -> list[str]:
+    """Remove everything `lab` made, and nothing else; return what could not be undone.
+
+    A sandbox lab is its namespaces: removing them removes everything. In host mode the
+    lab host is the machine's own namespace, so the journal's undos run first, newest first
+    (also after a crash), then any rule still carrying the lab's mark is deleted.
+    """
+    problems: list[str] = []
+    if lab.host_mode and os.path.exists(lab.journal_path):
+        from netstep import executor
+        from netstep.actions import Action
+        from netstep.engine import Journal
+
+        journal = Journal(lab.journal_path)
+        entries = [*reversed(journal.own)]
+        entries += [e for record in reversed(journal.steps) for e in reversed(record["entries"])]
+        for entry in entries:
+            if entry["undo"] is None:
+                problems.append(f"`{Action.from_dict(entry['do']).command()}` was interrupted; check it by hand")
+                continue
+            undo = Action.from_dict(entry["undo"])
+            try:
+                executor.apply(lab, undo)
+            except (NetstepError, OSError) as exc:
+                problems.append(f"`{undo.command()}`: {exc}")
+        problems += executor.remove_marked_rules(lab)
+    lab.destroy()
+    return problems
