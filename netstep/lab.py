@@ -398,8 +398,8 @@ class Lab:
 
         Reading iptables costs a process per namespace and sysctls a thread, so a caller
         that knows where rules and sysctls can have changed names those namespaces in
-        `rules_of`; the others keep the rules and sysctls of `known` (read afresh where
-        `known` has no such namespace).
+        `rules_of`; the others keep the rules and sysctls of `known` (a namespace `known`
+        lacks was made by the move, and starts with no rules).
         """
         names = [ns for ns in (names or self.namespace_names()) if self.has_namespace(ns)]
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
@@ -408,9 +408,11 @@ class Lab:
         for ns in names:
             ipr = self.ipr(ns)
             links, indexes[ns] = read_links(ipr, self._nsid_resolver(ns))
-            if rules_of is None or ns in rules_of or known is None or ns not in known.namespaces:
+            if rules_of is None or ns in rules_of or known is None:
                 rules = tuple(parse_iptables_save(self.exec(ns, ["iptables-save"]).stdout))
                 sysctl_values = self.read_sysctls(ns, keys)
+            elif ns not in known.namespaces:  # made by this move, which set no rule in it
+                rules, sysctl_values = (), self.read_sysctls(ns, keys)
             else:
                 rules, sysctl_values = known[ns].rules, known[ns].sysctls
             state = NamespaceState(
@@ -450,10 +452,10 @@ class Lab:
         """
         def name(nsid: int) -> str:
             key = (ns, self._inode(ns))
-            found = self._nsids.get(key, {}).get(nsid)
+            known = self._nsids.setdefault(key, {})
+            found = known.get(nsid)
             if found is None or self._inode(found[0]) != found[1]:
-                self._nsids[key] = self._ask_nsids(ns)
-                found = self._nsids[key].get(nsid)
+                found = self._ask_nsid(ns, nsid, known)
             return found[0] if found else "?"
 
         return name
@@ -464,19 +466,22 @@ class Lab:
         except (OSError, NetstepError):
             return -1
 
-    def _ask_nsids(self, ns: str) -> dict[int, tuple[str, int]]:
-        ids = {}
-        for other in self.namespace_names():
-            if other == ns:
-                continue
+    def _ask_nsid(self, ns: str, wanted: int, known: dict[int, tuple[str, int]]) -> tuple[str, int] | None:
+        """Ask `ns` for the ids of the other namespaces until `wanted` turns up (the lab host
+        first: most veth pairs end there), noting every answer on the way."""
+        others = [o for o in self.namespace_names() if o != ns]
+        others.sort(key=lambda o: o != "host")
+        for other in others:
             fd = os.open(self.fd_path(other), os.O_RDONLY)
             try:
                 nsid = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
             finally:
                 os.close(fd)
             if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
-                ids[nsid] = (other, self._inode(other))
-        return ids
+                known[nsid] = (other, self._inode(other))
+                if nsid == wanted:
+                    return known[nsid]
+        return None
 
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
         """Where the other end of veth `link` in `ns` is: (namespace, name)."""
