@@ -13,7 +13,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.text import Text
@@ -110,6 +111,16 @@ def require_root_and_tools(*tools: str) -> None:
         )
 
 
+@contextmanager
+def opened(args, course=None) -> Iterator:
+    """The engine on the lab named by `args`, holding the lab's lock until the block ends."""
+    engine = _engine(args, course)
+    try:
+        yield engine
+    finally:
+        engine.lab.close()
+
+
 def _engine(args, course=None):
     from netstep.engine import Engine
     from netstep.lab import validate_lab_name
@@ -170,8 +181,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
             check_room(args.containers)
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
-    engine = _engine(args, course)
-    try:
+    with opened(args, course) as engine:
         say = err if args.json else out
         if engine.position != start:
             say.print(f"[dim]Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}...[/]")
@@ -180,7 +190,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
         ok = True
         for lesson in lessons:
             if not args.json:
-                out.rule(f"[bold]{lesson.title}")
+                out.rule(Text(lesson.title, style="bold"))
                 out.print(lesson)
             for step in lesson.steps:
                 if not args.yes and not _confirm(step, err if args.json else out):
@@ -200,8 +210,6 @@ def cmd_run(args, out: Console, err: Console) -> int:
             out.print("[bold green]Every check came out as expected.[/]" if ok
                       else "[bold red]Some checks did not come out as expected.[/]")
         return 0 if ok else 1
-    finally:
-        engine.lab.close()
 
 
 def _apply_with_progress(engine, step, console: Console, *, show: bool = True):
@@ -224,27 +232,20 @@ def _confirm(step, out: Console) -> bool:
 
 
 def cmd_next(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
-    try:
+    with opened(args) as engine:
         result = engine.apply_next()
         out.print(result)
         return 0 if result.ok else 1
-    finally:
-        engine.lab.close()
 
 
 def cmd_back(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
-    try:
+    with opened(args) as engine:
         out.print(engine.undo_last())
         return 0
-    finally:
-        engine.lab.close()
 
 
 def cmd_check(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
-    try:
+    with opened(args) as engine:
         if args.lesson:
             lesson = engine.course.find(args.lesson)
             checks, label, step = engine.final_checks(lesson), lesson.name, ""
@@ -256,13 +257,10 @@ def cmd_check(args, out: Console, err: Console) -> int:
         results = engine.run_checks(checks)
         _print_checks(results, args, out, label, step)
         return 0 if all(r.ok for r in results) else 1
-    finally:
-        engine.lab.close()
 
 
 def cmd_inspect(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
-    try:
+    with opened(args) as engine:
         names = engine.lab.namespace_names() if args.all else [args.namespace]
         for name in names:
             engine.lab.require(name)
@@ -274,22 +272,16 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
         else:
             out.print(snap)
         return 0
-    finally:
-        engine.lab.close()
 
 
 def cmd_diff(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
-    try:
+    with opened(args) as engine:
         out.print(engine.changes_since_last_step())
         return 0
-    finally:
-        engine.lab.close()
 
 
 def cmd_rollback(args, out: Console, err: Console) -> int:
-    engine = _engine(args)
-    try:
+    with opened(args) as engine:
         moves = engine.rollback_all() if args.all else engine.rollback_lesson()
         for result in moves:
             out.print(Text.assemble(("rolled back ", "dim"), f"{result.step.ref} {result.step.title}"))
@@ -297,8 +289,6 @@ def cmd_rollback(args, out: Console, err: Console) -> int:
         out.print("The lab is now at the start of the course." if where is None
                   else f"The lab is now after step {where.ref}: {where.title}.")
         return 0
-    finally:
-        engine.lab.close()
 
 
 def cmd_reset(args, out: Console, err: Console) -> int:
@@ -358,11 +348,8 @@ def cmd_demo(args, out: Console, err: Console) -> int:
 
     course = Course.load()
     options = options_from_args(args, course)
-    engine = _engine(args, course)
-    try:
+    with opened(args, course) as engine:
         return run_demo(engine, options)
-    finally:
-        engine.lab.close()
 
 
 COMMANDS = {

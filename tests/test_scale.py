@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from support import REPO, needs_root, unique_name
 
 from netstep.lab import Lab
