@@ -1,0 +1,65 @@
+"""netstep's CLI with a crash at a chosen instant: `crash_at.py COMMAND WHEN -- CLI ARGS...`.
+
+It runs `python -m netstep CLI ARGS...`, except that the first time the executor is asked
+to apply the action whose command is COMMAND (as `Action.command()` says it, such as
+`ip link add veth0 type veth peer name ceth0`):
+
+- WHEN `before` or `after`: the process kills itself with SIGKILL, just before the kernel
+  change or just after it, before the engine can write the undo to the journal;
+- WHEN `ctrl-c`: Ctrl-C is pressed while the action's first helper program (nsenter,
+  iptables) starts; `ctrl-c-late`: while the action's last helper ends, its work done.
+  SIGINT goes to the whole process group, as a terminal sends it: start this in a process
+  group of its own.
+
+A random signal hits those instants only by luck; this hits them on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def main() -> int:
+    command, when = sys.argv[1], sys.argv[2]
+    assert sys.argv[3] == "--" and when in ("before", "after", "ctrl-c", "ctrl-c-late"), __doc__
+    from netstep import executor, namespaces
+
+    real, real_exec, armed = executor.apply, namespaces.exec_in, [0]
+
+    def apply(lab, action):
+        if action.command() == command:
+            if when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if when.startswith("ctrl-c"):
+                armed[0] = 1
+                try:
+                    return real(lab, action)
+                finally:
+                    armed[0] = 0
+            undo = real(lab, action)
+            os.kill(os.getpid(), signal.SIGKILL)
+            return undo
+        return real(lab, action)
+
+    def exec_in(path, argv, **kwargs):
+        if armed[0] and when == "ctrl-c":
+            armed[0] = 0
+            # The helper presses Ctrl-C for the whole group, itself included, then would run.
+            argv = ["sh", "-c", 'kill -INT 0; exec "$@"', "sh", *argv]
+        elif armed[0] and when == "ctrl-c-late" and argv[:1] == ["iptables"] and "-S" not in argv:
+            armed[0] = 0
+            # The helper does its work, then Ctrl-C comes before it has exited.
+            argv = ["sh", "-c", '"$@"; kill -INT 0; exit 0', "sh", *argv]
+        return real_exec(path, argv, **kwargs)
+
+    executor.apply = apply
+    namespaces.exec_in = exec_in
+    from netstep.cli import main as cli
+
+    return cli(sys.argv[4:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
