@@ -128,17 +128,36 @@ class Lab:
         self.close()
 
     def lock(self, *, build: bool = True) -> None:
-        """Take the lab's lock, creating the lab if it does not exist yet (and `build`)."""
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LabBusy(
-                f"Lab '{self.name}' is busy: another netstep process is using it. Wait for it "
-                f"to finish, or use another lab with --lab NAME."
-            ) from None
+        """Take the lab's lock, creating the lab if it does not exist yet (and `build`).
+
+        A reset elsewhere may remove the (empty) folders or this lab's lock file at any
+        moment: a folder that vanished is made again, and a lock taken on a file that was
+        unlinked meanwhile is dropped and taken again on the new one.
+        """
+        path = os.path.join(self.dir, "lock")
+        for _ in range(50):
+            try:
+                os.makedirs(self.dir, mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                continue  # a parent folder was removed between the two calls
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise LabBusy(
+                    f"Lab '{self.name}' is busy: another netstep process is using it. Wait for it "
+                    f"to finish, or use another lab with --lab NAME."
+                ) from None
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # the file was unlinked by a reset: lock the one that is there now
+        else:
+            raise NetstepError(f"Lab '{self.name}' could not be locked: its folder keeps being removed.")
         self._lock_fd = fd
         if self.exists():
             self._check_mode()

@@ -173,10 +173,6 @@ def _start_and_reset(root: str, name: str, seconds: float, queue) -> None:
     queue.put((rounds, failures))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "netstep bug: Lab.destroy removes the labs folder (and its parent) when it is empty, and a lab starting at "
-    "that moment fails in Lab.lock's os.makedirs with FileNotFoundError, a traceback (netstep/lab.py, destroy and "
-    "lock). Seen first as a traceback from `netstep reset` while other labs were being reset"))
 def test_one_labs_reset_never_breaks_anothers_start(tmp_path) -> None:
     """Two processes, each starting and resetting a lab of its own, over and over, in a labs
     folder of their own (so that no other lab keeps it from emptying)."""
