@@ -236,8 +236,9 @@ class Lab:
         self.close_handles()
         self._cleanup_kernel_state()
         for sub in ("journal.json", "last.json", "course.json", "lab.json"):
-            with suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.dir, sub))
+            for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.dir, name))
         for d in (self.netns_dir, self.run_dir):
             with suppress(FileNotFoundError, OSError):
                 os.rmdir(d)
