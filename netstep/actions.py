@@ -27,8 +27,8 @@ class Action:
         cls = ACTIONS[data.pop("type")]
         kwargs = {}
         for f in fields(cls):
-            value = data.get(f.name)
-            kwargs[f.name] = _thaw(value)
+            if f.name in data:  # a field newer than the journal keeps its default
+                kwargs[f.name] = _thaw(data[f.name])
         return cls(**kwargs)
 
 
@@ -152,6 +152,9 @@ class Iptables(Action):
 class Sysctl(Action):
     key: str = ""
     value: str = ""
+    # Per-device net.ipv4.conf.DEV.forwarding to set after the write (an undo's): writing
+    # ip_forward sets every device's forwarding to the same value, as the kernel does.
+    forwarding: tuple[tuple[str, str], ...] = ()
 
     def command(self) -> str:
         return f"sysctl -w {self.key}={self.value}"

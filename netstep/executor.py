@@ -397,14 +397,22 @@ def _(action: Iptables, lab) -> Action:
 # -- sysctls -------------------------------------------------------------------------------
 
 
+RESETS_FORWARDING = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding")
+
+
 @_apply.register
 def _(action: Sysctl, lab) -> Action:
     old = lab.read_sysctl(action.ns, action.key)
     if old is None:
         hint = " (the br_netfilter module is not loaded)" if action.key.startswith("net.bridge.") else ""
         raise KernelError(f"There is no sysctl {action.key} in {action.ns}{hint}.")
+    devices = lab.read_forwarding(action.ns) if action.key in RESETS_FORWARDING else ()
     lab.write_sysctl(action.ns, action.key, action.value)
-    return Sysctl(action.ns, key=action.key, value=old)
+    if action.forwarding:
+        lab.write_forwarding(action.ns, action.forwarding)
+    # Undoing the write resets every device's forwarding to `old`: the others are put back.
+    differ = tuple((device, value) for device, value in devices if device != "all" and value != old)
+    return Sysctl(action.ns, key=action.key, value=old, forwarding=differ)
 
 
 # -- servers ----------------------------------------------------------------------------------
@@ -414,7 +422,7 @@ def _(action: Sysctl, lab) -> Action:
 def _(action: HttpServer, lab) -> Action:
     pidfile = lab.pidfile(action.ns, action.address, action.port)
     if not action.start:
-        lab.stop_server_file(pidfile)
+        lab.stop_servers(action.ns, action.address, action.port)
         return HttpServer(action.ns, address=action.address, port=action.port, start=True)
     argv = [sys.executable, "-m", "netstep.httpd", "--netns", lab.fd_path(action.ns), "--name", action.ns,
             "--bind", action.address, "--port", str(action.port), "--pidfile", pidfile, "--lab", lab.dir]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -109,7 +110,6 @@ class Lab:
         # Netlink handles by (thread, namespace): a pyroute2 handle works only in the thread
         # that made it, so each thread that uses the lab gets its own.
         self._handles: dict[tuple[int, str], object] = {}
-        self._nsids: dict[tuple, dict[int, tuple[str, int]]] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -348,6 +348,33 @@ class Lab:
 
         return namespaces.run_in(self.require(ns), read)
 
+    def read_forwarding(self, ns: str) -> tuple[tuple[str, str], ...]:
+        """(device, value) of net.ipv4.conf.DEVICE.forwarding for `default` and every device.
+
+        Device names can hold dots, so these are read by folder, not as sysctl keys.
+        """
+        root = "/proc/sys/net/ipv4/conf"
+
+        def read() -> tuple[tuple[str, str], ...]:
+            values = []
+            for device in sorted(os.listdir(root)):
+                with suppress(FileNotFoundError), open(os.path.join(root, device, "forwarding")) as f:
+                    values.append((device, f.read().strip()))
+            return tuple(values)
+
+        return namespaces.run_in(self.require(ns), read)
+
+    def write_forwarding(self, ns: str, values: tuple[tuple[str, str], ...]) -> None:
+        """Set per-device forwarding; a device that is gone meanwhile is skipped."""
+        root = "/proc/sys/net/ipv4/conf"
+
+        def write() -> None:
+            for device, value in values:
+                with suppress(FileNotFoundError), open(os.path.join(root, device, "forwarding"), "w") as f:
+                    f.write(value)
+
+        namespaces.run_in(self.require(ns), write)
+
     def write_sysctl(self, ns: str, key: str, value: str) -> None:
         path = "/proc/sys/" + key.replace(".", "/")
 
@@ -362,24 +389,21 @@ class Lab:
     def pidfile(self, ns: str, address: str, port: int) -> str:
         return os.path.join(self.run_dir, f"{ns}_{address}_{port}.pid")
 
-    def stop_servers(self, ns: str | None = None) -> None:
-        """Stop the lab's servers (in `ns`, or all): only processes whose pid file we wrote."""
-        if not os.path.isdir(self.run_dir):
-            return
-        for entry in os.listdir(self.run_dir):
-            if ns is not None and not entry.startswith(f"{ns}_"):
-                continue
-            self.stop_server_file(os.path.join(self.run_dir, entry))
+    def stop_servers(self, ns: str | None = None, address: str | None = None, port: int | None = None) -> None:
+        """Stop the lab's servers (in `ns`, on `address`:`port`, or all), then drop their pid files.
 
-    def stop_server_file(self, pidfile: str) -> None:
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            pid = 0
-        if pid and self._is_our_server(pid):
+        Servers are found by their command line, not by pid file: a netstep killed right
+        after starting one leaves a server whose pid file may not be written yet, and a
+        `reset` must still stop it. The command line names the lab's folder, so a process
+        netstep did not start is never signalled.
+        """
+        wanted = {"--name": ns, "--bind": address, "--port": None if port is None else str(port)}
+        pids = [pid for pid, args in self._our_servers()
+                if all(value is None or args.get(flag) == value for flag, value in wanted.items())]
+        for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        for pid in pids:
             for _ in range(100):
                 if not self._is_our_server(pid):
                     break
@@ -387,21 +411,34 @@ class Lab:
             else:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        with suppress(FileNotFoundError):
-            os.unlink(pidfile)
+        if os.path.isdir(self.run_dir):
+            prefix = f"{ns}_" if address is None else os.path.basename(self.pidfile(ns, address, port))
+            for entry in os.listdir(self.run_dir):
+                if ns is None or entry.startswith(prefix):
+                    with suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.run_dir, entry))
+
+    def _our_servers(self) -> list[tuple[int, dict[str, str]]]:
+        """(pid, options) of every live netstep.httpd started for this lab."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and self._is_our_server(int(entry)):
+                with suppress(OSError):
+                    found.append((int(entry), _options(_cmdline(int(entry)))))
+        return found
 
     def _is_our_server(self, pid: int) -> bool:
+        """True if `pid` is a live netstep.httpd whose --lab is exactly this lab's folder."""
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
+            argv = _cmdline(pid)
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     with suppress(ChildProcessError):
                         os.waitpid(pid, os.WNOHANG)
                     return False
-        except (FileNotFoundError, ProcessLookupError):
+        except (FileNotFoundError, ProcessLookupError, IndexError):
             return False
-        return b"netstep.httpd" in argv and self.dir.encode() in b" ".join(argv)
+        return "netstep.httpd" in argv and _options(argv).get("--lab") == self.dir
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -467,41 +504,27 @@ class Lab:
         """A function naming the lab namespace that `ns` knows under a given id.
 
         The kernel gives ids lazily (when a veth pair first crosses between two
-        namespaces) and keeps them while both live, so the answers are kept with the
-        inodes of both namespaces, and asked again when an id is new or an inode changed.
+        namespaces) and frees them with the namespace, so the answers hold for one reading
+        only: a namespace deleted and made again may come back with the same inode number
+        and another id, and an answer kept longer would name the wrong peer.
         """
+        known: dict[int, str] = {}
+        others = [o for o in self.namespace_names() if o != ns]
+        others.sort(key=lambda o: o != "host")  # most veth pairs end in the lab's host
+
         def name(nsid: int) -> str:
-            key = (ns, self._inode(ns))
-            known = self._nsids.setdefault(key, {})
-            found = known.get(nsid)
-            if found is None or self._inode(found[0]) != found[1]:
-                found = self._ask_nsid(ns, nsid, known)
-            return found[0] if found else "?"
+            while nsid not in known and others:
+                other = others.pop(0)
+                fd = os.open(self.fd_path(other), os.O_RDONLY)
+                try:
+                    answer = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
+                finally:
+                    os.close(fd)
+                if answer is not None and 0 <= answer < 0xFFFFFFFF:
+                    known[answer] = other
+            return known.get(nsid, "?")
 
         return name
-
-    def _inode(self, ns: str) -> int:
-        try:
-            return os.stat(self.fd_path(ns)).st_ino
-        except (OSError, NetstepError):
-            return -1
-
-    def _ask_nsid(self, ns: str, wanted: int, known: dict[int, tuple[str, int]]) -> tuple[str, int] | None:
-        """Ask `ns` for the ids of the other namespaces until `wanted` turns up (the lab host
-        first: most veth pairs end there), noting every answer on the way."""
-        others = [o for o in self.namespace_names() if o != ns]
-        others.sort(key=lambda o: o != "host")
-        for other in others:
-            fd = os.open(self.fd_path(other), os.O_RDONLY)
-            try:
-                nsid = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
-            finally:
-                os.close(fd)
-            if nsid is not None and 0 <= nsid < 0xFFFFFFFF:
-                known[nsid] = (other, self._inode(other))
-                if nsid == wanted:
-                    return known[nsid]
-        return None
 
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
         """Where the other end of veth `link` in `ns` is: (namespace, name)."""
@@ -553,3 +576,13 @@ def existing_labs(root: str = ROOT) -> list[str]:
 
 def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    """`--flag value` pairs of a command line."""
+    return {flag: value for flag, value in itertools.pairwise(argv) if flag.startswith("--")}

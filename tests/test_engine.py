@@ -7,6 +7,7 @@ on the real kernel) and destroys the lab at the end, whatever happened.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -430,6 +431,32 @@ def test_http_server_is_stopped_by_destroy(tmp_path: Path) -> None:
     assert httpd_pids(lab.dir) == []
     assert not os.path.exists(lab.dir)
     assert mounts_under(lab.dir) == []
+
+
+def test_stopping_servers_signals_only_this_labs(lab: Lab) -> None:
+    """Servers are found by command line: one whose --lab is exactly this lab's folder is
+    stopped, even with no pid file; one of a lab whose name only starts the same is not."""
+    import subprocess
+    import sys
+
+    def fake(folder: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "netstep.httpd",
+                                 "--name", "netns0", "--lab", folder])
+
+    ours, other = fake(lab.dir), fake(lab.dir + "x")
+    try:
+        for _ in range(100):  # until both have their command lines
+            if len(httpd_pids(lab.dir)) == 2:
+                break
+            time.sleep(0.01)
+        lab.stop_servers()
+        assert ours.wait(timeout=5) is not None
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+        ours.kill()
+        ours.wait()
 
 
 def test_http_server_that_cannot_bind_fails_the_step(lab: Lab, tmp_path: Path) -> None:

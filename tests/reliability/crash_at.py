@@ -6,9 +6,13 @@ to apply the action whose command is COMMAND (as `Action.command()` says it, suc
 
 - WHEN `before` or `after`: the process kills itself with SIGKILL, just before the kernel
   change or just after it, before the engine can write the undo to the journal;
+- WHEN `spawned`: the process kills itself right after starting the action's child
+  process (the HTTP server), which is made slow to start (it sleeps 2 s first), so that
+  it has written no pid file when a `reset` comes;
 - WHEN `ctrl-c`: Ctrl-C is pressed while the action's first helper program (nsenter,
   iptables) starts; `ctrl-c-late`: while the action's last helper ends, its work done.
-  SIGINT goes to the whole process group, as a terminal sends it: start this in a process
+  SIGINT goes to netstep's process group, as a terminal sends it to its foreground group
+  (the helper is in that group only if netstep leaves it there): start this in a process
   group of its own.
 
 A random signal hits those instants only by luck; this hits them on purpose.
@@ -23,15 +27,24 @@ import sys
 
 def main() -> int:
     command, when = sys.argv[1], sys.argv[2]
-    assert sys.argv[3] == "--" and when in ("before", "after", "ctrl-c", "ctrl-c-late"), __doc__
+    assert sys.argv[3] == "--" and when in ("before", "after", "spawned", "ctrl-c", "ctrl-c-late"), __doc__
+    import subprocess
+
     from netstep import executor, namespaces
 
     real, real_exec, armed = executor.apply, namespaces.exec_in, [0]
+
+    class Spawned(subprocess.Popen):
+        def __init__(self, argv, **kwargs):
+            super().__init__(["sh", "-c", 'sleep 2; exec "$@"', "sh", *argv], **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def apply(lab, action):
         if action.command() == command:
             if when == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if when == "spawned":
+                executor.subprocess.Popen = Spawned
             if when.startswith("ctrl-c"):
                 armed[0] = 1
                 try:
@@ -43,15 +56,17 @@ def main() -> int:
             return undo
         return real(lab, action)
 
+    group = str(os.getpgid(0))  # the terminal's foreground group: netstep's own
+
     def exec_in(path, argv, **kwargs):
         if armed[0] and when == "ctrl-c":
             armed[0] = 0
-            # The helper presses Ctrl-C for the whole group, itself included, then would run.
-            argv = ["sh", "-c", 'kill -INT 0; exec "$@"', "sh", *argv]
+            # Ctrl-C for netstep's group as the helper starts, then the helper would run.
+            argv = ["sh", "-c", 'kill -INT "-$0"; exec "$@"', group, *argv]
         elif armed[0] and when == "ctrl-c-late" and argv[:1] == ["iptables"] and "-S" not in argv:
             armed[0] = 0
             # The helper does its work, then Ctrl-C comes before it has exited.
-            argv = ["sh", "-c", '"$@"; kill -INT 0; exit 0', "sh", *argv]
+            argv = ["sh", "-c", '"$@"; kill -INT "-$0"; exit 0', group, *argv]
         return real_exec(path, argv, **kwargs)
 
     executor.apply = apply
