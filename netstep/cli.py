@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args, out, err)
     except NetstepError as exc:
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated):
         err.print("netstep: interrupted; the step in progress was undone, the lab is consistent.")
         return 130
+    finally:
+        # A SIGTERM after the work is done (while Python exits) just ends the process.
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(signum: int, frame: object) -> None:

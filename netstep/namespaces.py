@@ -134,6 +134,12 @@ def same_namespace(path: str, other: str) -> bool:
 
 
 def exec_in(path: str | None, argv: list[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run a program (never a shell) inside the namespace at `path`."""
+    """Run a program (never a shell) inside the namespace at `path`.
+
+    The helper gets a session of its own, so a Ctrl-C at the terminal reaches only netstep,
+    which acts on it between two actions: a helper killed half-way would leave a change
+    that the journal does not know about.
+    """
     full = argv if path is None else ["nsenter", f"--net={path}", "--", *argv]
-    return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False,
+                          start_new_session=True)
