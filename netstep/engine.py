@@ -137,7 +137,7 @@ class Journal:
         elif kind == "do":
             self.steps[-1]["entries"].append({"do": op["action"], "undo": None})
         elif kind == "undo":
-            self.steps[-1]["entries"][-1]["undo"] = op["undo"]
+            self._set_undo(self.steps[-1]["entries"][-1], op)
         elif kind == "complete":
             self.steps[-1]["complete"] = True
         elif kind == "drop":
@@ -147,9 +147,17 @@ class Journal:
         elif kind == "own":
             self.own.append({"do": op["action"], "undo": None, "text": op["text"], "where": op["where"]})
         elif kind == "own-undo":
-            self.own[-1]["undo"] = op["undo"]
+            self._set_undo(self.own[-1], op)
         elif kind == "own-drop":
             self.own.pop()
+
+    @staticmethod
+    def _set_undo(entry: dict, op: dict) -> None:
+        entry["undo"] = op["undo"]
+        if op.get("prepared"):  # journaled before the change, which may not have happened
+            entry["prepared"] = True
+        else:
+            entry.pop("prepared", None)
 
     def _compact(self) -> None:
         lines = []
@@ -158,13 +166,13 @@ class Journal:
             for entry in step["entries"]:
                 lines.append({"op": "do", "action": entry["do"]})
                 if entry["undo"] is not None:
-                    lines.append({"op": "undo", "undo": entry["undo"]})
+                    lines.append({"op": "undo", "undo": entry["undo"], **_prepared(entry)})
             if step["complete"]:
                 lines.append({"op": "complete"})
         for entry in self.own:
             lines.append({"op": "own", "action": entry["do"], "text": entry["text"], "where": entry["where"]})
             if entry["undo"] is not None:
-                lines.append({"op": "own-undo", "undo": entry["undo"]})
+                lines.append({"op": "own-undo", "undo": entry["undo"], **_prepared(entry)})
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(json.dumps(line) + "\n" for line in lines)
@@ -189,8 +197,17 @@ class Journal:
     def intend(self, action: Action) -> None:
         self._log({"op": "do", "action": action.to_dict()})
 
+    def prepare(self, undo: Action) -> None:
+        """The undo of the action in progress, known before its kernel change."""
+        self._log({"op": "undo", "undo": undo.to_dict(), "prepared": True})
+
     def done(self, undo: Action) -> None:
         self._log({"op": "undo", "undo": undo.to_dict()})
+
+    def failed(self) -> None:
+        """The action in progress failed: its prepared undo must not run (its change did not
+        happen, and what is there may not be the lab's)."""
+        self._log({"op": "undo", "undo": None})
 
     def complete(self) -> None:
         self._log({"op": "complete"})
@@ -206,11 +223,18 @@ class Journal:
     def own_intend(self, action: Action, text: str, where: str) -> None:
         self._log({"op": "own", "action": action.to_dict(), "text": text, "where": where})
 
+    def own_prepare(self, undo: Action) -> None:
+        self._log({"op": "own-undo", "undo": undo.to_dict(), "prepared": True})
+
     def own_done(self, undo: Action) -> None:
         self._log({"op": "own-undo", "undo": undo.to_dict()})
 
     def own_drop(self) -> None:
         self._log({"op": "own-drop"})
+
+
+def _prepared(entry: dict) -> dict:
+    return {"prepared": True} if entry.get("prepared") else {}
 
 
 class Engine:
@@ -300,7 +324,11 @@ class Engine:
             for done, action in enumerate(step.actions, 1):
                 guard.checkpoint()  # an interrupted step is undone, never left half-applied
                 self.journal.intend(action)
-                undo = executor.apply(self.lab, action)
+                try:
+                    undo = executor.apply(self.lab, action, ready=self.journal.prepare)
+                except BaseException:
+                    self.journal.failed()
+                    raise
                 self.journal.done(undo)
                 if progress is not None:
                     progress(done, len(step.actions))
@@ -383,7 +411,7 @@ class Engine:
                 for command in commands:
                     self.journal.own_intend(command.action, command.text, command.where)
                     try:
-                        undo = executor.apply(self.lab, command.action)
+                        undo = executor.apply(self.lab, command.action, ready=self.journal.own_prepare)
                     except BaseException:
                         self.journal.own_drop()
                         raise

@@ -16,7 +16,9 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from functools import singledispatch
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -43,12 +45,42 @@ PROTO = {"kernel": 2, "boot": 3, "static": 4}
 SCOPE = {"global": 0, "link": 253, "host": 254}
 
 
-def apply(lab, action: Action) -> Action:
-    """Apply `action` in `lab`; return the action that undoes it."""
+_ready = threading.local()
+
+
+def apply(lab, action: Action, ready: Callable[[Action], None] | None = None) -> Action:
+    """Apply `action` in `lab`; return the action that undoes it.
+
+    `ready`, when given, hears the undo just before the kernel change, for the actions
+    whose undo is known by then: the engine journals it, so that a kill between the change
+    and the return still leaves a journal that can take the change back. (If the change
+    then never happened, that undo finds nothing to undo.)
+    """
+    outer = getattr(_ready, "fn", None)
+    _ready.fn = ready  # actions applied inside this one do not report
     try:
         return _apply(action, lab)
     except NetlinkError as exc:
         raise KernelError(f"`{action.command()}` on {action.ns} failed: {os.strerror(exc.code)}.") from None
+    finally:
+        _ready.fn = outer
+
+
+def tells_undo_first(action: Action) -> bool:
+    """True if applying `action` tells its undo before any kernel change, always: then a
+    journal entry without an undo means the kill came before the change."""
+    if isinstance(action, Iptables):
+        return action.args[:1] != ("-D",)  # a -D tells it only when it finds the rule's words
+    return not isinstance(action, Restore)
+
+
+def _about_to_change(undo: Action) -> Action:
+    """Tell `apply`'s caller the undo, right before the kernel change; returns `undo`."""
+    fn = getattr(_ready, "fn", None)
+    if fn is not None:
+        _ready.fn = None  # once per action
+        fn(undo)
+    return undo
 
 
 @singledispatch
@@ -117,8 +149,9 @@ def _with_fd(lab, ns: str, fn):
 
 @_apply.register
 def _(action: AddNetns, lab) -> Action:
+    undo = _about_to_change(DeleteNetns("host", name=action.name))
     lab.add_container(action.name)
-    return DeleteNetns("host", name=action.name)
+    return undo
 
 
 @_apply.register
@@ -129,13 +162,14 @@ def _(action: DeleteNetns, lab) -> Action:
     image = capture(lab, {ns: links})
     image["netns"] = ns
     image["lo_up"] = bool(_link_msg(lab, ns, "lo")["flags"] & 1)
+    undo = _about_to_change(Restore("host", image=image))
     # Deleting a veth end removes its peer at once; a dying namespace would take its veths
     # with it only later, in the kernel's own time. Delete them first, then the namespace.
     for name in links:
         if _exists(lab, ns, name):
             lab.ipr(ns).link("del", index=_index(lab, ns, name))
     lab.remove_container(ns)
-    return Restore("host", image=image)
+    return undo
 
 
 # -- links -------------------------------------------------------------------------------
@@ -146,26 +180,29 @@ def _(action: AddLink, lab) -> Action:
     ns = action.ns
     _refuse_existing(lab, ns, action.name)
     ipr = lab.ipr(ns)
+    if action.kind == "veth":
+        _refuse_existing(lab, action.peer_ns or ns, action.peer)
+    undo = _about_to_change(DeleteLink(ns, name=action.name))
     if action.kind == "veth" and action.peer_ns:
-        _refuse_existing(lab, action.peer_ns, action.peer)
         _with_fd(lab, action.peer_ns, lambda fd: ipr.link(
             "add", ifname=action.name, kind="veth", peer={"ifname": action.peer, "net_ns_fd": fd}))
         lab.tune_link(action.peer_ns, action.peer)
     elif action.kind == "veth":
-        _refuse_existing(lab, ns, action.peer)
         ipr.link("add", ifname=action.name, kind="veth", peer=action.peer)
         lab.tune_link(ns, action.peer)
     else:
         ipr.link("add", ifname=action.name, kind=action.kind)
     lab.tune_link(ns, action.name)
-    return DeleteLink(ns, name=action.name)
+    return undo
 
 
 @_apply.register
 def _(action: DeleteLink, lab) -> Action:
     image = capture(lab, {action.ns: [action.name]})
-    lab.ipr(action.ns).link("del", index=_index(lab, action.ns, action.name))
-    return Restore(action.ns, image=image)
+    index = _index(lab, action.ns, action.name)
+    undo = _about_to_change(Restore(action.ns, image=image))
+    lab.ipr(action.ns).link("del", index=index)
+    return undo
 
 
 def _addresses(lab, ns: str, index: int) -> list[str]:
@@ -188,6 +225,7 @@ def _(action: SetLinkUp, lab) -> Action:
     # Taking a link down removes every route through it; its undo must put them back.
     routes = _routes_on(lab, action.ns, action.name) if was_up and not action.up else {}
     ipr = lab.ipr(action.ns)
+    _about_to_change(SetLinkUp(action.ns, name=action.name, up=was_up, routes=routes))  # (lo's address: below)
     ipr.link("set", index=index, state="up" if action.up else "down")
     for cidr in action.drop:
         ip, prefix = cidr.split("/")
@@ -209,11 +247,12 @@ def _(action: MoveLink, lab) -> Action:
     # A move takes the link's addresses, up state, master and routes away: keep them for the undo.
     state = _end_image(lab, action.ns, action.name)
     state["routes"] = _routes_on(lab, action.ns, action.name) if state["up"] else {}  # a down link has none
+    undo = _about_to_change(MoveLink(action.to, name=action.name, to=action.ns, restore=state))
     _with_fd(lab, action.to, lambda fd: lab.ipr(action.ns).link("set", index=index, net_ns_fd=fd))
     lab.tune_link(action.to, action.name)
     if action.restore:
         _give_state(lab, action.to, action.name, action.restore)
-    return MoveLink(action.to, name=action.name, to=action.ns, restore=state)
+    return undo
 
 
 def _give_state(lab, ns: str, name: str, state: dict) -> None:
@@ -235,8 +274,9 @@ def _(action: SetMaster, lab) -> Action:
     msg = _link_msg(lab, action.ns, action.name)
     old = _names(lab, action.ns).get(msg.get("IFLA_MASTER"), "") if msg.get("IFLA_MASTER") else ""
     master = _index(lab, action.ns, action.master) if action.master else 0
+    undo = _about_to_change(SetMaster(action.ns, name=action.name, master=old))
     lab.ipr(action.ns).link("set", index=msg["index"], master=master)
-    return SetMaster(action.ns, name=action.name, master=old)
+    return undo
 
 
 # -- addresses and routes ----------------------------------------------------------------
@@ -248,12 +288,14 @@ def _(action: Address, lab) -> Action:
     ip, prefix = action.cidr.split("/")
     index = _index(lab, ns, action.dev)
     if action.add:
+        undo = _about_to_change(Address(ns, dev=action.dev, cidr=action.cidr, add=False))
         lab.ipr(ns).addr("add", index=index, address=ip, prefixlen=int(prefix))
-        return Address(ns, dev=action.dev, cidr=action.cidr, add=False)
+        return undo
     image = {"addresses": [{"ns": ns, "dev": action.dev, "cidr": action.cidr}],
              "routes": {ns: _routes_by_dst(lab, ns)}}
+    undo = _about_to_change(Restore(ns, image=image))
     lab.ipr(ns).addr("del", index=index, address=ip, prefixlen=int(prefix))
-    return Restore(ns, image=image)
+    return undo
 
 
 def _route_args(lab, ns: str, spec: dict) -> dict:
@@ -325,14 +367,18 @@ def _(action: Route, lab) -> Action:
     ns = action.ns
     if action.add:
         spec = {"dst": action.dst, "via": action.via, "dev": action.dev, "proto": "boot"}
-        lab.ipr(ns).route("add", **_route_args(lab, ns, spec))
-        return Route(ns, dst=action.dst, via=action.via, dev=action.dev, proto="boot", add=False)
+        args = _route_args(lab, ns, spec)
+        undo = _about_to_change(Route(ns, dst=action.dst, via=action.via, dev=action.dev, proto="boot", add=False))
+        lab.ipr(ns).route("add", **args)
+        return undo
     before = _routes_by_dst(lab, ns, {action.dst})
     match = next((r for r in before[action.dst] if _matches(r, action)), None)
     if match is None:
         raise KernelError(f"`{action.command()}` on {ns}: there is no such route.")
-    lab.ipr(ns).route("del", **_route_args(lab, ns, match))
-    return Restore(ns, image={"routes": {ns: before}})
+    args = _route_args(lab, ns, match)
+    undo = _about_to_change(Restore(ns, image={"routes": {ns: before}}))
+    lab.ipr(ns).route("del", **args)
+    return undo
 
 
 def set_routes(lab, ns: str, dst: str, wanted: list[dict]) -> None:
@@ -363,6 +409,16 @@ def _chain_rules(lab, ns: str, table: str, chain: str) -> list[str]:
     return [line for line in iptables(lab, ns, table, ["-S", chain]).splitlines() if line.startswith("-A ")]
 
 
+def _first_like(rules: list[str], spec: list[str]) -> int | None:
+    """The index of the first `-S` line with the same words as `spec`, in any order.
+
+    iptables prints a rule in its own order (a comment match before the target, say), so
+    this finds the rule a `-D` will delete before it does, for the undo journaled ahead.
+    """
+    words = sorted(spec)
+    return next((i for i, line in enumerate(rules) if sorted(shlex.split(line)[2:]) == words), None)
+
+
 @_apply.register
 def _(action: Iptables, lab) -> Action:
     ns, table, args = action.ns, action.table, list(action.args)
@@ -370,22 +426,30 @@ def _(action: Iptables, lab) -> Action:
     if lab.rule_mark and op in ("-A", "-I", "-D") and lab.rule_mark not in args:
         args += ["-m", "comment", "--comment", lab.rule_mark]
     if op == "-N":
+        undo = _about_to_change(Iptables(ns, table=table, args=("-X", chain)))
         iptables(lab, ns, table, args)
-        return Iptables(ns, table=table, args=("-X", chain))
+        return undo
     if op == "-X":
+        undo = _about_to_change(Iptables(ns, table=table, args=("-N", chain)))
         iptables(lab, ns, table, args)
-        return Iptables(ns, table=table, args=("-N", chain))
+        return undo
     if op in ("-A", "-I"):
-        iptables(lab, ns, table, args)
         rule = args[3:] if op == "-I" and len(args) > 2 and args[2].isdigit() else args[2:]
-        return Iptables(ns, table=table, args=("-D", chain, *rule))
+        undo = _about_to_change(Iptables(ns, table=table, args=("-D", chain, *rule)))
+        iptables(lab, ns, table, args)
+        return undo
     if op == "-P":
         old = next(line.split()[2] for line in iptables(lab, ns, table, ["-S", chain]).splitlines()
                    if line.startswith(f"-P {chain} "))
+        undo = _about_to_change(Iptables(ns, table=table, args=("-P", chain, old)))
         iptables(lab, ns, table, args)
-        return Iptables(ns, table=table, args=("-P", chain, old))
+        return undo
     if op == "-D":
         before = _chain_rules(lab, ns, table, chain)
+        found = _first_like(before, args[2:])
+        if found is not None:  # (the kernel's own diff below is what counts)
+            _about_to_change(Iptables(ns, table=table, args=("-I", chain, str(found + 1),
+                                                             *shlex.split(before[found])[2:])))
         iptables(lab, ns, table, args)
         after = _chain_rules(lab, ns, table, chain)
         position = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), len(after))
@@ -407,12 +471,13 @@ def _(action: Sysctl, lab) -> Action:
         hint = " (the br_netfilter module is not loaded)" if action.key.startswith("net.bridge.") else ""
         raise KernelError(f"There is no sysctl {action.key} in {action.ns}{hint}.")
     devices = lab.read_forwarding(action.ns) if action.key in RESETS_FORWARDING else ()
+    # Undoing the write resets every device's forwarding to `old`: the others are put back.
+    differ = tuple((device, value) for device, value in devices if device != "all" and value != old)
+    undo = _about_to_change(Sysctl(action.ns, key=action.key, value=old, forwarding=differ))
     lab.write_sysctl(action.ns, action.key, action.value)
     if action.forwarding:
         lab.write_forwarding(action.ns, action.forwarding)
-    # Undoing the write resets every device's forwarding to `old`: the others are put back.
-    differ = tuple((device, value) for device, value in devices if device != "all" and value != old)
-    return Sysctl(action.ns, key=action.key, value=old, forwarding=differ)
+    return undo
 
 
 # -- servers ----------------------------------------------------------------------------------
@@ -422,8 +487,10 @@ def _(action: Sysctl, lab) -> Action:
 def _(action: HttpServer, lab) -> Action:
     pidfile = lab.pidfile(action.ns, action.address, action.port)
     if not action.start:
+        undo = _about_to_change(HttpServer(action.ns, address=action.address, port=action.port, start=True))
         lab.stop_servers(action.ns, action.address, action.port)
-        return HttpServer(action.ns, address=action.address, port=action.port, start=True)
+        return undo
+    undo = _about_to_change(HttpServer(action.ns, address=action.address, port=action.port, start=False))
     argv = [sys.executable, "-m", "netstep.httpd", "--netns", lab.fd_path(action.ns), "--name", action.ns,
             "--bind", action.address, "--port", str(action.port), "--pidfile", pidfile, "--lab", lab.dir]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -436,7 +503,7 @@ def _(action: HttpServer, lab) -> Action:
                           f"{err[-1] if err else 'no reason given'}")
     proc.stdout.close()
     proc.stderr.close()
-    return HttpServer(action.ns, address=action.address, port=action.port, start=False)
+    return undo
 
 
 # -- images: what a deletion removes, and how to put it back ------------------------------------

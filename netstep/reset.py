@@ -17,7 +17,8 @@ def reset_lab(lab: Lab) -> list[str]:
 
     A sandbox lab is its namespaces: removing them removes everything. In host mode the
     lab host is the machine's own namespace, so the journal's undos run first, newest first
-    (also after a crash), then any rule still carrying the lab's mark is deleted.
+    (also after a crash), then any rule still carrying the lab's mark is deleted. An undo
+    journaled just before its change (a kill came in between) may find nothing to undo.
     """
     problems: list[str] = []
     if lab.host_mode and os.path.exists(lab.journal_path):
@@ -30,13 +31,16 @@ def reset_lab(lab: Lab) -> list[str]:
         entries += [e for record in reversed(journal.steps) for e in reversed(record["entries"])]
         for entry in entries:
             if entry["undo"] is None:
+                if executor.tells_undo_first(Action.from_dict(entry["do"])):
+                    continue  # killed before its change: nothing to undo
                 problems.append(f"`{Action.from_dict(entry['do']).command()}` was interrupted; check it by hand")
                 continue
             undo = Action.from_dict(entry["undo"])
             try:
                 executor.apply(lab, undo)
             except (NetstepError, OSError) as exc:
-                problems.append(f"`{undo.command()}`: {exc}")
+                if not entry.get("prepared"):  # else the kill came before the change: nothing to undo
+                    problems.append(f"`{undo.command()}`: {exc}")
         problems += executor.remove_marked_rules(lab)
     lab.destroy()
     return problems

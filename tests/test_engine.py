@@ -632,3 +632,28 @@ def test_destroy_removes_everything_of_the_lab(tmp_path: Path, make_lab) -> None
     assert mounts_under(lab.dir) == []
     assert neighbour.has_namespace("host") and neighbour.has_namespace("upstream")
     assert os.path.exists(neighbour.dir)
+
+
+def test_journal_keeps_an_undo_told_before_the_change(tmp_path: Path) -> None:
+    """An undo journaled before its change is marked `prepared` until the change is done,
+    survives a reload and a compaction as such, and a failed action drops it."""
+    from netstep.actions import AddLink, DeleteLink
+
+    path = str(tmp_path / "journal.json")
+    journal = Journal(path)
+    journal.begin(0, "1.1")
+    journal.intend(AddLink("host", name="veth0"))
+    journal.prepare(DeleteLink("host", name="veth0"))
+    journal.close()
+    for compact in (False, True):  # as a kill left it, and rewritten
+        entry = Journal(path, compact=compact).steps[0]["entries"][0]
+        assert entry["prepared"] and entry["undo"]["name"] == "veth0"
+    journal = Journal(path)
+    journal.done(DeleteLink("host", name="veth0"))
+    journal.intend(AddLink("host", name="veth1"))
+    journal.prepare(DeleteLink("host", name="veth1"))
+    journal.failed()
+    journal.close()
+    done, failed = Journal(path, compact=True).steps[0]["entries"]
+    assert "prepared" not in done and done["undo"]["name"] == "veth0"
+    assert failed["undo"] is None

@@ -4,8 +4,10 @@ It runs `python -m netstep CLI ARGS...`, except that the first time the executor
 to apply the action whose command is COMMAND (as `Action.command()` says it, such as
 `ip link add veth0 type veth peer name ceth0`):
 
-- WHEN `before` or `after`: the process kills itself with SIGKILL, just before the kernel
-  change or just after it, before the engine can write the undo to the journal;
+- WHEN `before`: the process kills itself with SIGKILL before the executor starts;
+- WHEN `prepared`: just after the executor has told the engine the undo (which the engine
+  journals) and before the kernel change;
+- WHEN `after`: just after the kernel change, before the engine hears it is done;
 - WHEN `spawned`: the process kills itself right after starting the action's child
   process (the HTTP server), which is made slow to start (it sleeps 2 s first), so that
   it has written no pid file when a `reset` comes;
@@ -27,7 +29,7 @@ import sys
 
 def main() -> int:
     command, when = sys.argv[1], sys.argv[2]
-    assert sys.argv[3] == "--" and when in ("before", "after", "spawned", "ctrl-c", "ctrl-c-late"), __doc__
+    assert sys.argv[3] == "--" and when in ("before", "prepared", "after", "spawned", "ctrl-c", "ctrl-c-late"), __doc__
     import subprocess
 
     from netstep import executor, namespaces
@@ -39,22 +41,26 @@ def main() -> int:
             super().__init__(["sh", "-c", 'sleep 2; exec "$@"', "sh", *argv], **kwargs)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def apply(lab, action):
+    def apply(lab, action, ready=None):
         if action.command() == command:
             if when == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if when == "prepared":
+                def ready(undo, journal=ready):  # the undo is journaled, the change not made
+                    journal(undo)
+                    os.kill(os.getpid(), signal.SIGKILL)
             if when == "spawned":
                 executor.subprocess.Popen = Spawned
             if when.startswith("ctrl-c"):
                 armed[0] = 1
                 try:
-                    return real(lab, action)
+                    return real(lab, action, ready=ready)
                 finally:
                     armed[0] = 0
-            undo = real(lab, action)
+            undo = real(lab, action, ready=ready)
             os.kill(os.getpid(), signal.SIGKILL)
             return undo
-        return real(lab, action)
+        return real(lab, action, ready=ready)
 
     group = str(os.getpgid(0))  # the terminal's foreground group: netstep's own
 

@@ -29,6 +29,7 @@ It prints one JSON object: the state before, after each phase, the exit codes an
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -314,15 +315,15 @@ def sweep(lab: str, upstream: str) -> list[dict]:
 
     results = []
     before = full_state()
-    for ref, command in crash_points(Course.load()):
-        argv = [sys.executable, str(HERE / "crash_at.py"), command, "after", "--", "--lab", lab, "--host",
+    for (ref, command), when in itertools.product(crash_points(Course.load()), ("prepared", "after")):
+        argv = [sys.executable, str(HERE / "crash_at.py"), command, when, "--", "--lab", lab, "--host",
                 "--internet", "203.0.113.8", "--upstream", upstream, "run", "all", "--yes", "--json"]
         run = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
                              stdin=subprocess.DEVNULL)
         reset = netstep(lab, upstream, "reset")
         after = full_state()
         left = differences(before, after)
-        results.append({"step": ref, "command": command, "crashed": run.returncode == -signal.SIGKILL,
+        results.append({"step": ref, "command": command, "when": when, "crashed": run.returncode == -signal.SIGKILL,
                         "run_stderr": run.stderr[-1500:], "reset": reset, "left": left})
         if left:
             repair(before)
