@@ -12,7 +12,6 @@ of the session, after every other test too.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -22,27 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from machine_guard import differences, machine_state
 from relsupport import NOTES, STATS
-from support import LABS_ROOT, PREFIX
-
-
-@pytest.fixture(scope="session", autouse=True)
-def labs_folder_never_empty():
-    """Keep /run/netstep/labs from emptying while the suite runs.
-
-    Lab.destroy removes /run/netstep/labs when it is empty, and a lab starting at that
-    moment fails with FileNotFoundError (a netstep bug, shown by test_concurrency.py's
-    test_one_labs_reset_never_breaks_anothers_start). The suite starts and resets labs in
-    parallel; an empty folder of this session's kept there stops that race from making
-    unrelated tests fail at random. It is removed at the end, with the parents it made.
-    """
-    made = [d for d in ("/run/netstep", LABS_ROOT) if not os.path.isdir(d)]
-    keep = os.path.join(LABS_ROOT, f"{PREFIX}keep")
-    os.makedirs(keep, exist_ok=True)
-    yield
-    os.rmdir(keep)
-    for d in reversed(made):
-        with contextlib.suppress(OSError):
-            os.rmdir(d)  # only if empty
+from support import PREFIX
 
 
 @pytest.fixture(scope="session", autouse=True)

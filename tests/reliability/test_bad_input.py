@@ -33,6 +33,7 @@ from relsupport import (
     STATS,
     assert_clean_refusal,
     destroy_quietly,
+    json_lines,
     leftovers,
     netstep,
     note,
@@ -259,23 +260,10 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
     never run), or as a namespace name in a show block (parsed, never a path to follow)."""
     name = rng.choice(sorted(LESSONS)[:3])
     lines = LESSONS[name].splitlines(keepends=True)
-    spots = fence_blocks(lines)
     how = rng.choice(["command", "command", "prose", "block", "show"])
-    attempt = rng.choice(BAD_COMMANDS)
-    if how == "command":
-        line, at = rng.choice(PROMPTS[:4]) + attempt, rng.choice(spots) + rng.randint(0, 1)
-    elif how == "prose":
-        line, at = rng.choice(PROMPTS[:4]) + attempt, rng.choice(prose_lines(lines))
-    elif how == "block":
-        line = f"```{rng.choice(['sh', 'text', 'bash', 'notes'])}\n{rng.choice(PROMPTS[:4])}{attempt}\n```"
-        at = max(i for i, text in enumerate(lines) if text.startswith("## ")) + 1
-    else:
-        line = "```show\n" + rng.choice(["links host; touch {flag}", "links ../../../../../proc/1/ns/net",
-                                          "all /proc/1/ns/net", "routes host {flag}"]) + "\n```"
-        at = max(i for i, text in enumerate(lines) if text.startswith("## ")) + 1
-    lines.insert(at, line.format(flag=flag) + "\n")
-    if how == "command":
+    if how == "command":  # other damage first, so that it cannot move or delete the attempt
         for _ in range(rng.randint(0, 2)):
+            spots = fence_blocks(lines) or [0]
             i = rng.randrange(len(lines))
             op = rng.choice(["delete", "swap", "wrong", "token"])
             if op == "delete":
@@ -290,6 +278,22 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
                 words = lines[k].split(" ")
                 words.insert(rng.randrange(len(words) + 1), rng.choice(TOKENS))
                 lines[k] = " ".join(words)
+    attempt = rng.choice(BAD_COMMANDS)
+    spots = fence_blocks(lines)
+    if how == "command" and not spots:
+        how = "command (no console block left)"
+    if how.startswith("command"):
+        line, at = rng.choice(PROMPTS[:4]) + attempt, rng.choice(spots or prose_lines(lines))
+    elif how == "prose":
+        line, at = rng.choice(PROMPTS[:4]) + attempt, rng.choice(prose_lines(lines))
+    elif how == "block":
+        line = f"```{rng.choice(['sh', 'text', 'bash', 'notes'])}\n{rng.choice(PROMPTS[:4])}{attempt}\n```"
+        at = max(i for i, text in enumerate(lines) if text.startswith("## ")) + 1
+    else:
+        line = "```show\n" + rng.choice(["links host; touch {flag}", "links ../../../../../proc/1/ns/net",
+                                          "all /proc/1/ns/net", "routes host {flag}"]) + "\n```"
+        at = max(i for i, text in enumerate(lines) if text.startswith("## ")) + 1
+    lines.insert(at, line.format(flag=flag) + "\n")
     return name, "".join(lines).encode(), how
 
 
@@ -322,8 +326,9 @@ def test_mutated_lessons_through_the_cli_never_run_anything_outside_the_grammar(
     outcomes: dict[str, int] = {}
     for path, how, result, (reset, left) in results:
         assert "Traceback" not in result.stdout + result.stderr, f"{path} ({how})\n{show(result)}"
-        if result.returncode != 0:
-            assert "netstep:" in result.stderr, f"{path} ({how}): no clear message\n{show(result)}"
+        if result.returncode != 0:  # refused with a message, or a check came out otherwise
+            failed_check = any(not r.get("ok", True) for r in json_lines(result.stdout))
+            assert "netstep:" in result.stderr or failed_check, f"{path} ({how}): no clear message\n{show(result)}"
         if how == "command":
             assert result.returncode != 0 and "netstep:" in result.stderr, f"{path}: not refused\n{show(result)}"
         if how in ("prose", "block"):

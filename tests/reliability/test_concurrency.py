@@ -113,12 +113,13 @@ def test_the_same_lab_started_twice_at_once_gives_one_run_and_one_busy(course: C
             assert len(winners) == 1 and len(losers) == 1, [(p.returncode, e[-500:]) for p, _, e in results]
             _, out, err = losers[0]
             assert "busy" in err and "Traceback" not in err and not json_lines(out), err
-            assert len(json_lines(winners[0][1])) == expected
             with Lab(name) as lab:
                 engine = Engine(lab, course)
-                assert engine.position == len(course.steps)
-                assert config(lab, course).same_config(snaps[-1]), f"round {round_}"
-                assert server_count(lab) == servers[-1]
+                position = engine.position
+                assert config(lab, course).same_config(snaps[position]), f"round {round_}"
+                assert server_count(lab) == servers[position]
+            assert len(json_lines(winners[0][1])) == expected
+            assert position == len(course.steps)
         third = netstep(name, "run", "all", "--yes", "--json")
         assert third.returncode == 0 and all(r["ok"] for r in json_lines(third.stdout)), show(third)
         STATS["same-lab races refused as busy"] += 3

@@ -154,11 +154,9 @@ def test_rules_identical_to_the_lessons_but_foreign_are_kept(scenario: dict) -> 
     assert identical["reset_problems"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="netstep bug: writing net.ipv4.ip_forward resets every per-device "
-                   "conf.*.forwarding (kernel semantics); the Sysctl undo restores ip_forward only, so another "
-                   "tool's per-device forwarding=1 is lost after lesson 6 and rollback (netstep/executor.py, "
-                   "the Sysctl handler)")
 def test_per_device_forwarding_of_another_tool_survives_lesson_6(scenario: dict) -> None:
+    """Writing ip_forward sets every device's forwarding (kernel semantics): the undo puts
+    another tool's per-device forwarding=1 back."""
     fw = scenario["forwarding"]
     assert fw["ip_forward during lesson 6"] == "1", fw
     assert fw["after"] == fw["before"] == "1", fw

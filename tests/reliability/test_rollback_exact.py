@@ -12,7 +12,8 @@ iptables rules and sysctls of every namespace, hence which containers exist; whi
 servers run; and the journal's steps, all complete.
 
 The lab is read by a new Lab object each time (the kernel's state, no cache); the engine's
-own Lab object's reading is compared with it separately (a known bug makes it misread).
+own Lab object's reading is compared with it separately (it once misnamed veth peers after
+namespaces were made again, when it trusted reused inode numbers).
 
 The walk runs in walk_worker.py, one worker per CPU (at most two), each on a lab of its
 own, so that it fits CI's time on a two-core machine. Moves run without checks: the
@@ -102,11 +103,8 @@ def test_random_moves_always_match_the_clean_forward_run(walk: dict) -> None:
     assert all(r["servers"][-1] == 1 and r["servers"][0] == 0 for r in walk["reports"]), "the clean run's server"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "netstep bug (intermittent): a long-lived Lab object names a veth peer '?@netns0' after namespaces were "
-    "deleted and made again: Lab._nsid_resolver trusts nsfs inode numbers, which the kernel reuses, to tell "
-    "whether a cached namespace id is stale (netstep/lab.py). Diffs, inspect and the capture of a deleted "
-    "veth pair (peer_of) read the stale name; seen with two labs changing at once"))
 def test_the_engines_own_view_of_the_lab_is_right(walk: dict) -> None:
+    """The engine's long-lived Lab reads what a new one reads: namespace ids are asked again
+    for every reading, since a namespace made again can come back with a reused inode."""
     misreads = [m for report in walk["reports"] for m in report["misreads"]]
     assert not misreads, "\n\n".join(misreads[:3])

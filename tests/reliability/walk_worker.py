@@ -32,7 +32,6 @@ from relsupport import clean_positions, config, server_count, view  # noqa: E402
 from support import config_diff  # noqa: E402
 
 from netstep.engine import Engine  # noqa: E402
-from netstep.errors import KernelError  # noqa: E402
 from netstep.lab import Lab  # noqa: E402
 from netstep.lessons import Course  # noqa: E402
 
@@ -101,28 +100,9 @@ def make_machine(box: dict, course: Course, snaps: list, servers: list[int], sta
                 box["fresh"]()
                 raise AssertionError(f"{problem}\n{where}")
 
-        def known_bug(self, move: str, exc: Exception, target: int) -> None:
-            """The engine's stale view of veth peers (see test_rollback_exact.py) made a move fail:
-            note it, check that the failed step was undone, make the lab again and bring the
-            new one to where the move was going (so that the sequence goes on as drawn)."""
-            stats["misreads"] += 1
-            if len(misreads) < 5:
-                misreads.append(f"{move} failed: {exc}\nafter: {' ; '.join(self.history)}")
-            self.position = self.engine.position
-            self.verify(f"{move} failed (known bug)", passing=True)
-            box["fresh"]()
-            self.engine = box["engine"]
-            list(self.engine.goto(target))
-            self.history.append(f"(the lab made again, at {target})")
-
         def move(self, label: str, do, target: int) -> None:
             """Do a move that must take the lab to `target`, then check it there."""
-            try:
-                do()
-            except KernelError as exc:
-                if "'?'" not in str(exc):
-                    raise
-                self.known_bug(label, exc, target)
+            do()
             self.position = target
             self.verify(label)
 
