@@ -21,7 +21,18 @@ from dataclasses import dataclass, field
 
 from netstep import checks as checks_mod
 from netstep import executor
-from netstep.actions import Action, AddLink, AddNetns, DeleteNetns, Iptables, MoveLink, Restore, Sysctl
+from netstep.actions import (
+    Action,
+    AddLink,
+    AddNetns,
+    DeleteLink,
+    DeleteNetns,
+    Iptables,
+    MoveLink,
+    Restore,
+    SetLinkUp,
+    Sysctl,
+)
 from netstep.checks import Check, CheckResult
 from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
@@ -463,11 +474,15 @@ class Engine:
     def _touched(self, actions: list[Action]) -> tuple[list[str], set[str]]:
         """The namespaces `actions` can change, and those whose rules or sysctls they can change.
 
-        A step is diffed over these only: the namespaces its actions name, and those wired
-        to them by a veth pair (a link going up or away changes its peer's routes too).
+        A step is diffed over these only: the namespaces its actions name, and the other
+        end of each veth whose state they change (a veth going down, away or gone takes its
+        peer's carrier, so the peer's routes turn `linkdown`). Enslaving a veth or giving it
+        an address does not reach the peer: 30 containers plugged into a bridge read the
+        host alone.
         """
         names: set[str] = set()
         rules_of: set[str] = set()
+        carriers: dict[str, set[str] | None] = {}  # ns -> veths whose peers change (None: all)
         for action in actions:
             names.add(action.ns)
             if isinstance(action, MoveLink):
@@ -484,11 +499,21 @@ class Engine:
                 for link in image.get("links", ()):
                     names.update(end["ns"] for end in (link, link.get("peer")) if end)
                 names.update(image.get("routes", {}))
+            if isinstance(action, (SetLinkUp, DeleteLink, MoveLink)):
+                if carriers.get(action.ns, set()) is not None:
+                    carriers.setdefault(action.ns, set()).add(action.name)
+            elif isinstance(action, DeleteNetns):
+                carriers[action.name] = None
+            elif isinstance(action, Restore):  # rebuilds whatever its image holds
+                carriers.update(dict.fromkeys(names))
         known = self._last()
         for ns in list(names):
+            if ns not in carriers:
+                continue
+            wanted = carriers[ns]
             state = known.namespaces.get(ns)
             for link in state.links if state else ():
-                if link.peer and "@" in link.peer:
+                if link.peer and "@" in link.peer and (wanted is None or link.name in wanted):
                     names.add(link.peer.split("@", 1)[1])
         order = self.lab.namespace_names()
         return sorted(names, key=lambda n: order.index(n) if n in order else len(order)), rules_of

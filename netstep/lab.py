@@ -110,6 +110,8 @@ class Lab:
         # Netlink handles by (thread, namespace): a pyroute2 handle works only in the thread
         # that made it, so each thread that uses the lab gets its own.
         self._handles: dict[tuple[int, str], object] = {}
+        # Namespace ids as each namespace knows the others: see _nsid_resolver.
+        self._nsids: dict[str, tuple[dict[int, str], list[str] | None]] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -159,6 +161,7 @@ class Lab:
         else:
             raise NetstepError(f"Lab '{self.name}' could not be locked: its folder keeps being removed.")
         self._lock_fd = fd
+        self._nsids.clear()  # namespaces may have changed while the lock was free
         if self.exists():
             self._check_mode()
         if build and not self.exists():
@@ -234,6 +237,7 @@ class Lab:
     def destroy(self) -> None:
         """Remove every namespace, mount, process and file of this lab, and nothing else."""
         self.close_handles()
+        self._nsids.clear()
         self._cleanup_kernel_state()
         for sub in ("journal.json", "last.json", "course.json", "lab.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
@@ -320,6 +324,7 @@ class Lab:
         if os.path.exists(path):
             raise NameConflict(f"A namespace named '{ns}' already exists in lab '{self.name}'.")
         namespaces.create(path)
+        self._nsids.clear()
 
     def remove_container(self, ns: str) -> None:
         for key in [k for k in self._handles if k[1] == ns]:
@@ -327,6 +332,7 @@ class Lab:
                 self._handles.pop(key).close()
         self.stop_servers(ns)
         namespaces.remove(self.require(ns))
+        self._nsids.clear()
 
     def exec(self, ns: str, argv: list[str]):
         return namespaces.exec_in(self.require(ns), argv)
@@ -483,7 +489,7 @@ class Lab:
             if caches:
                 state = _with_caches(state, ipr, indexes[ns], self.exec(ns, ["conntrack", "-L"]).stdout)
             states[ns] = state
-        return Snapshot(_name_peers(states, indexes, self))
+        return Snapshot(_name_peers(states, indexes, self, known))
 
     def read_sysctls(self, ns: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         """The values of `keys` that exist in `ns`, read from one thread inside it."""
@@ -504,24 +510,34 @@ class Lab:
         """A function naming the lab namespace that `ns` knows under a given id.
 
         The kernel gives ids lazily (when a veth pair first crosses between two
-        namespaces) and frees them with the namespace, so the answers hold for one reading
-        only: a namespace deleted and made again may come back with the same inode number
-        and another id, and an answer kept longer would name the wrong peer.
+        namespaces) and keeps them while both namespaces live. The answers are kept only
+        while this object holds the lock and has made or removed no namespace: then nobody
+        else can have changed the lab's namespaces. (Keeping them by nsfs inode number
+        instead misnamed peers: the kernel reuses those numbers.)
         """
-        known: dict[int, str] = {}
-        others = [o for o in self.namespace_names() if o != ns]
-        others.sort(key=lambda o: o != "host")  # most veth pairs end in the lab's host
+        known, others = self._nsids.setdefault(ns, ({}, None))
+        if others is None:
+            others = [o for o in self.namespace_names() if o != ns]
+            others.sort(key=lambda o: o != "host")  # most veth pairs end in the lab's host
+            self._nsids[ns] = (known, others)
+
+        def ask() -> None:
+            other = others.pop(0)
+            fd = os.open(self.fd_path(other), os.O_RDONLY)
+            try:
+                answer = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
+            finally:
+                os.close(fd)
+            if answer is not None and 0 <= answer < 0xFFFFFFFF:
+                known[answer] = other
 
         def name(nsid: int) -> str:
             while nsid not in known and others:
-                other = others.pop(0)
-                fd = os.open(self.fd_path(other), os.O_RDONLY)
-                try:
-                    answer = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
-                finally:
-                    os.close(fd)
-                if answer is not None and 0 <= answer < 0xFFFFFFFF:
-                    known[answer] = other
+                ask()
+            if nsid not in known:  # given since it was asked (ids come with the first veth pair)
+                others[:] = [o for o in self.namespace_names() if o != ns and o not in known.values()]
+                while nsid not in known and others:
+                    ask()
             return known.get(nsid, "?")
 
         return name
@@ -550,19 +566,30 @@ def _with_caches(state: NamespaceState, ipr, index: dict[int, str], conntrack: s
 
 
 def _name_peers(
-    states: dict[str, NamespaceState], indexes: dict[str, dict[int, str]], lab: Lab
+    states: dict[str, NamespaceState], indexes: dict[str, dict[int, str]], lab: Lab, known: Snapshot | None = None
 ) -> dict[str, NamespaceState]:
-    """Turn "#7@netns0" peers into "ceth0@netns0" using that namespace's index map."""
+    """Turn "#7@netns0" peers into "ceth0@netns0" using that namespace's index map.
+
+    A peer in a namespace that was not read now keeps the name `known` gives it when the
+    link's peer was in that same namespace before: that namespace did not change (the
+    engine reads every namespace a step names), so neither did the peer. Otherwise the
+    peer's namespace is asked.
+    """
     cache = dict(indexes)
     out = {}
     for ns, state in states.items():
+        before = {link.name: link.peer for link in known[ns].links} if known and ns in known.namespaces else {}
         links = []
         for link in state.links:
             if link.peer and link.peer.startswith("#"):
                 idx, _, where = link.peer[1:].partition("@")
-                if where not in cache and lab.has_namespace(where):
-                    cache[where] = {m["index"]: m.get("ifname") for m in lab.ipr(where).link("dump")}
-                link = replace(link, peer=f"{cache.get(where, {}).get(int(idx), '?')}@{where}")
+                kept = before.get(link.name) or ""
+                if where not in cache and kept.endswith(f"@{where}") and not kept.startswith("?"):
+                    link = replace(link, peer=kept)
+                else:
+                    if where not in cache and lab.has_namespace(where):
+                        cache[where] = {m["index"]: m.get("ifname") for m in lab.ipr(where).link("dump")}
+                    link = replace(link, peer=f"{cache.get(where, {}).get(int(idx), '?')}@{where}")
             links.append(link)
         out[ns] = replace(state, links=tuple(links))
     return out

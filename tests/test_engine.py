@@ -657,3 +657,22 @@ def test_journal_keeps_an_undo_told_before_the_change(tmp_path: Path) -> None:
     done, failed = Journal(path, compact=True).steps[0]["entries"]
     assert "prepared" not in done and done["undo"]["name"] == "veth0"
     assert failed["undo"] is None
+
+
+def test_a_veth_going_down_shows_in_its_peers_namespace(lab: Lab, tmp_path: Path) -> None:
+    """A step in the host that takes veth0 down changes netns0 too (ceth0 loses its carrier,
+    so its route turns `linkdown`): the diff shows it, and what the engine remembers for
+    the next step equals the kernel. Enslaving veth0 to a bridge does not reach netns0."""
+    course = course_of(tmp_path, ("Cable", SERVER_BASE, []), ("Bridge", ["host# ip link add br0 type bridge"], []),
+                       ("Plug", ["host# ip link set veth0 master br0"], []),
+                       ("Unplug", ["host# ip link set veth0 down"], []))
+    engine = Engine(lab, course)
+    engine.apply_next()
+    engine.apply_next()
+    plug = engine.apply_next()
+    assert [line for line in plug.diff.lines() if line.split()[1] == "netns0"] == []
+    down = engine.apply_next()
+    in_netns0 = [line for line in down.diff.lines() if line.split()[1] == "netns0"]
+    assert any("linkdown" in line for line in in_netns0), down.diff.lines()
+    assert engine._last().same_config(config(lab, course)), "\n".join(config_diff(config(lab, course),
+                                                                                   engine._last()))

@@ -90,12 +90,15 @@ def make_machine(box: dict, course: Course, snaps: list, servers: list[int], sta
                     problem = f"{running} HTTP servers run where the clean run had {servers[self.position]}"
                 elif not passing:  # (at the end of a move only: it costs another reading)
                     seen = view(engine.lab, course)
-                    if seen.config() != real.config():
-                        stats["misreads"] += 1
-                        if len(misreads) < 5:
-                            misreads.append(f"the engine's Lab object misreads the lab at position "
-                                            f"{self.position}:\n" + "\n".join(config_diff(real, seen))
-                                            + f"\n{where}")
+                    # What the engine remembers of the lab after its last move (each step reads
+                    # only the namespaces it can change): the next diff starts from it.
+                    remembered = engine._last()
+                    for what, reading in (("Lab object misreads", seen), ("memory differs from", remembered)):
+                        if reading.config() != real.config():
+                            stats["misreads"] += 1
+                            if len(misreads) < 5:
+                                misreads.append(f"the engine's {what} the lab at position {self.position}:\n"
+                                                + "\n".join(config_diff(real, reading)) + f"\n{where}")
             if problem:
                 box["fresh"]()
                 raise AssertionError(f"{problem}\n{where}")
