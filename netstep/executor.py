@@ -102,14 +102,14 @@ def _get(lab, ns: str, name: str):
 
 
 def _index(lab, ns: str, name: str) -> int:
-    msg = _get(lab, ns, name)
-    if msg is None:
+    index = lab.link_index(ns, name)
+    if index is None:
         raise KernelError(f"There is no device '{name}' in {ns}.")
-    return msg["index"]
+    return index
 
 
 def _exists(lab, ns: str, name: str) -> bool:
-    return _get(lab, ns, name) is not None
+    return lab.link_index(ns, name) is not None
 
 
 def _refuse_existing(lab, ns: str, name: str) -> None:
@@ -218,9 +218,9 @@ def _routes_on(lab, ns: str, dev: str) -> dict[str, list[dict]]:
 
 @_apply.register
 def _(action: SetLinkUp, lab) -> Action:
-    msg = _link_msg(lab, action.ns, action.name)
-    was_up, index = bool(msg["flags"] & 1), msg["index"]
-    loopback = bool(msg["flags"] & 8)  # IFF_LOOPBACK: the one link that gains an address by going up
+    index, flags = _index(lab, action.ns, action.name), lab.link_flags(action.ns, action.name) or 0
+    was_up = bool(flags & 1)
+    loopback = bool(flags & 8)  # IFF_LOOPBACK: the one link that gains an address by going up
     before = _addresses(lab, action.ns, index) if loopback else []
     # Taking a link down removes every route through it; its undo must put them back.
     routes = _routes_on(lab, action.ns, action.name) if was_up and not action.up else {}
