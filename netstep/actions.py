@@ -152,9 +152,9 @@ class Iptables(Action):
 class Sysctl(Action):
     key: str = ""
     value: str = ""
-    # Per-device net.ipv4.conf.DEV.forwarding to set after the write (an undo's): writing
-    # ip_forward sets every device's forwarding to the same value, as the kernel does.
-    forwarding: tuple[tuple[str, str], ...] = ()
+    # Settings to put back after the write, as (file under /proc/sys/net, value): an undo's.
+    # Writing ip_forward also sets every device's forwarding and all.accept_redirects.
+    also: tuple[tuple[str, str], ...] = ()
 
     def command(self) -> str:
         return f"sysctl -w {self.key}={self.value}"

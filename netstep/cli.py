@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         # A SIGTERM after the work is done (while Python exits) just ends the process.
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _terminate(signum: int, frame: object) -> None:

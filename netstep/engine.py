@@ -165,10 +165,11 @@ class Journal:
     @staticmethod
     def _set_undo(entry: dict, op: dict) -> None:
         entry["undo"] = op["undo"]
-        if op.get("prepared"):  # journaled before the change, which may not have happened
-            entry["prepared"] = True
-        else:
-            entry.pop("prepared", None)
+        for flag in ("prepared", "failed"):  # prepared: told before the change, which may not have happened
+            if op.get(flag):
+                entry[flag] = True
+            else:
+                entry.pop(flag, None)
 
     def _compact(self) -> None:
         lines = []
@@ -176,7 +177,7 @@ class Journal:
             lines.append({"op": "begin", "index": step["index"], "ref": step["ref"]})
             for entry in step["entries"]:
                 lines.append({"op": "do", "action": entry["do"]})
-                if entry["undo"] is not None:
+                if entry["undo"] is not None or entry.get("failed"):
                     lines.append({"op": "undo", "undo": entry["undo"], **_prepared(entry)})
             if step["complete"]:
                 lines.append({"op": "complete"})
@@ -216,9 +217,9 @@ class Journal:
         self._log({"op": "undo", "undo": undo.to_dict()})
 
     def failed(self) -> None:
-        """The action in progress failed: its prepared undo must not run (its change did not
-        happen, and what is there may not be the lab's)."""
-        self._log({"op": "undo", "undo": None})
+        """The action in progress failed: its prepared undo must not run (what is there may
+        not be the lab's), and a reset says to check it (it may have changed something)."""
+        self._log({"op": "undo", "undo": None, "failed": True})
 
     def complete(self) -> None:
         self._log({"op": "complete"})
@@ -245,7 +246,7 @@ class Journal:
 
 
 def _prepared(entry: dict) -> dict:
-    return {"prepared": True} if entry.get("prepared") else {}
+    return {flag: True for flag in ("prepared", "failed") if entry.get(flag)}
 
 
 class Engine:
@@ -440,7 +441,11 @@ class Engine:
             while self.journal.own:
                 entry = self.journal.own[-1]
                 if entry["undo"] is not None:
-                    executor.apply(self.lab, Action.from_dict(entry["undo"]))
+                    try:
+                        executor.apply(self.lab, Action.from_dict(entry["undo"]))
+                    except NetstepError:
+                        if not entry.get("prepared"):  # else a kill came before its change: nothing to undo
+                            raise
                 self.journal.own_drop()
         after = self._snapshot()
         self._remember(after)

@@ -68,9 +68,9 @@ def apply(lab, action: Action, ready: Callable[[Action], None] | None = None) ->
 
 def tells_undo_first(action: Action) -> bool:
     """True if applying `action` tells its undo before any kernel change, always: then a
-    journal entry without an undo means the kill came before the change."""
+    journal entry without an undo (and not failed) means the kill came before the change."""
     if isinstance(action, Iptables):
-        return action.args[:1] != ("-D",)  # a -D tells it only when it finds the rule's words
+        return action.args[:1] != ("-D",)  # which rule a -D removes is known only after
     return not isinstance(action, Restore)
 
 
@@ -409,16 +409,6 @@ def _chain_rules(lab, ns: str, table: str, chain: str) -> list[str]:
     return [line for line in iptables(lab, ns, table, ["-S", chain]).splitlines() if line.startswith("-A ")]
 
 
-def _first_like(rules: list[str], spec: list[str]) -> int | None:
-    """The index of the first `-S` line with the same words as `spec`, in any order.
-
-    iptables prints a rule in its own order (a comment match before the target, say), so
-    this finds the rule a `-D` will delete before it does, for the undo journaled ahead.
-    """
-    words = sorted(spec)
-    return next((i for i, line in enumerate(rules) if sorted(shlex.split(line)[2:]) == words), None)
-
-
 @_apply.register
 def _(action: Iptables, lab) -> Action:
     ns, table, args = action.ns, action.table, list(action.args)
@@ -446,11 +436,7 @@ def _(action: Iptables, lab) -> Action:
         return undo
     if op == "-D":
         before = _chain_rules(lab, ns, table, chain)
-        found = _first_like(before, args[2:])
-        if found is not None:  # (the kernel's own diff below is what counts)
-            _about_to_change(Iptables(ns, table=table, args=("-I", chain, str(found + 1),
-                                                             *shlex.split(before[found])[2:])))
-        iptables(lab, ns, table, args)
+        iptables(lab, ns, table, args)  # (which rule went is known only after: no undo told first)
         after = _chain_rules(lab, ns, table, chain)
         position = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), len(after))
         removed = shlex.split(before[position])[2:]
@@ -461,7 +447,9 @@ def _(action: Iptables, lab) -> Action:
 # -- sysctls -------------------------------------------------------------------------------
 
 
-RESETS_FORWARDING = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding")
+# The global forwarding switches: writing one also sets other settings (see Sysctl.also).
+FORWARDING_SWITCHES = {"net.ipv4.ip_forward": "ipv4", "net.ipv4.conf.all.forwarding": "ipv4",
+                       "net.ipv6.conf.all.forwarding": "ipv6"}
 
 
 @_apply.register
@@ -470,13 +458,12 @@ def _(action: Sysctl, lab) -> Action:
     if old is None:
         hint = " (the br_netfilter module is not loaded)" if action.key.startswith("net.bridge.") else ""
         raise KernelError(f"There is no sysctl {action.key} in {action.ns}{hint}.")
-    devices = lab.read_forwarding(action.ns) if action.key in RESETS_FORWARDING else ()
-    # Undoing the write resets every device's forwarding to `old`: the others are put back.
-    differ = tuple((device, value) for device, value in devices if device != "all" and value != old)
-    undo = _about_to_change(Sysctl(action.ns, key=action.key, value=old, forwarding=differ))
+    family = FORWARDING_SWITCHES.get(action.key)
+    also = lab.read_forwarding_settings(action.ns, family) if family and old != action.value else ()
+    undo = _about_to_change(Sysctl(action.ns, key=action.key, value=old, also=also))
     lab.write_sysctl(action.ns, action.key, action.value)
-    if action.forwarding:
-        lab.write_forwarding(action.ns, action.forwarding)
+    if action.also:
+        lab.write_net_settings(action.ns, action.also)
     return undo
 
 

@@ -247,6 +247,10 @@ class Lab:
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
+        if os.path.isdir(self.run_dir):  # pid files, of servers stopped above or gone by themselves
+            for entry in os.listdir(self.run_dir):
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.run_dir, entry))
         for d in (self.netns_dir, self.run_dir):
             with suppress(FileNotFoundError, OSError):
                 os.rmdir(d)
@@ -272,9 +276,11 @@ class Lab:
         for key in [k for k in self._handles if all_threads or k[0] == me]:
             with suppress(Exception):
                 self._handles.pop(key).close()
-        if all_threads:
-            for ns in list(self._ioctl_sockets):
-                self._ioctl_sockets.pop(ns).close()
+        # The ioctl sockets and namespace ids are shared by threads: they go too, so that a
+        # worker that drops its handles after each call (the demo's) starts fresh each time.
+        for ns in list(self._ioctl_sockets):
+            self._ioctl_sockets.pop(ns).close()
+        self._nsids.clear()
 
     # -- namespaces ------------------------------------------------------------------
 
@@ -391,29 +397,32 @@ class Lab:
 
         return namespaces.run_in(self.require(ns), read)
 
-    def read_forwarding(self, ns: str) -> tuple[tuple[str, str], ...]:
-        """(device, value) of net.ipv4.conf.DEVICE.forwarding for `default` and every device.
-
-        Device names can hold dots, so these are read by folder, not as sysctl keys.
-        """
-        root = "/proc/sys/net/ipv4/conf"
+    def read_forwarding_settings(self, ns: str, family: str) -> tuple[tuple[str, str], ...]:
+        """(file under /proc/sys/net, value) of everything that writing `family`'s global
+        forwarding switch also sets: every device's `forwarding` (and `default`'s) and, for
+        ipv4, `all.accept_redirects`. Read by folder: device names can hold dots."""
+        root = f"/proc/sys/net/{family}/conf"
 
         def read() -> tuple[tuple[str, str], ...]:
+            files = [f"{family}/conf/{device}/forwarding" for device in sorted(os.listdir(root)) if device != "all"]
+            if family == "ipv4":
+                files.append("ipv4/conf/all/accept_redirects")
             values = []
-            for device in sorted(os.listdir(root)):
-                with suppress(FileNotFoundError), open(os.path.join(root, device, "forwarding")) as f:
-                    values.append((device, f.read().strip()))
+            for name in files:
+                with suppress(FileNotFoundError), open(f"/proc/sys/net/{name}") as f:
+                    values.append((name, f.read().strip()))
             return tuple(values)
 
         return namespaces.run_in(self.require(ns), read)
 
-    def write_forwarding(self, ns: str, values: tuple[tuple[str, str], ...]) -> None:
-        """Set per-device forwarding; a device that is gone meanwhile is skipped."""
-        root = "/proc/sys/net/ipv4/conf"
+    def write_net_settings(self, ns: str, values: tuple[tuple[str, str], ...]) -> None:
+        """Write (file under /proc/sys/net, value) pairs; a device gone meanwhile is skipped."""
 
         def write() -> None:
-            for device, value in values:
-                with suppress(FileNotFoundError), open(os.path.join(root, device, "forwarding"), "w") as f:
+            for name, value in values:
+                if ".." in name.split("/"):
+                    raise NetstepError(f"Refusing a settings path outside /proc/sys/net: {name}")
+                with suppress(FileNotFoundError), open(f"/proc/sys/net/{name}", "w") as f:
                     f.write(value)
 
         namespaces.run_in(self.require(ns), write)
@@ -433,7 +442,7 @@ class Lab:
         return os.path.join(self.run_dir, f"{ns}_{address}_{port}.pid")
 
     def stop_servers(self, ns: str | None = None, address: str | None = None, port: int | None = None) -> None:
-        """Stop the lab's servers (in `ns`, on `address`:`port`, or all), then drop their pid files.
+        """Stop the lab's servers (in `ns`, on `address`:`port`, or all), and drop their pid files.
 
         Servers are found by their command line, not by pid file: a netstep killed right
         after starting one leaves a server whose pid file may not be written yet, and a
@@ -441,25 +450,25 @@ class Lab:
         netstep did not start is never signalled.
         """
         wanted = {"--name": ns, "--bind": address, "--port": None if port is None else str(port)}
-        pids = [pid for pid, args in self._our_servers()
-                if all(value is None or args.get(flag) == value for flag, value in wanted.items())]
-        for pid in pids:
+        servers = [(pid, args) for pid, args in self._our_servers()
+                   if all(value is None or args.get(flag) == value for flag, value in wanted.items())]
+        for pid, _ in servers:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        for pid in pids:
+        for pid, args in servers:
             for _ in range(100):
+                with suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # a server this process started: reap it
                 if not self._is_our_server(pid):
                     break
                 time.sleep(0.01)
             else:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        if os.path.isdir(self.run_dir):
-            prefix = f"{ns}_" if address is None else os.path.basename(self.pidfile(ns, address, port))
-            for entry in os.listdir(self.run_dir):
-                if ns is None or entry.startswith(prefix):
-                    with suppress(FileNotFoundError):
-                        os.unlink(os.path.join(self.run_dir, entry))
+            pidfile = args.get("--pidfile", "")
+            if os.path.dirname(pidfile) == self.run_dir:
+                with suppress(FileNotFoundError):
+                    os.unlink(pidfile)
 
     def _our_servers(self) -> list[tuple[int, dict[str, str]]]:
         """(pid, options) of every live netstep.httpd started for this lab."""
@@ -471,15 +480,11 @@ class Lab:
         return found
 
     def _is_our_server(self, pid: int) -> bool:
-        """True if `pid` is a live netstep.httpd whose --lab is exactly this lab's folder."""
+        """True if `pid` runs netstep.httpd with --lab exactly this lab's folder. (A process
+        that has ended has an empty command line, so it is not.)"""
         try:
             argv = _cmdline(pid)
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    with suppress(ChildProcessError):
-                        os.waitpid(pid, os.WNOHANG)
-                    return False
-        except (FileNotFoundError, ProcessLookupError, IndexError):
+        except (FileNotFoundError, ProcessLookupError):
             return False
         return "netstep.httpd" in argv and _options(argv).get("--lab") == self.dir
 

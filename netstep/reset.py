@@ -31,16 +31,28 @@ def reset_lab(lab: Lab) -> list[str]:
         entries += [e for record in reversed(journal.steps) for e in reversed(record["entries"])]
         for entry in entries:
             if entry["undo"] is None:
-                if executor.tells_undo_first(Action.from_dict(entry["do"])):
+                action = Action.from_dict(entry["do"])
+                if not entry.get("failed") and executor.tells_undo_first(action):
                     continue  # killed before its change: nothing to undo
-                problems.append(f"`{Action.from_dict(entry['do']).command()}` was interrupted; check it by hand")
+                if not _deletes_a_lab_rule(action):  # (which remove_marked_rules below would do anyway)
+                    problems.append(f"`{action.command()}` was interrupted; check it by hand")
                 continue
             undo = Action.from_dict(entry["undo"])
             try:
                 executor.apply(lab, undo)
             except (NetstepError, OSError) as exc:
-                if not entry.get("prepared"):  # else the kill came before the change: nothing to undo
+                # A prepared undo whose change never came finds nothing to undo; a rule of
+                # the lab's may already be gone (an interrupted -D took it).
+                if not entry.get("prepared") and not _deletes_a_lab_rule(undo):
                     problems.append(f"`{undo.command()}`: {exc}")
         problems += executor.remove_marked_rules(lab)
     lab.destroy()
     return problems
+
+
+def _deletes_a_lab_rule(action) -> bool:
+    """An `iptables -D`: in host mode every rule netstep adds carries the lab's mark, and
+    reset ends by deleting all of those, so one already gone is no loss."""
+    from netstep.actions import Iptables
+
+    return isinstance(action, Iptables) and action.args[:1] == ("-D",)

@@ -656,7 +656,7 @@ def test_journal_keeps_an_undo_told_before_the_change(tmp_path: Path) -> None:
     journal.close()
     done, failed = Journal(path, compact=True).steps[0]["entries"]
     assert "prepared" not in done and done["undo"]["name"] == "veth0"
-    assert failed["undo"] is None
+    assert failed["undo"] is None and failed["failed"]
 
 
 def test_a_veth_going_down_shows_in_its_peers_namespace(lab: Lab, tmp_path: Path) -> None:
@@ -676,3 +676,36 @@ def test_a_veth_going_down_shows_in_its_peers_namespace(lab: Lab, tmp_path: Path
     assert any("linkdown" in line for line in in_netns0), down.diff.lines()
     assert engine._last().same_config(config(lab, course)), "\n".join(config_diff(config(lab, course),
                                                                                    engine._last()))
+
+
+def test_undoing_ip_forward_puts_back_what_the_kernel_reset_with_it(lab: Lab, tmp_path: Path) -> None:
+    """Writing ip_forward also sets every device's forwarding and all.accept_redirects (the
+    kernel's rule): the undo puts back the values another tool had set."""
+    course = course_of(tmp_path, ("Forward", ["host# sysctl -w net.ipv4.ip_forward=1"], []))
+    engine = Engine(lab, course)
+    assert lab.read_sysctl("host", "net.ipv4.ip_forward") == "0"
+    by_hand = (("ipv4/conf/eth0/forwarding", "1"), ("ipv4/conf/all/accept_redirects", "0"))
+    lab.write_net_settings("host", by_hand)
+    before = dict(lab.read_forwarding_settings("host", "ipv4"))
+    assert before["ipv4/conf/eth0/forwarding"] == "1" and before["ipv4/conf/all/accept_redirects"] == "0"
+    engine.apply_next(run_checks=False)
+    during = dict(lab.read_forwarding_settings("host", "ipv4"))
+    assert during["ipv4/conf/lo/forwarding"] == during["ipv4/conf/default/forwarding"] == "1"  # the kernel's doing
+    engine.undo_last()
+    assert lab.read_sysctl("host", "net.ipv4.ip_forward") == "0"
+    assert dict(lab.read_forwarding_settings("host", "ipv4")) == before
+
+
+def test_stopping_servers_leaves_other_children_alone(lab: Lab) -> None:
+    """Looking for the lab's servers must not reap a child process of someone else's (a
+    notebook's, say): its owner must still read its exit status."""
+    import subprocess
+
+    child = subprocess.Popen(["sh", "-c", "exit 3"])
+    for _ in range(200):  # until it has ended, unreaped
+        with open(f"/proc/{child.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    lab.stop_servers()
+    assert child.wait(timeout=5) == 3
