@@ -416,6 +416,11 @@ def _(action: Iptables, lab) -> Action:
     if lab.rule_mark and op in ("-A", "-I", "-D") and lab.rule_mark not in args:
         args += ["-m", "comment", "--comment", lab.rule_mark]
     if op == "-N":
+        # Checked before the undo is told: a kill just after must not leave a -X for another's chain.
+        if lab.exec(ns, ["iptables", "-w", "-t", table, "-S", chain]).returncode == 0:
+            raise NameConflict(
+                f"A chain named '{chain}' already exists in the {table} table of {ns}, and netstep did not "
+                f"create it, so it will not touch it. Remove it where it came from, or use another lab.")
         undo = _about_to_change(Iptables(ns, table=table, args=("-X", chain)))
         iptables(lab, ns, table, args)
         return undo

@@ -125,8 +125,7 @@ def test_host_mode_name_collision_is_refused_and_left_alone(scenario: dict, what
     name = {"chain": "ROOT_NS", "bridge": "br0"}[what]
     assert run["exit"] != 0 and "Traceback" not in run["stderr"], run
     assert name in run["stderr"] and "netstep:" in run["stderr"], run["stderr"]
-    if what == "bridge":
-        assert "did not create it" in run["stderr"]
+    assert "did not create it" in run["stderr"], run["stderr"]
     after = diff(before, scenario[f"{what}_after_run"])
     if what == "chain":
         assert in_lab_mounts_only(after) == {}, after
