@@ -178,13 +178,13 @@ class Journal:
             for entry in step["entries"]:
                 lines.append({"op": "do", "action": entry["do"]})
                 if entry["undo"] is not None or entry.get("failed"):
-                    lines.append({"op": "undo", "undo": entry["undo"], **_prepared(entry)})
+                    lines.append({"op": "undo", "undo": entry["undo"], **_flags(entry)})
             if step["complete"]:
                 lines.append({"op": "complete"})
         for entry in self.own:
             lines.append({"op": "own", "action": entry["do"], "text": entry["text"], "where": entry["where"]})
             if entry["undo"] is not None:
-                lines.append({"op": "own-undo", "undo": entry["undo"], **_prepared(entry)})
+                lines.append({"op": "own-undo", "undo": entry["undo"], **_flags(entry)})
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(json.dumps(line) + "\n" for line in lines)
@@ -245,7 +245,7 @@ class Journal:
         self._log({"op": "own-drop"})
 
 
-def _prepared(entry: dict) -> dict:
+def _flags(entry: dict) -> dict:
     return {flag: True for flag in ("prepared", "failed") if entry.get(flag)}
 
 
@@ -498,19 +498,18 @@ class Engine:
                 names.add(action.name)
             elif isinstance(action, (Iptables, Sysctl)):
                 rules_of.add(action.ns)
-            elif isinstance(action, Restore):
+            elif isinstance(action, Restore):  # rebuilds whatever its image holds: every peer may change
                 image = action.image
-                names.update(ns for ns in (image.get("netns"),) if ns)
-                for link in image.get("links", ()):
-                    names.update(end["ns"] for end in (link, link.get("peer")) if end)
-                names.update(image.get("routes", {}))
+                rebuilt = {image.get("netns"), *(end["ns"] for link in image.get("links", ())
+                                                 for end in (link, link.get("peer")) if end)} - {None}
+                names.update(rebuilt, image.get("routes", {}))
+                carriers.update(dict.fromkeys(rebuilt))
             if isinstance(action, (SetLinkUp, DeleteLink, MoveLink)):
-                if carriers.get(action.ns, set()) is not None:
-                    carriers.setdefault(action.ns, set()).add(action.name)
+                wanted = carriers.setdefault(action.ns, set())
+                if wanted is not None:
+                    wanted.add(action.name)
             elif isinstance(action, DeleteNetns):
                 carriers[action.name] = None
-            elif isinstance(action, Restore):  # rebuilds whatever its image holds
-                carriers.update(dict.fromkeys(names))
         known = self._last()
         for ns in list(names):
             if ns not in carriers:

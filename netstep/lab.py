@@ -115,7 +115,7 @@ class Lab:
         # A datagram socket per namespace, for the interface ioctls (see link_index).
         self._ioctl_sockets: dict[str, socket.socket] = {}
         # Namespace ids as each namespace knows the others: see _nsid_resolver.
-        self._nsids: dict[str, tuple[dict[int, str], list[str] | None]] = {}
+        self._nsids: dict[str, dict[int, str]] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -474,19 +474,23 @@ class Lab:
         """(pid, options) of every live netstep.httpd started for this lab."""
         found = []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and self._is_our_server(int(entry)):
-                with suppress(OSError):
-                    found.append((int(entry), _options(_cmdline(int(entry)))))
+            options = self._server_options(int(entry)) if entry.isdigit() else None
+            if options is not None:
+                found.append((int(entry), options))
         return found
 
     def _is_our_server(self, pid: int) -> bool:
-        """True if `pid` runs netstep.httpd with --lab exactly this lab's folder. (A process
-        that has ended has an empty command line, so it is not.)"""
+        return self._server_options(pid) is not None
+
+    def _server_options(self, pid: int) -> dict[str, str] | None:
+        """The options of `pid` if it runs netstep.httpd with --lab exactly this lab's
+        folder, else None. (A process that has ended has an empty command line.)"""
         try:
             argv = _cmdline(pid)
         except (FileNotFoundError, ProcessLookupError):
-            return False
-        return "netstep.httpd" in argv and _options(argv).get("--lab") == self.dir
+            return None
+        options = _options(argv)
+        return options if "netstep.httpd" in argv and options.get("--lab") == self.dir else None
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -557,29 +561,21 @@ class Lab:
         else can have changed the lab's namespaces. (Keeping them by nsfs inode number
         instead misnamed peers: the kernel reuses those numbers.)
         """
-        known, others = self._nsids.setdefault(ns, ({}, None))
-        if others is None:
-            others = [o for o in self.namespace_names() if o != ns]
-            others.sort(key=lambda o: o != "host")  # most veth pairs end in the lab's host
-            self._nsids[ns] = (known, others)
-
-        def ask() -> None:
-            other = others.pop(0)
-            fd = os.open(self.fd_path(other), os.O_RDONLY)
-            try:
-                answer = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
-            finally:
-                os.close(fd)
-            if answer is not None and 0 <= answer < 0xFFFFFFFF:
-                known[answer] = other
+        known = self._nsids.setdefault(ns, {})
 
         def name(nsid: int) -> str:
-            while nsid not in known and others:
-                ask()
-            if nsid not in known:  # given since it was asked (ids come with the first veth pair)
-                others[:] = [o for o in self.namespace_names() if o != ns and o not in known.values()]
-                while nsid not in known and others:
-                    ask()
+            if nsid not in known:  # new since asked: ask the namespaces not named yet, the host first
+                unknown = [o for o in self.namespace_names() if o != ns and o not in known.values()]
+                for other in sorted(unknown, key=lambda o: o != "host"):
+                    fd = os.open(self.fd_path(other), os.O_RDONLY)
+                    try:
+                        answer = self.ipr(ns).get_netnsid(fd=fd).get("nsid")
+                    finally:
+                        os.close(fd)
+                    if answer is not None and 0 <= answer < 0xFFFFFFFF:
+                        known[answer] = other
+                    if nsid in known:
+                        break
             return known.get(nsid, "?")
 
         return name

@@ -445,12 +445,14 @@ def test_stopping_servers_signals_only_this_labs(lab: Lab) -> None:
 
     ours, other = fake(lab.dir), fake(lab.dir + "x")
     try:
-        for _ in range(100):  # until both have their command lines
-            if len(httpd_pids(lab.dir)) == 2:
+        for _ in range(200):  # until both have their command lines (httpd_pids matches either)
+            if sorted(httpd_pids(lab.dir)) == sorted([ours.pid, other.pid]):
                 break
             time.sleep(0.01)
+        else:
+            pytest.fail(f"the stand-in servers never showed up: {httpd_pids(lab.dir)}")
         lab.stop_servers()
-        assert ours.wait(timeout=5) is not None
+        assert httpd_pids(lab.dir) == [other.pid]  # ours is gone (and reaped), the other lab's runs on
         assert other.poll() is None
     finally:
         other.kill()
@@ -707,5 +709,7 @@ def test_stopping_servers_leaves_other_children_alone(lab: Lab) -> None:
             if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                 break
         time.sleep(0.01)
+    else:
+        pytest.fail("the child never ended")
     lab.stop_servers()
     assert child.wait(timeout=5) == 3
