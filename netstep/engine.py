@@ -72,11 +72,11 @@ class SignalGuard:
     """Hold Ctrl-C and SIGTERM while the engine works; act on them only at safe points.
 
     An action and the journal entry of its undo must not be separated, and a signal that
-    lands inside a netlink exchange leaves pyroute2's handle waiting for an answer it
-    already lost. So signals are only noted; `checkpoint()` (between two actions) raises
-    what the signal's own handler raises, and leaving the guard delivers a signal that came
-    later. Only the main thread can set handlers; elsewhere (a notebook's worker) signals do
-    not arrive anyway, and the guard does nothing.
+    lands inside a netlink exchange leaves its answer unread in the socket. So signals are
+    only noted; `checkpoint()` (between two actions) raises what the signal's own handler
+    raises, and leaving the guard delivers a signal that came later. Only the main thread
+    can set handlers; elsewhere (a notebook's worker) signals do not arrive anyway, and
+    the guard does nothing.
     """
 
     held = (signal.SIGINT, signal.SIGTERM)
@@ -557,7 +557,7 @@ class Engine:
         self._last_snapshot = Snapshot({n: merged[n] for n in present})
         tmp = self.lab.last_snapshot_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(to_json(self._last_snapshot), f)
+            f.write(json.dumps(to_json(self._last_snapshot)))  # dumps: C encoder; dump is pure Python
         os.replace(tmp, self.lab.last_snapshot_path)
 
     def changes_since_last_step(self) -> Diff:

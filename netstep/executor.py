@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from functools import singledispatch
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from netstep.actions import (
     Action,
     AddLink,
@@ -40,6 +38,7 @@ from netstep.actions import (
     Sysctl,
 )
 from netstep.errors import KernelError, NameConflict, NetstepError
+from netstep.rtnl import NetlinkError
 
 PROTO = {"kernel": 2, "boot": 3, "static": 4}
 SCOPE = {"global": 0, "link": 253, "host": 254}

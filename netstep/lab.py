@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from netstep import namespaces
 from netstep.errors import LabBusy, NameConflict, NetstepError
+from netstep.rtnl import NetlinkError
 from netstep.snapshot import (
     NamespaceState,
     Snapshot,
@@ -54,7 +55,7 @@ MS_BIND, MS_SHARED, MS_REC = 4096, 1 << 20, 16384
 # ARP gives up after mcast_solicit probes retrans_time_ms apart. A lab's link gets
 # 3 x 30 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
 # is decided quickly. (Namespaces other than the first have no neigh/default to tune.)
-ARP_RETRANS_MS = "30"
+ARP_RETRANS_MS = 30
 WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
 
 
@@ -109,13 +110,15 @@ class Lab:
         self.last_snapshot_path = os.path.join(self.dir, "last.json")
         self.topology = topology
         self._lock_fd: int | None = None
-        # Netlink handles by (thread, namespace): a pyroute2 handle works only in the thread
-        # that made it, so each thread that uses the lab gets its own.
+        # Netlink handles by (thread, namespace): two threads on one socket would read each
+        # other's answers, so each thread that uses the lab gets its own.
         self._handles: dict[tuple[int, str], object] = {}
         # A datagram socket per namespace, for the interface ioctls (see link_index).
         self._ioctl_sockets: dict[str, socket.socket] = {}
         # Namespace ids as each namespace knows the others: see _nsid_resolver.
         self._nsids: dict[str, dict[int, str]] = {}
+        # Namespace files seen pinned; like the ids, kept only while nothing else can change them.
+        self._pinned: set[str] = set()
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -165,7 +168,7 @@ class Lab:
         else:
             raise NetstepError(f"Lab '{self.name}' could not be locked: its folder keeps being removed.")
         self._lock_fd = fd
-        self._nsids.clear()  # namespaces may have changed while the lock was free
+        self._forget_namespaces()  # they may have changed while the lock was free
         if self.exists():
             self._check_mode()
         if build and not self.exists():
@@ -229,19 +232,21 @@ class Lab:
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
 
     def tune_link(self, ns: str, ifname: str) -> None:
-        """Make ARP on a lab link give up in 0.1 s (see ARP_RETRANS_MS)."""
-        path = f"/proc/sys/net/ipv4/neigh/{ifname}/retrans_time_ms"
-
-        def write() -> None:
-            with suppress(FileNotFoundError), open(path, "w") as f:
-                f.write(ARP_RETRANS_MS)
-
-        namespaces.run_in(self.require(ns), write)
+        """Make ARP on a lab link give up in 0.1 s (see ARP_RETRANS_MS). A link with no
+        ARP (or gone already) is left alone."""
+        index = self.link_index(ns, ifname)
+        if index is None:
+            return
+        try:
+            self.ipr(ns).arp_retrans(index, ARP_RETRANS_MS)
+        except NetlinkError as exc:
+            if exc.code != errno.ENOENT:
+                raise
 
     def destroy(self) -> None:
         """Remove every namespace, mount, process and file of this lab, and nothing else."""
         self.close_handles()
-        self._nsids.clear()
+        self._forget_namespaces()
         self._cleanup_kernel_state()
         for sub in ("journal.json", "last.json", "course.json", "lab.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
@@ -261,6 +266,7 @@ class Lab:
                 os.rmdir(d)  # only if empty: another lab may live beside this one
 
     def _cleanup_kernel_state(self) -> None:
+        self._forget_namespaces()
         self.stop_servers()
         if os.path.isdir(self.netns_dir):
             for entry in os.listdir(self.netns_dir):
@@ -280,14 +286,28 @@ class Lab:
         # worker that drops its handles after each call (the demo's) starts fresh each time.
         for ns in list(self._ioctl_sockets):
             self._ioctl_sockets.pop(ns).close()
-        self._nsids.clear()
+        self._forget_namespaces()
 
     # -- namespaces ------------------------------------------------------------------
+
+    def _forget_namespaces(self) -> None:
+        """Drop what is remembered about the namespaces: they are being made or removed,
+        or the lock was free (see _nsid_resolver)."""
+        self._nsids.clear()
+        self._pinned.clear()
+
+    def _is_pinned(self, path: str) -> bool:
+        if path in self._pinned:
+            return True
+        pinned = namespaces.is_pinned(path)
+        if pinned and self._lock_fd is not None:
+            self._pinned.add(path)
+        return pinned
 
     def containers(self) -> list[str]:
         if not os.path.isdir(self.netns_dir):
             return []
-        return sorted(n for n in os.listdir(self.netns_dir) if namespaces.is_pinned(os.path.join(self.netns_dir, n)))
+        return sorted(n for n in os.listdir(self.netns_dir) if self._is_pinned(os.path.join(self.netns_dir, n)))
 
     def namespace_names(self) -> list[str]:
         return ["host", *self.containers(), *(["upstream"] if self.has_namespace("upstream") else [])]
@@ -304,7 +324,7 @@ class Lab:
         path = self.path_of(ns)
         if path is None:
             return ns == "host"
-        return namespaces.is_pinned(path)
+        return self._is_pinned(path)
 
     def require(self, ns: str) -> str | None:
         if not NS_NAME_RE.match(ns) or not self.has_namespace(ns):
@@ -333,9 +353,9 @@ class Lab:
     def link_index(self, ns: str, name: str) -> int | None:
         """The index of device `name` in `ns`, or None if there is none.
 
-        One ioctl (SIOCGIFINDEX, what if_nametoindex does) on a socket made in `ns`: a
-        netlink request through pyroute2 costs a hundred times more, and building 30
-        containers asks this hundreds of times.
+        One ioctl (SIOCGIFINDEX, what if_nametoindex does) on a socket made in `ns`: about
+        ten times cheaper than a netlink request, and building 30 containers asks this
+        hundreds of times.
         """
         result = self._ifreq(ns, name, SIOCGIFINDEX)
         return None if result is None else struct.unpack_from("i", result, IFNAMSIZ)[0]
@@ -365,7 +385,7 @@ class Lab:
         if os.path.exists(path):
             raise NameConflict(f"A namespace named '{ns}' already exists in lab '{self.name}'.")
         namespaces.create(path)
-        self._nsids.clear()
+        self._forget_namespaces()
 
     def remove_container(self, ns: str) -> None:
         for key in [k for k in self._handles if k[1] == ns]:
@@ -375,7 +395,7 @@ class Lab:
             self._ioctl_sockets.pop(ns).close()
         self.stop_servers(ns)
         namespaces.remove(self.require(ns))
-        self._nsids.clear()
+        self._forget_namespaces()
 
     def exec(self, ns: str, argv: list[str]):
         return namespaces.exec_in(self.require(ns), argv)

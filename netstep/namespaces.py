@@ -64,17 +64,10 @@ def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socke
 
 
 def iproute(path: str | None):
-    """An rtnetlink handle bound to the namespace at `path`.
+    """An rtnetlink client (netstep.rtnl) whose socket was made in the namespace at `path`."""
+    from netstep.rtnl import Rtnl
 
-    pyroute2 opens its socket from an event loop thread, so a handle made inside a
-    switched thread would talk to the wrong namespace; give it a socket made there.
-    """
-    from pyroute2 import IPRoute  # here, not at the top: `netstep list` and the HTTP server do not need it
-
-    if path is None:
-        return IPRoute()
-    sock = socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-    return IPRoute(fileno=sock.detach())  # the handle owns (and closes) the descriptor
+    return Rtnl(socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
 
 
 def create(path: str) -> None:

@@ -10,9 +10,11 @@
 Every method returns an object that renders itself (HTML in Jupyter, rich text in a
 terminal). A Tutor holds the lab's lock until `close()` or `reset()`.
 
-pyroute2's synchronous API refuses to run inside a running event loop, which is where a
-Jupyter cell runs; so a Tutor does its work on one worker thread of its own. That thread
-never switches namespaces (the engine does that in short-lived threads of its own).
+A Tutor does its work on one worker thread of its own. Jupyter's interrupt button raises
+KeyboardInterrupt in the main thread, wherever it is; on the worker, an action and the
+journal entry of its undo are never separated by it (the cell stops waiting, the step
+finishes). That thread never switches namespaces (the engine does that in short-lived
+threads of its own).
 """
 
 from __future__ import annotations
