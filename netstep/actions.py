@@ -7,7 +7,7 @@ the action that undoes it. Actions travel through the journal as dicts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class Action:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {"type": type(self).__name__, **asdict(self)}
+        """The action as JSON-ready data. Fields hold only plain values (no dataclasses), so
+        this is asdict without its deep copies, which cost milliseconds per image."""
+        return {"type": type(self).__name__, **{f.name: getattr(self, f.name) for f in fields(self)}}
 
     @staticmethod
     def from_dict(data: dict) -> Action:

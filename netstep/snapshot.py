@@ -263,9 +263,14 @@ def is_ipv4(text: str) -> bool:
 
 
 def to_json(snapshot: Snapshot) -> dict:
-    from dataclasses import asdict
-
-    return {name: asdict(state) for name, state in snapshot.namespaces.items()}
+    """The snapshot as JSON-ready data (dataclasses.asdict, without its deep copies: a
+    31-namespace snapshot is written after every step)."""
+    out = {}
+    for name, state in snapshot.namespaces.items():
+        data = dict(vars(state))
+        data["links"] = [dict(vars(link)) for link in state.links]
+        out[name] = data
+    return out
 
 
 def from_json(data: dict) -> Snapshot:
