@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import time
 
 from netstep.errors import NetstepError
 from netstep.lessons import Lesson, parse_lesson_text
@@ -34,9 +35,19 @@ def neighbour_room() -> tuple[int, int]:
     return size - used, size
 
 
-def check_room(count: int) -> None:
+def check_room(count: int, *, patience: float = 3.0) -> None:
+    """Refuse `count` containers if the neighbour table cannot hold their pairs.
+
+    Entries of namespaces removed a moment ago (a `reset` just before) stay counted until
+    the kernel has torn those namespaces down, in its own time: wait `patience` seconds
+    for them to go before refusing.
+    """
     need = count * (count - 1)
     free, size = neighbour_room()
+    waited_until = time.monotonic() + patience
+    while free < need <= size and time.monotonic() < waited_until:
+        time.sleep(0.05)
+        free, size = neighbour_room()
     if need > free:
         largest = max(n for n in range(2, count + 1) if n * (n - 1) <= free) if free >= 2 else 0
         raise NetstepError(

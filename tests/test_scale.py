@@ -63,3 +63,19 @@ def test_too_many_containers_is_refused_with_the_reason():
         assert "neighbour" in run.stderr and "gc_thresh3" in run.stderr and str(size) in run.stderr
     finally:
         Lab(lab).destroy()
+
+
+@needs_root
+def test_a_large_lab_is_built_again_right_after_its_reset():
+    """The neighbour entries of a lab just reset stay counted until the kernel has torn its
+    namespaces down; the next run waits for them instead of refusing."""
+    lab = unique_name("scaleagain")
+    try:
+        for _ in range(3):
+            run = netstep(lab, "run", "bridge", "--containers", "30", "--yes", "--json")
+            assert run.returncode == 0, run.stderr
+            assert sum(json.loads(line)["ok"] for line in run.stdout.splitlines()) == 870
+            assert netstep(lab, "reset").returncode == 0
+    finally:
+        netstep(lab, "reset")
+        Lab(lab).destroy()
