@@ -28,24 +28,29 @@ TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "ipta
 
 class LazyConsole:
     """A rich Console, made on first use. `reset` and `run --json` print plain lines only,
-    and importing rich would be a quarter of `reset`'s time."""
+    and importing rich would be a quarter of `reset`'s time. Its attributes are the
+    Console's; code that hands a console to rich (a progress bar) passes `.console`."""
 
     def __init__(self, *, stderr: bool = False) -> None:
         self.stderr = stderr
         self._console: Console | None = None
 
-    def __getattr__(self, name: str):
+    @property
+    def console(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(stderr=self.stderr, highlight=False)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
 
     @property
     def stream(self):
         return sys.stderr if self.stderr else sys.stdout
 
-    def line(self, text: str) -> None:
+    def plain(self, text: str) -> None:
         """A plain line of text, through rich only if rich is in use already."""
         if self._console is None:
             print(text, file=self.stream, flush=True)
@@ -189,14 +194,14 @@ def _lab(args):
     return Lab(args.lab, host=args.host, internet=args.internet, upstream=args.upstream)
 
 
-def cmd_list(args, out: Console, err: Console) -> int:
+def cmd_list(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.lessons import Course
 
     out.print(Course.load())
     return 0
 
 
-def _print_checks(results: Iterable, args, out: Console, lesson: str = "", step: str = "") -> None:
+def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "") -> None:
     for result in results:
         if args.json:
             print(json.dumps(result.as_json(lesson, step)), flush=True)
@@ -204,7 +209,7 @@ def _print_checks(results: Iterable, args, out: Console, lesson: str = "", step:
             out.print(result)
 
 
-def cmd_run(args, out: Console, err: Console) -> int:
+def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.lessons import Course
 
     course = Course.load()
@@ -221,7 +226,7 @@ def cmd_run(args, out: Console, err: Console) -> int:
         if engine.position != start:
             note = f"Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}..."
             if args.json:
-                err.line(note)
+                err.plain(note)
             else:
                 out.print(f"[dim]{note}[/]")
             for _ in engine.goto(start):
@@ -251,18 +256,18 @@ def cmd_run(args, out: Console, err: Console) -> int:
         return 0 if ok else 1
 
 
-def _apply_with_progress(engine, step, console: Console, *, show: bool = True):
+def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = True):
     """Apply a step; one with many actions (a large lab) shows a progress bar meanwhile."""
     if len(step.actions) < 50 or not console.stream.isatty():  # a bar is for a person watching
         return engine.apply_next(show=show)
     from rich.progress import Progress
 
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=console.console, transient=True) as bar:
         task = bar.add_task(step.title, total=len(step.actions))
         return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _confirm(step, out: Console) -> bool:
+def _confirm(step, out: LazyConsole) -> bool:
     out.print(step)
     if not sys.stdin.isatty():
         return True
@@ -270,20 +275,20 @@ def _confirm(step, out: Console) -> bool:
     return answer.strip().lower() not in ("q", "quit")
 
 
-def cmd_next(args, out: Console, err: Console) -> int:
+def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         result = engine.apply_next()
         out.print(result)
         return 0 if result.ok else 1
 
 
-def cmd_back(args, out: Console, err: Console) -> int:
+def cmd_back(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         out.print(engine.undo_last())
         return 0
 
 
-def cmd_check(args, out: Console, err: Console) -> int:
+def cmd_check(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         if args.lesson:
             lesson = engine.course.find(args.lesson)
@@ -298,7 +303,7 @@ def cmd_check(args, out: Console, err: Console) -> int:
         return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_inspect(args, out: Console, err: Console) -> int:
+def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         names = engine.lab.namespace_names() if args.all else [args.namespace]
         for name in names:
@@ -313,13 +318,13 @@ def cmd_inspect(args, out: Console, err: Console) -> int:
         return 0
 
 
-def cmd_diff(args, out: Console, err: Console) -> int:
+def cmd_diff(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         out.print(engine.changes_since_last_step())
         return 0
 
 
-def cmd_rollback(args, out: Console, err: Console) -> int:
+def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         moves = engine.rollback_all() if args.all else engine.rollback_lesson()
         for result in moves:
@@ -330,7 +335,7 @@ def cmd_rollback(args, out: Console, err: Console) -> int:
         return 0
 
 
-def cmd_reset(args, out: Console, err: Console) -> int:
+def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.lab import validate_lab_name
     from netstep.reset import reset_lab
 
@@ -344,11 +349,11 @@ def cmd_reset(args, out: Console, err: Console) -> int:
         lab.close()
     for problem in problems:
         err.print(_text(("netstep: could not undo: ", "yellow"), problem), soft_wrap=True)
-    out.line(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
+    out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
     return 1 if problems else 0
 
 
-def cmd_shell(args, out: Console, err: Console) -> int:
+def cmd_shell(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.shell import open_shell
 
     engine = _engine(args)
@@ -360,7 +365,7 @@ def cmd_shell(args, out: Console, err: Console) -> int:
     return open_shell(engine.lab, args.namespace)
 
 
-def cmd_doctor(args, out: Console, err: Console) -> int:
+def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.doctor import diagnose
 
     problems = 0
@@ -370,7 +375,7 @@ def cmd_doctor(args, out: Console, err: Console) -> int:
     return 1 if problems else 0
 
 
-def cmd_notebooks(args, out: Console, err: Console) -> int:
+def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     from pathlib import Path
 
     from netstep.lessons import Course
@@ -381,7 +386,7 @@ def cmd_notebooks(args, out: Console, err: Console) -> int:
     return 0
 
 
-def cmd_demo(args, out: Console, err: Console) -> int:
+def cmd_demo(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.demo import options_from_args, run_demo
     from netstep.lessons import Course
 

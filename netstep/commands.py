@@ -53,8 +53,10 @@ def split(line: str) -> list[str]:
     if any(ord(c) < 32 and c != "\t" for c in line):
         raise ValueError("the command holds control characters")
     try:  # shlex is slow, and only quotes, escapes and comments need it
-        words = shlex.split(line) if any(c in line for c in "'\"\\#") else line.replace("\t", " ").split(" ")
-        words = [w for w in words if w]
+        if any(c in line for c in "'\"\\#"):
+            words = shlex.split(line)
+        else:
+            words = [w for w in line.replace("\t", " ").split(" ") if w]
     except ValueError as exc:
         raise ValueError(f"cannot split the command into words ({exc})") from None
     if words and words[0] == "sudo":

@@ -1,10 +1,11 @@
 """The one place that changes the kernel: apply an action, return its undo.
 
-`apply(lab, action)` performs the action natively (pyroute2 for namespaces, links,
-addresses and routes; the iptables binary inside the namespace for rules; /proc/sys from
-a thread switched into the namespace for sysctls) and returns the action that undoes it,
-worked out from the state it found. Deletions read what they remove first (an image), so
-their undo rebuilds it, routes in the kernel's order included.
+`apply(lab, action)` performs the action natively (rtnetlink requests through
+netstep.rtnl for namespaces, links, addresses and routes; the iptables binary inside the
+namespace for rules; /proc/sys from a thread switched into the namespace for sysctls) and
+returns the action that undoes it, worked out from the state it found. Deletions read
+what they remove first (an image), so their undo rebuilds it, routes in the kernel's
+order included.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from netstep.errors import KernelError, NameConflict, NetstepError
 from netstep.rtnl import NetlinkError
 
 PROTO = {"kernel": 2, "boot": 3, "static": 4}
+RTM_F_CLONED = 0x200  # a route dump also lists the kernel's cached exceptions (redirects, PMTU): not routes
 SCOPE = {"global": 0, "link": 253, "host": 254}
 
 
@@ -319,7 +321,7 @@ def read_routes(lab, ns: str) -> list[dict]:
     names: dict[int, str] = {}
     out = []
     for m in lab.ipr(ns).route("dump", family=socket.AF_INET, table=254):
-        if m.get("RTA_TABLE", m["table"]) != 254 or m["type"] != 1:
+        if m.get("RTA_TABLE", m["table"]) != 254 or m["type"] != 1 or m["flags"] & RTM_F_CLONED:
             continue
         oif = m.get("RTA_OIF")
         if oif and oif not in names:

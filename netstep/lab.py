@@ -300,8 +300,8 @@ class Lab:
         if path in self._pinned:
             return True
         pinned = namespaces.is_pinned(path)
-        if pinned and self._lock_fd is not None:
-            self._pinned.add(path)
+        if pinned and self._lock_fd is not None and path.startswith(self.dir + os.sep):
+            self._pinned.add(path)  # (not host mode's upstream: the user's file, not the lab's)
         return pinned
 
     def containers(self) -> list[str]:
@@ -394,8 +394,10 @@ class Lab:
         if ns in self._ioctl_sockets:
             self._ioctl_sockets.pop(ns).close()
         self.stop_servers(ns)
-        namespaces.remove(self.require(ns))
-        self._forget_namespaces()
+        try:
+            namespaces.remove(self.require(ns))
+        finally:
+            self._forget_namespaces()
 
     def exec(self, ns: str, argv: list[str]):
         return namespaces.exec_in(self.require(ns), argv)

@@ -84,7 +84,18 @@ def _s32(data: bytes) -> int:
 
 
 def _text(data: bytes) -> str:
-    return data.split(b"\0", 1)[0].decode()
+    return data.split(b"\0", 1)[0].decode(errors="replace")  # a name made by hand may not be UTF-8
+
+
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+
+
+def _operstate(data: bytes) -> str:
+    return _OPERSTATES[data[0]] if data and data[0] < len(_OPERSTATES) else str(data[0] if data else "")
+
+
+def _u8(data: bytes) -> int:
+    return data[0]
 
 
 def _mac(data: bytes) -> str:
@@ -117,7 +128,8 @@ def _linkinfo(data: bytes) -> dict:
 # Per message type: the fixed header (struct, field names), the attributes read, and the prefix.
 _LINK = (struct.Struct("=BxHiII"), ("family", "ifi_type", "index", "flags", "change"),
          {1: ("IFLA_ADDRESS", _mac), 3: ("IFLA_IFNAME", _text), 5: ("IFLA_LINK", _u32),
-          10: ("IFLA_MASTER", _u32), 18: ("IFLA_LINKINFO", _linkinfo), 37: ("IFLA_LINK_NETNSID", _s32)},
+          10: ("IFLA_MASTER", _u32), 16: ("IFLA_OPERSTATE", _operstate), 18: ("IFLA_LINKINFO", _linkinfo),
+          33: ("IFLA_CARRIER", _u8), 37: ("IFLA_LINK_NETNSID", _s32)},
          "IFLA_")
 _ADDR = (struct.Struct("=BBBBI"), ("family", "prefixlen", "flags", "scope", "index"),
          {1: ("IFA_ADDRESS", _ip), 2: ("IFA_LOCAL", _ip), 3: ("IFA_LABEL", _text)}, "IFA_")
@@ -197,11 +209,18 @@ class Rtnl:
                 self._drain()
         raise NetlinkError(errno.EAGAIN)
 
+    def _receive(self, flags: int = 0) -> bytes:
+        """One datagram from the kernel (a dump's part is at most 32 KiB; more would be cut)."""
+        data, _, msg_flags, _ = self.sock.recvmsg(1 << 16, 0, flags)
+        if msg_flags & socket.MSG_TRUNC:
+            raise NetlinkError(errno.EMSGSIZE)
+        return data
+
     def _drain(self) -> None:
         """Read and drop whatever earlier exchanges left, up to the end of their dumps."""
         while True:
             try:
-                data = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                data = self._receive(socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             offset = 0
@@ -219,10 +238,12 @@ class Rtnl:
         self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body)
         interrupted = False
         while True:
-            data = self.sock.recv(1 << 16)
+            data = self._receive()
             offset = 0
             while offset + _HEADER.size <= len(data):
                 length, mtype, mflags, mseq, _ = _HEADER.unpack_from(data, offset)
+                if length < _HEADER.size:
+                    raise NetlinkError(errno.EBADMSG)
                 end = offset + length
                 start, offset = offset + _HEADER.size, offset + ((length + 3) & ~3)
                 if mseq != seq:

@@ -6,10 +6,17 @@ this session's labs from anybody else's and prove that none is left behind.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
+import pty
+import select
 import shutil
+import signal
+import struct
+import termios
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +122,35 @@ def config_diff(before, after) -> list[str]:
             if a.part(part) != b.part(part):
                 lines.append(f"{ns} {part}:\n    before {list(a.part(part))}\n    after  {list(b.part(part))}")
     return lines
+
+
+def run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tuple[int, bytes]:
+    """Run argv on a new pseudo-terminal of the given size; return its exit status and output."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of its own, then the demo
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+            os.chdir(REPO)
+            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+            os.execve(argv[0], argv, {**env, "TERM": "xterm-256color"})
+        finally:
+            os._exit(127)
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), bytes(output)

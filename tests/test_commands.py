@@ -22,7 +22,7 @@ from netstep.actions import (
     SetMaster,
     Sysctl,
 )
-from netstep.commands import parse
+from netstep.commands import parse, split
 
 # (where, typed command, expected action, expected command() text)
 ACCEPTED = [
@@ -257,3 +257,21 @@ def test_parse_never_runs_anything(tmp_path) -> None:
         with pytest.raises(ValueError):
             parse(line, "host")
     assert not target.exists()
+
+
+@pytest.mark.parametrize("line", [
+    "ip link add veth0 type veth peer name ceth0", "  ip\taddr  add 10.0.0.1/24 dev veth0 ",
+    "ip a\xa0b", "iptables -A FORWARD -m comment --comment 'two words' -j ACCEPT", 'iptables -t "" nat',
+    "echo a#b", 'ip link set "veth0" up',
+])
+def test_words_are_split_as_a_posix_shell_splits_them(line):
+    import shlex
+
+    assert split(line) == shlex.split(line)
+
+
+@pytest.mark.parametrize("line", ['iptables -t "" nat -A POSTROUTING -j MASQUERADE',
+                                  "sysctl -w '' net.ipv4.ip_forward=1"])
+def test_an_empty_quoted_word_stays_a_word_and_is_refused(line):
+    with pytest.raises(ValueError):
+        parse(line)

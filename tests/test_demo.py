@@ -14,22 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import pty
 import re
-import select
 import shutil
-import signal
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 
 import pytest
-from support import LABS_ROOT, REPO, config_diff, needs_root, unique_name
+from support import LABS_ROOT, REPO, config_diff, needs_root, run_on_pty, unique_name
 
 from netstep.demo.options import DemoOptions
 from netstep.lessons import Course
@@ -319,45 +313,13 @@ def test_topology_draws_namespaces_veth_lines_and_the_bridge():
 # -- the command line, on terminals -----------------------------------------------------------
 
 
-def _run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tuple[int, bytes]:
-    """Run argv on a new pseudo-terminal of the given size; return its exit status and output."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a terminal of its own, then the demo
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-            os.chdir(REPO)
-            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-            os.execve(argv[0], argv, {**env, "TERM": "xterm-256color"})
-        finally:
-            os._exit(127)
-    output = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-        else:
-            os.kill(pid, signal.SIGTERM)
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), bytes(output)
-
-
 def test_cli_auto_runs_to_the_end_and_leaves_no_lab():
     from netstep.lab import Lab
 
     name = unique_name("demo")
     try:
         argv = [sys.executable, "-m", "netstep", "--lab", name, "demo", "--auto", "0", "--to", "7"]
-        code, output = _run_on_pty(argv, 120, 36, timeout=80)
+        code, output = run_on_pty(argv, 120, 36, timeout=80)
         text = output.decode(errors="replace")
         assert code == 0, text[-2000:]
         assert f"{TOTAL} step(s) applied, every check came out as expected" in text, text[-2000:]

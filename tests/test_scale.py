@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from support import REPO, needs_root, unique_name
+from support import REPO, needs_root, run_on_pty, unique_name
 
 from netstep.lab import Lab
 from netstep.lessons import Course
@@ -76,6 +76,21 @@ def test_a_large_lab_is_built_again_right_after_its_reset():
             assert run.returncode == 0, run.stderr
             assert sum(json.loads(line)["ok"] for line in run.stdout.splitlines()) == 870
             assert netstep(lab, "reset").returncode == 0
+    finally:
+        netstep(lab, "reset")
+        Lab(lab).destroy()
+
+
+@needs_root
+def test_a_large_build_shows_a_progress_bar_on_a_terminal():
+    lab = unique_name("scalebar")
+    try:
+        argv = [sys.executable, "-m", "netstep", "--lab", lab, "run", "bridge", "--containers", "10", "--yes"]
+        code, output = run_on_pty(argv, 120, 40, timeout=120)
+        text = output.decode(errors="replace")
+        assert code == 0 and "Traceback" not in text, text[-3000:]
+        assert b"\x1b[?25l" in output, "rich hides the cursor while a live progress bar is drawn"
+        assert "Every check came out as expected" in text
     finally:
         netstep(lab, "reset")
         Lab(lab).destroy()
