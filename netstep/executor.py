@@ -478,14 +478,13 @@ def _(action: Sysctl, lab) -> Action:
 
 @_apply.register
 def _(action: HttpServer, lab) -> Action:
-    pidfile = lab.pidfile(action.ns, action.address, action.port)
     if not action.start:
         undo = _about_to_change(HttpServer(action.ns, address=action.address, port=action.port, start=True))
         lab.stop_servers(action.ns, action.address, action.port)
         return undo
     undo = _about_to_change(HttpServer(action.ns, address=action.address, port=action.port, start=False))
     argv = [sys.executable, "-m", "netstep.httpd", "--netns", lab.fd_path(action.ns), "--name", action.ns,
-            "--bind", action.address, "--port", str(action.port), "--pidfile", pidfile, "--lab", lab.dir]
+            "--bind", action.address, "--port", str(action.port), "--lab", lab.dir]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, close_fds=True)
     line = proc.stdout.readline().decode().strip() if proc.stdout else ""

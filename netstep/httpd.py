@@ -1,9 +1,10 @@
 """The lab's HTTP server: `python3 -m http.server` as the article runs it, minus the waits.
 
 Started by the executor as its own process so that it outlives the command that started
-it: it enters the container's namespace, binds, writes its pid file, says "ready" on
-stdout and serves until SIGTERM. It answers every GET with a short page that names where
-it runs, and does no reverse DNS (which hangs in a namespace without a resolver).
+it: it enters the container's namespace, binds, says "ready" on stdout and serves until
+SIGTERM. Its command line names the lab's folder (--lab): that is how netstep finds it.
+It answers every GET with a short page that names where it runs, and does no reverse DNS
+(which hangs in a namespace without a resolver).
 """
 
 from __future__ import annotations
@@ -48,16 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="?")
     parser.add_argument("--bind", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--pidfile", required=True)
     parser.add_argument("--lab", default="", help="the lab's folder: marks the process as the lab's")
     args = parser.parse_args(argv)
     enter(args.netns)
     Handler.where = args.name
     server = Server((args.bind, args.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    with open(args.pidfile + ".tmp", "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.rename(args.pidfile + ".tmp", args.pidfile)
     print("ready", flush=True)
     sys.stdout.close()
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)

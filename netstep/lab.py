@@ -12,7 +12,8 @@ nothing outside that folder is ever created, changed or removed.
         journal.json   every action, written before it is applied
         host, upstream namespace files of the lab host and the upstream
         netns/         container namespaces (a shared mount, for `netstep shell`)
-        run/           pid files of servers the lab started
+
+The lab's HTTP servers are found by their command line (see stop_servers), not by files.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Lab:
             topology = replace(topology, internet=internet or "8.8.8.8")
         self.dir = os.path.join(root, self.name)
         self.netns_dir = os.path.join(self.dir, "netns")
-        self.run_dir = os.path.join(self.dir, "run")
+        self.run_dir = os.path.join(self.dir, "run")  # pid files, made only by netstep before 2026-11-28
         self.journal_path = os.path.join(self.dir, "journal.json")
         self.last_snapshot_path = os.path.join(self.dir, "last.json")
         self.topology = topology
@@ -198,7 +199,6 @@ class Lab:
         """Create the lab host and the upstream, wired as the article's VM and router."""
         self._cleanup_kernel_state()
         os.makedirs(self.netns_dir, exist_ok=True)
-        os.makedirs(self.run_dir, exist_ok=True)
         d = self.netns_dir.encode()
         namespaces._check(namespaces._libc.mount(d, d, None, MS_BIND, None), "bind netns dir")
         namespaces._check(namespaces._libc.mount(None, d, None, MS_SHARED, None), "share netns dir")
@@ -252,7 +252,7 @@ class Lab:
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
-        if os.path.isdir(self.run_dir):  # pid files, of servers stopped above or gone by themselves
+        if os.path.isdir(self.run_dir):  # a lab made by an older netstep: its servers' pid files
             for entry in os.listdir(self.run_dir):
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.run_dir, entry))
@@ -460,24 +460,21 @@ class Lab:
 
     # -- servers ---------------------------------------------------------------------
 
-    def pidfile(self, ns: str, address: str, port: int) -> str:
-        return os.path.join(self.run_dir, f"{ns}_{address}_{port}.pid")
-
     def stop_servers(self, ns: str | None = None, address: str | None = None, port: int | None = None) -> None:
-        """Stop the lab's servers (in `ns`, on `address`:`port`, or all), and drop their pid files.
+        """Stop the lab's servers (in `ns`, on `address`:`port`, or all).
 
-        Servers are found by their command line, not by pid file: a netstep killed right
-        after starting one leaves a server whose pid file may not be written yet, and a
+        Servers are found by their command line, not by pid files: a netstep killed right
+        after starting one leaves a server whose pid file might not be written yet, and a
         `reset` must still stop it. The command line names the lab's folder, so a process
         netstep did not start is never signalled.
         """
         wanted = {"--name": ns, "--bind": address, "--port": None if port is None else str(port)}
-        servers = [(pid, args) for pid, args in self._our_servers()
-                   if all(value is None or args.get(flag) == value for flag, value in wanted.items())]
-        for pid, _ in servers:
+        pids = [pid for pid, args in self._our_servers()
+                if all(value is None or args.get(flag) == value for flag, value in wanted.items())]
+        for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        for pid, args in servers:
+        for pid in pids:
             for _ in range(100):
                 with suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)  # a server this process started: reap it
@@ -487,10 +484,6 @@ class Lab:
             else:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            pidfile = args.get("--pidfile", "")
-            if os.path.dirname(pidfile) == self.run_dir:
-                with suppress(FileNotFoundError):
-                    os.unlink(pidfile)
 
     def _our_servers(self) -> list[tuple[int, dict[str, str]]]:
         """(pid, options) of every live netstep.httpd started for this lab."""
