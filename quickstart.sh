@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # netstep's quick start, for a fresh Debian or Ubuntu machine, as root.
 #
-#   ./quickstart.sh course   install everything, then run the whole course step by step
-#   ./quickstart.sh test     install everything, then run the test suite
+#   ./quickstart.sh course        install everything, then run the whole course step by step
+#   ./quickstart.sh setup-tests   install everything the tests need too (then: .venv/bin/python -m pytest -q)
 #
 # It installs the Debian packages netstep uses (only those missing), makes a virtual
 # environment in .venv and installs netstep into it. Running it again changes nothing.
@@ -11,8 +11,8 @@ cd "$(dirname "$0")"
 
 what="${1:-}"
 case "$what" in
-  course|test) ;;
-  *) echo "usage: ./quickstart.sh course|test" >&2; exit 2 ;;
+  course|setup-tests) ;;
+  *) echo "usage: ./quickstart.sh course|setup-tests" >&2; exit 2 ;;
 esac
 if [ "$(id -u)" != 0 ]; then
   echo "netstep creates network namespaces and needs root: run sudo ./quickstart.sh $what" >&2
@@ -33,7 +33,7 @@ if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev
 fi
 # The tests also check the Vagrantfile with `vagrant validate` (no provider needed), drive
 # the demo in tmux, and run the benchmark's shell baseline, which uses curl.
-if [ "$what" = test ]; then
+if [ "$what" = setup-tests ]; then
   command -v vagrant >/dev/null || need+=(vagrant)
   command -v tmux >/dev/null || need+=(tmux)
   command -v curl >/dev/null || need+=(curl)
@@ -54,4 +54,3 @@ fi
 if [ "$what" = course ]; then
   exec .venv/bin/python -m netstep run all
 fi
-exec .venv/bin/python -m pytest -q

@@ -15,7 +15,7 @@ import pytest
 from support import REPO, needs_root
 
 
-@pytest.mark.skipif(shutil.which("vagrant") is None, reason="needs vagrant (quickstart.sh test installs it)")
+@pytest.mark.skipif(shutil.which("vagrant") is None, reason="needs vagrant (quickstart.sh setup-tests installs it)")
 def test_vagrantfile_validates(tmp_path):
     env = {**os.environ, "VAGRANT_HOME": str(tmp_path / "vagrant.d")}
     result = subprocess.run(["vagrant", "validate"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
