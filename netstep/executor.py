@@ -42,7 +42,6 @@ from netstep.errors import KernelError, NameConflict, NetstepError
 from netstep.rtnl import NetlinkError
 
 PROTO = {"kernel": 2, "boot": 3, "static": 4}
-RTM_F_CLONED = 0x200  # a route dump also lists the kernel's cached exceptions (redirects, PMTU): not routes
 SCOPE = {"global": 0, "link": 253, "host": 254}
 
 
@@ -321,7 +320,7 @@ def read_routes(lab, ns: str) -> list[dict]:
     names: dict[int, str] = {}
     out = []
     for m in lab.ipr(ns).route("dump", family=socket.AF_INET, table=254):
-        if m.get("RTA_TABLE", m["table"]) != 254 or m["type"] != 1 or m["flags"] & RTM_F_CLONED:
+        if m["type"] != 1:  # unicast only
             continue
         oif = m.get("RTA_OIF")
         if oif and oif not in names:

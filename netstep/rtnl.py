@@ -37,6 +37,7 @@ SOL_NETLINK = 270
 AF_BRIDGE = 7
 IFF_UP = 1
 RT_SCOPE_NOWHERE = 255  # in a delete: any scope
+RTM_F_CLONED = 0x200
 RTN_UNICAST = 1
 MAIN_TABLE = 254
 
@@ -311,9 +312,11 @@ class Rtnl:
               dst: str = "0.0.0.0/0", gateway: str | None = None, oif: int | None = None,
               proto: int = 0, scope: int | None = None, prefsrc: str | None = None,
               priority: int | None = None) -> list[Message]:
-        """Routes of the main table; a dump returns every table (filter on RTA_TABLE)."""
+        """Routes of `table`. A dump leaves out the kernel's cached exceptions (redirects,
+        path MTUs: RTM_F_CLONED), which the kernel lists among routes but are not configuration."""
         if command == "dump":
-            return self.request(RTM_GETROUTE, NLM_F_DUMP, _ROUTE[0].pack(family, 0, 0, 0, 0, 0, 0, 0, 0))
+            msgs = self.request(RTM_GETROUTE, NLM_F_DUMP, _ROUTE[0].pack(family, 0, 0, 0, 0, 0, 0, 0, 0))
+            return [m for m in msgs if m.get("RTA_TABLE", m["table"]) == table and not m["flags"] & RTM_F_CLONED]
         flags = {"add": NLM_F_CREATE | NLM_F_EXCL, "append": NLM_F_CREATE | NLM_F_APPEND, "del": 0}.get(command)
         if flags is None:
             raise ValueError(f"route({command!r})")

@@ -176,9 +176,7 @@ def _route_flags(msg) -> set[str]:
 
 
 def read_routes(ipr, names: dict[int, str]) -> list[str]:
-    msgs = ipr.route("dump", family=socket.AF_INET, table=254)
-    return [format_route(m, names) for m in msgs
-            if m.get("RTA_TABLE", m["table"]) == 254 and not m["flags"] & 0x200]  # RTM_F_CLONED: a cached exception
+    return [format_route(m, names) for m in ipr.route("dump", family=socket.AF_INET, table=254)]
 
 
 _NUD = {1: "INCOMPLETE", 2: "REACHABLE", 4: "STALE", 8: "DELAY", 16: "PROBE", 32: "FAILED", 64: "NOARP",

@@ -46,20 +46,22 @@ def _wired(lab) -> None:
 
 
 LINK_KEYS = ("index", "flags", "ifname", "IFLA_ADDRESS", "IFLA_MASTER", "IFLA_LINK", "IFLA_LINK_NETNSID",
-             "IFLA_OPERSTATE", "IFLA_CARRIER")
+             "IFLA_OPERSTATE", "IFLA_CARRIER", "kind")
 ADDR_KEYS = ("family", "index", "prefixlen", "scope", "IFA_ADDRESS", "IFA_LOCAL", "IFA_LABEL")
 ROUTE_KEYS = ("family", "dst_len", "table", "proto", "scope", "type", "flags", "RTA_DST", "RTA_OIF",
               "RTA_GATEWAY", "RTA_PRIORITY", "RTA_PREFSRC", "RTA_TABLE")
 NEIGH_KEYS = ("family", "ifindex", "state", "NDA_DST", "NDA_LLADDR", "NDA_MASTER")
 
 
+def _field(msg, key: str):
+    if key == "kind":  # nested: IFLA_LINKINFO's IFLA_INFO_KIND
+        info = msg.get("IFLA_LINKINFO")
+        return info.get("IFLA_INFO_KIND") if info else None
+    return msg.get(key)
+
+
 def _rows(messages, keys) -> list[tuple]:
-    rows = []
-    for msg in messages:
-        row = tuple(msg.get(key) for key in keys)
-        info = msg.get("IFLA_LINKINFO") if "ifname" in keys else None
-        rows.append((*row, info.get("IFLA_INFO_KIND") if info else None) if "ifname" in keys else row)
-    return sorted(rows, key=repr)
+    return sorted((tuple(_field(msg, key) for key in keys) for msg in messages), key=repr)
 
 
 @pytest.mark.parametrize("ns", ["host", "netns0"])
@@ -73,9 +75,11 @@ def test_dumps_read_as_pyroute2_reads_them(lab, ns):
         for family in (socket.AF_INET, socket.AF_UNSPEC):
             assert _rows(ours.addr("dump", family=family), ADDR_KEYS) == _rows(
                 theirs.addr("dump", family=family), ADDR_KEYS)
-        routes = _rows(ours.route("dump", family=socket.AF_INET), ROUTE_KEYS)
-        assert routes == _rows(theirs.route("dump", family=socket.AF_INET), ROUTE_KEYS)
-        assert len(routes) >= (6 if ns == "host" else 2)
+        routes = _rows(ours.route("dump", family=socket.AF_INET, table=254), ROUTE_KEYS)
+        assert routes == _rows(theirs.route("dump", family=socket.AF_INET, table=254), ROUTE_KEYS)
+        local = _rows(ours.route("dump", family=socket.AF_INET, table=255), ROUTE_KEYS)
+        assert local == _rows(theirs.route("dump", family=socket.AF_INET, table=255), ROUTE_KEYS) != []
+        assert len(routes) >= (6 if ns == "host" else 1)  # the main table (the local one: above)
         neighbours = _rows(ours.neigh("dump"), NEIGH_KEYS)
         assert neighbours == _rows(theirs.neigh("dump", family=socket.AF_INET), NEIGH_KEYS)
         assert neighbours, "the ping should have left a neighbour entry"
@@ -194,18 +198,26 @@ def test_a_reply_left_unread_does_not_answer_the_next_request(lab):
         ipr.sock.recv(1 << 16, socket.MSG_DONTWAIT)
 
 
+def _sixty_veths(lab) -> None:
+    """Enough links for a dump longer than one datagram from the kernel."""
+    _ip(lab, "host", *[f"link add big{i} type veth peer name bigp{i}" for i in range(30)])
+
+
+def _assert_names_as_ip_lists(lab, names: list[str]) -> None:
+    listed = lab.exec("host", ["ip", "-o", "link"]).stdout.splitlines()
+    assert names == sorted(line.split(": ")[1].split("@")[0] for line in listed)
+
+
 def test_a_dump_cut_short_is_read_out_before_the_next(lab):
     """The kernel refuses a dump (EBUSY) while an earlier one on the socket is unread;
     the client reads the old one out and asks again."""
-    _ip(lab, "host", *[f"link add big{i} type veth peer name bigp{i}" for i in range(30)])
+    _sixty_veths(lab)
     ipr = lab.ipr("host")
     ipr.seq += 1
     ipr.sock.send(struct.pack("=IHHII", 32, 18, 0x301, ipr.seq, 0) + bytes(16))
     first = ipr.sock.recv(1 << 16)  # the first part only: sixty veths take several
     assert struct.unpack_from("=IHHII", first)[1] == 16  # RTM_NEWLINK, not the end of the dump
-    names = sorted(m.get("ifname") for m in ipr.link("dump"))
-    listed = lab.exec("host", ["ip", "-o", "link"]).stdout.splitlines()
-    assert names == sorted(line.split(": ")[1].split("@")[0] for line in listed)
+    _assert_names_as_ip_lists(lab, sorted(m.get("ifname") for m in ipr.link("dump")))
     with pytest.raises(BlockingIOError):
         ipr.sock.recv(1 << 16, socket.MSG_DONTWAIT)
 
@@ -224,9 +236,7 @@ def test_arp_tuning_equals_writing_the_sysctl(lab):
 
 
 def test_dumping_many_links_crosses_several_reads(lab):
-    """Sixty veths make a dump longer than one datagram from the kernel."""
-    _ip(lab, "host", *[f"link add big{i} type veth peer name bigp{i}" for i in range(30)])
+    _sixty_veths(lab)
     names = sorted(m.get("ifname") for m in lab.ipr("host").link("dump"))
-    listed = lab.exec("host", ["ip", "-o", "link"]).stdout.splitlines()
-    assert names == sorted(line.split(": ")[1].split("@")[0] for line in listed)
+    _assert_names_as_ip_lists(lab, names)
     assert {f"big{i}" for i in range(30)} | {f"bigp{i}" for i in range(30)} <= set(names)
