@@ -20,8 +20,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from machine_guard import differences, machine_state
-from relsupport import NOTES, STATS
-from support import PREFIX
+from relsupport import NOTES, STATS, clean_positions
+from support import PREFIX, unique_name
+
+from netstep.lessons import Course
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,7 +35,18 @@ def machine_namespace_untouched_closely():
     assert not changed, f"the machine's own network namespace changed during the tests: {changed}"
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
+@pytest.fixture(scope="session")
+def course() -> Course:
+    return Course.load()
+
+
+@pytest.fixture(scope="session")
+def clean(course: Course):
+    """The configuration and HTTP servers at every position, from a clean forward run."""
+    return clean_positions(course, unique_name("clean"))
+
+
+def pytest_terminal_summary(terminalreporter):
     if not STATS and not NOTES:
         return
     terminalreporter.section("netstep reliability")

@@ -20,9 +20,10 @@ sysctls; an HTTP server of another tool. Then:
    then rollback and reset);
 6. a per-device forwarding value of another tool, across lesson 6's ip_forward and back.
 
-With `sweep` instead, it crashes host-mode `run all` (crash_at.py: SIGKILL right after the
-kernel change, before the journal records its undo) at the first action of each kind,
-resets, and records what the machine kept; then repairs the machine for the next one.
+With `sweep` instead, it crashes host-mode `run all` (crash_at.py: SIGKILL between the
+journal's record of an undo and its kernel change, and right after the change) at the
+first action of each kind, resets, and records what the machine kept; then repairs the
+machine for the next one.
 
 It prints one JSON object: the state before, after each phase, the exit codes and errors.
 """
@@ -44,11 +45,11 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from hostmode_scenario import build_machine, sh  # noqa: E402
 from machine_guard import differences, machine_state  # noqa: E402
+from relsupport import ENV, crash_points, crash_run, last_step  # noqa: E402
+from support import REPO  # noqa: E402
 
 from netstep import namespaces  # noqa: E402
 
-REPO = HERE.parent.parent
-ENV = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
 FOREIGN_SERVER = ("10.0.2.15", 8080)
 LAB = [""]  # the scenario's lab name, set by main()
 
@@ -186,19 +187,19 @@ def netstep(lab: str, upstream: str | None, *args: str, timeout: float = 300) ->
 
 def mid_action(lab: str) -> str | None:
     """The action the lab's journal shows as begun and not yet recorded as done, if any."""
-    from netstep.engine import Journal
-
-    try:
-        journal = Journal(f"/run/netstep/labs/{lab}/journal.json")
-    except (OSError, ValueError, KeyError, IndexError):
-        return None
-    close = getattr(journal, "close", None)
-    if close is not None:
-        close()
-    last = journal.steps[-1] if journal.steps else None
+    last = last_step(lab)
     if last and not last["complete"] and last["entries"] and last["entries"][-1]["undo"] is None:
         return f"step {last['ref']}: {last['entries'][-1]['do']['type']}"
     return None
+
+
+def collision(out: dict, what: str, lab: str, upstream: str, lesson: str) -> None:
+    """Host-mode `run LESSON` into a foreign object named like the lesson's own, then reset."""
+    out[f"{what}_before"] = full_state()
+    out[f"{what}_collision"] = netstep(lab, upstream, "run", lesson, "--yes", "--json")
+    out[f"{what}_after_run"] = full_state()
+    out[f"{what}_reset"] = netstep(lab, upstream, "reset")
+    out[f"{what}_after_reset"] = full_state()
 
 
 def kill_trials(lab: str, upstream: str, rng: random.Random, count: int, seconds: float) -> list[dict]:
@@ -243,7 +244,6 @@ def forwarding(lab: str, upstream: str) -> dict:
     sh("sysctl", "-qw", "net.ipv4.ip_forward=0")
     sh("sysctl", "-qw", "net.ipv4.conf.vnet0.forwarding=1")
     before = Path(key).read_text().strip()
-    after_lesson = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     lab_ = Lab(lab, host=True, internet="203.0.113.8", upstream=upstream)
     with lab_:
         engine = Engine(lab_, course)
@@ -309,17 +309,12 @@ def repair(before: dict) -> None:
 
 
 def sweep(lab: str, upstream: str) -> list[dict]:
-    from relsupport import crash_points
-
     from netstep.lessons import Course
 
     results = []
     before = full_state()
     for (ref, command), when in itertools.product(crash_points(Course.load()), ("prepared", "after")):
-        argv = [sys.executable, str(HERE / "crash_at.py"), command, when, "--", "--lab", lab, "--host",
-                "--internet", "203.0.113.8", "--upstream", upstream, "run", "all", "--yes", "--json"]
-        run = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
-                             stdin=subprocess.DEVNULL)
+        run = crash_run(lab, command, when, host=("--host", "--internet", "203.0.113.8", "--upstream", upstream))
         reset = netstep(lab, upstream, "reset")
         after = full_state()
         left = differences(before, after)
@@ -366,23 +361,13 @@ def main() -> int:
 
         sh("iptables", "-N", "ROOT_NS")
         sh("iptables", "-A", "ROOT_NS", "-s", "10.98.0.0/16", "-j", "RETURN")
-        chain_before = full_state()
-        out["chain_collision"] = netstep(lab, upstream, "run", "lesson1", "--yes", "--json")
-        out["chain_after_run"] = full_state()
-        out["chain_reset"] = netstep(lab, upstream, "reset")
-        out["chain_after_reset"] = full_state()
-        out["chain_before"] = chain_before
+        collision(out, "chain", lab, upstream, "lesson1")
         quiet("iptables", "-F", "ROOT_NS")
         quiet("iptables", "-X", "ROOT_NS")
 
         sh("ip", "link", "add", "br0", "type", "bridge")
         sh("ip", "addr", "add", "192.0.2.1/24", "dev", "br0")
-        bridge_before = full_state()
-        out["bridge_collision"] = netstep(lab, upstream, "run", "lesson4", "--yes", "--json")
-        out["bridge_after_run"] = full_state()
-        out["bridge_reset"] = netstep(lab, upstream, "reset")
-        out["bridge_after_reset"] = full_state()
-        out["bridge_before"] = bridge_before
+        collision(out, "bridge", lab, upstream, "lesson4")
         quiet("ip", "link", "del", "br0")
 
         out["identical"] = identical_rules(lab, upstream)

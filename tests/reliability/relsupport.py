@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from support import LABS_ROOT, REPO, httpd_pids, mounts_under, sysctl_keys
+import pytest
+from support import LABS_ROOT, REPO, httpd_pids, mounts_under, real_lesson_files, sysctl_keys, unique_name
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
@@ -83,14 +85,18 @@ def read_journal(name: str) -> dict | None:
     from netstep.engine import Journal
 
     path = os.path.join(lab_dir(name), "journal.json")
+    if not os.path.exists(path):
+        return None
     try:
-        journal = Journal(path)
+        return {"steps": Journal(path).steps}  # (reading opens nothing for writing)
     except (OSError, ValueError, KeyError, IndexError):
         return None
-    close = getattr(journal, "close", None)
-    if close is not None:
-        close()
-    return {"steps": journal.steps} if os.path.exists(path) else None
+
+
+def last_step(name: str) -> dict | None:
+    """The newest step lab `name`'s journal records, or None."""
+    journal = read_journal(name)
+    return journal["steps"][-1] if journal and journal["steps"] else None
 
 
 def leftovers(name: str) -> dict[str, list]:
@@ -100,26 +106,30 @@ def leftovers(name: str) -> dict[str, list]:
     return {
         "folder": [d] if os.path.exists(d) else [],
         "files": files,
-        "mounts": mounts_under(d),
-        "nsfs mounts": nsfs_mounts(d),
+        "mounts": mounts_under(d),  # (the namespace files' nsfs mounts among them)
         "httpd processes": httpd_pids(d),
     }
 
 
-def nsfs_mounts(prefix: str) -> list[str]:
-    found = []
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if fields[2] == "nsfs" and fields[1].replace("\\040", " ").startswith(prefix.rstrip("/") + "/"):
-                found.append(fields[1])
-    return found
+def kill_if_running(proc: subprocess.Popen) -> None:
+    """Kill `proc` if it still runs, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
-def wait_gone(pids: list[int], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
-        time.sleep(0.02)
+def master_seed() -> int:
+    """NETSTEP_REL_SEED, or a fresh random seed (the caller prints it, for a replay)."""
+    return int(os.environ.get("NETSTEP_REL_SEED", random.SystemRandom().randrange(2**31)))
+
+
+def crash_run(name: str, command: str, when: str, *, host: tuple[str, ...] = (),
+              new_session: bool = False) -> subprocess.CompletedProcess[str]:
+    """`run all` of lab `name` under crash_at.py, which kills it at COMMAND (see there)."""
+    argv = [sys.executable, str(HERE / "crash_at.py"), command, when, "--", "--lab", name, *host,
+            "run", "all", "--yes", "--json"]
+    return subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, start_new_session=new_session)
 
 
 def destroy_quietly(name: str) -> None:
@@ -186,6 +196,9 @@ def clean_positions(course, name: str):
         lab.close()
 
 
+needs_lessons = pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")
+
+
 def crash_points(course) -> list[tuple[str, str]]:
     """(step ref, command) of the first action of each kind in the course: each kind of
     namespace, device, address, route, rule, sysctl and server change, and each iptables op."""
@@ -204,12 +217,8 @@ def crash_points(course) -> list[tuple[str, str]]:
 def run_scenario(mode: str) -> dict:
     """foreign_scenario.py (MODE foreign or sweep) in a network and mount namespace of its
     own, as root; its JSON report, with the seed and the time it took."""
-    import random
-
-    from support import unique_name
-
     lab = unique_name(mode[:5])
-    seed = int(os.environ.get("NETSTEP_REL_SEED", random.SystemRandom().randrange(2**31)))
+    seed = master_seed()
     argv = ["unshare", "--net", "--mount", "--propagation", "private", "--", sys.executable,
             str(HERE / "foreign_scenario.py"), lab, str(seed), mode]
     started = time.monotonic()

@@ -35,6 +35,7 @@ from relsupport import (
     destroy_quietly,
     json_lines,
     leftovers,
+    master_seed,
     netstep,
     note,
     show,
@@ -103,10 +104,6 @@ def block_lines(lines: list[str], kinds: tuple[str, ...] = ("console",)) -> list
     return found
 
 
-def fence_blocks(lines: list[str]) -> list[int]:
-    return block_lines(lines, ("console",))
-
-
 def prose_lines(lines: list[str]) -> list[int]:
     """Indexes of the lines outside every fenced block (fences included), after the title."""
     inside, found = False, []
@@ -148,7 +145,7 @@ def mutated_lesson(draw, flag: str = "/nonexistent/flag"):
         elif op == "inject":
             kind = draw(st.sampled_from(["command", "command", "wrong", "check", "check", "show"]))
             if kind in ("command", "wrong"):
-                where = draw(st.sampled_from(fence_blocks(lines) or [i]))
+                where = draw(st.sampled_from(block_lines(lines) or [i]))
                 pool = BAD_COMMANDS if kind == "command" else WRONG_ARGUMENTS
                 line = draw(st.sampled_from(PROMPTS)) + draw(st.sampled_from(pool))
             else:
@@ -263,7 +260,7 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
     how = rng.choice(["command", "command", "prose", "block", "show"])
     if how == "command":  # other damage first, so that it cannot move or delete the attempt
         for _ in range(rng.randint(0, 2)):
-            spots = fence_blocks(lines) or [0]
+            spots = block_lines(lines) or [0]
             i = rng.randrange(len(lines))
             op = rng.choice(["delete", "swap", "wrong", "token"])
             if op == "delete":
@@ -279,7 +276,7 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
                 words.insert(rng.randrange(len(words) + 1), rng.choice(TOKENS))
                 lines[k] = " ".join(words)
     attempt = rng.choice(BAD_COMMANDS)
-    spots = fence_blocks(lines)
+    spots = block_lines(lines)
     if how == "command" and not spots:
         how = "command (no console block left)"
     if how.startswith("command"):
@@ -299,7 +296,7 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
 
 @needs_root
 def test_mutated_lessons_through_the_cli_never_run_anything_outside_the_grammar(tmp_path: Path) -> None:
-    seed = int(os.environ.get("NETSTEP_REL_SEED", random.SystemRandom().randrange(2**31)))
+    seed = master_seed()
     rng = random.Random(seed)
     flag = tmp_path / "flags" / f"PWNED_{seed}"
     flag.parent.mkdir()
@@ -410,7 +407,11 @@ def test_wrong_host_mode_arguments_inside_unshare(args: list[str], words: list[s
 def test_a_lesson_file_with_a_bad_name_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "my-lesson.md"
     path.write_text(LESSONS["01-netns.md"])
-    result = cli("--lab", unique_name("name"), "run", str(path), "--yes")
+    lab = unique_name("name")
+    try:
+        result = cli("--lab", lab, "run", str(path), "--yes")
+    finally:
+        destroy_quietly(lab)
     assert_clean_refusal(result, "NN-slug.md")
 
 
@@ -464,15 +465,17 @@ def test_missing_tools_give_one_clear_message(tmp_path: Path, missing: str) -> N
                 (bin_dir / tool).symlink_to(shutil.which(tool))
     env = {**ENV, "PATH": f"{bin_dir}:{Path(sys.executable).parent}"}
     lab = unique_name("tools")
-    for args in (["run", "1", "--yes"], ["reset"]):
-        result = cli("--lab", lab, *args, env=env)
-        if args == ["reset"] and missing == "conntrack":
-            assert result.returncode == 0, show(result)  # reset needs only nsenter
-            continue
-        expected = "nsenter" if missing in ("nsenter", "all") else missing
-        assert_clean_refusal(result, "needs", expected, "apt-get install")
-        assert not os.path.exists(os.path.join("/run/netstep/labs", lab)), "a lab was built without its tools"
-        STATS["bad command lines refused"] += 1
-    destroy_quietly(lab)
+    try:
+        for args in (["run", "1", "--yes"], ["reset"]):
+            result = cli("--lab", lab, *args, env=env)
+            if args == ["reset"] and missing == "conntrack":
+                assert result.returncode == 0, show(result)  # reset needs only nsenter
+                continue
+            expected = "nsenter" if missing in ("nsenter", "all") else missing
+            assert_clean_refusal(result, "needs", expected, "apt-get install")
+            assert not os.path.exists(os.path.join("/run/netstep/labs", lab)), "a lab was built without its tools"
+            STATS["bad command lines refused"] += 1
+    finally:
+        destroy_quietly(lab)
 
 

@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from relsupport import (
     STATS,
-    clean_positions,
     config,
     destroy_quietly,
     json_lines,
+    kill_if_running,
     lab_dir,
     leftovers,
+    needs_lessons,
     netstep,
     note,
     read_journal,
@@ -31,25 +32,15 @@ from relsupport import (
     show,
     start,
 )
-from support import config_diff, needs_root, real_lesson_files, unique_name
+from support import config_diff, needs_root, unique_name
 
 from netstep.engine import Engine
 from netstep.lab import Lab
 from netstep.lessons import Course
 
-pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")]
+pytestmark = [needs_root, needs_lessons]
 
 PARALLEL = int(os.environ.get("NETSTEP_REL_PARALLEL", "8"))
-
-
-@pytest.fixture(scope="module")
-def course() -> Course:
-    return Course.load()
-
-
-@pytest.fixture(scope="module")
-def clean(course: Course):
-    return clean_positions(course, unique_name("pref"))
 
 
 def test_eight_labs_run_the_whole_course_at_once(course: Course, clean) -> None:
@@ -81,9 +72,7 @@ def test_eight_labs_run_the_whole_course_at_once(course: Course, clean) -> None:
             assert not any(leftovers(name).values()), (name, leftovers(name))
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            kill_if_running(proc)
         for name in names:
             destroy_quietly(name)
     STATS["labs run at once"] = max(STATS["labs run at once"], PARALLEL)
@@ -92,12 +81,14 @@ def test_eight_labs_run_the_whole_course_at_once(course: Course, clean) -> None:
 
 
 def _wait_until_running(name: str, proc, steps: int = 2) -> None:
+    """Until the course has begun step `steps` (or has ended: the caller checks that)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         journal = read_journal(name)
         if journal and len(journal["steps"]) >= steps:
             return
         time.sleep(0.01)
+    assert proc.poll() is not None, f"the course never reached step {steps} in 120 s"
 
 
 def test_the_same_lab_started_twice_at_once_gives_one_run_and_one_busy(course: Course, clean) -> None:
@@ -124,14 +115,16 @@ def test_the_same_lab_started_twice_at_once_gives_one_run_and_one_busy(course: C
         assert third.returncode == 0 and all(r["ok"] for r in json_lines(third.stdout)), show(third)
         STATS["same-lab races refused as busy"] += 3
     finally:
-        assert netstep(name, "reset").returncode == 0
+        reset = netstep(name, "reset")
+        left = leftovers(name)
         destroy_quietly(name)
-        assert not any(leftovers(name).values())
+    assert reset.returncode == 0, show(reset)
+    assert not any(left.values()), left
 
 
 @pytest.mark.parametrize("other", [["reset"], ["next"], ["back"], ["rollback", "--all"], ["run", "lesson2", "--yes"]],
                          ids=lambda a: " ".join(a))
-def test_a_second_command_on_a_running_lab_is_refused_as_busy(course: Course, other: list[str]) -> None:
+def test_a_second_command_on_a_running_lab_is_refused_as_busy(other: list[str]) -> None:
     name = unique_name("busy")
     proc = start(name, "run", "all", "--yes", "--json")
     try:
@@ -146,32 +139,30 @@ def test_a_second_command_on_a_running_lab_is_refused_as_busy(course: Course, ot
         assert all(r["ok"] for r in json_lines(out))
         STATS["busy refusals"] += 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert netstep(name, "reset").returncode == 0
+        kill_if_running(proc)
+        reset = netstep(name, "reset")
         destroy_quietly(name)
+    assert reset.returncode == 0, show(reset)
 
 
 def _start_and_reset(root: str, name: str, seconds: float, queue) -> None:
     """Start lab `name` (its folder and lock, no namespaces) and reset it, again and again."""
-    from netstep.errors import NetstepError
-    from netstep.lab import Lab
-
-    failures, rounds, end = [], 0, time.monotonic() + seconds
+    failures, rounds, started, end = [], 0, 0, time.monotonic() + seconds
     while time.monotonic() < end and len(failures) < 3:
         lab = Lab(name, root=root)
         try:
-            lab.lock(build=False)
-        except NetstepError:
-            pass
-        except Exception as exc:  # what a person would see as a traceback
+            lab.lock(build=False)  # a NetstepError here too: the other lab's reset broke this start
+            started += 1
+        except Exception as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
-        finally:
+        try:
             lab.destroy()
+        except Exception as exc:
+            failures.append(f"destroy: {type(exc).__name__}: {exc}")
+        finally:
             lab.close()
         rounds += 1
-    queue.put((rounds, failures))
+    queue.put((rounds, started, failures))
 
 
 def test_one_labs_reset_never_breaks_anothers_start(tmp_path) -> None:
@@ -188,7 +179,8 @@ def test_one_labs_reset_never_breaks_anothers_start(tmp_path) -> None:
     results = [queue.get(timeout=60) for _ in procs]
     for proc in procs:
         proc.join(timeout=60)
-    failures = [f for _, fs in results for f in fs]
-    note(f"concurrency: {sum(r for r, _ in results)} starts and resets of two labs side by side: "
+    failures = [f for _, _, fs in results for f in fs]
+    note(f"concurrency: {sum(r for r, _, _ in results)} starts and resets of two labs side by side: "
          f"{len(failures)} failed with an exception: {failures[:1]}")
     assert not failures, failures
+    assert all(started > 0 for _, started, _ in results), results

@@ -21,14 +21,14 @@ import os
 import shutil
 
 import pytest
-from relsupport import STATS, destroy_quietly, netstep, note, read_journal, run_scenario, show
-from support import needs_root, real_lesson_files, unique_name
+from machine_guard import differences
+from relsupport import STATS, destroy_quietly, needs_lessons, netstep, note, read_journal, run_scenario, show
+from support import needs_root, unique_name
 
 from netstep import namespaces
 from netstep.lab import Lab
 
-pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons"),
-              pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")]
+pytestmark = [needs_root, needs_lessons, pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +38,6 @@ def scenario() -> dict:
 
 def count_foreign(made: dict) -> int:
     return sum(len(v) for v in made.values())
-
-
-def diff(before: dict, after: dict) -> dict:
-    from machine_guard import differences
-
-    return differences(before, after)
 
 
 KEPT_PARTS = ("links", "IPv4 addresses", "IPv4 routes (all tables)", "IPv4 rules", "ip6tables", "ip netns list",
@@ -77,7 +71,7 @@ def test_host_mode_course_passes_and_keeps_every_foreign_object(scenario: dict) 
     assert foreign_missing(before, middle) == {}, "foreign state gone while the course stands"
     kept = [r for r in middle["iptables"] if r in before["iptables"]]
     assert kept == before["iptables"], "foreign iptables rules lost or reordered while the course stands"
-    changed_sysctls = set(diff(before, middle).get("sysctls", {}))
+    changed_sysctls = set(differences(before, middle).get("sysctls", {}))
     assert all("forwarding" in k or "accept_redirects" in k or "ip_forward" in k for k in changed_sysctls), (
         f"sysctls the course has no business changing: {changed_sysctls}")
 
@@ -86,8 +80,8 @@ def test_host_mode_rollback_and_reset_restore_the_machine_exactly(scenario: dict
     before = scenario["before"]
     for phase in ("rollback", "lesson3", "reset"):
         assert scenario[phase]["exit"] == 0 and not scenario[phase]["failed"], scenario[phase]
-    assert in_lab_mounts_only(diff(before, scenario["after_rollback"])) == {}
-    assert diff(before, scenario["after_reset"]) == {}
+    assert in_lab_mounts_only(differences(before, scenario["after_rollback"])) == {}
+    assert differences(before, scenario["after_reset"]) == {}
     assert scenario["final_vs_before"] == {}
 
 
@@ -96,7 +90,7 @@ def test_host_mode_kill_9_then_reset_keeps_every_foreign_object(scenario: dict) 
     for trial in scenario["kills"]:
         reset = trial["reset"]
         assert "Traceback" not in trial["run_stderr"] + reset["stderr"], trial
-        left = diff(before, trial["after"])
+        left = differences(before, trial["after"])
         # reset may say it could not tell whether an interrupted action ran; then it says which.
         assert reset["exit"] == 0 or "was interrupted; check it by hand" in reset["stderr"], reset
         # Never anything foreign gone, never a silent leftover: what remains (a known weakness,
@@ -104,6 +98,7 @@ def test_host_mode_kill_9_then_reset_keeps_every_foreign_object(scenario: dict) 
         assert foreign_missing(before, trial["after"]) == {}, trial["moment"]
         assert left == {} or reset["exit"] != 0, f"after kill -9 {trial['moment']} and a quiet reset: {left}"
     killed = sum(t["killed"] for t in scenario["kills"])
+    assert killed, f"no host-mode run was still running when killed: {[t['moment'] for t in scenario['kills']]}"
     STATS["host-mode kill -9 survived"] += killed
     warned = sum(t["reset"]["exit"] != 0 for t in scenario["kills"])
     note(f"foreign: {killed} host-mode kill -9 at {[t['moment'] for t in scenario['kills']]}: machine restored "
@@ -113,10 +108,10 @@ def test_host_mode_kill_9_then_reset_keeps_every_foreign_object(scenario: dict) 
 def test_sandbox_course_beside_foreign_namespaces_touches_none(scenario: dict) -> None:
     before = scenario["before"]
     assert scenario["sandbox"]["exit"] == 0 and not scenario["sandbox"]["failed"], scenario["sandbox"]
-    middle = in_lab_mounts_only(diff(before, scenario["sandbox_middle"]))
+    middle = in_lab_mounts_only(differences(before, scenario["sandbox_middle"]))
     assert middle == {}, f"a sandbox lab changed the namespace it runs in: {middle}"
     assert scenario["sandbox_reset"]["exit"] == 0
-    assert diff(before, scenario["after_sandbox"]) == {}
+    assert differences(before, scenario["after_sandbox"]) == {}
 
 
 @pytest.mark.parametrize("what", ["chain", "bridge"])
@@ -126,7 +121,7 @@ def test_host_mode_name_collision_is_refused_and_left_alone(scenario: dict, what
     assert run["exit"] != 0 and "Traceback" not in run["stderr"], run
     assert name in run["stderr"] and "netstep:" in run["stderr"], run["stderr"]
     assert "did not create it" in run["stderr"], run["stderr"]
-    after = diff(before, scenario[f"{what}_after_run"])
+    after = differences(before, scenario[f"{what}_after_run"])
     if what == "chain":
         assert in_lab_mounts_only(after) == {}, after
     else:
@@ -136,7 +131,7 @@ def test_host_mode_name_collision_is_refused_and_left_alone(scenario: dict, what
         assert [x for x in before["IPv4 addresses"] if x.startswith("br0 ")] == \
                [x for x in scenario[f"{what}_after_run"]["IPv4 addresses"] if x.startswith("br0 ")]
     assert scenario[f"{what}_reset"]["exit"] == 0
-    assert diff(before, scenario[f"{what}_after_reset"]) == {}
+    assert differences(before, scenario[f"{what}_after_reset"]) == {}
 
 
 def test_rules_identical_to_the_lessons_but_foreign_are_kept(scenario: dict) -> None:
@@ -148,8 +143,8 @@ def test_rules_identical_to_the_lessons_but_foreign_are_kept(scenario: dict) -> 
     # tool's rules are all still there: netstep deleted only the ones carrying its mark.
     gone = [line for line in lines if line not in identical["middle"]["iptables"]]
     assert not gone, f"rules of another tool, identical to the lessons', deleted by the course: {gone}"
-    assert in_lab_mounts_only(diff(identical["before"], identical["after_rollback"])) == {}
-    assert diff(identical["before"], identical["after_reset"]) == {}
+    assert in_lab_mounts_only(differences(identical["before"], identical["after_rollback"])) == {}
+    assert differences(identical["before"], identical["after_reset"]) == {}
     assert identical["reset_problems"] == []
 
 
@@ -228,5 +223,6 @@ def test_sandbox_hand_made_object_is_refused_and_left_alone(what: str) -> None:
             assert look() == before, f"the hand-made {what} changed after rollback --all"
         STATS["hand-made objects refused"] += 1
     finally:
-        assert netstep(name, "reset").returncode == 0
+        reset = netstep(name, "reset")
         destroy_quietly(name)
+    assert reset.returncode == 0, show(reset)

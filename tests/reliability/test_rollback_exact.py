@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
-from relsupport import ENV, HERE, STATS, destroy_quietly, note
-from support import REPO, needs_root, real_lesson_files, unique_name
+from relsupport import ENV, HERE, STATS, destroy_quietly, kill_if_running, master_seed, needs_lessons, note
+from support import REPO, needs_root, unique_name
 
-pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")]
+pytestmark = [needs_root, needs_lessons]
 
 SEQUENCES = int(os.environ.get("NETSTEP_REL_SEQUENCES", "200"))
 MOVES = int(os.environ.get("NETSTEP_REL_MOVES", "5"))  # the most moves in one sequence, after its start
@@ -49,7 +48,7 @@ WORKERS = max(1, min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="module")
 def walk() -> dict:
     """Run the random walk (in WORKERS processes); the workers' reports, added up."""
-    master = int(os.environ.get("NETSTEP_REL_SEED", random.SystemRandom().randrange(2**31)))
+    master = master_seed()
     # More examples than sequences wanted: hypothesis counts a few (about 3 in 100) that it
     # stops before they run through (they never reach teardown, where a sequence is counted).
     asked = SEQUENCES + max(2, SEQUENCES * 8 // 100)
@@ -73,9 +72,7 @@ def walk() -> dict:
             reports.append(report)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            kill_if_running(proc)
         for name in names:
             destroy_quietly(name)
             destroy_quietly(f"{name}-ref")
