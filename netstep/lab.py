@@ -13,18 +13,16 @@ nothing outside that folder is ever created, changed or removed.
         host, upstream namespace files of the lab host and the upstream
         netns/         container namespaces (a shared mount, for `netstep shell`)
 
-The lab's HTTP servers are found by their command line (see stop_servers), not by files.
+The lab's HTTP servers are found by their command line (netstep.servers), not by files.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import itertools
 import json
 import os
 import re
-import signal
 import socket
 import struct
 import threading
@@ -32,7 +30,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from netstep import namespaces
+from netstep import namespaces, servers
 from netstep.errors import LabBusy, NameConflict, NetstepError
 from netstep.rtnl import NetlinkError
 from netstep.snapshot import (
@@ -461,51 +459,8 @@ class Lab:
     # -- servers ---------------------------------------------------------------------
 
     def stop_servers(self, ns: str | None = None, address: str | None = None, port: int | None = None) -> None:
-        """Stop the lab's servers (in `ns`, on `address`:`port`, or all).
-
-        Servers are found by their command line, not by pid files: a netstep killed right
-        after starting one leaves a server whose pid file might not be written yet, and a
-        `reset` must still stop it. The command line names the lab's folder, so a process
-        netstep did not start is never signalled.
-        """
-        wanted = {"--name": ns, "--bind": address, "--port": None if port is None else str(port)}
-        pids = [pid for pid, args in self._our_servers()
-                if all(value is None or args.get(flag) == value for flag, value in wanted.items())]
-        for pid in pids:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in pids:
-            for _ in range(100):
-                with suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)  # a server this process started: reap it
-                if not self._is_our_server(pid):
-                    break
-                time.sleep(0.01)
-            else:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def _our_servers(self) -> list[tuple[int, dict[str, str]]]:
-        """(pid, options) of every live netstep.httpd started for this lab."""
-        found = []
-        for entry in os.listdir("/proc"):
-            options = self._server_options(int(entry)) if entry.isdigit() else None
-            if options is not None:
-                found.append((int(entry), options))
-        return found
-
-    def _is_our_server(self, pid: int) -> bool:
-        return self._server_options(pid) is not None
-
-    def _server_options(self, pid: int) -> dict[str, str] | None:
-        """The options of `pid` if it runs netstep.httpd with --lab exactly this lab's
-        folder, else None. (A process that has ended has an empty command line.)"""
-        try:
-            argv = _cmdline(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        options = _options(argv)
-        return options if "netstep.httpd" in argv and options.get("--lab") == self.dir else None
+        """Stop the lab's HTTP servers (in `ns`, on `address`:`port`, or all): see netstep.servers."""
+        servers.stop(self.dir, ns, address, port)
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -657,12 +612,3 @@ def existing_labs(root: str = ROOT) -> list[str]:
 def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
-
-def _cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().decode(errors="replace").split("\0")
-
-
-def _options(argv: list[str]) -> dict[str, str]:
-    """`--flag value` pairs of a command line."""
-    return {flag: value for flag, value in itertools.pairwise(argv) if flag.startswith("--")}
