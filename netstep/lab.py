@@ -18,6 +18,7 @@ The lab's HTTP servers are found by their command line (netstep.servers), not by
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
@@ -46,7 +47,7 @@ from netstep.snapshot import (
 )
 
 ROOT = "/run/netstep/labs"
-IFNAMSIZ, SIOCGIFINDEX, SIOCGIFFLAGS = 16, 0x8933, 0x8913
+IFNAMSIZ, SIOCGIFINDEX, SIOCGIFFLAGS, SIOCETHTOOL, ETHTOOL_GLINK = 16, 0x8933, 0x8913, 0x8946, 0xA
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 NS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 MS_BIND, MS_SHARED, MS_REC = 4096, 1 << 20, 16384
@@ -363,14 +364,31 @@ class Lab:
         result = self._ifreq(ns, name, SIOCGIFFLAGS)
         return None if result is None else struct.unpack_from("H", result, IFNAMSIZ)[0]
 
-    def _ifreq(self, ns: str, name: str, request: int) -> bytes | None:
+    def settle_carrier(self, ns: str, name: str) -> None:
+        """Have the kernel finish its pending carrier work on link `name` now.
+
+        A veth going down takes its peer's carrier, and the kernel reacts (the peer's
+        routes turn `linkdown`) from a work queue of its own, up to a second later. Asking
+        a link's state with ETHTOOL_GLINK makes the kernel do that work for the link first,
+        so a snapshot taken next shows the whole effect of a step.
+        """
+        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0))
+        try:
+            self._ifreq(ns, name, SIOCETHTOOL, struct.pack("P16x", ctypes.addressof(value)))
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+
+    def _ifreq(self, ns: str, name: str, request: int, data: bytes = bytes(24)) -> bytes | None:
+        """An interface ioctl on device `name` in `ns` (the ifreq's name, then `data`);
+        None if there is no such device."""
         if not 0 < len(name.encode()) < IFNAMSIZ:
             return None  # no device can have that name
         sock = self._ioctl_sockets.get(ns)
         if sock is None:
             sock = self._ioctl_sockets[ns] = self.socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            return fcntl.ioctl(sock.fileno(), request, struct.pack(f"{IFNAMSIZ}s24x", name.encode()))
+            return fcntl.ioctl(sock.fileno(), request, struct.pack(f"{IFNAMSIZ}s", name.encode()) + data)
         except OSError as exc:
             if exc.errno == errno.ENODEV:
                 return None
@@ -487,6 +505,9 @@ class Lab:
         for ns in names:
             ipr = self.ipr(ns)
             links, indexes[ns] = read_links(ipr, self._nsid_resolver(ns))
+            for link in links:
+                if link.kind == "veth":  # before the routes are read: see settle_carrier
+                    self.settle_carrier(ns, link.name)
             if rules_of is None or ns in rules_of or known is None:
                 rules = tuple(parse_iptables_save(self.exec(ns, ["iptables-save"]).stdout))
                 sysctl_values = self.read_sysctls(ns, keys)

@@ -680,6 +680,23 @@ def test_a_veth_going_down_shows_in_its_peers_namespace(lab: Lab, tmp_path: Path
                                                                                    engine._last()))
 
 
+def test_a_snapshot_right_after_a_carrier_change_shows_its_routes(lab: Lab) -> None:
+    """The kernel marks a peer's routes `linkdown` (and clears the mark) from a work queue of
+    its own, up to a second late; a snapshot taken at once must still show it, every time."""
+    lab.add_container("netns0")
+    for ns, command in (("host", f"link add veth0 type veth peer name ceth0 netns {lab.path_of('netns0')}"),
+                        ("netns0", "addr add 10.9.0.2/24 dev ceth0"), ("netns0", "link set ceth0 up")):
+        assert lab.exec(ns, ["ip", *command.split()]).returncode == 0, command
+    index = lab.link_index("host", "veth0")
+    known = lab.snapshot(["netns0"], caches=False)
+    for _ in range(20):
+        for state in ("up", "down"):
+            lab.ipr("host").link("set", index=index, state=state)
+            # As a step reads it: no iptables-save (its process would give the kernel time).
+            routes = lab.snapshot(["netns0"], caches=False, rules_of=set(), known=known)["netns0"].routes
+            assert [r.endswith(" linkdown") for r in routes] == [state == "down"], (state, routes)
+
+
 def test_undoing_ip_forward_puts_back_what_the_kernel_reset_with_it(lab: Lab, tmp_path: Path) -> None:
     """Writing ip_forward also sets every device's forwarding and all.accept_redirects (the
     kernel's rule): the undo puts back the values another tool had set."""
