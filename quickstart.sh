@@ -32,11 +32,18 @@ if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev
   need+=(python3-venv)
 fi
 # The tests also check the Vagrantfile with `vagrant validate` (no provider needed), drive
-# the demo in tmux, and run the benchmark's shell baseline, which uses curl.
+# the demo in tmux, and run the benchmark's shell baseline, which uses curl. The VM test
+# builds a Debian image (debootstrap, mkfs.ext4 -d), boots it in QEMU, reaches it by SSH,
+# and both notebook browser tests drive Debian's Chromium (through pip's playwright).
 if [ "$what" = setup-tests ]; then
   command -v vagrant >/dev/null || need+=(vagrant)
   command -v tmux >/dev/null || need+=(tmux)
   command -v curl >/dev/null || need+=(curl)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+  command -v ssh >/dev/null || need+=(openssh-client)
+  command -v chromium >/dev/null || need+=(chromium)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${need[*]}"
