@@ -1,0 +1,69 @@
+"""The notebooks in JupyterLab, in Debian's Chromium, as a student opens them.
+
+One JupyterLab on 127.0.0.1 serves a temporary copy of notebooks/; each notebook is
+opened in the browser, every cell run with the kernel the notebook names, and the page
+must show no error output and every step rendered as HTML: the diff ("What changed",
+added lines in green) and the checks table (a ✔ per check as expected, never a ✘).
+The notebooks run in sandbox mode, in one lab named for this test run, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jupyter_browser import CHROMIUM, Browser, Lab, start_lab
+from support import LABS_ROOT, REPO, needs_root, unique_name
+
+NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+pytestmark = [needs_root, pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                             reason="needs Debian's chromium (./quickstart.sh setup-tests)")]
+
+# rich's HTML for a diff's added line, and a check that came out as expected.
+ADDED = re.compile(r'<span style="color: #008000[^"]*"[^>]*>\+</span>')
+CHECK_OK = re.compile(r'<span style="color: #008000[^"]*"[^>]*>✔ </span>')
+
+
+@pytest.fixture(scope="module")
+def lab_name() -> Iterator[str]:
+    """The notebooks' lab, unique to this run, removed afterwards whatever happened."""
+    name = unique_name("br")
+    yield name
+    subprocess.run([sys.executable, "-m", "netstep", "--lab", name, "reset"], cwd=REPO,
+                   capture_output=True, text=True, timeout=120)
+    assert not os.path.exists(os.path.join(LABS_ROOT, name)), f"lab {name} was not removed"
+
+
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory: pytest.TempPathFactory, lab_name: str) -> Iterator[tuple[Lab, Browser]]:
+    root = tmp_path_factory.mktemp("notebooks")
+    for name in NOTEBOOKS:
+        shutil.copy2(REPO / "notebooks" / name, root / name)
+    with start_lab(root, env={"NETSTEP_LAB": lab_name}) as lab, Browser() as browser:
+        yield lab, browser
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str, name: str) -> None:
+    lab, browser = jupyter
+    try:
+        run = browser.run_notebook(lab, name)
+    finally:
+        lab.shutdown_kernels()  # the kernel holds the lab; the next notebook needs it
+    print(f"\n{run.report()}")
+    assert run.ok, run.report()
+    assert all(out.get("output_type") != "stream" or out.get("name") != "stderr"
+               for cell in run.code_cells for out in cell.get("outputs", [])), run.report()
+    if name == "00-start-here.ipynb":
+        return
+    html = "\n".join(run.html)
+    assert "What changed" in html and ADDED.search(html), f"{name}: no diff rendered as HTML"
+    assert ">Checks</span>" in html and CHECK_OK.search(html), f"{name}: no check table rendered as HTML"
+    assert "✘" not in html, f"{name}: a check came out other than expected"
+    assert "&lt;netstep." not in html and "StepResult(" not in html, f"{name}: a raw repr instead of HTML"
