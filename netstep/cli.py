@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     out, err = LazyConsole(), LazyConsole(stderr=True)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        from netstep.lab import validate_lab_name
+
+        validate_lab_name(args.lab)  # once, for every command, before anything else runs
         return COMMANDS[args.command](args, out, err)
     except NetstepError as exc:
         err.print(_text(("netstep: ", "bold red"), str(exc)), soft_wrap=True)
@@ -164,9 +167,7 @@ def opened(args, course=None) -> Iterator:
 
 def _engine(args, course=None):
     from netstep.engine import Engine
-    from netstep.lab import validate_lab_name
 
-    validate_lab_name(args.lab)
     require_root_and_tools()
     lab = _lab(args)
     lab.lock()
@@ -336,20 +337,23 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
 
 
 def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.lab import validate_lab_name
     from netstep.reset import reset_lab
 
-    validate_lab_name(args.lab)
     require_root_and_tools("nsenter")
     lab = _lab(args)
-    lab.lock(build=False)
+    lab.lock(build=False, adopt=True)  # whatever mode the lab was made in
     try:
+        orphaned = lab.orphaned
         problems = reset_lab(lab)
     finally:
         lab.close()
     for problem in problems:
         err.print(_text(("netstep: could not undo: ", "yellow"), problem), soft_wrap=True)
-    out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
+    if orphaned:
+        out.plain(f"Lab '{args.lab}' removed: its network namespace was gone, so only its files and its own "
+                  "namespaces were left, and nothing else was touched.")
+    else:
+        out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
     return 1 if problems else 0
 
 

@@ -59,6 +59,14 @@ ARP_RETRANS_MS = 30
 WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
 
 
+# Host mode's stand-in for a client on the network (lesson 7): a namespace of the lab's own,
+# `upstream`, wired to the host by the veth STANDIN_LINK on a documentation range (RFC 5737)
+# that no lesson uses, so that its packets reach the host from an interface and pass
+# PREROUTING as a real client's would.
+STANDIN_LINK = "nsclient0"
+STANDIN_HOST, STANDIN_CLIENT = "198.51.100.1/30", "198.51.100.2/30"
+
+
 @dataclass(frozen=True)
 class Topology:
     """Addresses of the sandbox: the article's VM, its router and the internet."""
@@ -100,6 +108,8 @@ class Lab:
         self.name = validate_lab_name(name)
         self.host_mode = host
         self.upstream_path = upstream
+        # A host-mode lab whose namespace is gone: only its files and own namespaces remain.
+        self.orphaned = False
         topology = topology or Topology()
         if internet or host:
             topology = replace(topology, internet=internet or "8.8.8.8")
@@ -136,8 +146,12 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lock(self, *, build: bool = True) -> None:
+    def lock(self, *, build: bool = True, adopt: bool = False) -> None:
         """Take the lab's lock, creating the lab if it does not exist yet (and `build`).
+
+        With `adopt` (for `reset`), an existing lab is taken in the mode it was made in,
+        whatever this object was asked for. A host-mode lab is refused from any network
+        namespace but its own (see _check_mode).
 
         A reset elsewhere may remove the (empty) folders or this lab's lock file at any
         moment: a folder that vanished is made again, and a lock taken on a file that was
@@ -169,14 +183,20 @@ class Lab:
             raise NetstepError(f"Lab '{self.name}' could not be locked: its folder keeps being removed.")
         self._lock_fd = fd
         self._forget_namespaces()  # they may have changed while the lock was free
-        if self.exists():
-            self._check_mode()
-        if build and not self.exists():
-            try:
-                self._build()
-            except BaseException:
-                self._cleanup_kernel_state()
-                raise
+        try:
+            if self.exists():
+                self._check_mode(adopt=adopt)
+            if build and not self.exists():
+                try:
+                    self._build()
+                except BaseException:
+                    self._cleanup_kernel_state()
+                    raise
+            elif build and self.uses_standin and not self.has_namespace("upstream"):
+                self._build_standin()  # a rollback of the whole course removed it
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.close_handles()
@@ -184,15 +204,48 @@ class Lab:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _check_mode(self) -> None:
+    def _check_mode(self, *, adopt: bool = False) -> None:
+        """Take the mode the lab was made in, refusing a mismatch (unless `adopt`) and, for a
+        host-mode lab, any namespace but the one it was made in: its journal's undos belong
+        there, and applied anywhere else they would change what netstep did not make."""
         with open(os.path.join(self.dir, "lab.json")) as f:
             made = json.load(f)
-        if bool(made.get("host")) != self.host_mode:
-            how = "with --host" if made.get("host") else "without --host"
-            raise NetstepError(f"Lab '{self.name}' was made {how}: use it the same way, or `reset` it first.")
-        if self.host_mode:
-            self.upstream_path = self.upstream_path or made.get("upstream")
-            self.topology = replace(self.topology, internet=made.get("internet", self.topology.internet))
+        host = bool(made.get("host"))
+        if host != self.host_mode and not adopt:
+            flag, how = ("--host ", "with --host") if host else ("", "without --host")
+            raise NetstepError(
+                f"Lab '{self.name}' was made {how}: use it the same way (as in `python -m netstep {flag}"
+                f"--lab {self.name} next`), or remove it with `python -m netstep --lab {self.name} reset`."
+            )
+        self.host_mode = host
+        if not host:
+            self.upstream_path = None
+            return
+        self.upstream_path = made.get("upstream") or (self.upstream_path if not adopt else None)
+        self.topology = replace(self.topology, internet=made.get("internet") or "8.8.8.8")
+        recorded = made.get("netns")
+        if recorded is None:  # made by a netstep that did not record it: trust the caller
+            return
+        ident = (recorded["dev"], recorded["ino"])
+        if ident == namespaces.identity():
+            return
+        if not namespaces.is_alive(ident):
+            if adopt:
+                self.orphaned = True
+                return
+            raise NetstepError(
+                f"Lab '{self.name}' was made with --host in network namespace net:[{ident[1]}], which is "
+                f"gone. Nothing of it is left to use: remove its files and namespaces with "
+                f"`python -m netstep --lab {self.name} reset`."
+            )
+        here = namespaces.identity()[1]
+        raise NetstepError(
+            f"Lab '{self.name}' was made with --host in network namespace net:[{ident[1]}], and its changes "
+            f"live there; this is net:[{here}] (`ls -l /proc/self/ns/net` shows it). Using or resetting the "
+            f"lab from here would apply its undos to a namespace it never changed, so netstep touched "
+            f"nothing. Run the command in the namespace where the lab was made (the shell you made it "
+            f"from, not inside `ip netns exec` or `unshare`), or use another lab with --lab NAME."
+        )
 
     def _build(self) -> None:
         """Create the lab host and the upstream, wired as the article's VM and router."""
@@ -201,11 +254,89 @@ class Lab:
         d = self.netns_dir.encode()
         namespaces._check(namespaces._libc.mount(d, d, None, MS_BIND, None), "bind netns dir")
         namespaces._check(namespaces._libc.mount(None, d, None, MS_SHARED, None), "share netns dir")
-        if not self.host_mode:
+        made = {"netstep": 1, "name": self.name, "created": time.time(), "host": self.host_mode,
+                "internet": self.internet, "upstream": self.upstream_path}
+        if self.host_mode:
+            dev, ino = namespaces.identity()
+            made["netns"] = {"dev": dev, "ino": ino}
+            if self.uses_standin:
+                self._build_standin()
+        else:
             self._build_sandbox()
         with open(os.path.join(self.dir, "lab.json"), "w") as f:
-            json.dump({"netstep": 1, "name": self.name, "created": time.time(), "host": self.host_mode,
-                       "internet": self.internet, "upstream": self.upstream_path}, f)
+            json.dump(made, f)
+
+    @property
+    def uses_standin(self) -> bool:
+        """Host mode with no namespace file given for the upstream: the lab makes its own."""
+        return self.host_mode and not self.upstream_path
+
+    def _build_standin(self) -> None:
+        """Host mode's client on the network (see STANDIN_LINK): a namespace with eth0
+        198.51.100.2/30, wired to the host's nsclient0 198.51.100.1/30, routed through it."""
+        path = os.path.join(self.dir, "upstream")
+        if os.path.exists(path):
+            namespaces.remove(path)
+        namespaces.create(path)
+        self._forget_namespaces()
+        host, client = self.ipr("host"), self.ipr("upstream")
+        try:
+            host.link("add", ifname=STANDIN_LINK, kind="veth", peer=STANDIN_LINK + "c")
+        except NetlinkError as exc:
+            if exc.code == errno.EEXIST:
+                raise NameConflict(
+                    f"Host mode needs a device named {STANDIN_LINK} for its stand-in client, and one exists "
+                    f"already that netstep did not make. Rename or remove it, or give checks an upstream "
+                    f"namespace of your own with --upstream NETNS_FILE."
+                ) from None
+            raise
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            host.link("set", index=host.link_lookup(ifname=STANDIN_LINK + "c")[0], net_ns_fd=fd)
+        finally:
+            os.close(fd)
+        client.link("set", index=client.link_lookup(ifname=STANDIN_LINK + "c")[0], ifname="eth0")
+        client.link("set", index=client.link_lookup(ifname="lo")[0], state="up")
+        for ipr, ns, ifname, addr in ((host, "host", STANDIN_LINK, STANDIN_HOST),
+                                      (client, "upstream", "eth0", STANDIN_CLIENT)):
+            index = ipr.link_lookup(ifname=ifname)[0]
+            ip, prefix = addr.split("/")
+            ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+            ipr.link("set", index=index, state="up")
+            self.tune_link(ns, ifname)
+        client.route("add", dst="0.0.0.0/0", gateway=STANDIN_HOST.split("/")[0], proto=3)
+        self._drop_last_snapshot()
+
+    def remove_standin(self) -> None:
+        """Remove host mode's stand-in client (its veth goes with its namespace)."""
+        path = os.path.join(self.dir, "upstream")
+        if not self.uses_standin or not os.path.exists(path):
+            return
+        self._delete_standin_link()
+        for key in [k for k in self._handles if k[1] == "upstream"]:
+            with suppress(Exception):
+                self._handles.pop(key).close()
+        if "upstream" in self._ioctl_sockets:
+            self._ioctl_sockets.pop("upstream").close()
+        namespaces.remove(path)
+        self._forget_namespaces()
+        self._drop_last_snapshot()
+
+    def _delete_standin_link(self) -> None:
+        """Delete the stand-in's veth from its own end. The kernel frees a namespace some time
+        after its last user goes, and its devices with it: deleting the pair now means that
+        `nsclient0` is gone from the host when netstep returns."""
+        if not self.uses_standin or not self.has_namespace("upstream"):
+            return
+        index = self.link_index("upstream", "eth0")
+        if index is not None:
+            with suppress(NetlinkError):
+                self.ipr("upstream").link("del", index=index)
+
+    def _drop_last_snapshot(self) -> None:
+        """The engine's cached reading of the lab is stale once the lab itself changed it."""
+        with suppress(FileNotFoundError):
+            os.unlink(self.last_snapshot_path)
 
     def _build_sandbox(self) -> None:
         for ns in ("host", "upstream"):
@@ -267,6 +398,8 @@ class Lab:
     def _cleanup_kernel_state(self) -> None:
         self._forget_namespaces()
         self.stop_servers()
+        self._delete_standin_link()
+        self.close_handles()
         if os.path.isdir(self.netns_dir):
             for entry in os.listdir(self.netns_dir):
                 namespaces.remove(os.path.join(self.netns_dir, entry))
@@ -316,7 +449,7 @@ class Lab:
         if ns == "host":
             return None if self.host_mode else os.path.join(self.dir, ns)
         if ns == "upstream":
-            return self.upstream_path if self.host_mode else os.path.join(self.dir, ns)
+            return self.upstream_path or os.path.join(self.dir, ns)
         return os.path.join(self.netns_dir, ns)
 
     def has_namespace(self, ns: str) -> bool:
@@ -328,8 +461,7 @@ class Lab:
     def require(self, ns: str) -> str | None:
         if not NS_NAME_RE.match(ns) or not self.has_namespace(ns):
             known = ", ".join(self.namespace_names())
-            hint = " In host mode, checks from upstream need --upstream NETNS_FILE." if ns == "upstream" else ""
-            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.name}'. It has: {known}.{hint}")
+            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.name}'. It has: {known}.")
         return self.path_of(ns)
 
     def fd_path(self, ns: str) -> str:
