@@ -630,7 +630,7 @@ class Lab:
         `rules_of`; the others keep the rules and sysctls of `known` (a namespace `known`
         lacks was made by the move, and starts with no rules).
         """
-        names = [ns for ns in (names or self.namespace_names()) if self.has_namespace(ns)]
+        names = [ns for ns in (self.namespace_names() if names is None else names) if self.has_namespace(ns)]
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
         states = {}
         indexes: dict[str, dict[int, str]] = {}
