@@ -59,7 +59,6 @@ def _rules(text: str) -> dict[str, str]:
 def read_namespace(path: str, sysctls: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """One namespace as {part: {key: value}}, read with iproute2 and iptables-save."""
     links = json.loads(_in(path, "ip", "-j", "-d", "link", "show"))
-    names = {link["ifindex"]: link["ifname"] for link in links}
     devices = {}
     for link in links:
         peer = link.get("link") or (f"#{link.get('link_index')}@{link.get('link_netnsid')}"
@@ -84,7 +83,6 @@ def read_namespace(path: str, sysctls: tuple[str, ...]) -> dict[str, dict[str, s
         text = _in(path, "sh", "-c", f"cat {file} 2>/dev/null || true").strip()
         if text:
             values[key] = text
-    del names
     return {"devices": devices, "addresses": addresses, "routes": routes,
             "rules": _rules(_in(path, "iptables-save")), "sysctls": values}
 
