@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check that this machine can run the course")
     books = sub.add_parser("notebooks", help="write the Jupyter notebooks generated from the lessons")
     books.add_argument("--out", default="notebooks", help="folder to write to (default: notebooks)")
+    books.add_argument("--html", metavar="DIR",
+                       help="instead, run every notebook on a lab of its own and write the course as web pages to DIR")
     demo = sub.add_parser("demo", help="instructor demo: the course on a projector, one step at a time")
     demo.add_argument("--lab", default=argparse.SUPPRESS, help="which lab to use (as before the command)")
     demo.add_argument("--from", dest="from_lesson", metavar="N", help="start at lesson N (fast-forward first)")
@@ -385,6 +387,13 @@ def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.lessons import Course
     from netstep.notebooks import write_all
 
+    if args.html:
+        from netstep.book import write_book
+
+        require_root_and_tools()
+        for path in write_book(Course.load(), Path(args.html)):
+            out.plain(f"wrote {path}")
+        return 0
     for path in write_all(Course.load(), Path(args.out)):
         out.print(f"wrote {path}", markup=False)
     return 0
