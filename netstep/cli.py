@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print each check as a JSON line")
     run.add_argument("--containers", type=int, metavar="N",
                      help="lesson 4 (the bridge) with N containers, every pair checked")
-    sub.add_parser("next", help="apply the next step")
+    next_ = sub.add_parser("next", help="apply the next step")
+    next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
     sub.add_parser("back", help="roll back the last step")
     check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
     check.add_argument("lesson", nargs="?")
@@ -240,19 +241,14 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
                 out.rule(_text((lesson.title, "bold")))
                 out.print(lesson)
             for step in lesson.steps:
-                if not args.yes and not _confirm(step, err if args.json else out):
+                console = err if args.json else out
+                if not args.json or not args.yes:
+                    console.print(step)  # what a student reads before the step runs
+                if not args.yes and not _confirm(console):
                     return 0 if ok else 1
-                if args.yes and not args.json and step.prose:
-                    from rich.markdown import Markdown
-
-                    out.print(Markdown(step.prose))
-                result = _apply_with_progress(engine, step, err if args.json else out, show=not args.json)
+                result = _apply_with_progress(engine, step, console, show=not args.json)
                 ok = ok and result.ok
-                if args.json:
-                    _print_checks(result.checks, args, out, lesson.name, step.ref)
-                else:
-                    out.print(result)
-                    out.print()
+                _print_result(result, args, out)
         if not args.json:
             out.print("[bold green]Every check came out as expected.[/]" if ok
                       else "[bold red]Some checks did not come out as expected.[/]")
@@ -270,8 +266,32 @@ def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = Tru
         return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _confirm(step, out: LazyConsole) -> bool:
-    out.print(step)
+def _print_result(result, args, out: LazyConsole) -> None:
+    """A step's result: with --json its step line and check lines; otherwise what changed,
+    the checks and what the step shows, then the prose that explains them."""
+    step = result.step
+    lesson = step.lesson.name if step.lesson else ""
+    if args.json:
+        print(json.dumps(step_event(result)), flush=True)
+        _print_checks(result.checks, args, out, lesson, step.ref)
+        return
+    out.print(result)
+    if step.after:
+        from rich.markdown import Markdown
+
+        out.print(Markdown(step.after))
+    out.print()
+
+
+def step_event(result) -> dict:
+    """The JSON line of an applied step: what ran and exactly what it changed."""
+    step = result.step
+    return {"event": "step", "lesson": step.lesson.name if step.lesson else "", "step": step.ref,
+            "title": step.title, "commands": [f"{c.where}# {c.text}" for c in step.commands],
+            "diff": result.diff.as_json()}
+
+
+def _confirm(out: LazyConsole) -> bool:
     if not sys.stdin.isatty():
         return True
     answer = out.input("Press Enter to apply this step, or q to stop: ")
@@ -280,8 +300,11 @@ def _confirm(step, out: LazyConsole) -> bool:
 
 def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
-        result = engine.apply_next()
-        out.print(result)
+        step = engine.next_step()
+        if step is not None and not args.json:
+            out.print(step)
+        result = engine.apply_next(show=not args.json)
+        _print_result(result, args, out)
         return 0 if result.ok else 1
 
 

@@ -178,7 +178,7 @@ def main() -> int:
     after_rollback = state()
     reset = netstep(lab, "reset")
     after_reset = state()
-    checks = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    checks = [c for line in run.stdout.splitlines() if line.startswith("{") and "event" not in (c := json.loads(line))]
     print(json.dumps({
         "run": run.returncode, "run_err": run.stderr[-2000:], "checks": checks,
         "rollback": rollback.returncode, "rollback_err": rollback.stderr[-2000:],

@@ -65,8 +65,9 @@ def assert_clear_error(result: subprocess.CompletedProcess[str], *words: str) ->
         assert word in result.stderr, f"{word!r} not in stderr\n{show(result)}"
 
 
-def json_lines(stdout: str) -> list[dict]:
-    """stdout of a --json command: every non-empty line must be one JSON object."""
+def json_lines(stdout: str, *, events: bool = False) -> list[dict]:
+    """stdout of a --json command: every non-empty line must be one JSON object. The check
+    lines, or with `events` the {"event": "step"} lines."""
     records = []
     for line in stdout.splitlines():
         if not line.strip():
@@ -76,7 +77,8 @@ def json_lines(stdout: str) -> list[dict]:
         except json.JSONDecodeError:
             raise AssertionError(f"stdout holds a line that is not JSON: {line!r}") from None
         assert isinstance(record, dict), line
-        records.append(record)
+        if ("event" in record) == events:
+            records.append(record)
     return records
 
 
