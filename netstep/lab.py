@@ -56,7 +56,10 @@ MS_BIND, MS_SHARED, MS_REC = 4096, 1 << 20, 16384
 # 3 x 30 ms instead of 3 x 1 s, so a check that expects "Destination Host Unreachable"
 # is decided quickly. (Namespaces other than the first have no neigh/default to tune.)
 ARP_RETRANS_MS = 30
-WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
+# Shown by `show sysctls`: forwarding, whether bridged frames pass iptables, and the
+# reverse-path filter (a device's effective value is the larger of `all` and its own).
+WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.rp_filter",
+                   "net.ipv4.conf.eth0.rp_filter")
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,12 @@ class Lab:
         up.addr("add", index=up.link_lookup(ifname="lo")[0], address=topo.internet, prefixlen=32)
         host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0], proto=3)
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
+        # A new namespace copies these from the machine's own (init_net), so a machine that
+        # forwards or filters by reverse path would change what lesson 6 shows. The lab host
+        # starts as a plain host, not a router; the upstream accepts packets from any source.
+        self.write_sysctl("host", "net.ipv4.ip_forward", "0")
+        for conf in ("all", "default", "eth0"):
+            self.write_sysctl("upstream", f"net.ipv4.conf.{conf}.rp_filter", "0")
 
     def tune_link(self, ns: str, ifname: str) -> None:
         """Make ARP on a lab link give up in 0.1 s (see ARP_RETRANS_MS). A link with no
