@@ -194,6 +194,7 @@ t0=$(now); inspect
 in_ns host sysctl -w net.ipv4.ip_forward=1 >/dev/null
 inspect; echo "step 6.2 $(( ($(now) - t0) / 1000 ))" >&3
 ping_check 6.2 netns0 203.0.113.8
+ping_check 6.2 upstream 172.18.0.10
 
 # 6.3 Masquerade the containers behind the host's address
 t0=$(now); inspect
