@@ -353,6 +353,10 @@ class Lab:
         StateReader.snapshot's."""
         return self.reader.snapshot(names, **options)
 
+    def read_caches(self, ns: str, parts: set[str]) -> dict[str, tuple[str, ...]]:
+        """The caches (neighbours, fdb, conntrack) of `ns` that `parts` names, read now."""
+        return self.reader.caches(ns, parts)
+
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
         """Where the other end of veth `link` in `ns` is: (namespace, name)."""
         return self.reader.peer_of(ns, link)
