@@ -87,6 +87,13 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
     cells.append(new_code_cell("%%netstep\nhost# ip link add scratch0 type bridge\nhost# ip link set scratch0 up"))
     cells.append(new_code_cell("t.undo_mine()"))
     cells.append(new_markdown_cell(
+        "The same kind of change in Python: `t.ipr(\"host\")` is [pyroute2](https://pyroute2.org)'s "
+        "`IPRoute` in the lab host, the library netstep itself speaks netlink with. The engine does not "
+        "journal what you do with it; the clean-up below removes it with the lab."))
+    cells.append(new_code_cell(
+        'ipr = t.ipr("host")\nipr.link("add", ifname="scratch1", kind="bridge")\n'
+        'ipr.link("set", index=ipr.link_lookup(ifname="scratch1")[0], state="up")\nt.diff()'))
+    cells.append(new_markdown_cell(
         "## Clean up\n\nThis removes the lab: its namespaces, servers and files. The next notebook "
         "builds a fresh one."))
     cells.append(new_code_cell("t.reset()"))

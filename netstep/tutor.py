@@ -6,6 +6,7 @@
     t.step()                 # apply the next step: its diff, checks and views
     t.run("host# ip link add veth9 type veth peer name ceth9")   # your own commands
     t.diff(); t.inspect("netns0"); t.check(); t.back(); t.reset()
+    ipr = t.ipr("netns0")    # pyroute2's IPRoute in netns0: the same changes, in Python
 
 Every method returns an object that renders itself (HTML in Jupyter, rich text in a
 terminal). A Tutor holds the lab's lock until `close()` or `reset()`.
@@ -20,10 +21,11 @@ threads of its own).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Group
 from rich.text import Text
@@ -40,6 +42,9 @@ from netstep.present import views
 from netstep.render import RenderMixin
 from netstep.state.diff import Diff
 from netstep.state.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 T = TypeVar("T")
 
@@ -88,6 +93,7 @@ class Tutor(RenderMixin):
     def __init__(self, lab: str | None = None, *, course: Course | None = None) -> None:
         global _current
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netstep")
+        self._iprs: list[IPRoute] = []
         self.lab = Lab(lab or os.environ.get("NETSTEP_LAB", "notebook"))
         self._call(self.lab.lock)
         try:
@@ -101,6 +107,14 @@ class Tutor(RenderMixin):
     def _call(self, fn: Callable[..., T], *args: object) -> T:
         return self._worker.submit(fn, *args).result()
 
+    def _move(self, fn: Callable[..., T], *args: object) -> T:
+        """`_call` for a move of the engine. Once `ipr` has handed out a client, the lab may
+        have changed behind the engine's back, so a move reads its starting state afresh
+        instead of trusting the engine's last one (see netstep.core.moments)."""
+        if self._iprs:
+            self.engine.moments.moved = False
+        return self._call(fn, *args)
+
     def __enter__(self) -> Tutor:
         return self
 
@@ -112,16 +126,16 @@ class Tutor(RenderMixin):
     def start(self, lesson: str | int) -> Lesson:
         """Bring the lab to the state `lesson` starts from; returns the lesson to read."""
         found = self.engine.course.find(str(lesson))
-        self._call(self.engine.start_lesson, found)
+        self._move(self.engine.start_lesson, found)
         return found
 
     def step(self) -> StepResult:
         """Apply the next step of the course."""
-        return self._call(self.engine.apply_next)
+        return self._move(self.engine.apply_next)
 
     def back(self) -> StepResult:
         """Roll back the last step applied."""
-        return self._call(self.engine.undo_last)
+        return self._move(self.engine.undo_last)
 
     def check(self, lesson: str | int | None = None) -> CheckReport:
         """Run the current step's checks again, or a lesson's final checks, on the lab as it is."""
@@ -135,18 +149,18 @@ class Tutor(RenderMixin):
         return CheckReport(f"Checks of {found.name}", self._call(self.engine.run_checks, checks))
 
     def rollback(self, *, all: bool = False) -> Notice:
-        moves = self._call(self.engine.rollback_all if all else self.engine.rollback_lesson)
+        moves = self._move(self.engine.rollback_all if all else self.engine.rollback_lesson)
         return Notice(f"Rolled back {len(moves)} step(s).")
 
     # -- by hand -------------------------------------------------------------------------
 
     def run(self, commands: str, where: str = "host") -> OwnResult:
         """Run your own commands (`host# ...`, `netns0# ...`, or bare ones in `where`)."""
-        return self._call(self.engine.run_own, commands, where)
+        return self._move(self.engine.run_own, commands, where)
 
     def undo_mine(self) -> Diff:
         """Take back every command you ran with `run`."""
-        return self._call(self.engine.undo_own)
+        return self._move(self.engine.undo_own)
 
     # -- looking ------------------------------------------------------------------------------
 
@@ -168,15 +182,34 @@ class Tutor(RenderMixin):
             f"step {upcoming.ref}: {upcoming.title}" if upcoming else "",
         )
 
+    def ipr(self, ns: str) -> IPRoute:
+        """pyroute2's IPRoute bound to lab namespace `ns`, to make in Python the changes a
+        step makes with `ip` (`ipr.link("add", ifname="veth9", kind="veth", peer="ceth9")`).
+        It works in a notebook's cell (see netstep.kernel.threaded) and is closed with the
+        tutor. The lab's checks and diffs see what it changes, as they see `%%netstep` cells."""
+        # Imported here: it loads pyroute2 (~0.2 s), which a Tutor otherwise loads only to work.
+        from netstep.kernel.threaded import ThreadedIPRoute
+
+        sock = self._call(self.lab.socket, ns, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        client = ThreadedIPRoute(sock)
+        self._iprs.append(client)
+        return client
+
     # -- the end ---------------------------------------------------------------------------
+
+    def _close_iprs(self) -> None:
+        while self._iprs:
+            self._iprs.pop().close()
 
     def reset(self) -> Notice:
         """Remove the lab entirely and let it go."""
+        self._close_iprs()  # first: an open socket keeps its namespace alive
         self._call(reset_lab, self.lab)
         self.close()
         return Notice(f"Lab '{self.lab.name}' removed.")
 
     def close(self) -> None:
+        self._close_iprs()
         self._call(self.lab.close)
         self._worker.shutdown()
 

@@ -23,5 +23,5 @@ def test_bench_quick_mode_runs_and_reports(tmp_path):
     checks = sum(len(step.checks) for step in Course.load().steps)
     assert f"| whole course, every check, clean-up ({checks} identical verdicts) |" in text
     for measure in ("one step: apply + snapshots + diff", "containers, all 20 pairs", "CLI start-up",
-                    "peak memory of run all"):
+                    "peak memory of run all", "| whole course, terminal |", "| 5 containers, --json |"):
         assert measure in text

@@ -87,3 +87,41 @@ def test_executed_notebook_exports_to_html(tmp_path):
     assert "What changed" in body and "netns0 → 172.18.0.11" in body
     assert 'style="color: #008000' in body  # added lines in green, as rich renders them
     assert "✔" in body and "✘" not in body
+
+
+@needs_root
+def test_tutor_ipr_changes_the_lab_from_a_cell(tmp_path):
+    """`t.ipr(ns)` in a notebook: pyroute2's IPRoute, working inside Jupyter's running event
+    loop, bound to the lab's namespace (the change shows in `ip -j` there, from outside),
+    and closed with the tutor."""
+    import json
+    import subprocess
+
+    from netstep.core.lab import Lab
+
+    cells = [
+        "from netstep.tutor import Tutor\nt = Tutor()",
+        "from pyroute2 import IPRoute\nipr = t.ipr('host')\nassert isinstance(ipr, IPRoute)\n"
+        "ipr.link('add', ifname='veth9', kind='veth', peer='ceth9')\n"
+        "ipr.link('set', index=ipr.link_lookup(ifname='veth9')[0], state='up')\n"
+        "sorted(m.get('ifname') for m in ipr.get_links())",
+        "t.close()\ntry:\n    ipr.get_links()\n    print('still open')\nexcept Exception:\n    print('closed')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    path = tmp_path / "ipr.ipynb"
+    nbformat.write(nb, path)
+    lab = unique_name("nbipr")
+    try:
+        nb = _execute(path, lab)
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.output_type == "error"], outputs
+        assert "'ceth9', 'eth0', 'lo', 'veth9'" in outputs[0].data["text/plain"]
+        assert outputs[-1].text.strip() == "closed"
+        host = os.path.join(LABS_ROOT, lab, "host")
+        listed = subprocess.run(["nsenter", f"--net={host}", "ip", "-j", "link"], capture_output=True, text=True)
+        links = {entry["ifname"]: entry for entry in json.loads(listed.stdout)}
+        assert "UP" in links["veth9"]["flags"] and "ceth9" in links
+        mine = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout
+        assert "veth9" not in {entry["ifname"] for entry in json.loads(mine)}  # the machine's own: untouched
+    finally:
+        Lab(lab).destroy()
