@@ -136,8 +136,9 @@ _ADDR = (struct.Struct("=BBBBI"), ("family", "prefixlen", "flags", "scope", "ind
          {1: ("IFA_ADDRESS", _ip), 2: ("IFA_LOCAL", _ip), 3: ("IFA_LABEL", _text)}, "IFA_")
 _ROUTE = (struct.Struct("=BBBBBBBBI"),
           ("family", "dst_len", "src_len", "tos", "table", "proto", "scope", "type", "flags"),
-          {1: ("RTA_DST", _ip), 4: ("RTA_OIF", _u32), 5: ("RTA_GATEWAY", _ip), 6: ("RTA_PRIORITY", _u32),
-           7: ("RTA_PREFSRC", _ip), 15: ("RTA_TABLE", _u32)}, "RTA_")
+          {1: ("RTA_DST", _ip), 2: ("RTA_SRC", _ip), 3: ("RTA_IIF", _u32), 4: ("RTA_OIF", _u32),
+           5: ("RTA_GATEWAY", _ip), 6: ("RTA_PRIORITY", _u32), 7: ("RTA_PREFSRC", _ip), 15: ("RTA_TABLE", _u32)},
+          "RTA_")
 _NEIGH = (struct.Struct("=BxxxiHBB"), ("family", "ifindex", "state", "flags", "ndm_type"),
           {1: ("NDA_DST", _ip), 2: ("NDA_LLADDR", _mac), 9: ("NDA_MASTER", _u32)}, "NDA_")
 _NSID = (struct.Struct("=Bxxx"), ("family",), {1: ("NETNSA_NSID", _u32)}, "NETNSA_")
@@ -311,12 +312,15 @@ class Rtnl:
     def route(self, command: str, *, family: int = socket.AF_INET, table: int = MAIN_TABLE,
               dst: str = "0.0.0.0/0", gateway: str | None = None, oif: int | None = None,
               proto: int = 0, scope: int | None = None, prefsrc: str | None = None,
-              priority: int | None = None) -> list[Message]:
-        """Routes of `table`. A dump leaves out the kernel's cached exceptions (redirects,
+              priority: int | None = None, src: str | None = None, iif: int | None = None) -> list[Message]:
+        """Routes of `table`; "get" asks which route the kernel would use (`ip route get`).
+        A dump leaves out the kernel's cached exceptions (redirects,
         path MTUs: RTM_F_CLONED), which the kernel lists among routes but are not configuration."""
         if command == "dump":
             msgs = self.request(RTM_GETROUTE, NLM_F_DUMP, _ROUTE[0].pack(family, 0, 0, 0, 0, 0, 0, 0, 0))
             return [m for m in msgs if m.get("RTA_TABLE", m["table"]) == table and not m["flags"] & RTM_F_CLONED]
+        if command == "get":
+            return self._route_get(dst, src, iif)
         flags = {"add": NLM_F_CREATE | NLM_F_EXCL, "append": NLM_F_CREATE | NLM_F_APPEND, "del": 0}.get(command)
         if flags is None:
             raise ValueError(f"route({command!r})")
@@ -338,6 +342,16 @@ class Rtnl:
             body += _nla_ip(7, prefsrc)
         kind = RTM_DELROUTE if command == "del" else RTM_NEWROUTE
         return self.request(kind, flags, body)
+
+    def _route_get(self, dst: str, src: str | None, iif: int | None) -> list[Message]:
+        """The kernel's decision for one packet: to `dst` (from `src`, arriving on `iif`: a
+        packet to forward), as `ip route get DST [from SRC iif DEV]` asks it."""
+        body = _ROUTE[0].pack(socket.AF_INET, 32, 32 if src else 0, 0, 0, 0, 0, 0, 0) + _nla_ip(1, dst)
+        if src:
+            body += _nla_ip(2, src)
+        if iif:
+            body += _nla_u32(3, iif)
+        return self.request(RTM_GETROUTE, 0, body)
 
     def neigh(self, command: str, *, family: int = socket.AF_INET) -> list[Message]:
         if command != "dump":

@@ -1,0 +1,147 @@
+"""`netstep trace`: one real probe, and what every namespace's kernel did with it.
+
+The probe is a check's (an ICMP echo from a raw socket in the source namespace, or a TCP
+connection, or an HTTP GET). Around it netstep reads, in every namespace of the lab, the
+SNMP counters and the iptables rule counters, and after it the conntrack entries and
+the kernel's own drop reasons (skb:kfree_skb in a private tracefs instance). The path,
+hop by hop, comes from each namespace's own route lookups (netstep.state.paths); the
+verdict (where the packet stopped, and why) from netstep.state.explain. Nothing here
+reads a lesson: the explanation is the kernel's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from netstep import checks
+from netstep.checks import Check, CheckResult
+from netstep.errors import NetstepError
+from netstep.kernel.tracefs import DropWatch
+from netstep.render import RenderMixin
+from netstep.snapshot import Snapshot
+from netstep.state import evidence
+from netstep.state.evidence import Counters, Flow, RuleCount
+from netstep.state.explain import Finding, Observation, explain
+from netstep.state.paths import Path, Wiring, walk
+
+PROBES = ("ping", "tcp", "http")
+
+
+@dataclass
+class Trace(RenderMixin):
+    """A probe's path there and back, hop by hop, and the kernel's verdict."""
+
+    check: Check
+    result: CheckResult
+    forward: Path
+    reply: Path | None
+    finding: Finding
+    notes: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def reachable(self) -> bool:
+        return self.result.actual == "reachable"
+
+    def as_json(self) -> dict:
+        return {
+            "from": self.check.source, "to": self.result.to, "kind": self.check.kind, "actual": self.result.actual,
+            "reason": self.result.reason, "detail": self.result.detail, **self.finding.as_json(),
+            "path": self.forward.as_json(), "reply_path": self.reply.as_json() if self.reply else [],
+            "notes": self.notes, "ms": round(self.elapsed * 1000, 1),
+        }
+
+
+class Lookups:
+    """Route lookups in a lab's namespaces, with their device names (read once per namespace)."""
+
+    def __init__(self, lab) -> None:
+        self.lab = lab
+        self._names: dict[str, dict[int, str]] = {}
+
+    def names(self, ns: str) -> dict[int, str]:
+        if ns not in self._names:
+            self._names[ns] = {m["index"]: m.get("ifname") for m in self.lab.ipr(ns).link("dump")}
+        return self._names[ns]
+
+    def __call__(self, ns: str, dst: str, src: str | None, iif: str | None) -> evidence.RouteLookup:
+        return evidence.lookup_route(self.lab.ipr(ns), ns, self.names(ns), dst, src=src, iif=iif)
+
+
+def paths(lab, snapshot: Snapshot, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
+    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
+    wiring, lookup = Wiring(snapshot), Lookups(lab)
+    first = lookup(source, dst, None, None)
+    src = first.prefsrc or ""
+    dnat = {f.ns: f.dnat for f in flows if f.dnat}
+    forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
+    if not forward.delivered:
+        return forward, None
+    snat = next((f.snat for f in flows if f.snat), None)
+    end = forward.end
+    answering = end.lookup.dst  # the address that answers (after DNAT)
+    reply = walk(wiring, lookup, end.ns, answering, snat or src)
+    if snat and reply.delivered and reply.end.ns != source:  # back at the namespace that rewrote it
+        rest = walk(wiring, lookup, reply.end.ns, answering, src, arrived_on=reply.end.arrived_on)
+        reply = Path(reply.start, reply.src, src, reply.hops[:-1] + rest.hops)
+    return forward, reply
+
+
+def _flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
+    proto = "icmp" if check.kind == "ping" else "tcp"
+    found = []
+    for ns in names:
+        text = lab.exec(ns, ["conntrack", "-L"]).stdout
+        found += [f for f in evidence.parse_conntrack(ns, text) if f.proto == proto and f.original == (src, dst)
+                  and (check.port is None or (f.ports and f.ports[1] == check.port))]
+    return found
+
+
+def _rule_counts(lab, names: list[str]) -> dict[str, list[RuleCount]]:
+    return {ns: evidence.read_rule_counts(lambda argv, ns=ns: lab.exec(ns, argv)) for ns in names}
+
+
+def trace(lab, source: str, target: str, *, port: int | None = None, kind: str | None = None,
+          drops: bool = True) -> Trace:
+    """Send one probe from `source` to `target` ("internet" names the lab's internet host)
+    and read what the kernel did with it. `drops`: also watch the kernel's drop reasons."""
+    kind = kind or ("tcp" if port else "ping")
+    if kind not in PROBES:
+        raise NetstepError(f"A trace sends a ping, a tcp connection or an http request, not '{kind}'.")
+    if kind != "ping" and not port:
+        raise NetstepError(f"A {kind} trace needs a port: {target}:PORT.")
+    started = time.monotonic()
+    lab.require(source)
+    check = Check(kind, source, target, port if kind != "ping" else None, "unreachable")
+    dst = lab.internet if target == "internet" else target
+    names = lab.namespace_names()
+    snapshot = lab.snapshot(names, caches=False)
+    ruled = [ns for ns in names if snapshot[ns].rules]
+    notes: list[str] = []
+    rules_before = _rule_counts(lab, ruled)
+    with Counters({ns: lab.path_of(ns) for ns in names}) as counters:
+        watch = DropWatch()
+        try:
+            try:
+                watch.__enter__()
+            except (OSError, NetstepError) as exc:
+                notes.append(f"the kernel's drop reasons are not available: {exc}")
+                watch = None
+            before = counters.read()
+            result = checks.run([check], lab.path_of, lab.internet)[0]
+            time.sleep(0.002)  # let the last softirq work finish counting
+            moved = evidence.delta(before, counters.read())
+            dropped = [d.describe() for d in watch.drops()] if watch and drops else []
+        finally:
+            if watch is not None:
+                watch.close()
+    rules_after = _rule_counts(lab, ruled)
+    src = Lookups(lab)(source, dst, None, None).prefsrc or ""
+    flows = _flows_of(lab, ruled, check, src, dst) if src else []
+    forward, reply = paths(lab, snapshot, source, dst, flows)
+    counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}
+    seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
+                       drops=dropped)
+    finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
+    return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
