@@ -21,7 +21,7 @@ from netstep.kernel.tracefs import DropWatch
 from netstep.render import RenderMixin
 from netstep.snapshot import Snapshot
 from netstep.state import evidence
-from netstep.state.evidence import Counters, Flow, RuleCount
+from netstep.state.evidence import Counters, Flow, RouteLookups, RuleCount
 from netstep.state.explain import Finding, Observation, explain
 from netstep.state.paths import Path, Wiring, walk
 
@@ -53,25 +53,9 @@ class Trace(RenderMixin):
         }
 
 
-class Lookups:
-    """Route lookups in a lab's namespaces, with their device names (read once per namespace)."""
-
-    def __init__(self, lab) -> None:
-        self.lab = lab
-        self._names: dict[str, dict[int, str]] = {}
-
-    def names(self, ns: str) -> dict[int, str]:
-        if ns not in self._names:
-            self._names[ns] = {m["index"]: m.get("ifname") for m in self.lab.ipr(ns).link("dump")}
-        return self._names[ns]
-
-    def __call__(self, ns: str, dst: str, src: str | None, iif: str | None) -> evidence.RouteLookup:
-        return evidence.lookup_route(self.lab.ipr(ns), ns, self.names(ns), dst, src=src, iif=iif)
-
-
 def paths(lab, snapshot: Snapshot, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
     """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
-    wiring, lookup = Wiring(snapshot), Lookups(lab)
+    wiring, lookup = Wiring(snapshot), RouteLookups(lab.ipr)
     first = lookup(source, dst, None, None)
     src = first.prefsrc or ""
     dnat = {f.ns: f.dnat for f in flows if f.dnat}
@@ -137,7 +121,7 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
             if watch is not None:
                 watch.close()
     rules_after = _rule_counts(lab, ruled)
-    src = Lookups(lab)(source, dst, None, None).prefsrc or ""
+    src = RouteLookups(lab.ipr)(source, dst, None, None).prefsrc or ""
     flows = _flows_of(lab, ruled, check, src, dst) if src else []
     forward, reply = paths(lab, snapshot, source, dst, flows)
     counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}

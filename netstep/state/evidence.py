@@ -147,6 +147,23 @@ def lookup_route(ipr, ns: str, names: dict[int, str], dst: str, *, src: str | No
                        gateway=msg.get("RTA_GATEWAY"), prefsrc=msg.get("RTA_PREFSRC"))
 
 
+class RouteLookups:
+    """Route lookups in several namespaces, `ipr(ns)` giving each one's netlink handle; device
+    names are read once per namespace."""
+
+    def __init__(self, ipr: Callable[[str], object]) -> None:
+        self.ipr = ipr
+        self._names: dict[str, dict[int, str]] = {}
+
+    def names(self, ns: str) -> dict[int, str]:
+        if ns not in self._names:
+            self._names[ns] = {m["index"]: m.get("ifname") for m in self.ipr(ns).link("dump")}  # type: ignore[attr-defined]
+        return self._names[ns]
+
+    def __call__(self, ns: str, dst: str, src: str | None, iif: str | None) -> RouteLookup:
+        return lookup_route(self.ipr(ns), ns, self.names(ns), dst, src=src, iif=iif)
+
+
 # -- iptables rule counters -------------------------------------------------------------------
 
 
