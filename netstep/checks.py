@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netstep import namespaces
 from netstep.render import RenderMixin
@@ -34,7 +34,8 @@ REASON_TEXT = {
     "no-answer": "no answer (silence)",
     "filtered": "blocked by a firewall rule",
 }
-SILENCE = 0.2  # seconds without an answer that decide an expected failure
+SILENCE = 0.2  # seconds without an answer that decide an expected failure (when no counter proves it sooner)
+POLL = 0.001  # seconds between two readings of the witness's counters
 PATIENCE = 2.0  # seconds an expected success may take
 
 
@@ -66,6 +67,10 @@ class CheckResult(RenderMixin):
     reason: str  # one of REASONS, or "reply" / "connected" / "HTTP 200"
     detail: str
     elapsed: float
+    concluded: str = ""  # "answer", "error" (the kernel refused at once), "evidence" or "timeout"
+    where: str | None = None  # the namespace where the packet stopped (or that answered)
+    why: str = ""
+    evidence: dict | None = None  # the counters, route lookup, rule that decided
 
     @property
     def ok(self) -> bool:
@@ -78,11 +83,12 @@ class CheckResult(RenderMixin):
             "lesson": lesson, "step": step, "from": self.check.source, "to": self.to,
             "kind": self.check.kind, "expect": self.check.expect, "actual": self.actual,
             "reason": self.reason, "detail": self.detail, "ok": self.ok,
-            "ms": round(self.elapsed * 1000, 1),
+            "ms": round(self.elapsed * 1000, 1), "concluded": self.concluded, "where": self.where, "why": self.why,
+            "evidence": self.evidence,
         }
 
 
-def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
+def run(checks: list[Check], path_of, internet: str, witness=None) -> list[CheckResult]:
     """Run `checks` at once; `path_of(ns)` gives a namespace's file.
 
     Pings from one namespace share one raw socket in one thread; each tcp or http check
@@ -91,6 +97,10 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
     round trip is well under a millisecond, and its ARP gives up after 0.1 s), while an
     expected success gets PATIENCE seconds, so a loaded machine is not taken for a
     broken network.
+
+    A `witness` (netstep.ops.witness) watching the kernel's counters concludes an expected
+    failure as soon as they prove the packet was dropped, and says where and why every
+    failing check failed.
     """
     results: list[CheckResult | None] = [None] * len(checks)
     errors: list[BaseException] = []
@@ -109,10 +119,11 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
             if path is not None:
                 namespaces.enter(path)
             if checks[indexes[0]].kind == "ping":
-                for i, result in zip(indexes, ping_all([checks[i] for i in indexes], internet), strict=True):
+                found = ping_all([checks[i] for i in indexes], internet, witness=witness, indexes=indexes)
+                for i, result in zip(indexes, found, strict=True):
                     results[i] = result
             else:
-                results[indexes[0]] = _connect_check(checks[indexes[0]], internet)
+                results[indexes[0]] = _connect_check(checks[indexes[0]], internet, witness, indexes[0])
         except BaseException as exc:
             errors.append(exc)
 
@@ -123,7 +134,33 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
         t.join()
     if errors:
         raise errors[0]
-    return [r for r in results if r is not None]
+    done = [r for r in results if r is not None]
+    if witness is not None:
+        done = [_explained(witness, i, r) for i, r in enumerate(done)]
+    return done
+
+
+def _explained(witness, index: int, result: CheckResult) -> CheckResult:
+    if result.actual == "reachable" or result.where is not None:
+        return result
+    finding = witness.explain(index, result)
+    return replace(result, where=finding.where, why=finding.why, evidence=finding.evidence)
+
+
+def _concluded(reason: str, timed_out: bool) -> str:
+    if timed_out:
+        return "timeout"
+    return "answer" if reason in ("reply", "connected") or reason.startswith("HTTP") else "error"
+
+
+def _proven(witness, index: int, check: Check):
+    """(verdict, finding) when the witness proves the probe lost, else None."""
+    if witness is None or check.expect != "unreachable":
+        return None
+    finding = witness.conclude(index)
+    if finding is None:
+        return None
+    return ("unreachable", "no-answer", f"no reply: {finding.why}"), finding
 
 
 def _wait_for(check: Check) -> float:
@@ -134,15 +171,23 @@ def _address(check: Check, internet: str) -> str:
     return internet if check.target == "internet" else check.target
 
 
-def _connect_check(check: Check, internet: str) -> CheckResult:
+def _connect_check(check: Check, internet: str, witness=None, index: int = 0) -> CheckResult:
     start = time.monotonic()
+    proof = (lambda: _proven(witness, index, check)) if witness is not None and check.expect == "unreachable" else None
     actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
-                                     http=check.kind == "http")
-    return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start)
+                                     http=check.kind == "http", proof=proof)
+    result = CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start)
+    if proof is not None and isinstance(detail, tuple):  # concluded by the witness
+        (actual, reason, text), finding = detail
+        return replace(result, actual=actual, reason=reason, detail=text, concluded="evidence", where=finding.where,
+                       why=finding.why, evidence=finding.evidence)
+    return replace(result, concluded=_concluded(reason, reason == "no-answer" and "within" in detail))
 
 
-def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[CheckResult]:
-    """ICMP echo to every check's target at once, from this thread's namespace."""
+def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witness=None,
+             indexes: list[int] | None = None) -> list[CheckResult]:
+    """ICMP echo to every check's target at once, from this thread's namespace (`indexes`:
+    their places in the witness's list)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     start = time.monotonic()
     idents = random.sample(range(1, 0xFFFF), len(checks))
@@ -151,6 +196,9 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
     done_at = [0.0] * len(checks)
     deadline = [start + _wait_for(c) for c in checks]
     next_send = [start] * len(checks)
+    how = [""] * len(checks)
+    findings: list = [None] * len(checks)
+    places = indexes or list(range(len(checks)))
     seq = 0
     try:
         while any(v is None for v in verdicts):
@@ -158,9 +206,13 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
             for i, check in enumerate(checks):
                 if verdicts[i] is not None:
                     continue
-                if now >= deadline[i]:
+                proof = _proven(witness, places[i], check) if seq else None
+                if proof is not None:
+                    verdicts[i], findings[i] = proof
+                    how[i], done_at[i] = "evidence", time.monotonic()
+                elif now >= deadline[i]:
                     verdicts[i] = ("unreachable", "no-answer", f"no reply within {_wait_for(check):g} s")
-                    done_at[i] = now
+                    how[i], done_at[i] = "timeout", now
                 elif now >= next_send[i]:
                     seq += 1
                     try:
@@ -173,6 +225,8 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
             waiting = [min(deadline[i], next_send[i]) for i in range(len(checks)) if verdicts[i] is None]
             if not waiting:
                 break
+            if witness is not None and any(c.expect == "unreachable" for c in checks):
+                waiting.append(time.monotonic() + POLL)
             ready, _, _ = select.select([sock], [], [], max(0.0, min(waiting) - time.monotonic()))
             while ready:
                 data, (sender, _) = sock.recvfrom(2048)
@@ -183,8 +237,14 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
                 ready, _, _ = select.select([sock], [], [], 0)
     finally:
         sock.close()
-    return [CheckResult(c, c.destination(internet), *v, done_at[i] - start)
-            for i, (c, v) in enumerate(zip(checks, verdicts, strict=True)) if v is not None]
+    out = []
+    for i, (check, verdict) in enumerate(zip(checks, verdicts, strict=True)):
+        result = CheckResult(check, check.destination(internet), *verdict, done_at[i] - start,
+                             concluded=how[i] or _concluded(verdict[1], False))
+        if findings[i] is not None:
+            result = replace(result, where=findings[i].where, why=findings[i].why, evidence=findings[i].evidence)
+        out.append(result)
+    return out
 
 
 def _echo(ident: int, seq: int) -> bytes:
@@ -213,6 +273,27 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _connect_watched(sock: socket.socket, addr: str, port: int, timeout: float, proof):
+    """Connect without blocking, asking `proof()` between short waits; raise as connect would."""
+    sock.setblocking(False)
+    code = sock.connect_ex((addr, port))
+    deadline = time.monotonic() + timeout
+    while code in (errno.EINPROGRESS, errno.EALREADY):
+        _, ready, _ = select.select([], [sock], [], POLL)
+        if ready:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            break
+        proven = proof()
+        if proven is not None:
+            return proven
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+    sock.settimeout(max(0.01, deadline - time.monotonic()))
+    if code:
+        raise OSError(code, os.strerror(code))
+    return None
+
+
 def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | None:
     """(ident, verdict) for an echo reply or an ICMP error about one of our echoes."""
     ihl = (data[0] & 0x0F) * 4
@@ -234,13 +315,22 @@ def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | N
     return None
 
 
-def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False) -> tuple[str, str, str]:
-    """Open a TCP connection (and, for http, GET /) from this thread's namespace."""
+def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False, proof=None):
+    """Open a TCP connection (and, for http, GET /) from this thread's namespace.
+
+    `proof()` is asked while the connection is pending: a (verdict, finding) it returns ends
+    the wait, and comes back as the detail.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect((addr, port))
+            if proof is None:
+                sock.connect((addr, port))
+            else:
+                proven = _connect_watched(sock, addr, port, timeout, proof)
+                if proven is not None:
+                    return proven[0][0], proven[0][1], proven
         except TimeoutError:
             return "unreachable", "no-answer", f"no answer within {timeout:g} s"
         except OSError as exc:

@@ -38,8 +38,10 @@ from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
 from netstep.lab import Lab
 from netstep.lessons import Command, Course, Lesson, Step, parse_lines
+from netstep.ops.witness import Witness
 from netstep.render import RenderMixin
 from netstep.snapshot import Snapshot, from_json, to_json
+from netstep.state.evidence import RouteLookups
 
 
 @dataclass
@@ -458,7 +460,11 @@ class Engine:
             return []
         for check in checks:
             self.lab.require(check.source)
-        return checks_mod.run(checks, self.lab.path_of, self.lab.internet)
+        witness = Witness(self.lab, checks, self._last(), RouteLookups(self.lab.ipr))
+        try:
+            return checks_mod.run(checks, self.lab.path_of, self.lab.internet, witness)
+        finally:
+            witness.close()
 
     def final_checks(self, lesson: Lesson) -> list[Check]:
         """The checks that describe a finished lesson: those of its last step that has any."""
