@@ -12,7 +12,7 @@ reads a lesson: the explanation is the kernel's.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netstep import checks
 from netstep.checks import Check, CheckResult
@@ -26,6 +26,7 @@ from netstep.state.explain import Finding, Observation, explain
 from netstep.state.paths import Path, Wiring, walk
 
 PROBES = ("ping", "tcp", "http")
+QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
 
 
 @dataclass
@@ -116,7 +117,7 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
             result = checks.run([check], lab.path_of, lab.internet)[0]
             time.sleep(0.002)  # let the last softirq work finish counting
             moved = evidence.delta(before, counters.read())
-            dropped = [d.describe() for d in watch.drops()] if watch and drops else []
+            dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch and drops else []
         finally:
             if watch is not None:
                 watch.close()
@@ -128,4 +129,17 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
                        drops=dropped)
     finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
+    if "rule" in finding.evidence and finding.where:  # netfilter, which the walk does not see, stopped it
+        forward, reply = cut(forward, finding.where, finding.why), None
     return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
+
+
+def cut(path: Path, ns: str, why: str) -> Path:
+    """`path` stopped at its first hop through `ns`: a rule there dropped the packet."""
+    hops = []
+    for hop in path.hops:
+        if hop.ns == ns and hop.arrived_on is not None:
+            hops.append(replace(hop, action="dropped", link=(), problem=why, kernel_reason="NETFILTER_DROP"))
+            break
+        hops.append(hop)
+    return replace(path, hops=tuple(hops))
