@@ -53,7 +53,8 @@ class Witness:
         self.paths: list[tuple[Path, Path | None]] = [self._plan(c, lookups) for c in checks]
         self.watches: list[Watch | None] = [self._watch(c, *p) for c, p in zip(checks, self.paths, strict=True)]
         self.needed = Tally(w for w in self.watches if w is not None)
-        self.ruled = sorted({hop.ns for fwd, _ in self.paths for hop in fwd.hops if snapshot[hop.ns].rules})
+        # Rule counters cost a process per namespace: read only where a rule can drop or rewrite the probes.
+        self.ruled = sorted({hop.ns for fwd, _ in self.paths for hop in fwd.hops if _decisive(snapshot, hop.ns)})
         # (namespace, chain) -> how many checks' packets pass it, where a rule there can drop them
         self.crossed = Tally((hop.ns, _CHAINS[hop.action]) for fwd, _ in self.paths for hop in fwd.hops
                              if hop.action in _CHAINS and hop.arrived_on is not None and _drops(snapshot, hop.ns))
@@ -158,6 +159,13 @@ class Witness:
 
     def close(self) -> None:
         self.counters.close()
+
+
+def _decisive(snapshot: Snapshot, ns: str) -> bool:
+    """True when a rule in `ns` can drop a packet or rewrite its destination."""
+    state = snapshot.namespaces.get(ns)
+    return _drops(snapshot, ns) or (bool(state) and any(rule.startswith("nat ") and "DNAT" in rule
+                                                         for rule in state.rules))
 
 
 def _drops(snapshot: Snapshot, ns: str) -> bool:
