@@ -160,7 +160,7 @@ def _proven(witness, index: int, check: Check):
     finding = witness.conclude(index)
     if finding is None:
         return None
-    return ("unreachable", "no-answer", f"no reply: {finding.why}"), finding
+    return ("unreachable", "no-answer", "no reply: the kernel's counters show it was lost"), finding
 
 
 def _wait_for(check: Check) -> float:

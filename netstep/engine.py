@@ -38,6 +38,7 @@ from netstep.diff import Diff, diff
 from netstep.errors import NetstepError
 from netstep.lab import Lab
 from netstep.lessons import Command, Course, Lesson, Step, parse_lines
+from netstep.ops.trace import Trace, trace
 from netstep.ops.witness import Witness
 from netstep.render import RenderMixin
 from netstep.snapshot import Snapshot, from_json, to_json
@@ -465,6 +466,10 @@ class Engine:
             return checks_mod.run(checks, self.lab.path_of, self.lab.internet, witness)
         finally:
             witness.close()
+
+    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
+        """One probe from `source` to `target`, and what every namespace's kernel did with it."""
+        return trace(self.lab, source, target, port=port, kind=kind)
 
     def final_checks(self, lesson: Lesson) -> list[Check]:
         """The checks that describe a finished lesson: those of its last step that has any."""

@@ -31,6 +31,7 @@ from netstep.engine import Engine, OwnResult, StepResult
 from netstep.errors import NetstepError
 from netstep.lab import Lab
 from netstep.lessons import Course, Lesson
+from netstep.ops.trace import Trace
 from netstep.render import RenderMixin
 from netstep.reset import reset_lab
 from netstep.snapshot import Snapshot
@@ -143,6 +144,13 @@ class Tutor(RenderMixin):
         return self._call(self.engine.undo_own)
 
     # -- looking ------------------------------------------------------------------------------
+
+    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
+        """Send one probe and show its path there and back, and where and why it stopped:
+        `t.trace("netns0", "internet")`, `t.trace("host", "10.0.2.15", port=5005, kind="http")`."""
+        import netstep.present.traces  # noqa: F401 (draws traces)
+
+        return self._call(lambda: self.engine.trace(source, target, port=port, kind=kind))
 
     def inspect(self, *namespaces: str) -> Snapshot:
         names = list(namespaces) or self.lab.namespace_names()

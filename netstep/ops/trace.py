@@ -11,6 +11,7 @@ reads a lesson: the explanation is the kernel's.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field, replace
 
@@ -54,6 +55,33 @@ class Trace(RenderMixin):
         }
 
 
+def parse_target(text: str, kind: str | None) -> tuple[str, int | None, str]:
+    """`TO[:PORT]` and the probe asked for: (address or "internet", port, kind)."""
+    address, colon, port_text = text.partition(":")
+    port = None
+    if colon:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise NetstepError(f"'{text}' is not a target: use ADDRESS or ADDRESS:PORT, with a port from 1 to 65535.")
+        port = int(port_text)
+    if address != "internet" and not _is_ipv4(address):
+        raise NetstepError(f"'{address}' is not an IPv4 address (or `internet`): trace FROM TO[:PORT], "
+                           "as in `trace netns0 172.18.0.1` or `trace host 10.0.2.15:5005 --http`.")
+    kind = kind or ("tcp" if port else "ping")
+    if kind == "ping" and port:
+        raise NetstepError(f"A ping has no port: trace {address} with --icmp, or {text} with --tcp or --http.")
+    if kind != "ping" and port is None:
+        raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {address}:PORT.")
+    return address, port, kind
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def paths(lab, snapshot: Snapshot, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
     """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
     wiring, lookup = Wiring(snapshot), RouteLookups(lab.ipr)
@@ -95,7 +123,7 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     if kind not in PROBES:
         raise NetstepError(f"A trace sends a ping, a tcp connection or an http request, not '{kind}'.")
     if kind != "ping" and not port:
-        raise NetstepError(f"A {kind} trace needs a port: {target}:PORT.")
+        raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {target}:PORT.")
     started = time.monotonic()
     lab.require(source)
     check = Check(kind, source, target, port if kind != "ping" else None, "unreachable")
