@@ -10,15 +10,29 @@ the trace's verdict must agree with the check's.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from support import lesson_markdown, mounts_under, needs_root, real_lesson_files, write_lesson
+from support import (
+    REPO,
+    lesson_markdown,
+    mounts_under,
+    needs_root,
+    real_lesson_files,
+    run_on_pty,
+    unique_name,
+    write_lesson,
+)
 
 from netstep.checks import SILENCE
 from netstep.engine import Engine
 from netstep.kernel.tracefs import DropWatch
+from netstep.lab import Lab
 from netstep.lessons import Course
 from netstep.ops.trace import trace
 
@@ -156,3 +170,67 @@ def test_the_drop_watch_leaves_no_trace_instance(lab) -> None:
     except RuntimeError:
         pass
     assert not os.path.exists(instance)
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def netstep_cli(lab: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture
+def cli_lab():
+    name = unique_name("tt")
+    try:
+        yield name
+    finally:
+        try:
+            netstep_cli(name, "reset")
+        finally:
+            Lab(name).destroy()
+
+
+def test_the_cli_proves_a_failure_and_traces_it_in_json_and_on_a_terminal(cli_lab: str, tmp_path: Path) -> None:
+    commands, line, _, _ = SCENARIOS["forwarding-off"]
+    lesson = write_lesson(tmp_path, "01-off.md", lesson_markdown("Lesson 1: Off", [
+        ("Build it", commands, [line, "ping netns0 -> 172.18.0.1 reachable"])]))
+    ran = netstep_cli(cli_lab, "run", str(lesson), "--yes", "--json")
+    assert ran.returncode == 0 and "Traceback" not in ran.stderr, ran.stderr
+    lost, answered = (json.loads(text) for text in ran.stdout.splitlines())
+    assert {"lesson", "step", "from", "to", "kind", "expect", "actual", "reason", "detail", "ok", "ms"} <= set(lost)
+    assert lost["ok"] and lost["reason"] == "no-answer" and lost["concluded"] == "evidence", lost
+    assert lost["where"] == "host" and "ip_forward = 0" in lost["why"], lost
+    assert lost["evidence"]["counters"]["host"]["Ip.InAddrErrors"] >= 1, lost
+    assert answered["ok"] and answered["concluded"] == "answer" and answered["where"] is None, answered
+
+    traced = netstep_cli(cli_lab, "trace", "netns0", "internet", "--json")
+    assert traced.returncode == 1 and "Traceback" not in traced.stderr, traced.stderr
+    found = json.loads(traced.stdout)
+    assert found["where"] == "host" and [hop["ns"] for hop in found["path"]] == ["netns0", "host"], found
+    assert found["path"][-1]["action"] == "dropped", found
+    assert json.loads(netstep_cli(cli_lab, "trace", "netns0", "172.18.0.1", "--icmp", "--json").stdout)["actual"] \
+        == "reachable"
+
+    status, output = run_on_pty([sys.executable, "-m", "netstep", "--lab", cli_lab, "trace", "netns0", "internet"],
+                                columns=110, rows=40, timeout=60)
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", output).decode(errors="replace")
+    assert status == 1, text
+    for words in ("trace ping netns0 → 203.0.113.8", "where: host", "ip_forward = 0", "✘ dropped",
+                  "ip route get 203.0.113.8 from 172.18.0.10 iif br0", "Ip.InAddrErrors"):
+        assert words in text, text
+
+
+@pytest.mark.parametrize("args, words", [
+    (["trace", "netns0", "1.2.3.4:99999"], "port from 1 to 65535"),
+    (["trace", "netns0", "nowhere"], "is not an IPv4 address"),
+    (["trace", "netns0", "10.0.2.15:80", "--icmp"], "A ping has no port"),
+    (["trace", "netns0", "10.0.2.15", "--http"], "needs a port"),
+    (["trace", "nosuchns", "10.0.2.15"], "There is no namespace 'nosuchns'"),
+])
+def test_bad_trace_input_is_one_clear_paragraph(cli_lab: str, args: list[str], words: str) -> None:
+    result = netstep_cli(cli_lab, *args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert words in result.stderr, result.stderr
