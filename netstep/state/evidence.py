@@ -45,7 +45,7 @@ class Counters:
 
     def __init__(self, paths: dict[str, str | None]) -> None:
         """`paths`: namespace name -> its file (None: the namespace netstep runs in)."""
-        self._files = {ns: namespaces.run_in(path, _open_snmp) for ns, path in paths.items()}
+        self._files = _open_in_each(paths)
 
     def read(self) -> dict[str, dict[str, int]]:
         out = {}
@@ -64,6 +64,24 @@ class Counters:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open_in_each(paths: dict[str, str | None]) -> dict:
+    """Each namespace's SNMP file, opened by one short-lived thread that enters them in turn
+    (a thread per namespace would cost a millisecond each: 32 namespaces, 30 ms)."""
+    here = {ns: _open_snmp() for ns, path in paths.items() if path is None}
+
+    elsewhere = {ns: path for ns, path in paths.items() if path is not None}
+
+    def visit() -> dict:
+        opened = {}
+        for ns, path in elsewhere.items():
+            namespaces.enter(path)
+            opened[ns] = _open_snmp()
+        return opened
+
+    away = namespaces.run_in(next(iter(elsewhere.values())), visit) if elsewhere else {}
+    return {ns: here[ns] if ns in here else away[ns] for ns in paths}
 
 
 def _open_snmp():
