@@ -19,7 +19,7 @@ from netstep.state.paths import Hop, Path
 from netstep.views import renderable
 
 ACTIONS = {"sent": ("sent", "cyan"), "forwarded": ("forwarded", "cyan"), "delivered": ("✔ delivered", "green"),
-           "dropped": ("✘ dropped", "bold red")}
+           "dropped": ("✘ dropped", "bold red"), "left": ("→ out of the lab", "cyan")}
 
 
 def path_table(title: str, path: Path | None) -> RenderableType:

@@ -86,6 +86,8 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         evidence["rules"] = counted
     end = forward.end
     if reason in ("reply", "connected") or reason.startswith("HTTP"):
+        if end is not None and end.action == "left":
+            return Finding(end.ns, f"answered from beyond {end.ns}'s {end.lookup.dev}", evidence)
         where = end.ns if end else None
         return Finding(where, f"answered by {where}", evidence)
     if reason == "no-route" and forward.hops:

@@ -31,7 +31,7 @@ class Hop:
     ns: str
     arrived_on: str | None  # the device it came in by (None: the namespace that sent it)
     lookup: RouteLookup
-    action: str  # "sent", "forwarded", "delivered" or "dropped"
+    action: str  # "sent", "forwarded", "delivered", "dropped" or "left" (for a network outside the lab)
     link: tuple[str, ...] = ()  # how it left: "veth0 -> ceth0@netns0", "br0 port veth1"
     problem: str = ""  # why the packet stops here (action "dropped")
     kernel_reason: str = ""  # the reason the kernel gives such a drop (skb:kfree_skb)
@@ -86,6 +86,15 @@ class Wiring:
         state = self.snapshot.namespaces.get(ns)
         values = dict(state.sysctls) if state else {}
         return values.get("net.ipv4.ip_forward") == "1"
+
+    def leaves_lab(self, ns: str, dev: str) -> bool:
+        """True for a device whose other end no namespace of the lab holds (a real NIC)."""
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(dev) if state else None
+        if link is None or link.kind in ("bridge", "loopback"):
+            return False
+        peer = self._peer(ns, dev)
+        return peer is None or peer[0] not in self.snapshot.namespaces
 
     def _peer(self, ns: str, dev: str) -> tuple[str, str] | None:
         state = self.snapshot.namespaces.get(ns)
@@ -144,6 +153,9 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
         hop_to = result.gateway or dst
         ends = wiring.ends(ns, result.dev or "")
         found = [(ons, odev, how) for ons, odev, how in ends if hop_to in wiring.local.get(ons, ())]
+        if not ends and wiring.leaves_lab(ns, result.dev or ""):  # a real network beyond (host mode)
+            hops.append(Hop(ns, dev_in, result, "left", link=(f"{result.dev} -> the network outside the lab",)))
+            break
         if not found:
             others = ", ".join(sorted({e[0] for e in ends})) or "nobody"
             problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but nobody on that link has {hop_to} "
