@@ -76,8 +76,8 @@ def shell_course() -> tuple[float, list[tuple], list[float]]:
 
 def step_latency() -> list[float]:
     """Each step's apply + snapshots + diff, in-process, on a lab of its own."""
-    from netstep.engine import Engine
-    from netstep.lab import Lab
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
 
     lab = Lab(f"bench-steps-{os.getpid()}")
     times = []
@@ -154,7 +154,7 @@ def peak_memory_mib() -> float:
 def measure(quick: bool, rounds: int, sizes: list[int], mininet: bool) -> list[dict]:
     from course_sh import script
 
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     (HERE / "course.sh").write_text(script(Course.load()))
     rows: list[dict] = []

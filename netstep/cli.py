@@ -3,6 +3,10 @@
 A front end: it parses arguments, asks the engine, and prints what comes back. Errors a
 person can fix (NetstepError) are caught once, here, and printed as one paragraph with a
 non-zero exit; anything else is a bug and keeps its traceback.
+
+Each command imports what it uses when it runs, for start-up speed: `list`, `reset` and
+the `--json` paths never load rich, Textual or the engine they do not need. Those imports
+point down the layers like any other (tests/test_layers.py reads them too).
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ class LazyConsole:
     @property
     def console(self) -> Console:
         if self._console is None:
+            # Imported on first use, for start-up speed: rich costs ~100 ms to import.
             from rich.console import Console
+
+            import netstep.present.traces  # netstep's objects draw through these two
+            import netstep.present.views  # noqa: F401
 
             self._console = Console(stderr=self.stderr, highlight=False)
         return self._console
@@ -170,8 +178,8 @@ def opened(args, course=None) -> Iterator:
 
 
 def _engine(args, course=None):
-    from netstep.engine import Engine
-    from netstep.lab import validate_lab_name
+    from netstep.core.engine import Engine
+    from netstep.core.lab import validate_lab_name
 
     validate_lab_name(args.lab)
     require_root_and_tools()
@@ -187,7 +195,7 @@ def _engine(args, course=None):
 def _lab(args):
     import ipaddress
 
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     if (args.internet or args.upstream) and not args.host:
         raise NetstepError("--internet and --upstream go with --host (host mode).")
@@ -202,7 +210,7 @@ def _lab(args):
 
 
 def cmd_list(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     out.print(Course.load())
     return 0
@@ -217,12 +225,12 @@ def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", s
 
 
 def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     course = Course.load()
     if args.containers is not None:
-        from netstep.lab import Lab
-        from netstep.scale import built_with, check_room
+        from netstep.core.lab import Lab
+        from netstep.course.scale import built_with, check_room
 
         course = course.with_containers(args.containers)
         if built_with(Lab(args.lab)) != args.containers:  # a lab already built holds its own entries
@@ -317,7 +325,7 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
             engine.lab.require(name)
         snap = engine.snapshot(names)
         if args.json:
-            from netstep.snapshot import to_json
+            from netstep.state.snapshot import to_json
 
             print(json.dumps(to_json(snap), indent=1))
         else:
@@ -334,8 +342,6 @@ def cmd_trace(args, out: LazyConsole, err: LazyConsole) -> int:
     if args.json:
         print(json.dumps(found.as_json()), flush=True)
     else:
-        import netstep.present.traces  # noqa: F401 (draws traces)
-
         out.print(found)
     return 0 if found.reachable else 1
 
@@ -358,8 +364,8 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
 
 
 def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.lab import validate_lab_name
-    from netstep.reset import reset_lab
+    from netstep.core.lab import validate_lab_name
+    from netstep.core.reset import reset_lab
 
     validate_lab_name(args.lab)
     require_root_and_tools("nsenter")
@@ -400,7 +406,7 @@ def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
 def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     from pathlib import Path
 
-    from netstep.lessons import Course
+    from netstep.course.course import Course
     from netstep.notebooks import write_all
 
     for path in write_all(Course.load(), Path(args.out)):
@@ -409,8 +415,8 @@ def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
 
 
 def cmd_demo(args, out: LazyConsole, err: LazyConsole) -> int:
+    from netstep.course.course import Course
     from netstep.demo import options_from_args, run_demo
-    from netstep.lessons import Course
 
     course = Course.load()
     options = options_from_args(args, course)

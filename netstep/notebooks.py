@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from netstep.lessons import Course, Lesson
+from netstep.course.course import Course
+from netstep.course.lessons import Lesson
 
 KERNEL = {"display_name": "Python 3 (netstep)", "language": "python", "name": "python3"}
 

@@ -25,16 +25,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from netstep.checks import CheckResult
-from netstep.diff import Diff
-from netstep.engine import Engine, OwnResult, StepResult
+from rich.console import Group
+from rich.text import Text
+
+from netstep.core.engine import Engine
+from netstep.core.lab import Lab
+from netstep.core.reset import reset_lab
+from netstep.core.results import OwnResult, StepResult
+from netstep.course.checks import CheckResult
+from netstep.course.course import Course
+from netstep.course.lessons import Lesson
 from netstep.errors import NetstepError
-from netstep.lab import Lab
-from netstep.lessons import Course, Lesson
 from netstep.ops.trace import Trace
+from netstep.present import traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.render import RenderMixin
-from netstep.reset import reset_lab
-from netstep.snapshot import Snapshot
+from netstep.state.diff import Diff
+from netstep.state.snapshot import Snapshot
 
 T = TypeVar("T")
 
@@ -148,8 +154,6 @@ class Tutor(RenderMixin):
     def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
         """Send one probe and show its path there and back, and where and why it stopped:
         `t.trace("netns0", "internet")`, `t.trace("host", "10.0.2.15", port=5005, kind="http")`."""
-        import netstep.present.traces  # noqa: F401 (draws traces)
-
         return self._call(lambda: self.engine.trace(source, target, port=port, kind=kind))
 
     def inspect(self, *namespaces: str) -> Snapshot:
@@ -181,3 +185,28 @@ class Tutor(RenderMixin):
     def close(self) -> None:
         self._call(self.lab.close)
         self._worker.shutdown()
+
+
+# -- how a Tutor's own objects look ---------------------------------------------------------
+
+
+@views.renderable.register
+def _(report: CheckReport):
+    return Group(Text(report.title, style="bold"), *(views.renderable(r) for r in report.results))
+
+
+@views.renderable.register
+def _(notice: Notice):
+    return Text(notice.text)
+
+
+@views.renderable.register
+def _(status: Status):
+    where = f"after {status.done}" if status.done else "at the start of the course"
+    upcoming = f"Next: {status.next} (t.step())." if status.next else "The course is finished."
+    return Text.assemble((f"Lab '{status.lab}' ", "bold"), f"is {where}. ", upcoming)
+
+
+@views.renderable.register
+def _(tutor: Tutor):
+    return views.renderable(tutor.status())

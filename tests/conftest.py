@@ -102,7 +102,7 @@ def machine_network_unchanged():
     finally:
         # Report first (above), then still leave the machine clean.
         if leftovers["labs"] or leftovers["mounts"] or leftovers["httpd processes"]:
-            from netstep.lab import Lab
+            from netstep.core.lab import Lab
 
             for name in leftovers["labs"]:
                 try:
@@ -114,7 +114,7 @@ def machine_network_unchanged():
 @pytest.fixture
 def make_lab():
     """A factory of locked labs with unique names; every one is destroyed at the end."""
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     made: list[Lab] = []
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from netstep import namespaces
+from netstep.kernel import namespaces
 
 
 def sh(*argv: str) -> str:

@@ -87,7 +87,8 @@ def mounts_under(path: str) -> list[str]:
 
 
 def httpd_pids(marker: str) -> list[int]:
-    """Live processes running netstep.httpd whose command line mentions `marker` (a lab folder)."""
+    """Live processes running netstep's HTTP server (netstep.kernel.httpd, or netstep.httpd
+    as it was named before) whose command line mentions `marker` (a lab folder)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -98,7 +99,7 @@ def httpd_pids(marker: str) -> list[int]:
         except OSError:
             continue
         joined = b" ".join(argv)
-        if b"netstep.httpd" in joined and marker.encode() in joined:
+        if (b"netstep.kernel.httpd" in joined or b"netstep.httpd" in joined) and marker.encode() in joined:
             pids.append(int(entry))
     return pids
 

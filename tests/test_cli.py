@@ -29,9 +29,10 @@ from support import (
     write_lesson,
 )
 
-from netstep.engine import Engine, Journal
-from netstep.lab import Lab
-from netstep.lessons import Course
+from netstep.core.engine import Engine
+from netstep.core.journal import Journal
+from netstep.core.lab import Lab
+from netstep.course.course import Course
 
 pytestmark = [
     needs_root,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support import LABS_ROOT, REPO, needs_root, unique_name
 
-from netstep.lessons import Course
+from netstep.course.course import Course
 from netstep.notebooks import render_all
 
 NOTEBOOKS = REPO / "notebooks"
@@ -54,7 +54,7 @@ def _execute(path: Path, lab: str):
 @needs_root
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebook_executes_and_leaves_no_lab(name):
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     lab = unique_name("nb")
     try:
@@ -76,7 +76,7 @@ def test_notebook_executes_and_leaves_no_lab(name):
 def test_executed_notebook_exports_to_html(tmp_path):
     from nbconvert import HTMLExporter
 
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     lab = unique_name("nbh")
     try:

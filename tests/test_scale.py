@@ -8,9 +8,9 @@ import sys
 
 from support import REPO, needs_root, run_on_pty, unique_name
 
-from netstep.lab import Lab
-from netstep.lessons import Course
-from netstep.scale import address, neighbour_room
+from netstep.core.lab import Lab
+from netstep.course.course import Course
+from netstep.course.scale import address, neighbour_room
 
 
 def netstep(lab: str, *args: str) -> subprocess.CompletedProcess:

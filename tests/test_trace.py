@@ -29,11 +29,11 @@ from support import (
     write_lesson,
 )
 
-from netstep.checks import SILENCE
-from netstep.engine import Engine
+from netstep.core.engine import Engine
+from netstep.core.lab import Lab
+from netstep.course.course import Course
 from netstep.kernel.tracefs import DropWatch
-from netstep.lab import Lab
-from netstep.lessons import Course
+from netstep.ops.probes import SILENCE
 from netstep.ops.trace import trace
 
 pytestmark = needs_root

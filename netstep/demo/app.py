@@ -22,6 +22,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from netstep.core.engine import Engine
+from netstep.core.results import StepResult
+from netstep.course.lessons import Lesson, Step
 from netstep.demo import stage
 from netstep.demo.calls import EngineCalls
 from netstep.demo.leaving import Leaving
@@ -29,9 +32,7 @@ from netstep.demo.options import DemoOptions
 from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen, TraceScreen
 from netstep.demo.topology import Topology
 from netstep.demo.typewriter import Typewriter
-from netstep.engine import Engine, StepResult
-from netstep.lessons import Lesson, Step
-from netstep.snapshot import Snapshot
+from netstep.state.snapshot import Snapshot
 
 NARROW = 96  # below this many columns the picture goes under the stage
 

@@ -17,9 +17,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from netstep import views
-from netstep.present import traces  # noqa: F401 (a Trace draws through the views)
-from netstep.snapshot import Snapshot
+from netstep.present import (
+    traces,  # noqa: F401 (a Trace draws through the views)
+    views,
+)
+from netstep.state.snapshot import Snapshot
 
 
 class NotesScreen(ModalScreen[None]):

@@ -17,10 +17,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from netstep.checks import Check, CheckResult
-from netstep.diff import Diff
-from netstep.engine import StepResult
-from netstep.lessons import Lesson, Step
+from netstep.core.results import StepResult
+from netstep.course.checks import Check, CheckResult
+from netstep.course.lessons import Lesson, Step
+from netstep.state.diff import Diff
 
 NARRATION_CHARS = 320
 

@@ -15,16 +15,16 @@ import ipaddress
 import time
 from dataclasses import dataclass, field, replace
 
-from netstep import checks
-from netstep.checks import Check, CheckResult
+from netstep.course.checks import Check, CheckResult
 from netstep.errors import NetstepError
 from netstep.kernel.tracefs import DropWatch
+from netstep.ops import probes
 from netstep.render import RenderMixin
-from netstep.snapshot import Snapshot
 from netstep.state import evidence
 from netstep.state.evidence import Counters, Flow, RouteLookups, RuleCount
 from netstep.state.explain import Finding, Observation, explain
 from netstep.state.paths import Path, Wiring, walk
+from netstep.state.snapshot import Snapshot
 
 PROBES = ("ping", "tcp", "http")
 QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
@@ -142,7 +142,7 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
                 notes.append(f"the kernel's drop reasons are not available: {exc}")
                 watch = None
             before = counters.read()
-            result = checks.run([check], lab.path_of, lab.internet)[0]
+            result = probes.run([check], lab.path_of, lab.internet)[0]
             time.sleep(0.002)  # let the last softirq work finish counting
             moved = evidence.delta(before, counters.read())
             dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch and drops else []

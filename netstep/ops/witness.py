@@ -18,12 +18,12 @@ import time
 from collections import Counter as Tally
 from dataclasses import dataclass
 
-from netstep.checks import Check, CheckResult
-from netstep.snapshot import Snapshot
+from netstep.course.checks import Check, CheckResult
 from netstep.state import evidence
 from netstep.state.evidence import Counters, RuleCount
 from netstep.state.explain import DROPPING, Finding, Observation, explain
 from netstep.state.paths import Path, Wiring, walk
+from netstep.state.snapshot import Snapshot
 
 _CHAINS = {"forwarded": "FORWARD", "delivered": "INPUT"}  # the filter chain a packet meets, by what the hop does
 STEADY = 0.001  # seconds a reply-not-sent reading must last (the reply is sent in the same softirq)

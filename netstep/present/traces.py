@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from netstep.ops.trace import Trace
+from netstep.present.views import renderable
 from netstep.state.paths import Hop, Path
-from netstep.views import renderable
 
 ACTIONS = {"sent": ("sent", "cyan"), "forwarded": ("forwarded", "cyan"), "delivered": ("✔ delivered", "green"),
            "dropped": ("✘ dropped", "bold red"), "left": ("→ out of the lab", "cyan")}

@@ -17,8 +17,8 @@ import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netstep.snapshot import Snapshot
 from netstep.state.evidence import RouteLookup
+from netstep.state.snapshot import Snapshot
 
 Lookup = Callable[[str, str, str | None, str | None], RouteLookup]  # (ns, dst, src, iif)
 MAX_HOPS = 8

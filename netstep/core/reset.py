@@ -1,15 +1,19 @@
 """Removing a lab: everything it made, and nothing else.
 
-Kept apart from the engine so that `netstep reset` of a sandbox lab, which only removes
-the lab's namespaces, does not load the netlink machinery it does not need.
+Kept apart from the engine so that `netstep reset` does not load the course: a sandbox
+lab is only its namespaces, and a host-mode lab's journal says what to undo.
 """
 
 from __future__ import annotations
 
 import os
 
+from netstep.core.journal import Journal
+from netstep.core.lab import Lab
+from netstep.course.actions import Action, Iptables
 from netstep.errors import NetstepError
-from netstep.lab import Lab
+from netstep.ops import apply as executor
+from netstep.ops.iptables import remove_marked_rules
 
 
 def reset_lab(lab: Lab) -> list[str]:
@@ -22,10 +26,6 @@ def reset_lab(lab: Lab) -> list[str]:
     """
     problems: list[str] = []
     if lab.host_mode and os.path.exists(lab.journal_path):
-        from netstep import executor
-        from netstep.actions import Action
-        from netstep.engine import Journal
-
         journal = Journal(lab.journal_path)
         entries = [*reversed(journal.own)]
         entries += [e for record in reversed(journal.steps) for e in reversed(record["entries"])]
@@ -45,7 +45,7 @@ def reset_lab(lab: Lab) -> list[str]:
                 # the lab's may already be gone (an interrupted -D took it).
                 if not entry.get("prepared") and not _deletes_a_lab_rule(undo):
                     problems.append(f"`{undo.command()}`: {exc}")
-        problems += executor.remove_marked_rules(lab)
+        problems += remove_marked_rules(lab)
     lab.destroy()
     return problems
 
@@ -53,6 +53,4 @@ def reset_lab(lab: Lab) -> list[str]:
 def _deletes_a_lab_rule(action) -> bool:
     """An `iptables -D`: in host mode every rule netstep adds carries the lab's mark, and
     reset ends by deleting all of those, so one already gone is no loss."""
-    from netstep.actions import Iptables
-
     return isinstance(action, Iptables) and action.args[:1] == ("-D",)

@@ -1,7 +1,7 @@
 """Actions: one kernel change each, as plain data that knows how to say itself.
 
 An action names where it happens (`ns`, the article's name of a namespace) and what it
-does. It does nothing by itself: netstep.executor applies it and, before that, works out
+does. It does nothing by itself: netstep.ops.apply applies it and, before that, works out
 the action that undoes it. Actions travel through the journal as dicts.
 """
 

@@ -1,6 +1,6 @@
 """The lab's HTTP servers, found by their command line.
 
-A server is `python -m netstep.httpd ... --lab LAB_FOLDER` (see netstep.httpd). netstep
+A server is `python -m netstep.kernel.httpd ... --lab LAB_FOLDER` (see that module). netstep
 finds its servers in /proc by that exact --lab argument, never by pid files: a netstep
 killed right after starting one leaves a server that may not have written anything yet,
 and a `reset` must still stop it. A process netstep did not start is never signalled.
@@ -13,6 +13,10 @@ import os
 import signal
 import time
 from contextlib import suppress
+
+# The server's module, and its name before netstep's modules moved into folders by layer
+# (a lab made then may still have one running; reset must stop it all the same).
+MODULES = ("netstep.kernel.httpd", "netstep.httpd")
 
 
 def stop(lab_dir: str, ns: str | None = None, address: str | None = None, port: int | None = None) -> None:
@@ -46,7 +50,7 @@ def running(lab_dir: str) -> list[tuple[int, dict[str, str]]]:
 
 
 def _options_if_ours(pid: int, lab_dir: str) -> dict[str, str] | None:
-    """The options of `pid` if it runs netstep.httpd with --lab exactly `lab_dir`, else
+    """The options of `pid` if it runs one of MODULES with --lab exactly `lab_dir`, else
     None. (A process that has ended has an empty command line.)"""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -54,4 +58,5 @@ def _options_if_ours(pid: int, lab_dir: str) -> dict[str, str] | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     options = {flag: value for flag, value in itertools.pairwise(argv) if flag.startswith("--")}
-    return options if "netstep.httpd" in argv and options.get("--lab") == lab_dir else None
+    ours = any(module in argv for module in MODULES)
+    return options if ours and options.get("--lab") == lab_dir else None

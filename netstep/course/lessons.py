@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netstep.actions import Action
-from netstep.checks import EXPECTS, KINDS, REASONS, Check
-from netstep.commands import parse
+from netstep.course.actions import Action
+from netstep.course.checks import EXPECTS, KINDS, REASONS, Check
+from netstep.course.commands import parse
 from netstep.errors import LessonError, NetstepError
 from netstep.render import RenderMixin
-from netstep.snapshot import PARTS
+from netstep.state.snapshot import PARTS
 
 FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
@@ -261,61 +261,8 @@ def parse_lines(text: str, where: str = "host") -> list[Command]:
 
 def lessons_dir() -> Path:
     """The course's lessons: inside the installed package, or beside it in a checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the netstep package
     for candidate in (here / "_lessons", here.parent / "lessons"):
         if candidate.is_dir():
             return candidate
     raise NetstepError("netstep cannot find its lessons folder; reinstall it with `pip install .`.")
-
-
-@dataclass
-class Course(RenderMixin):
-    lessons: list[Lesson]
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike | None = None) -> Course:
-        folder = Path(folder) if folder else lessons_dir()
-        files = sorted(p for p in folder.glob("*.md") if FILE_RE.match(p.name))
-        return cls([parse_lesson(p) for p in files])
-
-    containers: int | None = None  # lesson 4 rebuilt with this many containers (netstep.scale)
-
-    @property
-    def steps(self) -> list[Step]:
-        return [step for lesson in self.lessons for step in lesson.steps]
-
-    def with_containers(self, count: int) -> Course:
-        """This course with lesson 4 (the bridge) built for `count` containers."""
-        from netstep.scale import bridge_lesson
-
-        bridge = self.find("bridge")
-        lessons = [bridge_lesson(bridge, count) if lesson is bridge else lesson for lesson in self.lessons]
-        return Course(lessons, containers=count)
-
-    def start_of(self, lesson: Lesson) -> int:
-        """Index in `steps` of the lesson's first step."""
-        index = 0
-        for other in self.lessons:
-            if other is lesson:
-                return index
-            index += len(other.steps)
-        raise ValueError(lesson.name)
-
-    def find(self, ref: str) -> Lesson:
-        """A lesson by `lesson3`, `3`, its slug, or the path of a lesson file."""
-        key = ref.strip().lower()
-        for lesson in self.lessons:
-            if key in (lesson.name, str(lesson.number), f"{lesson.number:02d}", lesson.slug):
-                return lesson
-        if ref.endswith(".md") and os.path.exists(ref):
-            lesson = parse_lesson(ref)
-            for i, other in enumerate(self.lessons):
-                if other.number == lesson.number:
-                    self.lessons[i] = lesson
-                    return lesson
-            self.lessons.append(lesson)
-            self.lessons.sort(key=lambda item: item.number)
-            return lesson
-        names = ", ".join(f"{le.name} ({le.slug})" for le in self.lessons)
-        raise NetstepError(f"There is no lesson '{ref}'. The lessons are: {names}; or give `all`, "
-                           "or the path of a lesson file.")

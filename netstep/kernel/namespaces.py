@@ -15,8 +15,11 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from netstep.kernel.rtnl import Rtnl
+
 CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
+MS_BIND, MS_SHARED = 4096, 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
@@ -64,9 +67,7 @@ def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socke
 
 
 def iproute(path: str | None):
-    """An rtnetlink client (netstep.rtnl) whose socket was made in the namespace at `path`."""
-    from netstep.rtnl import Rtnl
-
+    """An rtnetlink client (netstep.kernel.rtnl) whose socket was made in the namespace at `path`."""
     return Rtnl(socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
 
 
@@ -78,7 +79,7 @@ def create(path: str) -> None:
     def make() -> None:
         _check(_libc.unshare(CLONE_NEWNET), "unshare")
         src = f"/proc/self/task/{threading.get_native_id()}/ns/net"
-        _check(_libc.mount(src.encode(), path.encode(), None, 4096, None), f"mount {path}")  # MS_BIND
+        _check(_libc.mount(src.encode(), path.encode(), None, MS_BIND, None), f"mount {path}")
 
     try:
         threading_run(make)
@@ -121,9 +122,18 @@ def remove(path: str) -> None:
         os.unlink(path)
 
 
-def same_namespace(path: str, other: str) -> bool:
-    st1, st2 = os.stat(path), os.stat(other)
-    return (st1.st_dev, st1.st_ino) == (st2.st_dev, st2.st_ino)
+def make_shared_folder(folder: str) -> None:
+    """Make `folder` a shared mount point of its own, so that namespaces pinned in it later
+    (by `ip netns add` in `netstep shell`, say) show in every mount namespace that sees it."""
+    d = folder.encode()
+    _check(_libc.mount(d, d, None, MS_BIND, None), f"bind {folder}")
+    _check(_libc.mount(None, d, None, MS_SHARED, None), f"share {folder}")
+
+
+def unmount_all(folder: str) -> None:
+    """Detach every mount stacked on `folder` (see make_shared_folder)."""
+    while _libc.umount2(folder.encode(), MNT_DETACH) == 0:
+        pass
 
 
 def exec_in(path: str | None, argv: list[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import shlex
 
-from netstep.actions import (
+from netstep.course.actions import (
     Action,
     AddLink,
     AddNetns,

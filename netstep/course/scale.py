@@ -14,8 +14,8 @@ import json
 import os
 import time
 
+from netstep.course.lessons import Lesson, parse_lesson_text
 from netstep.errors import NetstepError
-from netstep.lessons import Lesson, parse_lesson_text
 
 FIRST = ipaddress.IPv4Address("172.18.0.0")
 

@@ -1,4 +1,4 @@
-"""Checks: an expectation about reachability, tested for real from inside a namespace.
+"""Probes: checks tested for real from inside a namespace.
 
 A ping is an ICMP echo sent from a raw socket that lives in the source namespace (no
 `ping` process); a tcp check connects; an http check also sends a GET and reads the status
@@ -18,74 +18,14 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from netstep import namespaces
-from netstep.render import RenderMixin
+from netstep.course.checks import REASON_TEXT, Check, CheckResult
+from netstep.kernel import namespaces
 
-KINDS = ("ping", "tcp", "http")
-EXPECTS = ("reachable", "unreachable")
-REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered")
-REASON_TEXT = {
-    "no-route": "Network is unreachable (no route)",
-    "host-unreachable": "Destination Host Unreachable (ARP got no answer)",
-    "net-unreachable": "Destination Net Unreachable",
-    "refused": "Connection refused",
-    "no-answer": "no answer (silence)",
-    "filtered": "blocked by a firewall rule",
-}
 SILENCE = 0.2  # seconds without an answer that decide an expected failure (when no counter proves it sooner)
 POLL = 0.001  # seconds between two readings of the witness's counters
 PATIENCE = 2.0  # seconds an expected success may take
-
-
-@dataclass(frozen=True)
-class Check(RenderMixin):
-    """What a lesson expects: `ping netns0 -> 172.18.0.11 reachable`."""
-
-    kind: str
-    source: str
-    target: str  # an address, or "internet"
-    port: int | None
-    expect: str
-    reason: str | None = None
-    line: int = 0
-
-    def describe(self, internet: str | None = None) -> str:
-        return f"{self.kind} {self.source} -> {self.destination(internet)}"
-
-    def destination(self, internet: str | None = None) -> str:
-        addr = internet if (self.target == "internet" and internet) else self.target
-        return f"{addr}:{self.port}" if self.port else addr
-
-
-@dataclass(frozen=True)
-class CheckResult(RenderMixin):
-    check: Check
-    to: str
-    actual: str  # reachable | unreachable
-    reason: str  # one of REASONS, or "reply" / "connected" / "HTTP 200"
-    detail: str
-    elapsed: float
-    concluded: str = ""  # "answer", "error" (the kernel refused at once), "evidence" or "timeout"
-    where: str | None = None  # the namespace where the packet stopped (or that answered)
-    why: str = ""
-    evidence: dict | None = None  # the counters, route lookup, rule that decided
-
-    @property
-    def ok(self) -> bool:
-        if self.actual != self.check.expect:
-            return False
-        return self.check.reason is None or self.check.reason == self.reason
-
-    def as_json(self, lesson: str = "", step: str = "") -> dict:
-        return {
-            "lesson": lesson, "step": step, "from": self.check.source, "to": self.to,
-            "kind": self.check.kind, "expect": self.check.expect, "actual": self.actual,
-            "reason": self.reason, "detail": self.detail, "ok": self.ok,
-            "ms": round(self.elapsed * 1000, 1), "concluded": self.concluded, "where": self.where, "why": self.why,
-            "evidence": self.evidence,
-        }
 
 
 def run(checks: list[Check], path_of, internet: str, witness=None) -> list[CheckResult]:

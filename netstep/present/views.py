@@ -1,6 +1,9 @@
-"""Drawing engine objects with rich: the same renderables serve terminals and notebooks.
+"""Drawing netstep's objects with rich: the same renderables serve terminals and notebooks.
 
-Front ends print these; the engine never does. Marks and signs (✔ ✘ + - ~) carry the
+Importing this module hands `renderable` to netstep.render, through which every
+RenderMixin object draws itself; a front end imports it before it draws, and registers
+renderers of its own types here (netstep.tutor does). Front ends print these; the engine
+never does. Marks and signs (✔ ✘ + - ~) carry the
 meaning as well as the colours do, so output stays readable with NO_COLOR and in a pipe.
 """
 
@@ -15,11 +18,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from netstep.checks import REASON_TEXT, Check, CheckResult
-from netstep.diff import Diff
-from netstep.engine import OwnResult, StepResult
-from netstep.lessons import Course, Lesson, Step
-from netstep.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
+from netstep import render
+from netstep.core.results import OwnResult, StepResult
+from netstep.course.checks import REASON_TEXT, Check, CheckResult
+from netstep.course.course import Course
+from netstep.course.lessons import Lesson, Step
+from netstep.state.diff import Diff
+from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
 
 TITLES = {
     "links": "Devices", "addresses": "Addresses", "routes": "Routes", "rules": "iptables rules",
@@ -199,26 +204,4 @@ def _(result: OwnResult) -> RenderableType:
     )
 
 
-def _tutor_renderers() -> None:
-    from netstep.tutor import CheckReport, Notice, Status, Tutor
-
-    @renderable.register(CheckReport)
-    def _(report: CheckReport) -> RenderableType:
-        return Group(Text(report.title, style="bold"), *(renderable(r) for r in report.results))
-
-    @renderable.register(Notice)
-    def _(notice: Notice) -> RenderableType:
-        return Text(notice.text)
-
-    @renderable.register(Status)
-    def _(status: Status) -> RenderableType:
-        where = f"after {status.done}" if status.done else "at the start of the course"
-        upcoming = f"Next: {status.next} (t.step())." if status.next else "The course is finished."
-        return Text.assemble((f"Lab '{status.lab}' ", "bold"), f"is {where}. ", upcoming)
-
-    @renderable.register(Tutor)
-    def _(tutor: Tutor) -> RenderableType:
-        return renderable(tutor.status())
-
-
-_tutor_renderers()
+render.use(renderable)  # every RenderMixin object now draws through this module

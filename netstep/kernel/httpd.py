@@ -1,6 +1,6 @@
 """The lab's HTTP server: `python3 -m http.server` as the article runs it, minus the waits.
 
-Started by the executor as its own process so that it outlives the command that started
+Started by netstep.ops.servers as its own process so that it outlives the command that started
 it: it enters the container's namespace, binds, says "ready" on stdout and serves until
 SIGTERM. Its command line names the lab's folder (--lab): that is how netstep finds it.
 It answers every GET with a short page that names where it runs, and does no reverse DNS
@@ -16,7 +16,7 @@ import socketserver
 import sys
 from http.server import BaseHTTPRequestHandler
 
-from netstep.namespaces import enter
+from netstep.kernel.namespaces import enter
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -44,7 +44,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netstep.httpd")
+    parser = argparse.ArgumentParser(prog="netstep.kernel.httpd")
     parser.add_argument("--netns", required=True)
     parser.add_argument("--name", default="?")
     parser.add_argument("--bind", required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netstep.render import RenderMixin
-from netstep.snapshot import CONFIG_PARTS, NamespaceState, Snapshot
+from netstep.state.snapshot import CONFIG_PARTS, NamespaceState, Snapshot
 
 
 @dataclass(frozen=True)
