@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print each check as a JSON line")
     run.add_argument("--containers", type=int, metavar="N",
                      help="lesson 4 (the bridge) with N containers, every pair checked")
-    sub.add_parser("next", help="apply the next step")
+    next_ = sub.add_parser("next", help="apply the next step")
+    next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
     sub.add_parser("back", help="roll back the last step")
     check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
     check.add_argument("lesson", nargs="?")
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check that this machine can run the course")
     books = sub.add_parser("notebooks", help="write the Jupyter notebooks generated from the lessons")
     books.add_argument("--out", default="notebooks", help="folder to write to (default: notebooks)")
+    books.add_argument("--html", metavar="DIR",
+                       help="instead, run every notebook on a lab of its own and write the course as web pages to DIR")
     demo = sub.add_parser("demo", help="instructor demo: the course on a projector, one step at a time")
     demo.add_argument("--lab", default=argparse.SUPPRESS, help="which lab to use (as before the command)")
     demo.add_argument("--from", dest="from_lesson", metavar="N", help="start at lesson N (fast-forward first)")
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     out, err = LazyConsole(), LazyConsole(stderr=True)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        from netstep.core.lab import validate_lab_name
+
+        validate_lab_name(args.lab)  # once, for every command, before anything else runs
         return COMMANDS[args.command](args, out, err)
     except NetstepError as exc:
         err.print(_text(("netstep: ", "bold red"), str(exc)), soft_wrap=True)
@@ -179,9 +185,7 @@ def opened(args, course=None) -> Iterator:
 
 def _engine(args, course=None):
     from netstep.core.engine import Engine
-    from netstep.core.lab import validate_lab_name
 
-    validate_lab_name(args.lab)
     require_root_and_tools()
     lab = _lab(args)
     lab.lock()
@@ -252,19 +256,14 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
                 out.rule(_text((lesson.title, "bold")))
                 out.print(lesson)
             for step in lesson.steps:
-                if not args.yes and not _confirm(step, err if args.json else out):
+                console = err if args.json else out
+                if not args.json or not args.yes:
+                    console.print(step)  # what a student reads before the step runs
+                if not args.yes and not _confirm(console):
                     return 0 if ok else 1
-                if args.yes and not args.json and step.prose:
-                    from rich.markdown import Markdown
-
-                    out.print(Markdown(step.prose))
-                result = _apply_with_progress(engine, step, err if args.json else out, show=not args.json)
+                result = _apply_with_progress(engine, step, console, show=not args.json)
                 ok = ok and result.ok
-                if args.json:
-                    _print_checks(result.checks, args, out, lesson.name, step.ref)
-                else:
-                    out.print(result)
-                    out.print()
+                _print_result(result, args, out)
         if not args.json:
             out.print("[bold green]Every check came out as expected.[/]" if ok
                       else "[bold red]Some checks did not come out as expected.[/]")
@@ -282,8 +281,32 @@ def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = Tru
         return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _confirm(step, out: LazyConsole) -> bool:
-    out.print(step)
+def _print_result(result, args, out: LazyConsole) -> None:
+    """A step's result: with --json its step line and check lines; otherwise what changed,
+    the checks and what the step shows, then the prose that explains them."""
+    step = result.step
+    lesson = step.lesson.name if step.lesson else ""
+    if args.json:
+        print(json.dumps(step_event(result)), flush=True)
+        _print_checks(result.checks, args, out, lesson, step.ref)
+        return
+    out.print(result)
+    if step.after:
+        from rich.markdown import Markdown
+
+        out.print(Markdown(step.after))
+    out.print()
+
+
+def step_event(result) -> dict:
+    """The JSON line of an applied step: what ran and exactly what it changed."""
+    step = result.step
+    return {"event": "step", "lesson": step.lesson.name if step.lesson else "", "step": step.ref,
+            "title": step.title, "commands": [f"{c.where}# {c.text}" for c in step.commands],
+            "diff": result.diff.as_json()}
+
+
+def _confirm(out: LazyConsole) -> bool:
     if not sys.stdin.isatty():
         return True
     answer = out.input("Press Enter to apply this step, or q to stop: ")
@@ -292,8 +315,11 @@ def _confirm(step, out: LazyConsole) -> bool:
 
 def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
-        result = engine.apply_next()
-        out.print(result)
+        step = engine.next_step()
+        if step is not None and not args.json:
+            out.print(step)
+        result = engine.apply_next(show=not args.json)
+        _print_result(result, args, out)
         return 0 if result.ok else 1
 
 
@@ -364,20 +390,23 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
 
 
 def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.core.lab import validate_lab_name
     from netstep.core.reset import reset_lab
 
-    validate_lab_name(args.lab)
     require_root_and_tools("nsenter")
     lab = _lab(args)
-    lab.lock(build=False)
+    lab.lock(build=False, adopt=True)  # whatever mode the lab was made in
     try:
+        orphaned = lab.orphaned
         problems = reset_lab(lab)
     finally:
         lab.close()
     for problem in problems:
         err.print(_text(("netstep: could not undo: ", "yellow"), problem), soft_wrap=True)
-    out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
+    if orphaned:
+        out.plain(f"Lab '{args.lab}' removed: its network namespace was gone, so only its files and its own "
+                  "namespaces were left, and nothing else was touched.")
+    else:
+        out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
     return 1 if problems else 0
 
 
@@ -409,6 +438,13 @@ def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.course import Course
     from netstep.notebooks import write_all
 
+    if args.html:
+        from netstep.book import write_book
+
+        require_root_and_tools()
+        for path in write_book(Course.load(), Path(args.html)):
+            out.plain(f"wrote {path}")
+        return 0
     for path in write_all(Course.load(), Path(args.out)):
         out.print(f"wrote {path}", markup=False)
     return 0

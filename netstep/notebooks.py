@@ -66,12 +66,18 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
         "starts from (applying the earlier lessons' steps silently if needed)."))
     cells.append(new_code_cell(_setup(lesson.slug)))
     for step in lesson.steps:
-        text = f"## {step.title}\n\n{step.prose}".strip()
+        # Before the run cell: the scene and the commands; after it: what explains the result.
+        text = f"## {step.title}\n\n{step.before}".strip()
+        if step.checks:
+            asks = "\n".join(f"- `{c.describe()}`: reachable or unreachable?" for c in step.checks)
+            text += f"\n\nThe checks ask:\n\n{asks}"
         if step.commands:
             commands = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
             text += f"\n\nThe step runs:\n\n```console\n{commands}\n```"
         cells.append(new_markdown_cell(text))
         cells.append(new_code_cell("t.step()"))
+        if step.after:
+            cells.append(new_markdown_cell(step.after))
     cells.append(new_markdown_cell(
         "## Your turn\n\nLook at any namespace as it stands now, then try a command of your own. "
         "The `%%netstep` cell below adds a bridge named `scratch0` on the lab host; edit it as you "

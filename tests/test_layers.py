@@ -23,7 +23,7 @@ LAYERS = [
     ("core", ["netstep.core"]),
     ("present", ["netstep.present"]),
     ("front ends", ["netstep.cli", "netstep.tutor", "netstep.magic", "netstep.notebooks", "netstep.shell",
-                    "netstep.doctor", "netstep.demo", "netstep.__main__", "netstep"]),
+                    "netstep.doctor", "netstep.book", "netstep.demo", "netstep.__main__", "netstep"]),
 ]
 
 

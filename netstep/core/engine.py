@@ -191,7 +191,13 @@ class Engine:
         return list(self.goto(self.course.start_of(step.lesson)))
 
     def rollback_all(self) -> list[StepResult]:
-        return list(self.goto(0))
+        """Undo every step. In host mode the lab's stand-in client goes too, so that the
+        machine is as it was before the course (the lab makes it again when next used)."""
+        results = list(self.goto(0))
+        if self.lab.standin.wanted:
+            self.lab.remove_standin()
+            self.moments.forget()
+        return results
 
     # -- the student's own commands ---------------------------------------------------------
 

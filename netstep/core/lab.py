@@ -38,6 +38,7 @@ from netstep.kernel import namespaces, servers, sysctl
 from netstep.kernel.handles import Handles
 from netstep.kernel.registry import Namespaces
 from netstep.kernel.rtnl import Rtnl
+from netstep.kernel.standin import StandIn
 from netstep.state.reader import StateReader
 from netstep.state.snapshot import Snapshot
 
@@ -98,6 +99,9 @@ class Lab:
         self.netns_dir = self.registry.netns_dir
         self.handles = Handles(self.registry.require)
         self.reader = StateReader(self.registry, self.handles)
+        self.standin = StandIn(self.registry, self.handles)
+        # A host-mode lab whose namespace is gone: only its files and own namespaces remain.
+        self.orphaned = False
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -119,8 +123,12 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lock(self, *, build: bool = True) -> None:
+    def lock(self, *, build: bool = True, adopt: bool = False) -> None:
         """Take the lab's lock, creating the lab if it does not exist yet (and `build`).
+
+        With `adopt` (for `reset`), an existing lab is taken in the mode it was made in,
+        whatever this object was asked for. A host-mode lab is refused from any network
+        namespace but its own (see _check_mode).
 
         A reset elsewhere may remove the (empty) folders or this lab's lock file at any
         moment: a folder that vanished is made again, and a lock taken on a file that was
@@ -153,14 +161,20 @@ class Lab:
         self._lock_fd = fd
         self.registry.locked = True
         self._forget_namespaces()  # they may have changed while the lock was free
-        if self.exists():
-            self._check_mode()
-        if build and not self.exists():
-            try:
-                self._build()
-            except BaseException:
-                self._cleanup_kernel_state()
-                raise
+        try:
+            if self.exists():
+                self._check_mode(adopt=adopt)
+            if build and not self.exists():
+                try:
+                    self._build()
+                except BaseException:
+                    self._cleanup_kernel_state()
+                    raise
+            elif build and self.standin.wanted and not self.standin.exists():
+                self._build_standin()  # a rollback of the whole course removed it
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.close_handles()
@@ -169,26 +183,81 @@ class Lab:
             self._lock_fd = None
             self.registry.locked = False
 
-    def _check_mode(self) -> None:
+    def _check_mode(self, *, adopt: bool = False) -> None:
+        """Take the mode the lab was made in, refusing a mismatch (unless `adopt`) and, for a
+        host-mode lab, any namespace but the one it was made in: its journal's undos belong
+        there, and applied anywhere else they would change what netstep did not make."""
         with open(os.path.join(self.dir, "lab.json")) as f:
             made = json.load(f)
-        if bool(made.get("host")) != self.host_mode:
-            how = "with --host" if made.get("host") else "without --host"
-            raise NetstepError(f"Lab '{self.name}' was made {how}: use it the same way, or `reset` it first.")
-        if self.host_mode:
-            self.registry.upstream_path = self.upstream_path or made.get("upstream")
-            self.topology = replace(self.topology, internet=made.get("internet", self.topology.internet))
+        host = bool(made.get("host"))
+        if host != self.host_mode and not adopt:
+            flag, how = ("--host ", "with --host") if host else ("", "without --host")
+            raise NetstepError(
+                f"Lab '{self.name}' was made {how}: use it the same way (as in `python -m netstep {flag}"
+                f"--lab {self.name} next`), or remove it with `python -m netstep --lab {self.name} reset`."
+            )
+        self.host_mode = self.registry.host_mode = host
+        if not host:
+            self.registry.upstream_path = None
+            return
+        self.registry.upstream_path = made.get("upstream") or (None if adopt else self.upstream_path)
+        self.topology = replace(self.topology, internet=made.get("internet") or "8.8.8.8")
+        recorded = made.get("netns")
+        if recorded is None:  # made by a netstep that did not record it: trust the caller
+            return
+        ident = (recorded["dev"], recorded["ino"])
+        if ident == namespaces.identity():
+            return
+        if not namespaces.is_alive(ident):
+            if adopt:
+                self.orphaned = True
+                return
+            raise NetstepError(
+                f"Lab '{self.name}' was made with --host in network namespace net:[{ident[1]}], which is "
+                f"gone. Nothing of it is left to use: remove its files and namespaces with "
+                f"`python -m netstep --lab {self.name} reset`."
+            )
+        raise NetstepError(
+            f"Lab '{self.name}' was made with --host in network namespace net:[{ident[1]}], and its changes "
+            f"live there; this is net:[{namespaces.identity()[1]}] (`ls -l /proc/self/ns/net` shows it). "
+            f"Using or resetting the lab from here would apply its undos to a namespace it never changed, "
+            f"so netstep touched nothing. Run the command in the namespace where the lab was made (the "
+            f"shell you made it from, not inside `ip netns exec` or `unshare`), or use another lab with "
+            f"--lab NAME."
+        )
 
     def _build(self) -> None:
         """Create the lab host and the upstream, wired as the article's VM and router."""
         self._cleanup_kernel_state()
         os.makedirs(self.netns_dir, exist_ok=True)
         namespaces.make_shared_folder(self.netns_dir)
-        if not self.host_mode:
+        made = {"netstep": 1, "name": self.name, "created": time.time(), "host": self.host_mode,
+                "internet": self.internet, "upstream": self.upstream_path}
+        if self.host_mode:
+            dev, ino = namespaces.identity()
+            made["netns"] = {"dev": dev, "ino": ino}
+            if self.standin.wanted:
+                self._build_standin()
+        else:
             self._build_sandbox()
         with open(os.path.join(self.dir, "lab.json"), "w") as f:
-            json.dump({"netstep": 1, "name": self.name, "created": time.time(), "host": self.host_mode,
-                       "internet": self.internet, "upstream": self.upstream_path}, f)
+            json.dump(made, f)
+
+    def _build_standin(self) -> None:
+        """Host mode's client on the network (see netstep.kernel.standin). The engine's last
+        reading of the lab is stale once the lab itself changed the host."""
+        self.standin.build()
+        self._drop_last_snapshot()
+
+    def remove_standin(self) -> None:
+        """Remove host mode's stand-in client, as a rollback of the whole course does."""
+        if self.standin.wanted:
+            self.standin.remove()
+            self._drop_last_snapshot()
+
+    def _drop_last_snapshot(self) -> None:
+        with suppress(FileNotFoundError):
+            os.unlink(self.last_snapshot_path)
 
     def _build_sandbox(self) -> None:
         for ns in ("host", "upstream"):
@@ -241,6 +310,8 @@ class Lab:
     def _cleanup_kernel_state(self) -> None:
         self._forget_namespaces()
         self.stop_servers()
+        self.standin.delete_link()
+        self.handles.close()
         if os.path.isdir(self.netns_dir):
             for entry in os.listdir(self.netns_dir):
                 namespaces.remove(os.path.join(self.netns_dir, entry))

@@ -46,6 +46,10 @@ class Moments:
         self._last: Snapshot | None = None
         self.moved = False  # True once a move was remembered: the last state is current
 
+    def forget(self) -> None:
+        """The lab changed outside a move (its stand-in client went): read it afresh next time."""
+        self._last, self.moved = None, False
+
     def read(self, names: list[str] | None = None, *, caches: bool = False) -> Snapshot:
         """The state of `names` (every namespace), read afresh."""
         return self.lab.snapshot(names, caches=caches, sysctls=self._sysctls())

@@ -23,9 +23,11 @@ def reset_lab(lab: Lab) -> list[str]:
     lab host is the machine's own namespace, so the journal's undos run first, newest first
     (also after a crash), then any rule still carrying the lab's mark is deleted. An undo
     journaled just before its change (a kill came in between) may find nothing to undo.
+    A host-mode lab whose namespace is gone (`lab.orphaned`) has nothing left to undo: only
+    its files and its own namespaces are removed, and nothing is applied anywhere.
     """
     problems: list[str] = []
-    if lab.host_mode and os.path.exists(lab.journal_path):
+    if lab.host_mode and not lab.orphaned and os.path.exists(lab.journal_path):
         journal = Journal(lab.journal_path)
         entries = [*reversed(journal.own)]
         entries += [e for record in reversed(journal.steps) for e in reversed(record["entries"])]

@@ -43,8 +43,13 @@ class Show:
 
 @dataclass
 class Step(RenderMixin):
+    """One step. Its prose is cut where its commands begin (its checks, in a step without
+    commands): `before` sets the scene and is read before the step runs; `after` explains
+    the result, and is read only once the result is there."""
+
     title: str
-    prose: str = ""
+    before: str = ""
+    after: str = ""
     commands: list[Command] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     shows: list[Show] = field(default_factory=list)
@@ -56,6 +61,11 @@ class Step(RenderMixin):
     @property
     def actions(self) -> list[Action]:
         return [c.action for c in self.commands]
+
+    @property
+    def prose(self) -> str:
+        """All of the step's prose, in the file's order."""
+        return "\n\n".join(part for part in (self.before, self.after) if part)
 
     @property
     def ref(self) -> str:
@@ -115,6 +125,9 @@ class _Parser:
         self.intro: list[str] = []
         self.steps: list[Step] = []
         self.prose: list[str] = []
+        # Where the current step's prose reached when its first console / check block came.
+        self.cut_console: int | None = None
+        self.cut_check: int | None = None
 
     def error(self, line: int, message: str) -> LessonError:
         return LessonError(self.path, line, message)
@@ -162,17 +175,23 @@ class _Parser:
         raise self.error(start + 1, f"this {marker} block is never closed")
 
     def _close_step(self) -> None:
-        text = "\n".join(self.prose).strip()
         if self.steps:
-            self.steps[-1].prose = text
+            cut = next((c for c in (self.cut_console, self.cut_check) if c is not None), len(self.prose))
+            self.steps[-1].before = "\n".join(self.prose[:cut]).strip()
+            self.steps[-1].after = "\n".join(self.prose[cut:]).strip()
         else:
-            self.intro.append(text)
+            self.intro.append("\n".join(self.prose).strip())
         self.prose = []
+        self.cut_console = self.cut_check = None
 
     def _block(self, lang: str, body: list[str], first: int) -> None:
         if not self.steps:
             raise self.error(first - 1, f"a {lang} block must be inside a step (after a '## ' heading)")
         step = self.steps[-1]
+        if lang == "console" and self.cut_console is None:
+            self.cut_console = len(self.prose)
+        elif lang == "check" and self.cut_check is None:
+            self.cut_check = len(self.prose)
         if lang == "notes":
             step.notes = "\n".join([step.notes, *body]).strip()
             return

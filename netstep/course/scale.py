@@ -75,9 +75,9 @@ def bridge_lesson(original: Lesson, count: int) -> Lesson:
     lines = [f"# {original.title} ({count} containers)", "",
              f"The bridge lesson with {count} containers on `br0`, each with an address of 172.18.0.0/16 "
              "in order, and a check of every pair.", ""]
-    lines += [f"## {teardown.title}", "", teardown.prose, "", "```console"]
+    lines += [f"## {teardown.title}", "", teardown.before, "", "```console"]
     lines += [f"{c.where}# {c.text}" for c in teardown.commands]
-    lines += ["```", "", f"## Build {count} containers", "",
+    lines += ["```", "", teardown.after, "", f"## Build {count} containers", "",
               "Each container gets a namespace and a veth pair whose container end is made straight in "
               "the container's namespace (`peer name ... netns ...`: one command instead of add and move); "
               "the host ends get no address.", "",

@@ -184,7 +184,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if step is None or not self.idle:
             return
         self.on_stage, self.last_result = step, None
-        self._show(title=stage.step_title(step), narration=stage.narration(step.prose), result="")
+        self._show(title=stage.step_title(step), narration=stage.narration(step.before), result="")
         self._pending = None
         self.commands.type(stage.command_lines(step), self.options.typing_cps, self._typed)
         self._run(f"applying step {step.ref}", self.engine.apply_next, self._applied)
@@ -193,7 +193,9 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.last_result = result
         self.applied.append(result.step.ref)
         self.failures += sum(not check.ok for check in result.checks)
-        self._pending = lambda: self._show(result=stage.result_view(result), reveal=True)
+        # The explanation only once the result is on screen; the scene-setting stays otherwise.
+        after = stage.narration(result.step.after) if result.step.after else None
+        self._pending = lambda: self._show(result=stage.result_view(result), narration=after, reveal=True)
 
     def _typed(self) -> None:
         if self._pending is not None and self.operation is None:

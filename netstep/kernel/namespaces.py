@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TypeVar
 
 from netstep.kernel.rtnl import Rtnl
@@ -134,6 +135,33 @@ def unmount_all(folder: str) -> None:
     """Detach every mount stacked on `folder` (see make_shared_folder)."""
     while _libc.umount2(folder.encode(), MNT_DETACH) == 0:
         pass
+
+
+def identity(path: str = "/proc/self/ns/net") -> tuple[int, int]:
+    """The (nsfs device, inode) of a network namespace: stable while the namespace lives,
+    and what `ls -l /proc/self/ns/net` shows as net:[INODE]."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def is_alive(ident: tuple[int, int]) -> bool:
+    """True if anything still holds the namespace `ident`: a process or thread in it, an
+    open descriptor of it, or a mount of it in this mount namespace. A namespace nothing
+    holds is gone for good (its inode may later be reused: this is the best one can tell)."""
+    dev, ino = ident
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        candidates = [f"/proc/{pid}/ns/net"]
+        with suppress(OSError):
+            candidates += [f"/proc/{pid}/task/{t}/ns/net" for t in os.listdir(f"/proc/{pid}/task")]
+        with suppress(OSError):
+            candidates += [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+        for path in candidates:
+            with suppress(OSError):
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    return True
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[3] == f"net:[{ino}]" for line in f if " nsfs " in line)
 
 
 def exec_in(path: str | None, argv: list[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -56,8 +56,8 @@ class Namespaces:
         """The file of namespace `ns`; None for the namespace netstep runs in (host mode)."""
         if ns == "host":
             return None if self.host_mode else os.path.join(self.dir, ns)
-        if ns == "upstream":
-            return self.upstream_path if self.host_mode else os.path.join(self.dir, ns)
+        if ns == "upstream":  # host mode: the user's file, or the lab's own stand-in client
+            return self.upstream_path or os.path.join(self.dir, ns)
         return os.path.join(self.netns_dir, ns)
 
     def has(self, ns: str) -> bool:
@@ -70,8 +70,7 @@ class Namespaces:
         """The file of `ns` (see path_of); an error naming the lab's namespaces if there is none."""
         if not NS_NAME_RE.match(ns) or not self.has(ns):
             known = ", ".join(self.names())
-            hint = " In host mode, checks from upstream need --upstream NETNS_FILE." if ns == "upstream" else ""
-            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.lab}'. It has: {known}.{hint}")
+            raise NetstepError(f"There is no namespace '{ns}' in lab '{self.lab}'. It has: {known}.")
         return self.path_of(ns)
 
     def fd_path(self, ns: str) -> str:

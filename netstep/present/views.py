@@ -138,17 +138,35 @@ def commands_view(step: Step) -> RenderableType:
     return Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True)
 
 
-@renderable.register
-def _(step: Step) -> RenderableType:
+def question(check: Check, internet: str | None = None, *, answer: bool = True) -> Text:
+    """What a check asks; with `answer`, what the lesson expects too."""
+    route = check.describe(internet).split(" ", 1)[1].replace(" -> ", " → ")
+    text = Text.assemble((f"{check.kind:<4} ", "bold"), route)
+    if answer:
+        text.append(f": expect {check.expect}" + (f" ({check.reason})" if check.reason else ""), style="dim")
+    else:
+        text.append(": reachable or unreachable?", style="dim")
+    return text
+
+
+def step_intro(step: Step, *, predicting: bool = False) -> RenderableType:
+    """A step before it runs: its heading, the prose that sets the scene, the question its
+    checks ask (the answer held back when the student predicts) and the commands. Nothing
+    here tells what the step will do: that comes with the result, and step.after."""
     parts: list[RenderableType] = [Text(f"Step {step.ref}: {step.title}", style="bold")]
-    if step.prose:
-        parts.append(Markdown(step.prose))
+    if step.before:
+        parts.append(Markdown(step.before))
+    if step.checks:
+        parts.append(Text("The checks ask:", style="bold"))
+        parts.extend(question(c, answer=not predicting) for c in step.checks)
     if step.commands:
         parts.append(commands_view(step))
-    if step.checks:
-        parts.append(Text("Checks:", style="bold"))
-        parts.extend(renderable(c) for c in step.checks)
     return Group(*parts)
+
+
+@renderable.register
+def _(step: Step) -> RenderableType:
+    return step_intro(step)
 
 
 @renderable.register
@@ -157,8 +175,6 @@ def _(result: StepResult) -> RenderableType:
     verb = "Applied" if result.direction == "apply" else "Rolled back"
     header = Text.assemble((f"{verb} step {step.ref}: ", "bold"), (step.title, "bold cyan"))
     parts: list[RenderableType] = [header]
-    if result.direction == "apply" and step.commands:
-        parts.append(commands_view(step))
     parts.append(Panel(renderable(result.diff), title="What changed", title_align="left", expand=False))
     if result.checks:
         parts.append(Text("Checks", style="bold"))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from netstep.render import RenderMixin
 from netstep.state.snapshot import CONFIG_PARTS, NamespaceState, Snapshot
 
+JSON_PARTS = {"links": "devices"}
+
 
 @dataclass(frozen=True)
 class PartChange:
@@ -15,6 +17,7 @@ class PartChange:
     removed: tuple[str, ...] = ()
     changed: tuple[tuple[str, str], ...] = ()  # (before, after) of the same link or sysctl
     reordered: bool = False  # same entries, another order (routes: another one now wins)
+    order: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # the entries before and after, if reordered
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed or self.reordered)
@@ -34,6 +37,25 @@ class Diff(RenderMixin):
 
     def __bool__(self) -> bool:
         return bool(self.namespaces)
+
+    def as_json(self) -> list[dict]:
+        """One entry a change: {"ns", "part", "change": "+|-|~", "before", "after"}, with the
+        parts named as a student knows them (devices, not links)."""
+        out: list[dict] = []
+        for ns in self.namespaces:
+            if ns.status != "changed":
+                added = ns.status == "added"
+                out.append({"ns": ns.name, "part": "namespace", "change": "+" if added else "-",
+                            "before": None if added else ns.name, "after": ns.name if added else None})
+            for part in ns.parts:
+                name = JSON_PARTS.get(part.part, part.part)
+                out += [{"ns": ns.name, "part": name, "change": "-", "before": e, "after": None} for e in part.removed]
+                out += [{"ns": ns.name, "part": name, "change": "~", "before": a, "after": b} for a, b in part.changed]
+                out += [{"ns": ns.name, "part": name, "change": "+", "before": None, "after": e} for e in part.added]
+                if part.reordered:
+                    out.append({"ns": ns.name, "part": name, "change": "~", "before": list(part.order[0]),
+                                "after": list(part.order[1])})
+        return out
 
     def lines(self) -> list[str]:
         """A plain-text form: `+ host routes: 172.18.0.0/16 dev veth0 ...`."""
@@ -69,7 +91,7 @@ def compare_part(part: str, before: tuple[str, ...], after: tuple[str, ...]) -> 
     added = tuple(x for x in after if x not in before)
     removed = tuple(x for x in before if x not in after)
     reordered = not added and not removed and before != after
-    return PartChange(part, added, removed, (), reordered)
+    return PartChange(part, added, removed, (), reordered, (before, after) if reordered else ((), ()))
 
 
 def diff(before: Snapshot, after: Snapshot, parts: tuple[str, ...] = CONFIG_PARTS, title: str = "") -> Diff:

@@ -60,7 +60,8 @@ class StateReader:
         move, and starts with no rules), and peers in namespaces not read keep their names.
         """
         registry = self.registry
-        names = [ns for ns in (names or registry.names()) if registry.has(ns)]
+        # An empty list reads nothing (a step that only checks changes nothing); None reads all.
+        names = [ns for ns in (registry.names() if names is None else names) if registry.has(ns)]
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
         states = {}
         indexes: dict[str, dict[int, str]] = {}

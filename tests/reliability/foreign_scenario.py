@@ -180,7 +180,7 @@ def netstep(lab: str, upstream: str | None, *args: str, timeout: float = 300) ->
     host = ("--host", "--internet", "203.0.113.8", "--upstream", upstream) if upstream else ()
     r = subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *host, *args], cwd=REPO, env=ENV,
                        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    checks = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    checks = [c for line in r.stdout.splitlines() if line.startswith("{") and "event" not in (c := json.loads(line))]
     return {"args": " ".join(args), "exit": r.returncode, "stderr": r.stderr[-3000:], "checks": checks,
             "failed": [c for c in checks if not c.get("ok")]}
 

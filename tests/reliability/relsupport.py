@@ -61,8 +61,8 @@ def show(result) -> str:
 def json_lines(stdout: str) -> list[dict]:
     out = []
     for line in stdout.splitlines():
-        if line.strip():
-            out.append(json.loads(line))
+        if line.strip() and "event" not in (record := json.loads(line)):  # check lines, not step lines
+            out.append(record)
     return out
 
 

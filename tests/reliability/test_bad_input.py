@@ -261,12 +261,15 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
     if how == "command":  # other damage first, so that it cannot move or delete the attempt
         for _ in range(rng.randint(0, 2)):
             spots = block_lines(lines) or [0]
-            i = rng.randrange(len(lines))
+            # Fences stay where they are: a deleted or moved fence would put the attempt in a
+            # block of another kind than block_lines() thinks, and the case would test nothing.
+            movable = [k for k, text in enumerate(lines) if not text.startswith("```")]
+            i = rng.choice(movable)
             op = rng.choice(["delete", "swap", "wrong", "token"])
             if op == "delete":
                 del lines[i]
             elif op == "swap":
-                j = rng.randrange(len(lines))
+                j = rng.choice(movable)
                 lines[i], lines[j] = lines[j], lines[i]
             elif op == "wrong":
                 lines.insert(rng.choice(spots), rng.choice(PROMPTS[:4]) + rng.choice(WRONG_ARGUMENTS) + "\n")
