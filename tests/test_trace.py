@@ -234,3 +234,22 @@ def test_bad_trace_input_is_one_clear_paragraph(cli_lab: str, args: list[str], w
     result = netstep_cli(cli_lab, *args)
     assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout, result.stderr
     assert words in result.stderr, result.stderr
+
+
+def test_a_notebook_traces_with_t_trace_and_draws_it_as_html() -> None:
+    from netstep.tutor import Tutor
+
+    name = unique_name("tn")
+    try:
+        tutor = Tutor(name)
+        try:
+            tutor.start("masquerade")
+            tutor.step()  # 6.1: ip_forward is still 0 on the host
+            found = tutor.trace("netns0", "internet")
+            assert found.finding.where == "host" and "ip_forward = 0" in found.finding.why, found.as_json()
+            html = found._repr_mimebundle_()["text/html"]
+            assert "where: " in html and "ip_forward = 0" in html and "netns0" in html
+        finally:
+            tutor.reset()
+    finally:
+        Lab(name).destroy()
