@@ -114,14 +114,16 @@ def _address(check: Check, internet: str) -> str:
 def _connect_check(check: Check, internet: str, witness=None, index: int = 0) -> CheckResult:
     start = time.monotonic()
     proof = (lambda: _proven(witness, index, check)) if witness is not None and check.expect == "unreachable" else None
-    actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
-                                     http=check.kind == "http", proof=proof)
-    result = CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start)
-    if proof is not None and isinstance(detail, tuple):  # concluded by the witness
-        (actual, reason, text), finding = detail
-        return replace(result, actual=actual, reason=reason, detail=text, concluded="evidence", where=finding.where,
-                       why=finding.why, evidence=finding.evidence)
-    return replace(result, concluded=_concluded(reason, reason == "no-answer" and "within" in detail))
+    try:
+        actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
+                                         http=check.kind == "http", proof=proof)
+    except Proven as proven:
+        (actual, reason, detail), finding = proven.args
+        return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
+                           concluded="evidence", where=finding.where, why=finding.why, evidence=finding.evidence)
+    timed_out = reason == "no-answer" and detail.startswith(("no answer within", "connected, but no"))
+    return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
+                       concluded=_concluded(reason, timed_out))
 
 
 def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witness=None,
@@ -213,8 +215,13 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _connect_watched(sock: socket.socket, addr: str, port: int, timeout: float, proof):
-    """Connect without blocking, asking `proof()` between short waits; raise as connect would."""
+class Proven(Exception):
+    """A pending connection's loss, proven by the witness: args are (verdict, finding)."""
+
+
+def _connect_watched(sock: socket.socket, addr: str, port: int, timeout: float, proof) -> None:
+    """Connect without blocking, asking `proof()` between short waits; raise as connect would
+    (or Proven, when the witness proves the connection lost)."""
     sock.setblocking(False)
     code = sock.connect_ex((addr, port))
     deadline = time.monotonic() + timeout
@@ -225,13 +232,12 @@ def _connect_watched(sock: socket.socket, addr: str, port: int, timeout: float, 
             break
         proven = proof()
         if proven is not None:
-            return proven
+            raise Proven(*proven)
         if time.monotonic() >= deadline:
             raise TimeoutError
     sock.settimeout(max(0.01, deadline - time.monotonic()))
     if code:
         raise OSError(code, os.strerror(code))
-    return None
 
 
 def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | None:
@@ -259,7 +265,7 @@ def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = Fals
     """Open a TCP connection (and, for http, GET /) from this thread's namespace.
 
     `proof()` is asked while the connection is pending: a (verdict, finding) it returns ends
-    the wait, and comes back as the detail.
+    the wait, raised as Proven.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -268,9 +274,7 @@ def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = Fals
             if proof is None:
                 sock.connect((addr, port))
             else:
-                proven = _connect_watched(sock, addr, port, timeout, proof)
-                if proven is not None:
-                    return proven[0][0], proven[0][1], proven
+                _connect_watched(sock, addr, port, timeout, proof)
         except TimeoutError:
             return "unreachable", "no-answer", f"no answer within {timeout:g} s"
         except OSError as exc:

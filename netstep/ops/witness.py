@@ -102,7 +102,7 @@ class Witness:
             if check.kind == "ping":
                 less = "" if back.kernel_reason == "NEIGH_FAILED" else "Icmp.OutEchoReps"
                 return Watch(back.ns, "Icmp.InEchos", less)
-            return Watch(back.ns, "Ip.OutNoRoutes") if back.kernel_reason == "IP_OUTNOROUTES" else None
+            return Watch(back.ns, "Tcp.InSegs")  # its SYN arrived; no answer (SYN-ACK or RST) can leave
         key = {"IP_INADDRERRORS": "Ip.InAddrErrors", "IP_INNOROUTES": "Ip.InNoRoutes"}.get(back.kernel_reason)
         return Watch(back.ns, key) if key else None
 
