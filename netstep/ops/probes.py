@@ -26,6 +26,8 @@ from netstep.kernel import namespaces
 SILENCE = 0.2  # seconds without an answer that decide an expected failure (when no counter proves it sooner)
 POLL = 0.001  # seconds between two readings of the witness's counters
 PATIENCE = 2.0  # seconds an expected success may take
+PROVEN = {"no-answer": "no reply: the kernel's counters show it was lost",
+          "host-unreachable": "no ARP answer can come: nobody on the link has the address"}
 
 
 def run(checks: list[Check], path_of, internet: str, witness=None) -> list[CheckResult]:
@@ -100,7 +102,8 @@ def _proven(witness, index: int, check: Check):
     finding = witness.conclude(index)
     if finding is None:
         return None
-    return ("unreachable", "no-answer", "no reply: the kernel's counters show it was lost"), finding
+    detail = PROVEN.get(finding.seen, "the kernel's evidence shows it was lost")
+    return ("unreachable", finding.seen, detail), finding
 
 
 def _wait_for(check: Check) -> float:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter as Tally
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netstep.course.checks import Check, CheckResult
 from netstep.state import evidence
-from netstep.state.evidence import Counters, RuleCount
+from netstep.state.evidence import ArpTables, Counters, RuleCount
 from netstep.state.explain import DROPPING, Finding, Observation, explain
 from netstep.state.paths import Path, Wiring, walk
 from netstep.state.snapshot import Snapshot
@@ -56,6 +56,12 @@ class Witness:
         self._paths = {i: self._plan(c) for i, c in enumerate(checks) if c.expect == "unreachable"}
         self.watches = {i: self._watch(checks[i], *p) for i, p in self._paths.items()}
         self.needed = Tally(w for w in self.watches.values() if w is not None)
+        # Where a next hop's ARP cannot be answered (nobody on the link has the address):
+        # (namespace, address, device), proven by the ARP table once the request is out.
+        self.asked = {i: (hop.ns, hop.lookup.gateway or hop.lookup.dst, hop.lookup.dev or "")
+                      for i, (fwd, _) in self._paths.items()
+                      if (hop := fwd.broken) and hop.kernel_reason == "NEIGH_FAILED"}
+        self.arp = ArpTables({ns: lab.path_of(ns) for ns, _, _ in self.asked.values()})
         planned = [fwd for fwd, _ in self._paths.values()]
         # Rule counters cost a process per namespace: read only where a rule can drop or rewrite the probes.
         self.ruled = sorted({hop.ns for fwd in planned for hop in fwd.hops if _decisive(snapshot, hop.ns)})
@@ -120,6 +126,12 @@ class Witness:
         """A proof that check `index`'s probe was dropped, or None (not yet, or nothing to show it)."""
         with self._lock:
             moved = self._read()
+            asked = self.asked.get(index)
+            if asked is not None and self.arp.unanswered(*asked):
+                found = self._finding(index, moved)
+                ns, address, dev = asked
+                asking = f"{ns}: {address} dev {dev} INCOMPLETE (ARP asked; nobody there has it)"
+                return replace(found, seen="host-unreachable", evidence={**found.evidence, "neighbour": asking})
             watch = self.watches.get(index)
             if watch is not None and watch.count(moved) >= self.needed[watch]:
                 if not watch.less:
@@ -169,6 +181,7 @@ class Witness:
 
     def close(self) -> None:
         self.counters.close()
+        self.arp.close()
 
 
 def _decisive(snapshot: Snapshot, ns: str) -> bool:

@@ -26,6 +26,7 @@ class Finding:
     where: str | None
     why: str
     evidence: dict = field(default_factory=dict)
+    seen: str = "no-answer"  # what the probe's source sees of it: its reason code
 
     def as_json(self) -> dict:
         return {"where": self.where, "why": self.why, "evidence": self.evidence}
