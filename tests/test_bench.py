@@ -20,5 +20,6 @@ def test_bench_quick_mode_runs_and_reports(tmp_path):
     text = out.read_text()
     assert "| whole course, every check, clean-up (47 identical verdicts) |" in text
     for measure in ("one step: apply + snapshots + diff", "containers, all 20 pairs", "CLI start-up",
-                    "peak memory of run all"):
+                    "peak memory of run all", "whole course on a terminal (pty)", "proven from the counters",
+                    "3 labs, the whole course at once (141/141 checks as expected"):
         assert measure in text
