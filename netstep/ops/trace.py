@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 from netstep.course.checks import Check, CheckResult
@@ -115,6 +116,15 @@ def _rule_counts(lab, names: list[str]) -> dict[str, list[RuleCount]]:
     return {ns: evidence.read_rule_counts(lambda argv, ns=ns: lab.exec(ns, argv)) for ns in names}
 
 
+def _watch_drops(stack: ExitStack, notes: list[str]) -> DropWatch | None:
+    """A DropWatch closed with `stack`, or None (and a note) where tracefs cannot be used."""
+    try:
+        return stack.enter_context(DropWatch())
+    except (OSError, NetstepError) as exc:
+        notes.append(f"the kernel's drop reasons are not available: {exc}")
+        return None
+
+
 def trace(lab, source: str, target: str, *, port: int | None = None, kind: str | None = None,
           drops: bool = True) -> Trace:
     """Send one probe from `source` to `target` ("internet" names the lab's internet host)
@@ -133,22 +143,13 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     ruled = [ns for ns in names if snapshot[ns].rules]
     notes: list[str] = []
     rules_before = _rule_counts(lab, ruled)
-    with Counters({ns: lab.path_of(ns) for ns in names}) as counters:
-        watch = DropWatch()
-        try:
-            try:
-                watch.__enter__()
-            except (OSError, NetstepError) as exc:
-                notes.append(f"the kernel's drop reasons are not available: {exc}")
-                watch = None
-            before = counters.read()
-            result = probes.run([check], lab.path_of, lab.internet)[0]
-            time.sleep(0.002)  # let the last softirq work finish counting
-            moved = evidence.delta(before, counters.read())
-            dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch and drops else []
-        finally:
-            if watch is not None:
-                watch.close()
+    with Counters({ns: lab.path_of(ns) for ns in names}) as counters, ExitStack() as stack:
+        watch = _watch_drops(stack, notes) if drops else None
+        before = counters.read()
+        result = probes.run([check], lab.path_of, lab.internet)[0]
+        time.sleep(0.002)  # let the last softirq work finish counting
+        moved = evidence.delta(before, counters.read())
+        dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch else []
     rules_after = _rule_counts(lab, ruled)
     src = RouteLookups(lab.ipr)(source, dst, None, None).prefsrc or ""
     flows = _flows_of(lab, ruled, check, src, dst) if src else []

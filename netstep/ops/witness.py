@@ -1,11 +1,12 @@
-"""A witness for a step's checks: it proves a silent probe lost from the kernel's counters.
+"""A witness for a step's checks: it proves a lost probe lost, from the kernel's own records.
 
-Before the probes go, each check's path is walked (netstep.state.paths): where would the
-kernel drop it, there or on the way back? That is a prediction. While the probes are in
-flight the witness re-reads every namespace's SNMP counters (about 30 µs each) and, where
-the path crosses filter rules that drop, their counters; a prediction confirmed by the
-namespace that should have counted the drop concludes the check at once, with that
-evidence. What no counter shows (the rest) is left to the probe's timeout.
+Before the probes go, each expected failure's path is walked (netstep.state.paths): where
+would the kernel drop it, there or on the way back? That is a prediction. While the
+probes are in flight the witness re-reads every namespace's SNMP counters (about 30 µs
+each), the ARP table where a next hop has no owner on its link, and, where the path
+crosses filter rules that drop, their counters; a prediction confirmed by the namespace
+that should have recorded the drop concludes the check at once, with that evidence.
+What nothing records is left to the probe's timeout.
 
 Several checks run at once and share namespaces, so a counter proves a check's drop only
 when it moved at least once for every check that predicts it.
@@ -155,9 +156,9 @@ class Witness:
     def _on_path(self, index: int) -> set[str]:
         return {hop.ns for hop in self.path(index)[0].hops}
 
-    def _counted(self, *, fresh: bool = True, every: float = 0.005) -> dict[str, list[RuleCount]]:
+    def _counted(self, *, every: float = 0.005) -> dict[str, list[RuleCount]]:
         """The rules that counted since the probes went (read again at most every `every` s)."""
-        if self._rules_after is None or (fresh and time.monotonic() - self._rules_at >= every):
+        if self._rules_after is None or time.monotonic() - self._rules_at >= every:
             self._rules_after = self._rules()
             self._rules_at = time.monotonic()
         return {ns: c for ns in self.ruled if (c := evidence.counted(self.rules_before[ns], self._rules_after[ns]))}
