@@ -18,6 +18,11 @@
    `--json` and drawn to a terminal (a pty of fixed size, bench/terminal.py), wall time and
    CPU time. With `--before DIR` (a checkout of an earlier netstep, e.g. `git worktree add
    --detach ../before REV`) the same runs of that version alternate with this one's.
+6. (issue 13) The whole course drawn to a pseudo-terminal and with `--json`, against a
+   bare shell script (bench/course.sh without its inspections: the article's commands,
+   each check a `ping -c1 -W1` or `curl -m1`); how fast an expected failure is proven
+   from the kernel's counters; and 30 labs running the course at once (a class on one
+   machine): the wall time, the largest peak memory of one, every check as expected.
 
 Everything runs in namespaces made for the purpose; nothing touches the machine's own.
 """
@@ -33,6 +38,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -226,6 +232,105 @@ def user_markdown(rows: list[dict], rounds: int, before: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- 5: proven verdicts, a bare script, a class on one machine (issue 13) ---------------------------
+
+
+def bare_script(full: str) -> str:
+    """bench/course.sh without its inspections: the article's commands, and each check a
+    `ping -c1 -W1` or `curl -m1`, nothing else (what a student would type)."""
+    return full.replace("t0=$(now); inspect\n", "t0=$(now)\n").replace("\ninspect; echo", "\necho")
+
+
+def bare_course(path: Path) -> tuple[float, list[tuple]]:
+    took, result = run([*UNSHARE, "bash", "-c", PRIVATE_RUN + f"bash {path} 3>/dev/null"])
+    return took, [tuple(line.split()) for line in result.stdout.splitlines() if line.strip()]
+
+
+def on_terminal(argv: list[str]) -> float:
+    """Wall time of `argv` drawing to a pseudo-terminal (120x40), as a student sees it."""
+    import pty
+    import select
+
+    start = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(REPO)
+        os.execvpe(argv[0], argv, {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"})
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if ready:
+                try:
+                    if not os.read(fd, 65536):
+                        break
+                except OSError:  # EIO: the child closed the terminal
+                    break
+    finally:
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return time.perf_counter() - start
+
+
+def class_at_once(labs: int) -> tuple[float, float, int]:
+    """`labs` labs running the whole course at once: the wall time, the largest peak
+    memory of one (MiB), and how many checks came out as expected."""
+    tag = f"bench-class-{os.getpid()}"
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+               "sys.stdout.write(r.stdout); print('maxrss', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    start = time.perf_counter()
+    procs = [subprocess.Popen([PY, "-c", wrapper, PY, "-m", "netstep", "--lab", f"{tag}-{i}", "run", "all", "--yes",
+                               "--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for i in range(labs)]
+    peaks, ok = [], 0
+    for proc in procs:
+        lines = proc.communicate()[0].splitlines()
+        ok += sum(1 for line in lines if '"ok": true' in line)
+        peaks += [int(line.split()[1]) / 1024 for line in lines[-1:] if line.startswith("maxrss ")]
+    took = time.perf_counter() - start
+    for i in range(labs):
+        netstep(f"{tag}-{i}", "reset")
+    return took, max(peaks, default=0.0), ok
+
+
+def proof_measures(quick: bool, rounds: int, full_script: str) -> list[dict]:
+    """Issue 13's figures: the course on the terminal and in JSON against the bare script,
+    the expected failures proven from the kernel's counters, and a class of labs at once."""
+    bare = Path(tempfile.mkstemp(prefix="netstep-bare-", suffix=".sh")[1])
+    bare.write_text(bare_script(full_script))
+    ours_json, ours_tty, theirs, proven, waited = [], [], [], [], []
+    for i in range(rounds):
+        lab = f"bench-proof-{os.getpid()}-{i}"
+        took, result = netstep(lab, "run", "all", "--yes", "--json")
+        netstep(lab, "reset")
+        records = [r for r in map(json.loads, result.stdout.splitlines()) if "kind" in r]
+        verdicts = [(r["step"], r["kind"], r["from"], r["to"], r["actual"]) for r in records]
+        ours_json.append(took)
+        proven += [r["ms"] / 1000 for r in records if r.get("concluded") == "evidence"]
+        waited += [r["ms"] / 1000 for r in records if r.get("concluded") == "timeout"]
+        ours_tty.append(on_terminal([PY, "-m", "netstep", "--lab", lab + "t", "run", "all", "--yes"]))
+        netstep(lab + "t", "reset")
+        took, shell_verdicts = bare_course(bare)
+        theirs.append(took)
+        if verdicts != shell_verdicts:
+            raise SystemExit(f"the bare script's verdicts differ: {set(verdicts) ^ set(shell_verdicts)}")
+    median = statistics.median
+    rows = [
+        row("whole course on a terminal (pty)", median(ours_tty), median(theirs), "s", "bare shell script",
+            target=">= 10x", ok=median(theirs) >= 10 * median(ours_tty), note=f"{len(verdicts)} identical verdicts"),
+        row("whole course, --json", median(ours_json), median(theirs), "s", "bare shell script", target=">= 10x",
+            ok=median(theirs) >= 10 * median(ours_json)),
+        row("an expected failure, proven from the counters (median)", median(proven) if proven else None, 0.2, "ms",
+            "waiting for silence", note=f"{len(proven) // rounds} a run; {len(waited) // rounds} left to the timeout"),
+    ]
+    bare.unlink()
+    labs = 3 if quick else 30
+    took, peak, ok = class_at_once(labs)
+    expected = labs * len(verdicts)
+    rows.append(row(f"{labs} labs, the whole course at once", took, None, "s", "", target="all checks as expected",
+                    ok=ok == expected, note=f"{ok}/{expected} checks as expected; at most {peak:.0f} MiB a lab"))
+    return rows
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -234,7 +339,8 @@ def measure(quick: bool, rounds: int, sizes: list[int], mininet: bool) -> list[d
 
     from netstep.course.course import Course
 
-    (HERE / "course.sh").write_text(script(Course.load()))
+    full_script = script(Course.load())
+    (HERE / "course.sh").write_text(full_script)
     rows: list[dict] = []
 
     ours, theirs, shell_steps = [], [], []
@@ -274,7 +380,7 @@ def measure(quick: bool, rounds: int, sizes: list[int], mininet: bool) -> list[d
                     ok=cli <= 0.5, ratio=False))
     memory = peak_memory_mib()
     rows.append(row("peak memory of run all", memory, None, "MiB", "", target="<= 100 MiB", ok=memory <= 100))
-    return rows
+    return rows + proof_measures(quick, rounds, full_script)
 
 
 def row(what, ours, base, unit, baseline, *, target="", ok=None, note="", ratio=True) -> dict:

@@ -45,7 +45,8 @@ class LazyConsole:
             # Imported on first use, for start-up speed: rich costs ~100 ms to import.
             from rich.console import Console
 
-            import netstep.present.views  # noqa: F401 (netstep's objects draw through it)
+            import netstep.present.traces  # netstep's objects draw through these two
+            import netstep.present.views  # noqa: F401
 
             self._console = Console(stderr=self.stderr, highlight=False)
         return self._console
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("namespace", nargs="?", default="host")
     inspect.add_argument("--all", action="store_true", help="every namespace of the lab")
     inspect.add_argument("--json", action="store_true")
+    trace = sub.add_parser("trace", help="send one probe and show, hop by hop, what the kernel did with it")
+    trace.add_argument("source", metavar="FROM", help="the namespace it leaves from: host, netns0, upstream, ...")
+    trace.add_argument("target", metavar="TO[:PORT]", help="an address (or `internet`), with a port for tcp/http")
+    probe = trace.add_mutually_exclusive_group()
+    for flag in ("icmp", "tcp", "http"):
+        probe.add_argument(f"--{flag}", dest="probe", action="store_const", const="ping" if flag == "icmp" else flag)
+    trace.add_argument("--json", action="store_true")
     sub.add_parser("diff", help="what changed since the last step")
     rollback = sub.add_parser("rollback", help="roll back the current lesson (--all: everything)")
     rollback.add_argument("--all", action="store_true")
@@ -351,6 +359,19 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
         return 0
 
 
+def cmd_trace(args, out: LazyConsole, err: LazyConsole) -> int:
+    from netstep.ops.trace import parse_target
+
+    target, port, kind = parse_target(args.target, args.probe)
+    with opened(args) as engine:
+        found = engine.trace(args.source, target, port=port, kind=kind)
+    if args.json:
+        print(json.dumps(found.as_json()), flush=True)
+    else:
+        out.print(found)
+    return 0 if found.reachable else 1
+
+
 def cmd_diff(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         out.print(engine.changes_since_last_step())
@@ -441,7 +462,7 @@ def cmd_demo(args, out: LazyConsole, err: LazyConsole) -> int:
 
 COMMANDS = {
     "list": cmd_list, "run": cmd_run, "next": cmd_next, "back": cmd_back, "check": cmd_check,
-    "inspect": cmd_inspect, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
+    "inspect": cmd_inspect, "trace": cmd_trace, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
     "shell": cmd_shell, "doctor": cmd_doctor, "notebooks": cmd_notebooks,
     "demo": cmd_demo,
 }

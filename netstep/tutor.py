@@ -38,7 +38,8 @@ from netstep.course.checks import CheckResult
 from netstep.course.course import Course
 from netstep.course.lessons import Lesson
 from netstep.errors import NetstepError
-from netstep.present import views
+from netstep.ops.trace import Trace
+from netstep.present import traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.render import RenderMixin
 from netstep.state.diff import Diff
 from netstep.state.snapshot import Snapshot
@@ -163,6 +164,11 @@ class Tutor(RenderMixin):
         return self._move(self.engine.undo_own)
 
     # -- looking ------------------------------------------------------------------------------
+
+    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
+        """Send one probe and show its path there and back, and where and why it stopped:
+        `t.trace("netns0", "internet")`, `t.trace("host", "10.0.2.15", port=5005, kind="http")`."""
+        return self._call(lambda: self.engine.trace(source, target, port=port, kind=kind))
 
     def inspect(self, *namespaces: str) -> Snapshot:
         names = list(namespaces) or self.lab.namespace_names()

@@ -307,6 +307,7 @@ def test_unknown_namespace_for_inspect(cli_lab: str) -> None:
 # One invocation of every command the CLI has (the list is checked against the parser below).
 EVERY_COMMAND = [["list"], ["run", "1", "--yes"], ["next"], ["back"], ["check", "1"], ["inspect"], ["diff"],
                  ["rollback", "--all"], ["reset"], ["shell"], ["doctor"], ["notebooks", "--out", "/tmp/nsbad"],
+                 ["trace", "netns0", "10.0.2.15"],
                  ["demo", "--auto", "0.1"]]
 
 

@@ -395,3 +395,32 @@ def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
         if os.path.exists(os.path.join(LABS_ROOT, name)):
             with contextlib.suppress(Exception):
                 Lab(name).destroy()
+
+
+def test_t_traces_a_check_of_the_step_on_stage(lab):
+    """`t` traces the step's failing check first (6.2: no MASQUERADE), then the next, in a pop-up."""
+    from netstep.core.engine import Engine
+    from netstep.demo.screens import TraceScreen
+
+    engine = Engine(lab)
+    target = next(i for i, step in enumerate(COURSE.steps) if step.ref == "6.2")
+    traced: list = []
+
+    async def scenario(pilot) -> None:
+        app = pilot.app
+        assert not app.check_action("trace", ())  # no step applied: nothing to trace
+        await asyncio.to_thread(lambda: [None for _ in engine.goto(target)])
+        lab.close_handles()
+        await press(pilot, "right")
+        assert engine.current_step().ref == "6.2"
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TraceScreen))
+        traced.append(app.screen.trace)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, TraceScreen)
+        await pilot.press("q")
+
+    run_app(engine, DemoOptions(typing_cps=0), scenario)
+    found = traced[0]
+    assert found.check.source == "netns0" and found.result.actual == "unreachable"
+    assert found.finding.where == "upstream" and "no route back" in found.finding.why

@@ -30,7 +30,10 @@ from netstep.course.scale import built_with
 from netstep.errors import NetstepError
 from netstep.ops import apply as executor
 from netstep.ops import probes
+from netstep.ops.trace import Trace, trace
+from netstep.ops.witness import Witness
 from netstep.state.diff import Diff, diff
+from netstep.state.evidence import RouteLookups
 from netstep.state.snapshot import CACHE_PARTS, Snapshot
 
 
@@ -246,7 +249,15 @@ class Engine:
             return []
         for check in checks:
             self.lab.require(check.source)
-        return probes.run(checks, self.lab.path_of, self.lab.internet)
+        witness = Witness(self.lab, checks, self.moments.last(), RouteLookups(self.lab.ipr))
+        try:
+            return probes.run(checks, self.lab.path_of, self.lab.internet, witness)
+        finally:
+            witness.close()
+
+    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
+        """One probe from `source` to `target`, and what every namespace's kernel did with it."""
+        return trace(self.lab, source, target, port=port, kind=kind)
 
     def final_checks(self, lesson: Lesson) -> list[Check]:
         """The checks that describe a finished lesson: those of its last step that has any."""

@@ -53,6 +53,10 @@ class CheckResult(RenderMixin):
     reason: str  # one of REASONS, or "reply" / "connected" / "HTTP 200"
     detail: str
     elapsed: float
+    concluded: str = ""  # "answer", "error" (the kernel refused at once), "evidence" or "timeout"
+    where: str | None = None  # the namespace where the packet stopped (or that answered)
+    why: str = ""
+    evidence: dict | None = None  # the counters, route lookup, rule that decided
 
     @property
     def ok(self) -> bool:
@@ -65,5 +69,6 @@ class CheckResult(RenderMixin):
             "lesson": lesson, "step": step, "from": self.check.source, "to": self.to,
             "kind": self.check.kind, "expect": self.check.expect, "actual": self.actual,
             "reason": self.reason, "detail": self.detail, "ok": self.ok,
-            "ms": round(self.elapsed * 1000, 1),
+            "ms": round(self.elapsed * 1000, 1), "concluded": self.concluded, "where": self.where, "why": self.why,
+            "evidence": self.evidence,
         }

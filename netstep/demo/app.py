@@ -29,7 +29,7 @@ from netstep.demo import stage
 from netstep.demo.calls import EngineCalls
 from netstep.demo.leaving import Leaving
 from netstep.demo.options import DemoOptions
-from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen
+from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen, TraceScreen
 from netstep.demo.topology import Topology
 from netstep.demo.typewriter import Typewriter
 from netstep.state.snapshot import Snapshot
@@ -46,10 +46,12 @@ CSS = """
 #body.-narrow { layout: vertical; }
 #body.-narrow #side { width: 1fr; height: auto; max-height: 50%; }
 #title, #narration, #commands { margin-bottom: 1; }
-NotesScreen, InspectScreen, GotoScreen { align: center middle; }
+NotesScreen, InspectScreen, GotoScreen, TraceScreen { align: center middle; }
 #notes { width: 90%; max-width: 100; height: auto; max-height: 85%; border: round $warning; padding: 1 2;
          background: $surface; }
 #notes > Static { height: auto; }
+#trace { width: 96%; height: auto; max-height: 90%; border: round $error; padding: 0 1; background: $surface; }
+#trace > Static { height: auto; }
 #inspect { width: 94%; height: 90%; border: round $accent; background: $surface; }
 #namespaces { width: 14; height: 1fr; }
 #state { width: 1fr; padding: 0 1; }
@@ -71,6 +73,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         *(Binding(str(n), f"lesson({n})", f"Lesson {n}", show=False) for n in range(1, 10)),
         Binding("c", "recheck", "Checks"),
         Binding("i", "inspect", "Inspect"),
+        Binding("t", "trace", "Trace"),
         Binding("p", "notes", "Notes"),
         Binding("q", "quit", "Quit"),
         Binding("up", "scroll_stage(-1)", show=False),
@@ -94,6 +97,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.previous: Snapshot | None = None
         self.failures = 0  # checks that did not come out as expected
         self.rechecked: list = []  # the results of the last `c`
+        self.traced: list = []  # the checks `t` traced, in order
         self.applied: list[str] = []  # the steps applied with →, space or --auto, in order
         self.cleanup_problems: list[str] = []  # what removing the lab could not undo
         self._pending: Callable[[], None] | None = None  # a result waiting for the typing to end
@@ -155,6 +159,9 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if action == "back":
             return (self.idle and engine.position > 0) or None
         if action == "recheck":
+            current = engine.current_step()
+            return (self.idle and current is not None and bool(current.checks)) or None
+        if action == "trace":
             current = engine.current_step()
             return (self.idle and current is not None and bool(current.checks)) or None
         if action in ("goto_prompt", "inspect"):
@@ -265,6 +272,17 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if self.idle and self.engine.lab.exists():
             self._run("reading the lab", self.engine.snapshot, lambda snap: self.push_screen(InspectScreen(snap)),
                       look=False)
+
+    def action_trace(self) -> None:
+        """Trace a check of the current step: a failing one first, then each in turn."""
+        step = self.engine.current_step()
+        if step is None or not step.checks or not self.idle:
+            return
+        check = stage.check_to_trace(step, self.last_result, self.traced)
+        self.traced.append(check)
+        self._run(f"tracing {check.describe(self.engine.lab.internet)}",
+                  lambda: self.engine.trace(check.source, check.target, port=check.port, kind=check.kind),
+                  lambda found: self.push_screen(TraceScreen(found, f"Trace: {check.describe()}")), look=False)
 
     def action_notes(self) -> None:
         step = self.on_stage

@@ -17,7 +17,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from netstep.present import views
+from netstep.present import (
+    traces,  # noqa: F401 (a Trace draws through the views)
+    views,
+)
 from netstep.state.snapshot import Snapshot
 
 
@@ -35,6 +38,23 @@ class NotesScreen(ModalScreen[None]):
             box.border_title = "Presenter notes"
             box.border_subtitle = "esc or p closes"
             yield Static(self.notes)
+
+
+class TraceScreen(ModalScreen[None]):
+    """One probe's path there and back, and where and why it stopped (a Trace, drawn)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,t,q", "dismiss", "Close", key_display="esc")]
+
+    def __init__(self, trace: RenderableType, title: str) -> None:
+        super().__init__()
+        self.trace = trace
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="trace", can_focus=False) as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "↑↓ scroll · esc or t closes"
+            yield Static(self.trace)
 
 
 class InspectScreen(ModalScreen[None]):

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from netstep.core.results import StepResult
-from netstep.course.checks import CheckResult
+from netstep.course.checks import Check, CheckResult
 from netstep.course.lessons import Lesson, Step
 from netstep.state.diff import Diff
 
@@ -145,6 +145,15 @@ def checks_view(results: Sequence[CheckResult], heading: str = "Checks") -> Rend
         table.add_row(mark, Text(f"{check.kind} {check.source} → {result.to}", style),
                       Text(expected, style), Text(got, got_style))
     return Group(summary, table)
+
+
+def check_to_trace(step: Step, result: StepResult | None, traced: Sequence[Check]) -> Check:
+    """The check `t` traces next: those that came out unreachable first, then the others,
+    one after the other on each press."""
+    failed = [r.check for r in result.checks if r.actual == "unreachable"] if result and result.step is step else []
+    order = failed + [check for check in step.checks if check not in failed]
+    pressed = sum(check in step.checks for check in traced)
+    return order[pressed % len(order)]
 
 
 def result_view(result: StepResult, checks: Sequence[CheckResult] | None = None, heading: str = "Checks") -> Group:

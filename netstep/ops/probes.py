@@ -18,15 +18,19 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import replace
 
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.kernel import namespaces
 
-SILENCE = 0.2  # seconds without an answer that decide an expected failure
+SILENCE = 0.2  # seconds without an answer that decide an expected failure (when no counter proves it sooner)
+POLL = 0.001  # seconds between two readings of the witness's counters
 PATIENCE = 2.0  # seconds an expected success may take
+PROVEN = {"no-answer": "no reply: the kernel's counters show it was lost",
+          "host-unreachable": "no ARP answer can come: nobody on the link has the address"}
 
 
-def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
+def run(checks: list[Check], path_of, internet: str, witness=None) -> list[CheckResult]:
     """Run `checks` at once; `path_of(ns)` gives a namespace's file.
 
     Pings from one namespace share one raw socket in one thread; each tcp or http check
@@ -35,6 +39,10 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
     round trip is well under a millisecond, and its ARP gives up after 0.1 s), while an
     expected success gets PATIENCE seconds, so a loaded machine is not taken for a
     broken network.
+
+    A `witness` (netstep.ops.witness) watching the kernel's counters concludes an expected
+    failure as soon as they prove the packet was dropped, and says where and why every
+    failing check failed.
     """
     results: list[CheckResult | None] = [None] * len(checks)
     errors: list[BaseException] = []
@@ -53,10 +61,11 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
             if path is not None:
                 namespaces.enter(path)
             if checks[indexes[0]].kind == "ping":
-                for i, result in zip(indexes, ping_all([checks[i] for i in indexes], internet), strict=True):
+                found = ping_all([checks[i] for i in indexes], internet, witness=witness, indexes=indexes)
+                for i, result in zip(indexes, found, strict=True):
                     results[i] = result
             else:
-                results[indexes[0]] = _connect_check(checks[indexes[0]], internet)
+                results[indexes[0]] = _connect_check(checks[indexes[0]], internet, witness, indexes[0])
         except BaseException as exc:
             errors.append(exc)
 
@@ -67,7 +76,34 @@ def run(checks: list[Check], path_of, internet: str) -> list[CheckResult]:
         t.join()
     if errors:
         raise errors[0]
-    return [r for r in results if r is not None]
+    done = [r for r in results if r is not None]
+    if witness is not None:
+        done = [_explained(witness, i, r) for i, r in enumerate(done)]
+    return done
+
+
+def _explained(witness, index: int, result: CheckResult) -> CheckResult:
+    if result.actual == "reachable" or result.where is not None:
+        return result
+    finding = witness.explain(index, result)
+    return replace(result, where=finding.where, why=finding.why, evidence=finding.evidence)
+
+
+def _concluded(reason: str, timed_out: bool) -> str:
+    if timed_out:
+        return "timeout"
+    return "answer" if reason in ("reply", "connected") or reason.startswith("HTTP") else "error"
+
+
+def _proven(witness, index: int, check: Check):
+    """(verdict, finding) when the witness proves the probe lost, else None."""
+    if witness is None or check.expect != "unreachable":
+        return None
+    finding = witness.conclude(index)
+    if finding is None:
+        return None
+    detail = PROVEN.get(finding.seen, "the kernel's evidence shows it was lost")
+    return ("unreachable", finding.seen, detail), finding
 
 
 def _wait_for(check: Check) -> float:
@@ -78,15 +114,25 @@ def _address(check: Check, internet: str) -> str:
     return internet if check.target == "internet" else check.target
 
 
-def _connect_check(check: Check, internet: str) -> CheckResult:
+def _connect_check(check: Check, internet: str, witness=None, index: int = 0) -> CheckResult:
     start = time.monotonic()
-    actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
-                                     http=check.kind == "http")
-    return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start)
+    proof = (lambda: _proven(witness, index, check)) if witness is not None and check.expect == "unreachable" else None
+    try:
+        actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
+                                         http=check.kind == "http", proof=proof)
+    except Proven as proven:
+        (actual, reason, detail), finding = proven.args
+        return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
+                           concluded="evidence", where=finding.where, why=finding.why, evidence=finding.evidence)
+    timed_out = reason == "no-answer" and detail.startswith(("no answer within", "connected, but no"))
+    return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
+                       concluded=_concluded(reason, timed_out))
 
 
-def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[CheckResult]:
-    """ICMP echo to every check's target at once, from this thread's namespace."""
+def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witness=None,
+             indexes: list[int] | None = None) -> list[CheckResult]:
+    """ICMP echo to every check's target at once, from this thread's namespace (`indexes`:
+    their places in the witness's list)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     start = time.monotonic()
     idents = random.sample(range(1, 0xFFFF), len(checks))
@@ -96,6 +142,9 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
     deadline = [start + _wait_for(c) for c in checks]  # set again when the first echo leaves
     sent = [False] * len(checks)
     next_send = [start] * len(checks)
+    how = [""] * len(checks)
+    findings: list = [None] * len(checks)
+    places = indexes or list(range(len(checks)))
     seq = 0
 
     def take(timeout: float) -> None:
@@ -117,9 +166,13 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
             for i, check in enumerate(checks):
                 if verdicts[i] is not None:
                     continue
-                if sent[i] and now >= deadline[i]:
+                proof = _proven(witness, places[i], check) if seq else None
+                if proof is not None:
+                    verdicts[i], findings[i] = proof
+                    how[i], done_at[i] = "evidence", time.monotonic()
+                elif sent[i] and now >= deadline[i]:
                     verdicts[i] = ("unreachable", "no-answer", f"no reply within {_wait_for(check):g} s")
-                    done_at[i] = now
+                    how[i], done_at[i] = "timeout", now
                 elif now >= next_send[i]:
                     seq += 1
                     if not sent[i]:  # the wait counts from the first echo, however late it left
@@ -134,11 +187,19 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1) -> list[
             waiting = [min(deadline[i], next_send[i]) for i in range(len(checks)) if verdicts[i] is None]
             if not waiting:
                 break
+            if witness is not None and any(c.expect == "unreachable" for c in checks):
+                waiting.append(time.monotonic() + POLL)
             take(max(0.0, min(waiting) - time.monotonic()))
     finally:
         sock.close()
-    return [CheckResult(c, c.destination(internet), *v, done_at[i] - start)
-            for i, (c, v) in enumerate(zip(checks, verdicts, strict=True)) if v is not None]
+    out = []
+    for i, (check, verdict) in enumerate(zip(checks, verdicts, strict=True)):
+        result = CheckResult(check, check.destination(internet), *verdict, done_at[i] - start,
+                             concluded=how[i] or _concluded(verdict[1], False))
+        if findings[i] is not None:
+            result = replace(result, where=findings[i].where, why=findings[i].why, evidence=findings[i].evidence)
+        out.append(result)
+    return out
 
 
 def _echo(ident: int, seq: int) -> bytes:
@@ -167,6 +228,31 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+class Proven(Exception):
+    """A pending connection's loss, proven by the witness: args are (verdict, finding)."""
+
+
+def _connect_watched(sock: socket.socket, addr: str, port: int, timeout: float, proof) -> None:
+    """Connect without blocking, asking `proof()` between short waits; raise as connect would
+    (or Proven, when the witness proves the connection lost)."""
+    sock.setblocking(False)
+    code = sock.connect_ex((addr, port))
+    deadline = time.monotonic() + timeout
+    while code in (errno.EINPROGRESS, errno.EALREADY):
+        _, ready, _ = select.select([], [sock], [], POLL)
+        if ready:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            break
+        proven = proof()
+        if proven is not None:
+            raise Proven(*proven)
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+    sock.settimeout(max(0.01, deadline - time.monotonic()))
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
 def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | None:
     """(ident, verdict) for an echo reply or an ICMP error about one of our echoes."""
     ihl = (data[0] & 0x0F) * 4
@@ -188,13 +274,20 @@ def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | N
     return None
 
 
-def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False) -> tuple[str, str, str]:
-    """Open a TCP connection (and, for http, GET /) from this thread's namespace."""
+def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False, proof=None):
+    """Open a TCP connection (and, for http, GET /) from this thread's namespace.
+
+    `proof()` is asked while the connection is pending: a (verdict, finding) it returns ends
+    the wait, raised as Proven.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect((addr, port))
+            if proof is None:
+                sock.connect((addr, port))
+            else:
+                _connect_watched(sock, addr, port, timeout, proof)
         except TimeoutError:
             return "unreachable", "no-answer", f"no answer within {timeout:g} s"
         except OSError as exc:

@@ -128,6 +128,8 @@ def _(result: CheckResult) -> RenderableType:
     )
     if result.actual == "unreachable" and result.detail and result.detail not in seen:
         text.append(f" [{result.detail}]", style="dim")
+    if result.actual == "unreachable" and result.why:  # where and why, from the kernel's evidence
+        text.append(f"\n     ↳ {result.where or '?'}: {result.why}", style="yellow" if result.ok else "red")
     return text
 
 

@@ -1,0 +1,174 @@
+"""`netstep trace`: one real probe, and what every namespace's kernel did with it.
+
+The probe is a check's (an ICMP echo from a raw socket in the source namespace, or a TCP
+connection, or an HTTP GET). Around it netstep reads, in every namespace of the lab, the
+SNMP counters and the iptables rule counters, and after it the conntrack entries and
+the kernel's own drop reasons (skb:kfree_skb in a private tracefs instance). The path,
+hop by hop, comes from each namespace's own route lookups (netstep.state.paths); the
+verdict (where the packet stopped, and why) from netstep.state.explain. Nothing here
+reads a lesson: the explanation is the kernel's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+
+from netstep.course.checks import Check, CheckResult
+from netstep.errors import NetstepError
+from netstep.kernel.tracefs import DropWatch
+from netstep.ops import probes
+from netstep.render import RenderMixin
+from netstep.state import evidence
+from netstep.state.evidence import Counters, Flow, RouteLookups, RuleCount
+from netstep.state.explain import Finding, Observation, explain
+from netstep.state.paths import Path, Wiring, walk
+from netstep.state.snapshot import Snapshot
+
+PROBES = ("ping", "tcp", "http")
+QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
+
+
+@dataclass
+class Trace(RenderMixin):
+    """A probe's path there and back, hop by hop, and the kernel's verdict."""
+
+    check: Check
+    result: CheckResult
+    forward: Path
+    reply: Path | None
+    finding: Finding
+    notes: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def reachable(self) -> bool:
+        return self.result.actual == "reachable"
+
+    def as_json(self) -> dict:
+        return {
+            "from": self.check.source, "to": self.result.to, "kind": self.check.kind, "actual": self.result.actual,
+            "reason": self.result.reason, "detail": self.result.detail, **self.finding.as_json(),
+            "path": self.forward.as_json(), "reply_path": self.reply.as_json() if self.reply else [],
+            "notes": self.notes, "ms": round(self.elapsed * 1000, 1),
+        }
+
+
+def parse_target(text: str, kind: str | None) -> tuple[str, int | None, str]:
+    """`TO[:PORT]` and the probe asked for: (address or "internet", port, kind)."""
+    address, colon, port_text = text.partition(":")
+    port = None
+    if colon:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise NetstepError(f"'{text}' is not a target: use ADDRESS or ADDRESS:PORT, with a port from 1 to 65535.")
+        port = int(port_text)
+    if address != "internet" and not _is_ipv4(address):
+        raise NetstepError(f"'{address}' is not an IPv4 address (or `internet`): trace FROM TO[:PORT], "
+                           "as in `trace netns0 172.18.0.1` or `trace host 10.0.2.15:5005 --http`.")
+    kind = kind or ("tcp" if port else "ping")
+    if kind == "ping" and port:
+        raise NetstepError(f"A ping has no port: trace {address} with --icmp, or {text} with --tcp or --http.")
+    if kind != "ping" and port is None:
+        raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {address}:PORT.")
+    return address, port, kind
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def paths(lab, snapshot: Snapshot, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
+    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
+    wiring, lookup = Wiring(snapshot), RouteLookups(lab.ipr)
+    first = lookup(source, dst, None, None)
+    src = first.prefsrc or ""
+    dnat = {f.ns: f.dnat for f in flows if f.dnat}
+    forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
+    if not forward.delivered:
+        return forward, None
+    snat = next((f.snat for f in flows if f.snat), None)
+    end = forward.end
+    answering = end.lookup.dst  # the address that answers (after DNAT)
+    reply = walk(wiring, lookup, end.ns, answering, snat or src)
+    if snat and reply.delivered and reply.end.ns != source:  # back at the namespace that rewrote it
+        rest = walk(wiring, lookup, reply.end.ns, answering, src, arrived_on=reply.end.arrived_on)
+        reply = Path(reply.start, reply.src, src, reply.hops[:-1] + rest.hops)
+    return forward, reply
+
+
+def _flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
+    proto = "icmp" if check.kind == "ping" else "tcp"
+    found = []
+    for ns in names:
+        text = lab.exec(ns, ["conntrack", "-L"]).stdout
+        found += [f for f in evidence.parse_conntrack(ns, text) if f.proto == proto and f.original == (src, dst)
+                  and (check.port is None or (f.ports and f.ports[1] == check.port))]
+    return found
+
+
+def _rule_counts(lab, names: list[str]) -> dict[str, list[RuleCount]]:
+    return {ns: evidence.read_rule_counts(lambda argv, ns=ns: lab.exec(ns, argv)) for ns in names}
+
+
+def _watch_drops(stack: ExitStack, notes: list[str]) -> DropWatch | None:
+    """A DropWatch closed with `stack`, or None (and a note) where tracefs cannot be used."""
+    try:
+        return stack.enter_context(DropWatch())
+    except (OSError, NetstepError) as exc:
+        notes.append(f"the kernel's drop reasons are not available: {exc}")
+        return None
+
+
+def trace(lab, source: str, target: str, *, port: int | None = None, kind: str | None = None,
+          drops: bool = True) -> Trace:
+    """Send one probe from `source` to `target` ("internet" names the lab's internet host)
+    and read what the kernel did with it. `drops`: also watch the kernel's drop reasons."""
+    kind = kind or ("tcp" if port else "ping")
+    if kind not in PROBES:
+        raise NetstepError(f"A trace sends a ping, a tcp connection or an http request, not '{kind}'.")
+    if kind != "ping" and not port:
+        raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {target}:PORT.")
+    started = time.monotonic()
+    lab.require(source)
+    check = Check(kind, source, target, port if kind != "ping" else None, "unreachable")
+    dst = lab.internet if target == "internet" else target
+    names = lab.namespace_names()
+    snapshot = lab.snapshot(names, caches=False)
+    ruled = [ns for ns in names if snapshot[ns].rules]
+    notes: list[str] = []
+    rules_before = _rule_counts(lab, ruled)
+    with Counters({ns: lab.path_of(ns) for ns in names}) as counters, ExitStack() as stack:
+        watch = _watch_drops(stack, notes) if drops else None
+        before = counters.read()
+        result = probes.run([check], lab.path_of, lab.internet)[0]
+        time.sleep(0.002)  # let the last softirq work finish counting
+        moved = evidence.delta(before, counters.read())
+        dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch else []
+    rules_after = _rule_counts(lab, ruled)
+    src = RouteLookups(lab.ipr)(source, dst, None, None).prefsrc or ""
+    flows = _flows_of(lab, ruled, check, src, dst) if src else []
+    forward, reply = paths(lab, snapshot, source, dst, flows)
+    counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}
+    seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
+                       drops=dropped)
+    finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
+    if "rule" in finding.evidence and finding.where:  # netfilter, which the walk does not see, stopped it
+        forward, reply = cut(forward, finding.where, finding.why), None
+    return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
+
+
+def cut(path: Path, ns: str, why: str) -> Path:
+    """`path` stopped at its first hop through `ns`: a rule there dropped the packet."""
+    hops = []
+    for hop in path.hops:
+        if hop.ns == ns and hop.arrived_on is not None:
+            hops.append(replace(hop, action="dropped", link=(), problem=why, kernel_reason="NETFILTER_DROP"))
+            break
+        hops.append(hop)
+    return replace(path, hops=tuple(hops))

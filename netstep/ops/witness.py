@@ -1,0 +1,199 @@
+"""A witness for a step's checks: it proves a lost probe lost, from the kernel's own records.
+
+Before the probes go, each expected failure's path is walked (netstep.state.paths): where
+would the kernel drop it, there or on the way back? That is a prediction. While the
+probes are in flight the witness re-reads every namespace's SNMP counters (about 30 µs
+each), the ARP table where a next hop has no owner on its link, and, where the path
+crosses filter rules that drop, their counters; a prediction confirmed by the namespace
+that should have recorded the drop concludes the check at once, with that evidence.
+What nothing records is left to the probe's timeout.
+
+Several checks run at once and share namespaces, so a counter proves a check's drop only
+when it moved at least once for every check that predicts it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, replace
+
+from netstep.course.checks import Check, CheckResult
+from netstep.state import evidence
+from netstep.state.evidence import ArpTables, Counters, RuleCount
+from netstep.state.explain import DROPPING, Finding, Observation, explain
+from netstep.state.paths import Path, Wiring, walk
+from netstep.state.snapshot import Snapshot
+
+_CHAINS = {"forwarded": "FORWARD", "delivered": "INPUT"}  # the filter chain a packet meets, by what the hop does
+STEADY = 0.001  # seconds a reply-not-sent reading must last (the reply is sent in the same softirq)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The counter that proves one predicted drop: `key` in `ns` (minus `less`) moves."""
+
+    ns: str
+    key: str
+    less: str = ""  # a counter whose moves cancel `key`'s (an echo received, its reply sent)
+
+    def count(self, moved: dict[str, dict[str, int]]) -> int:
+        seen = moved.get(self.ns, {})
+        return seen.get(self.key, 0) - (seen.get(self.less, 0) if self.less else 0)
+
+
+class Witness:
+    """Watches the probes of `checks` in `lab`, whose configuration `snapshot` holds."""
+
+    def __init__(self, lab, checks: list[Check], snapshot: Snapshot, lookups) -> None:
+        self.lab = lab
+        self.checks = checks
+        self.wiring = Wiring(snapshot)
+        self.snapshot = snapshot
+        self.lookups = lookups
+        # Planned now: the expected failures, which the witness may conclude. Any other check's
+        # path is walked only if it fails (30 containers make 870 checks that succeed).
+        self._paths = {i: self._plan(c) for i, c in enumerate(checks) if c.expect == "unreachable"}
+        self.watches = {i: self._watch(checks[i], *p) for i, p in self._paths.items()}
+        self.needed = Tally(w for w in self.watches.values() if w is not None)
+        # Where a next hop's ARP cannot be answered (nobody on the link has the address):
+        # (namespace, address, device), proven by the ARP table once the request is out.
+        self.asked = {i: (hop.ns, hop.lookup.gateway or hop.lookup.dst, hop.lookup.dev or "")
+                      for i, (fwd, _) in self._paths.items()
+                      if (hop := fwd.broken) and hop.kernel_reason == "NEIGH_FAILED"}
+        self.arp = ArpTables({ns: lab.path_of(ns) for ns, _, _ in self.asked.values()})
+        planned = [fwd for fwd, _ in self._paths.values()]
+        # Rule counters cost a process per namespace: read only where a rule can drop or rewrite the probes.
+        self.ruled = sorted({hop.ns for fwd in planned for hop in fwd.hops if _decisive(snapshot, hop.ns)})
+        # (namespace, chain) -> how many checks' packets pass it, where a rule there can drop them
+        self.crossed = Tally((hop.ns, _CHAINS[hop.action]) for fwd in planned for hop in fwd.hops
+                             if hop.action in _CHAINS and hop.arrived_on is not None and _drops(snapshot, hop.ns))
+        names = [ns for ns in lab.namespace_names() if ns in snapshot.namespaces]
+        self.counters = Counters({ns: lab.path_of(ns) for ns in names})
+        self.rules_before = self._rules()
+        self.before = self.counters.read()
+        self._lock = threading.Lock()
+        self._moved: dict[str, dict[str, int]] = {}
+        self._read_at = 0.0
+        self._steady: dict[Watch, float] = {}
+        self._rules_after: dict[str, list[RuleCount]] | None = None
+        self._rules_at = 0.0
+
+    def _plan(self, check: Check) -> tuple[Path, Path | None]:
+        dst = self.lab.internet if check.target == "internet" else check.target
+        src = self.lookups(check.source, dst, None, None).prefsrc or ""
+        forward = walk(self.wiring, self.lookups, check.source, src, dst)
+        if not forward.delivered or not src:
+            return forward, None
+        return forward, walk(self.wiring, self.lookups, forward.end.ns, dst, src)
+
+    def path(self, index: int) -> tuple[Path, Path | None]:
+        """Check `index`'s path there and back, as the kernel routes it."""
+        if index not in self._paths:
+            self._paths[index] = self._plan(self.checks[index])
+        return self._paths[index]
+
+    @staticmethod
+    def _watch(check: Check, forward: Path, reply: Path | None) -> Watch | None:
+        broken = forward.broken
+        if broken is not None:
+            if broken.arrived_on is None:
+                return None  # the source itself cannot send: the probe fails at once
+            key = {"IP_INADDRERRORS": "Ip.InAddrErrors", "IP_INNOROUTES": "Ip.InNoRoutes"}.get(broken.kernel_reason)
+            return Watch(broken.ns, key) if key else None
+        if reply is None or reply.broken is None:
+            return None
+        back = reply.broken
+        if back.arrived_on is None:  # the destination cannot answer: did the request arrive?
+            if check.kind == "ping":
+                less = "" if back.kernel_reason == "NEIGH_FAILED" else "Icmp.OutEchoReps"
+                return Watch(back.ns, "Icmp.InEchos", less)
+            return Watch(back.ns, "Tcp.InSegs")  # its SYN arrived; no answer (SYN-ACK or RST) can leave
+        key = {"IP_INADDRERRORS": "Ip.InAddrErrors", "IP_INNOROUTES": "Ip.InNoRoutes"}.get(back.kernel_reason)
+        return Watch(back.ns, key) if key else None
+
+    def _rules(self) -> dict[str, list[RuleCount]]:
+        return {ns: evidence.read_rule_counts(lambda argv, ns=ns: self.lab.exec(ns, argv)) for ns in self.ruled}
+
+    def _read(self) -> dict[str, dict[str, int]]:
+        now = time.monotonic()
+        if now - self._read_at > 0.0005:
+            self._moved = evidence.delta(self.before, self.counters.read())
+            self._read_at = now
+        return self._moved
+
+    def conclude(self, index: int) -> Finding | None:
+        """A proof that check `index`'s probe was dropped, or None (not yet, or nothing to show it)."""
+        with self._lock:
+            moved = self._read()
+            asked = self.asked.get(index)
+            if asked is not None and self.arp.unanswered(*asked):
+                found = self._finding(index, moved)
+                ns, address, dev = asked
+                asking = f"{ns}: {address} dev {dev} INCOMPLETE (ARP asked; nobody there has it)"
+                return replace(found, seen="host-unreachable", evidence={**found.evidence, "neighbour": asking})
+            watch = self.watches.get(index)
+            if watch is not None and watch.count(moved) >= self.needed[watch]:
+                if not watch.less:
+                    return self._finding(index, moved)
+                first = self._steady.setdefault(watch, time.monotonic())
+                if time.monotonic() - first >= STEADY:
+                    return self._finding(index, moved)
+            elif watch is not None:
+                self._steady.pop(watch, None)
+            mine = [(hop.ns, _CHAINS[hop.action]) for hop in self.path(index)[0].hops
+                    if (hop.ns, _CHAINS.get(hop.action)) in self.crossed and moved.get(hop.ns, {}).get("Ip.InReceives")]
+            if mine:
+                counted = self._counted()
+                for ns, chain in mine:
+                    drops = sum(rule.packets for rule in counted.get(ns, []) if rule.target in DROPPING
+                                and (rule.chain == chain or rule.chain not in _CHAINS.values()))
+                    if drops >= self.crossed[ns, chain]:
+                        return self._finding(index, moved)
+            return None
+
+    def _on_path(self, index: int) -> set[str]:
+        return {hop.ns for hop in self.path(index)[0].hops}
+
+    def _counted(self, *, every: float = 0.005) -> dict[str, list[RuleCount]]:
+        """The rules that counted since the probes went (read again at most every `every` s)."""
+        if self._rules_after is None or time.monotonic() - self._rules_at >= every:
+            self._rules_after = self._rules()
+            self._rules_at = time.monotonic()
+        return {ns: c for ns in self.ruled if (c := evidence.counted(self.rules_before[ns], self._rules_after[ns]))}
+
+    def _finding(self, index: int, moved: dict[str, dict[str, int]], result: CheckResult | None = None) -> Finding:
+        check = self.checks[index]
+        forward, reply = self.path(index)
+        on_path = self._on_path(index) | ({h.ns for h in reply.hops} if reply else set())
+        counted = self._counted(every=0.0 if result else 0.005) if self.ruled else {}
+        seen = Observation(forward, reply, moved={ns: c for ns, c in moved.items() if ns in on_path},
+                           rules={ns: c for ns, c in counted.items() if ns in on_path},
+                           all_rules=self._rules_after or {}, port=check.port)
+        reason, detail = (result.reason, result.detail) if result else ("no-answer", "")
+        return explain(check.kind, reason, detail, seen, self.wiring)
+
+    def explain(self, index: int, result: CheckResult) -> Finding:
+        """Where and why a finished probe failed (or was answered), from the evidence now."""
+        with self._lock:
+            self._read_at = 0.0
+            return self._finding(index, self._read(), result)
+
+    def close(self) -> None:
+        self.counters.close()
+        self.arp.close()
+
+
+def _decisive(snapshot: Snapshot, ns: str) -> bool:
+    """True when a rule in `ns` can drop a packet or rewrite its destination."""
+    state = snapshot.namespaces.get(ns)
+    return _drops(snapshot, ns) or (bool(state) and any(rule.startswith("nat ") and "DNAT" in rule
+                                                         for rule in state.rules))
+
+
+def _drops(snapshot: Snapshot, ns: str) -> bool:
+    """True when `ns` has a filter rule or policy that can drop a packet."""
+    state = snapshot.namespaces.get(ns)
+    return bool(state) and any(rule.startswith("filter ") and any(f" {t}" in rule for t in DROPPING)
+                               for rule in state.rules)

@@ -1,0 +1,77 @@
+"""How a trace looks: the packet's path, hop by hop, there and back, and the verdict.
+
+One table per direction (namespace, the device it came in by, what the kernel did, and
+the route lookup or link that decided), then where it stopped and why, and the evidence
+(counters that moved, rules that counted, the kernel's drop reasons). Registered with
+the views' dispatcher, so a Trace draws itself in a terminal, a notebook and the demo.
+Marks (✔ ✘ →) carry the meaning as well as the colours do.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from netstep.ops.trace import Trace
+from netstep.present.views import renderable
+from netstep.state.paths import Hop, Path
+
+ACTIONS = {"sent": ("sent", "cyan"), "forwarded": ("forwarded", "cyan"), "delivered": ("✔ delivered", "green"),
+           "dropped": ("✘ dropped", "bold red"), "left": ("→ out of the lab", "cyan")}
+
+
+def path_table(title: str, path: Path | None) -> RenderableType:
+    if path is None or not path.hops:
+        return Text.assemble((f"{title}: ", "bold"), ("none (the packet never arrived)", "dim"))
+    table = Table(title=Text(title, style="bold"), title_justify="left", box=None, padding=(0, 1), expand=False)
+    table.add_column("namespace", style="bold", no_wrap=True)
+    table.add_column("in", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    table.add_column("the kernel's decision")
+    for hop in path.hops:
+        label, style = ACTIONS.get(hop.action, (hop.action, ""))
+        table.add_row(hop.ns, hop.arrived_on or "-", Text(label, style=style), _decision(hop))
+    return table
+
+
+def _decision(hop: Hop) -> Text:
+    out = Text.assemble((hop.lookup.command(), "dim"), ": ", hop.lookup.describe())
+    if hop.link:
+        out.append("\n" + " → ".join(hop.link), style="dim")
+    if hop.problem:
+        out.append("\n" + hop.problem, style="red")
+    return out
+
+
+def evidence_lines(evidence: dict) -> list[Text]:
+    lines = []
+    for ns, moved in (evidence.get("counters") or {}).items():
+        shown = ", ".join(f"{key} +{value}" for key, value in moved.items())
+        lines.append(Text.assemble(("counters ", "dim"), (ns, "bold"), f": {shown}"))
+    for rule in evidence.get("rules") or ():
+        lines.append(Text.assemble(("rule ", "dim"), rule))
+    for flow in evidence.get("conntrack") or ():
+        lines.append(Text.assemble(("conntrack ", "dim"), flow))
+    for drop in dict.fromkeys(evidence.get("kernel") or ()):
+        lines.append(Text.assemble(("kernel drop ", "dim"), drop))
+    return lines
+
+
+@renderable.register
+def _(trace: Trace) -> RenderableType:
+    result, finding = trace.result, trace.finding
+    mark, style = ("✔", "green") if trace.reachable else ("✘", "red")
+    head = Text.assemble((f"{mark} {result.actual}", f"bold {style}"), f": {result.detail}")
+    verdict = Text.assemble(("where: ", "bold"), finding.where or "unknown", "\n", ("why: ", "bold"), finding.why)
+    parts: list[RenderableType] = [head, Text(""), path_table("there", trace.forward)]
+    if trace.reachable or trace.reply is not None:
+        parts.append(path_table("and back", trace.reply))
+    parts += [Text(""), verdict]
+    lines = evidence_lines(finding.evidence)
+    if lines:
+        parts += [Text(""), Text("evidence", style="bold"), *lines]
+    parts += [Text(note, style="dim italic") for note in trace.notes]
+    title = f"[bold]trace[/] {trace.check.kind} {trace.check.source} → {result.to}"
+    return Panel(Group(*parts), title=title, title_align="left", expand=False)

@@ -1,0 +1,184 @@
+"""A packet's path through a lab, hop by hop, as the kernel would route it.
+
+Each namespace on the way is asked for its own routing decision (`ip route get`, with
+the device the packet arrived on when it is being forwarded); the lab's wiring (veth
+peers, bridge ports, addresses) says which namespace is at the other end of the output
+device and whether anyone there has the next hop's address (who would answer ARP).
+The walk stops where the packet is delivered, or where the kernel would drop it, and
+says why: no route, forwarding off, nobody on the link with the next hop's address.
+
+Netfilter is not simulated here: rule counters read around a real probe say what the
+rules did (netstep.ops.trace).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from netstep.state.evidence import RouteLookup
+from netstep.state.snapshot import Snapshot
+
+Lookup = Callable[[str, str, str | None, str | None], RouteLookup]  # (ns, dst, src, iif)
+MAX_HOPS = 8
+
+
+@dataclass(frozen=True)
+class Hop:
+    """What one namespace did with the packet."""
+
+    ns: str
+    arrived_on: str | None  # the device it came in by (None: the namespace that sent it)
+    lookup: RouteLookup
+    action: str  # "sent", "forwarded", "delivered", "dropped" or "left" (for a network outside the lab)
+    link: tuple[str, ...] = ()  # how it left: "veth0 -> ceth0@netns0", "br0 port veth1"
+    problem: str = ""  # why the packet stops here (action "dropped")
+    kernel_reason: str = ""  # the reason the kernel gives such a drop (skb:kfree_skb)
+
+    def as_json(self) -> dict:
+        out = {"ns": self.ns, "in": self.arrived_on, "action": self.action, "route": self.lookup.as_json()}
+        if self.link:
+            out["link"] = list(self.link)
+        if self.problem:
+            out["problem"] = self.problem
+        return out
+
+
+@dataclass(frozen=True)
+class Path:
+    """The hops from `src` to `dst`, starting in namespace `start`."""
+
+    start: str
+    src: str
+    dst: str
+    hops: tuple[Hop, ...] = field(default_factory=tuple)
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.hops) and self.hops[-1].action == "delivered"
+
+    @property
+    def end(self) -> Hop | None:
+        return self.hops[-1] if self.hops else None
+
+    @property
+    def broken(self) -> Hop | None:
+        """The hop where the packet would be dropped, if any."""
+        return next((hop for hop in self.hops if hop.action == "dropped"), None)
+
+    def as_json(self) -> list[dict]:
+        return [hop.as_json() for hop in self.hops]
+
+
+class Wiring:
+    """Which namespace is at the other end of each device, and who owns each address."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.local = {ns: {a.split()[1].split("/")[0] for a in state.addresses}
+                      for ns, state in snapshot.namespaces.items()}
+
+    def owner(self, address: str) -> list[str]:
+        return [ns for ns, addresses in self.local.items() if address in addresses]
+
+    def forwarding(self, ns: str) -> bool:
+        state = self.snapshot.namespaces.get(ns)
+        values = dict(state.sysctls) if state else {}
+        return values.get("net.ipv4.ip_forward") == "1"
+
+    def leaves_lab(self, ns: str, dev: str) -> bool:
+        """True for a device whose other end no namespace of the lab holds (a real NIC)."""
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(dev) if state else None
+        if link is None or link.kind in ("bridge", "loopback"):
+            return False
+        peer = self._peer(ns, dev)
+        return peer is None or peer[0] not in self.snapshot.namespaces
+
+    def _peer(self, ns: str, dev: str) -> tuple[str, str] | None:
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(dev) if state else None
+        if link is None or link.kind != "veth" or not link.peer:
+            return None
+        name, _, where = link.peer.partition("@")
+        return (where or ns, name)
+
+    def ends(self, ns: str, dev: str) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The (namespace, device) that receive what leaves `dev`, each with how it gets there."""
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(dev) if state else None
+        if link is None:
+            return []
+        if link.kind == "bridge":
+            return [(pns, pdev, (f"{dev} port {port.name}", f"{port.name} -> {pdev}@{pns}"))
+                    for port in state.links if port.master == dev
+                    for pns, pdev in [self._peer(ns, port.name) or (None, None)] if pns]
+        peer = self._peer(ns, dev)
+        if peer is None:
+            return []
+        pns, pdev = peer
+        first = f"{dev} -> {pdev}@{pns}"
+        plink = self.snapshot.namespaces[pns].link(pdev) if pns in self.snapshot.namespaces else None
+        if plink is not None and plink.master:
+            bridge = plink.master
+            out = [(pns, bridge, (first, f"{bridge} (bridge in {pns})"))]
+            for port in self.snapshot.namespaces[pns].links:
+                if port.master == bridge and port.name != pdev:
+                    far = self._peer(pns, port.name)
+                    if far:
+                        out.append((far[0], far[1], (first, f"{bridge} port {port.name}",
+                                                     f"{port.name} -> {far[1]}@{far[0]}")))
+            return out
+        return [(pns, pdev, (first,))]
+
+
+def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arrived_on: str | None = None,
+         dnat: dict[str, str] | None = None) -> Path:
+    """Follow a packet from `src` to `dst` that is in namespace `start` (having arrived on
+    `arrived_on`, or sent from there), asking each namespace's kernel for its decision.
+    `dnat`: the namespaces that rewrite the destination (conntrack says), and to what."""
+    hops: list[Hop] = []
+    ns, dev_in, original = start, arrived_on, dst
+    for _ in range(MAX_HOPS):
+        dst = (dnat or {}).get(ns, dst)  # before routing: nat PREROUTING, or OUTPUT where it was sent
+        result = lookup(ns, dst, src if dev_in else None, dev_in)
+        sending = dev_in is None
+        if result.kind == "local":
+            hops.append(Hop(ns, dev_in, result, "delivered"))
+            break
+        if not result.ok:
+            hops.append(_refused(wiring, ns, dev_in, result, dst, sending))
+            break
+        hop_to = result.gateway or dst
+        ends = wiring.ends(ns, result.dev or "")
+        found = [(ons, odev, how) for ons, odev, how in ends if hop_to in wiring.local.get(ons, ())]
+        if not ends and wiring.leaves_lab(ns, result.dev or ""):  # a real network beyond (host mode)
+            hops.append(Hop(ns, dev_in, result, "left", link=(f"{result.dev} -> the network outside the lab",)))
+            break
+        if not found:
+            others = ", ".join(sorted({e[0] for e in ends})) or "nobody"
+            problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but nobody on that link has {hop_to} "
+                       f"(there: {others}): ARP gets no answer")
+            hops.append(Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason="NEIGH_FAILED"))
+            break
+        next_ns, next_dev, how = found[0]
+        hops.append(Hop(ns, dev_in, result, "sent" if sending else "forwarded", link=how))
+        ns, dev_in = next_ns, next_dev
+    return Path(start, src, original, tuple(hops))
+
+
+def _refused(wiring: Wiring, ns: str, dev_in: str | None, result: RouteLookup, dst: str, sending: bool) -> Hop:
+    if sending:
+        problem = f"{ns} has no route to {dst}"
+        reason = "IP_OUTNOROUTES"
+    elif result.error == errno.EHOSTUNREACH and not wiring.forwarding(ns):
+        problem = f"{ns} does not forward packets: net.ipv4.ip_forward = 0"
+        reason = "IP_INADDRERRORS"
+    elif result.error == errno.EXDEV:
+        problem = f"{ns} drops it: reverse path filter (rp_filter) on {dev_in}"
+        reason = "IP_RPFILTER"
+    else:
+        problem = f"{ns} has no route to {dst} (for a packet arriving on {dev_in})"
+        reason = "IP_INNOROUTES"
+    return Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason=reason)
