@@ -387,9 +387,15 @@ class Engine:
                 self.journal.drop()
 
     def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
-        """Apply or undo steps until `position` steps are applied, yielding each move."""
+        """Apply or undo steps until `position` steps are applied, yielding each move.
+
+        The student's own commands (an exercise, say) are taken back first: a course
+        position is exactly the state the course reaches there.
+        """
         if not 0 <= position <= len(self.steps):
             raise NetstepError(f"There is no position {position} in the course.")
+        if self.journal.own:
+            self.undo_own()
         while self.position > position:
             yield self.undo_last()
         while self.position < position:
@@ -559,6 +565,10 @@ class Engine:
         with open(tmp, "w") as f:
             f.write(json.dumps(to_json(self._last_snapshot)))  # dumps: C encoder; dump is pure Python
         os.replace(tmp, self.lab.last_snapshot_path)
+
+    def remember_all(self) -> None:
+        """Read the whole lab as the last known state (after work done outside the engine)."""
+        self._remember(self._snapshot())
 
     def changes_since_last_step(self) -> Diff:
         """What changed since the last step: the student's own work, typically."""
