@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print each check as a JSON line")
     run.add_argument("--containers", type=int, metavar="N",
                      help="lesson 4 (the bridge) with N containers, every pair checked")
+    run.add_argument("--predict", action="store_true",
+                     help="before each step's checks, predict each one: r (reachable) or u (unreachable)")
+    start = sub.add_parser("start", help="bring the lab to a lesson's start (or exerciseN's), applying none of it")
+    start.add_argument("lesson")
+    verify = sub.add_parser("verify", help="compare the lab with the course after STEP, then run its checks")
+    verify.add_argument("step", nargs="?", help="2.4, a lesson (its last step) or exercise2; default: the next step")
+    verify.add_argument("--json", action="store_true")
+    for name, what in (("hint", "the next command you are missing for STEP"),
+                       ("solution", "run what is missing for STEP, then verify it")):
+        sub.add_parser(name, help=what).add_argument("step", nargs="?", help="as for verify")
     sub.add_parser("next", help="apply the next step")
     sub.add_parser("back", help="roll back the last step")
     check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
@@ -201,16 +211,24 @@ def cmd_list(args, out: LazyConsole, err: LazyConsole) -> int:
     return 0
 
 
-def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "") -> None:
-    for result in results:
+def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "",
+                  said: list[str] | None = None) -> None:
+    for i, result in enumerate(results):
         if args.json:
-            print(json.dumps(result.as_json(lesson, step)), flush=True)
+            line = result.as_json(lesson, step)
+            if said:
+                line["predicted"] = said[i]
+            print(json.dumps(line), flush=True)
         else:
             out.print(result)
 
 
 def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
+    from dataclasses import replace
+
     from netstep.lessons import Course
+    from netstep.practice import ask, show_predictions, show_score
+    from netstep.predictions import Score, predicted
 
     course = Course.load()
     if args.containers is not None:
@@ -223,7 +241,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
     with opened(args, course) as engine:
-        if engine.position != start:
+        if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)
             note = f"Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}..."
             if args.json:
                 err.plain(note)
@@ -232,24 +250,37 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
             for _ in engine.goto(start):
                 pass
         ok = True
+        everything = Score("the run")
         for lesson in lessons:
             if not args.json:
                 out.rule(_text((lesson.title, "bold")))
                 out.print(lesson)
+            score = Score(lesson.name)
             for step in lesson.steps:
-                if not args.yes and not _confirm(step, err if args.json else out):
+                shown = replace(step, checks=[]) if args.predict else step  # the questions, not the answers
+                if not args.yes and not _confirm(shown, err if args.json else out):
                     return 0 if ok else 1
                 if args.yes and not args.json and step.prose:
                     from rich.markdown import Markdown
 
                     out.print(Markdown(step.prose))
+                said = ask(step.checks, engine.lab.internet, err if args.json else out) \
+                    if args.predict and step.checks else []
                 result = _apply_with_progress(engine, step, err if args.json else out, show=not args.json)
                 ok = ok and result.ok
+                marks = predicted(result.checks, said) if said else []
+                score.predictions += marks
                 if args.json:
-                    _print_checks(result.checks, args, out, lesson.name, step.ref)
+                    _print_checks(result.checks, args, out, lesson.name, step.ref, said)
                 else:
                     out.print(result)
+                    show_predictions(marks, out)
                     out.print()
+            if args.predict:
+                show_score(score, args, out)
+                everything.predictions += score.predictions
+        if args.predict and len(lessons) > 1:
+            show_score(everything, args, out)
         if not args.json:
             out.print("[bold green]Every check came out as expected.[/]" if ok
                       else "[bold red]Some checks did not come out as expected.[/]")
@@ -365,6 +396,14 @@ def cmd_shell(args, out: LazyConsole, err: LazyConsole) -> int:
     return open_shell(engine.lab, args.namespace)
 
 
+def cmd_practice(args, out: LazyConsole, err: LazyConsole) -> int:
+    """start, verify, hint and solution (netstep.practice)."""
+    from netstep.practice import COMMANDS as PRACTICE
+
+    with opened(args) as engine:
+        return PRACTICE[args.command](engine, args, out)
+
+
 def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.doctor import diagnose
 
@@ -400,5 +439,6 @@ COMMANDS = {
     "list": cmd_list, "run": cmd_run, "next": cmd_next, "back": cmd_back, "check": cmd_check,
     "inspect": cmd_inspect, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
     "shell": cmd_shell, "doctor": cmd_doctor, "notebooks": cmd_notebooks,
-    "demo": cmd_demo,
+    "demo": cmd_demo, "start": cmd_practice, "verify": cmd_practice, "hint": cmd_practice,
+    "solution": cmd_practice,
 }

@@ -11,6 +11,8 @@ is missing; `solution` runs the missing commands for the student.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 
 from netstep.actions import Action
@@ -198,6 +200,33 @@ def hint(engine: Engine, target: Target, *, given: int = 0) -> Hint:
     if silent and not all(r.ok for r in results):
         return Hint(target, silent[0])
     return Hint(target, text="Nothing is missing: run `verify` to have it counted.")
+
+
+def hints_given(engine: Engine, target: Target) -> int:
+    """How many of an exercise's written hints this lab was shown already."""
+    try:
+        with open(os.path.join(engine.lab.dir, "hints.json")) as f:
+            return int(json.load(f).get(target.ref, 0))
+    except (FileNotFoundError, ValueError, AttributeError):
+        return 0
+
+
+def next_hint(engine: Engine, target: Target) -> Hint:
+    """The next hint for `target`, remembering in the lab how many written hints were shown."""
+    given = hints_given(engine, target)
+    found = hint(engine, target, given=given)
+    if given < len(target.hints):
+        path = os.path.join(engine.lab.dir, "hints.json")
+        try:
+            with open(path) as f:
+                counts = json.load(f)
+        except (FileNotFoundError, ValueError):
+            counts = {}
+        counts[target.ref] = given + 1
+        with open(path + ".tmp", "w") as f:
+            json.dump(counts, f)
+        os.replace(path + ".tmp", path)
+    return found
 
 
 def solution(engine: Engine, target: Target) -> Solution:

@@ -15,10 +15,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from netstep import coaching
 from netstep.checks import REASON_TEXT, Check, CheckResult
 from netstep.diff import Diff
 from netstep.engine import OwnResult, StepResult
+from netstep.grading import Hint, Solution, Verdict
 from netstep.lessons import Course, Lesson, Step
+from netstep.predictions import Prediction, Score
 from netstep.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
 
 TITLES = {
@@ -195,6 +198,13 @@ def _(result: OwnResult) -> RenderableType:
         Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True),
         Panel(renderable(result.diff), title="What changed", title_align="left", expand=False),
     )
+
+
+renderable.register(Prediction, coaching.prediction_view)
+renderable.register(Score, coaching.score_view)
+renderable.register(Hint, coaching.hint_view)
+renderable.register(Verdict, lambda verdict: coaching.verdict_view(verdict, renderable))
+renderable.register(Solution, lambda solution: coaching.solution_view(solution, renderable))
 
 
 def _tutor_renderers() -> None:

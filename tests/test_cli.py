@@ -23,9 +23,9 @@ from support import (
     lesson_markdown,
     mounts_under,
     needs_root,
+    netstep_cli,
     real_lesson_files,
     sysctl_keys,
-    unique_name,
     write_lesson,
 )
 
@@ -43,8 +43,7 @@ ENV = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def netstep(lab: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return netstep_cli(lab, *args, timeout=timeout, env=ENV)
 
 
 def show(result: subprocess.CompletedProcess[str]) -> str:
@@ -87,19 +86,6 @@ def journal_refs(name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def course() -> Course:
     return Course.load()
-
-
-@pytest.fixture
-def cli_lab():
-    """A lab name for the CLI; the lab is reset and destroyed at the end."""
-    name = unique_name("c")
-    try:
-        yield name
-    finally:
-        try:
-            netstep(name, "reset", timeout=60)
-        finally:
-            Lab(name).destroy()
 
 
 def refs_through(course: Course, number: int) -> list[str]:
