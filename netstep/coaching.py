@@ -25,6 +25,24 @@ def prediction_view(prediction: Prediction) -> RenderableType:
                          (f": {prediction.why}", "dim"))
 
 
+def predictions_view(predictions: list[Prediction]) -> RenderableType:
+    return Group(Text("Your predictions", style="bold"), *(prediction_view(p) for p in predictions))
+
+
+def questions_view(ref: str, questions: list[str], said: list[str]) -> RenderableType:
+    if not questions:
+        return Text(f"Step {ref} runs no checks: there is nothing to predict.")
+    if said:
+        return Group(Text(f"Your predictions for step {ref}, recorded:", style="bold"),
+                     *(Text(f"  {i}. {q} → {answer}") for i, (q, answer) in enumerate(zip(questions, said,
+                                                                                          strict=True), 1)))
+    example = ", ".join('"r"' if i % 2 == 0 else '"u"' for i in range(len(questions)))
+    return Group(Text(f"Step {ref} asks:", style="bold"),
+                 *(Text(f"  {i}. {q}") for i, q in enumerate(questions, 1)),
+                 Text(f"Record your answers in order, r (reachable) or u (unreachable): t.predict({example})",
+                      style="dim"))
+
+
 def score_view(score: Score) -> RenderableType:
     style = "bold green" if score.right == score.total else "bold"
     parts: list[RenderableType] = [Text(f"predictions ({score.title}): {score.right} of {score.total} right",

@@ -25,12 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from netstep import grading
 from netstep.checks import CheckResult
 from netstep.diff import Diff
 from netstep.engine import Engine, OwnResult, StepResult
 from netstep.errors import NetstepError
 from netstep.lab import Lab
 from netstep.lessons import Course, Lesson
+from netstep.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.render import RenderMixin
 from netstep.reset import reset_lab
 from netstep.snapshot import Snapshot
@@ -55,6 +57,26 @@ class Notice(RenderMixin):
     """A short message for the student (a lesson reached, a lab removed)."""
 
     text: str
+
+
+@dataclass
+class Questions(RenderMixin):
+    """The questions a step's checks ask, and the predictions recorded for them (if any)."""
+
+    ref: str
+    questions: list[str]
+    said: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Predicted(RenderMixin):
+    """A step's (or a verdict's) own output, followed by the predictions marked right or wrong."""
+
+    result: RenderMixin
+    predictions: list[Prediction]
+
+    def __getattr__(self, name: str):
+        return getattr(self.result, name)
 
 
 _current: Tutor | None = None
@@ -90,6 +112,8 @@ class Tutor(RenderMixin):
             self._call(self.lab.close)
             self._worker.shutdown()
             raise
+        self._said: tuple[str, list[str]] | None = None  # predictions for a step: (its ref, answers)
+        self._predictions: list[Prediction] = []
         _current = self
 
     def _call(self, fn: Callable[..., T], *args: object) -> T:
@@ -109,9 +133,80 @@ class Tutor(RenderMixin):
         self._call(self.engine.start_lesson, found)
         return found
 
-    def step(self) -> StepResult:
-        """Apply the next step of the course."""
-        return self._call(self.engine.apply_next)
+    def step(self, ref: str | None = None) -> StepResult | Predicted | Notice | grading.Solution:
+        """Apply the next step of the course ("show me").
+
+        With a step's `ref` ("2.4"): if you typed some of it yourself, only what is missing
+        runs (as `solution`); if it is done already, nothing happens.
+        """
+        if ref is not None:
+            target = self._call(grading.target_of, self.engine, ref)
+            if target.position <= self.engine.position:
+                return Notice(f"Step {target.ref} is done already: `t.status()` says where the lab is.")
+            if target.position > self.engine.position + 1 or self._typed():
+                return self._marked(target.ref, self._call(grading.solution, self.engine, target))
+        upcoming = self.engine.next_step()
+        result = self._call(self.engine.apply_next)
+        return self._marked(upcoming.ref if upcoming else "", result)
+
+    # -- predict, then see ---------------------------------------------------------------
+
+    def predict(self, *answers: str) -> Questions:
+        """Say what the next step's checks will show, in order: "r" (reachable) or "u".
+
+        Without answers, shows the questions. The step's output then marks each prediction.
+        """
+        upcoming = self.engine.next_step()
+        if upcoming is None:
+            raise NetstepError("The course is finished: there is no next step to predict.")
+        questions = [question(c, self.lab.internet) for c in upcoming.checks]
+        if not questions:
+            return Questions(upcoming.ref, [])
+        if not answers:
+            return Questions(upcoming.ref, questions)
+        said = answers_of(answers, len(questions))
+        self._said = (upcoming.ref, said)
+        return Questions(upcoming.ref, questions, said)
+
+    def score(self) -> Score:
+        """Your predictions so far, in this notebook: how many were right, and the wrong ones."""
+        return Score("so far", list(self._predictions))
+
+    def _marked(self, ref: str, result):
+        """`result`, with the predictions for step `ref` marked against its checks (if any were made)."""
+        if self._said is None or self._said[0] != ref:
+            return result
+        checks = result.verdict.checks if isinstance(result, grading.Solution) else result.checks
+        if len(checks) != len(self._said[1]):
+            return result
+        marks = predicted(checks, self._said[1])
+        self._said = None
+        self._predictions += marks
+        return Predicted(result, marks)
+
+    # -- type it yourself -------------------------------------------------------------------
+
+    def verify(self, ref: str | None = None) -> grading.Verdict | Predicted:
+        """Compare the lab with the course after step `ref` (default: the next step), then run its checks."""
+        target = self._call(grading.target_of, self.engine, ref)
+        if target.position >= self.engine.position and not self._typed():
+            what = "the exercise" if target.extra else f"step {target.ref}"
+            return Notice(f"Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run it, "
+                          "then verify again (`t.hint()` helps).")
+        return self._marked(target.ref, self._call(grading.verify, self.engine, target))
+
+    def _typed(self) -> bool:
+        """Whether the student changed the lab since the course's last move (by cell or by shell)."""
+        return bool(self.engine.journal.own) or bool(self._call(self.engine.changes_since_last_step))
+
+    def hint(self, ref: str | None = None) -> grading.Hint:
+        """The next command you are missing for step `ref` (an exercise's written hints first)."""
+        return self._call(grading.next_hint, self.engine, self._call(grading.target_of, self.engine, ref))
+
+    def solution(self, ref: str | None = None) -> grading.Solution | Predicted:
+        """Run what is missing for step `ref`, then verify it."""
+        target = self._call(grading.target_of, self.engine, ref)
+        return self._marked(target.ref, self._call(grading.solution, self.engine, target))
 
     def back(self) -> StepResult:
         """Roll back the last step applied."""

@@ -208,7 +208,15 @@ renderable.register(Solution, lambda solution: coaching.solution_view(solution, 
 
 
 def _tutor_renderers() -> None:
-    from netstep.tutor import CheckReport, Notice, Status, Tutor
+    from netstep.tutor import CheckReport, Notice, Predicted, Questions, Status, Tutor
+
+    @renderable.register(Questions)
+    def _(asked: Questions) -> RenderableType:
+        return coaching.questions_view(asked.ref, asked.questions, asked.said)
+
+    @renderable.register(Predicted)
+    def _(marked: Predicted) -> RenderableType:
+        return Group(renderable(marked.result), coaching.predictions_view(marked.predictions))
 
     @renderable.register(CheckReport)
     def _(report: CheckReport) -> RenderableType:

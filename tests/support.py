@@ -200,3 +200,28 @@ def netstep_cli(lab: str, *args: str, stdin: str | None = None, timeout: float =
     return subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *args], cwd=REPO, env=env or CLI_ENV,
                           input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def filled_notebook(path: Path, *, right: bool, typed: bool) -> str:
+    """A lesson notebook as a student fills it in, as JSON text: every prediction made (all
+    right or all wrong), and with `typed`, every step typed by hand in its `%%netstep` cell."""
+    import nbformat
+
+    from netstep.lessons import Course
+
+    lesson = next(le for le in Course.load().lessons if Path(le.path).stem == Path(path).stem)
+    flip = {"reachable": "u", "unreachable": "r"}
+    nb = nbformat.read(path, as_version=4)
+    checked = iter([s for s in lesson.steps if s.checks])
+    commanded = iter([s for s in lesson.steps if s.commands])
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if cell.source.startswith("t.predict()"):
+            answers = [c.expect[0] if right else flip[c.expect] for c in next(checked).checks]
+            cell.source = "t.predict(" + ", ".join(f'"{a}"' for a in answers) + ")"
+        elif cell.source.startswith("%%netstep\n# ") and "your commands" not in cell.source:
+            step = next(commanded)
+            if typed:
+                cell.source = "%%netstep\n" + "\n".join(f"{c.where}# {c.text}" for c in step.commands)
+    return nbformat.writes(nb)
