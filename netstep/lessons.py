@@ -77,6 +77,7 @@ class Exercise(RenderMixin):
     hints: list[str] = field(default_factory=list)  # shown one at a time, before any command
     solution: list[Command] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    notes: str = ""  # presenter notes, as a step's
     line: int = 0
     lesson: Lesson | None = field(default=None, repr=False)
 
@@ -242,12 +243,14 @@ class _Parser:
                 if raw.strip():
                     self._command(holder, raw.strip(), first + offset)
             exercise.solution += holder.commands
+        elif lang == "notes":
+            exercise.notes = "\n".join([exercise.notes, *body]).strip()
         elif lang == "check":
             exercise.checks += [self._check(raw.strip(), first + offset) for offset, raw in enumerate(body)
                                 if raw.strip() and not raw.strip().startswith("#")]
         else:
-            raise self.error(first - 1, f"a '{EXERCISE}' section holds hint, solution and check blocks, not "
-                                        f"{lang}: its commands are the student's to type")
+            raise self.error(first - 1, f"a '{EXERCISE}' section holds hint, solution, check and notes blocks, "
+                                        f"not {lang}: its commands are the student's to type")
 
     def _command(self, step: Step, line: str, n: int) -> None:
         match = PROMPT_RE.match(line)
