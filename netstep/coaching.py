@@ -45,7 +45,7 @@ def questions_view(ref: str, questions: list[str], said: list[str]) -> Renderabl
 
 def score_view(score: Score) -> RenderableType:
     style = "bold green" if score.right == score.total else "bold"
-    parts: list[RenderableType] = [Text(f"predictions ({score.title}): {score.right} of {score.total} right",
+    parts: list[RenderableType] = [Text(f"predictions: {score.right} of {score.total} right ({score.title})",
                                         style=style)]
     for wrong in score.wrong:
         result = wrong.result

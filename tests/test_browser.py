@@ -73,5 +73,5 @@ def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str
     assert "✘" not in html, f"{name}: a check came out other than expected"
     total = sum(len(step.checks) for step in Course.load().find(name[3:-6]).steps)
     assert "you said" in html, f"{name}: no prediction marked"
-    assert f"predictions (so far): {total} of {total} right" in html, f"{name}: the predictions were not scored"
+    assert f"predictions: {total} of {total} right (so far)" in html, f"{name}: the predictions were not scored"
     assert "&lt;netstep." not in html and "StepResult(" not in html, f"{name}: a raw repr instead of HTML"

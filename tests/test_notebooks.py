@@ -112,7 +112,7 @@ def test_a_notebook_filled_in_by_a_student(tmp_path, right: bool, typed: bool) -
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors
     score = texts["t.score()"]
-    assert f"predictions (so far): {total if right else 0} of {total} right" in score, score
+    assert f"predictions: {total if right else 0} of {total} right (so far)" in score, score
     marked = [text for source, text in texts.items() if "you said" in text and source.startswith("t.")]
     assert marked and all(("✘" not in t) == right for t in marked), marked
     verdicts = [text for source, text in texts.items() if source.startswith("t.verify(\"2.")]

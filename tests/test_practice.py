@@ -44,7 +44,7 @@ def test_predictions_through_a_pipe(cli_lab: str, right: bool) -> None:
     result = netstep(cli_lab, "run", "veth", "--predict", "--yes", stdin="\n".join(answers) + "\n")
     assert result.returncode == 0, show(result)
     assert "ping netns0 -> 172.18.0.11: reachable or unreachable? [r/u]" in result.stdout
-    score = f"predictions (lesson2): {total if right else 0} of {total} right"
+    score = f"predictions: {total if right else 0} of {total} right (lesson2)"
     assert score in result.stdout, show(result)
     if right:
         assert "✘" not in result.stdout, show(result)
@@ -93,7 +93,7 @@ def test_predictions_in_a_terminal(cli_lab: str, right: bool) -> None:
     code, output = converse_on_pty(argv, reply, columns=160)
     assert code == 0, output[-3000:]
     assert not pending and len(asked) == len(answers)
-    assert f"predictions (lesson2): {len(answers) if right else 0} of {len(answers)} right" in output, output[-3000:]
+    assert f"predictions: {len(answers) if right else 0} of {len(answers)} right (lesson2)" in output, output[-3000:]
     # the question comes before the step's result, and the step view does not give the answer away
     first = output.index("ping netns0 -> 127.0.0.1: reachable or unreachable?")
     assert "expect reachable" not in output[:first] and "expected reachable" not in output[:first]
@@ -197,3 +197,14 @@ def test_an_exercise_from_start_to_solution(cli_lab: str) -> None:
 def test_bad_targets_are_clear_errors(cli_lab: str, args: list[str], words: str) -> None:
     result = netstep(cli_lab, *args)
     assert result.returncode == 1 and "Traceback" not in result.stderr and words in result.stderr, show(result)
+
+
+def test_predictions_for_the_whole_course_score_each_lesson_and_the_run(cli_lab: str) -> None:
+    course = Course.load()
+    answers = [check.expect[0] for step in course.steps for check in step.checks]
+    result = netstep(cli_lab, "run", "all", "--predict", "--yes", stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, show(result)
+    for lesson in course.lessons:
+        total = sum(len(step.checks) for step in lesson.steps)
+        assert f"predictions: {total} of {total} right ({lesson.name})" in result.stdout, show(result)
+    assert f"predictions: {len(answers)} of {len(answers)} right (the run)" in result.stdout, show(result)
