@@ -151,3 +151,16 @@ def test_every_exercise_is_graded_and_its_solution_passes(lab: Lab) -> None:
         list(engine.goto(end))  # the course's own position takes the exercise back
         assert not engine.journal.own
         assert differences(read(engine), build(engine, end, end).after) == [], target.ref
+
+
+@needs_root
+def test_the_whole_course_typed_by_hand_verifies_step_by_step_and_rolls_back(lab: Lab) -> None:
+    engine = Engine(lab)
+    for step in engine.course.steps:
+        if step.commands:
+            engine.run_own("\n".join(f"{c.where}# {c.text}" for c in step.commands))
+        verdict = verify(engine, target_of(engine))
+        assert verdict.ok and verdict.adopted, (step.ref, verdict.differences, verdict.checks)
+    assert engine.position == len(engine.steps) and not engine.journal.own
+    engine.rollback_all()  # every step typed by hand is undone through the reference's undos
+    assert differences(read(engine), build(engine, 0, 0).after) == []
