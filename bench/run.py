@@ -61,7 +61,7 @@ def netstep_course(lab: str) -> tuple[float, list[tuple]]:
         raise SystemExit(f"netstep run all failed:\n{result.stderr[-2000:]}")
     reset_took, _ = netstep(lab, "reset")
     verdicts = [(r["step"], r["kind"], r["from"], r["to"], r["actual"])
-                for r in map(json.loads, result.stdout.splitlines())]
+                for r in map(json.loads, result.stdout.splitlines()) if "event" not in r]
     return took + reset_took, verdicts
 
 
@@ -76,8 +76,8 @@ def shell_course() -> tuple[float, list[tuple], list[float]]:
 
 def step_latency() -> list[float]:
     """Each step's apply + snapshots + diff, in-process, on a lab of its own."""
-    from netstep.engine import Engine
-    from netstep.lab import Lab
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
 
     lab = Lab(f"bench-steps-{os.getpid()}")
     times = []
@@ -101,7 +101,7 @@ def netstep_containers(n: int) -> float:
     lab = f"bench-n{n}-{os.getpid()}"
     took, result = netstep(lab, "run", "bridge", "--containers", str(n), "--yes", "--json")
     reset_took, _ = netstep(lab, "reset")
-    pairs = [json.loads(line) for line in result.stdout.splitlines()]
+    pairs = [p for line in result.stdout.splitlines() if "event" not in (p := json.loads(line))]
     if result.returncode != 0 or len(pairs) != n * (n - 1) or not all(p["ok"] for p in pairs):
         raise SystemExit(f"netstep with {n} containers failed:\n{result.stderr[-2000:]}")
     return took + reset_took
@@ -154,7 +154,7 @@ def peak_memory_mib() -> float:
 def measure(quick: bool, rounds: int, sizes: list[int], mininet: bool) -> list[dict]:
     from course_sh import script
 
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     (HERE / "course.sh").write_text(script(Course.load()))
     rows: list[dict] = []

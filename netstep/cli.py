@@ -3,6 +3,10 @@
 A front end: it parses arguments, asks the engine, and prints what comes back. Errors a
 person can fix (NetstepError) are caught once, here, and printed as one paragraph with a
 non-zero exit; anything else is a bug and keeps its traceback.
+
+Each command imports what it uses when it runs, for start-up speed: `list`, `reset` and
+the `--json` paths never load rich, Textual or the engine they do not need. Those imports
+point down the layers like any other (tests/test_layers.py reads them too).
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ class LazyConsole:
     @property
     def console(self) -> Console:
         if self._console is None:
+            # Imported on first use, for start-up speed: rich costs ~100 ms to import.
             from rich.console import Console
+
+            import netstep.present.views  # noqa: F401 (netstep's objects draw through it)
 
             self._console = Console(stderr=self.stderr, highlight=False)
         return self._console
@@ -94,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("hint", "the next command you are missing for STEP"),
                        ("solution", "run what is missing for STEP, then verify it")):
         sub.add_parser(name, help=what).add_argument("step", nargs="?", help="as for verify")
-    sub.add_parser("next", help="apply the next step")
+    next_ = sub.add_parser("next", help="apply the next step")
+    next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
     sub.add_parser("back", help="roll back the last step")
     check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
     check.add_argument("lesson", nargs="?")
@@ -112,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check that this machine can run the course")
     books = sub.add_parser("notebooks", help="write the Jupyter notebooks generated from the lessons")
     books.add_argument("--out", default="notebooks", help="folder to write to (default: notebooks)")
+    books.add_argument("--html", metavar="DIR",
+                       help="instead, run every notebook on a lab of its own and write the course as web pages to DIR")
     demo = sub.add_parser("demo", help="instructor demo: the course on a projector, one step at a time")
     demo.add_argument("--lab", default=argparse.SUPPRESS, help="which lab to use (as before the command)")
     demo.add_argument("--from", dest="from_lesson", metavar="N", help="start at lesson N (fast-forward first)")
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     out, err = LazyConsole(), LazyConsole(stderr=True)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        from netstep.core.lab import validate_lab_name
+
+        validate_lab_name(args.lab)  # once, for every command, before anything else runs
         return COMMANDS[args.command](args, out, err)
     except NetstepError as exc:
         err.print(_text(("netstep: ", "bold red"), str(exc)), soft_wrap=True)
@@ -173,10 +186,8 @@ def opened(args, course=None) -> Iterator:
 
 
 def _engine(args, course=None):
-    from netstep.engine import Engine
-    from netstep.lab import validate_lab_name
+    from netstep.core.engine import Engine
 
-    validate_lab_name(args.lab)
     require_root_and_tools()
     lab = _lab(args)
     lab.lock()
@@ -190,7 +201,7 @@ def _engine(args, course=None):
 def _lab(args):
     import ipaddress
 
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     if (args.internet or args.upstream) and not args.host:
         raise NetstepError("--internet and --upstream go with --host (host mode).")
@@ -205,7 +216,7 @@ def _lab(args):
 
 
 def cmd_list(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     out.print(Course.load())
     return 0
@@ -224,16 +235,14 @@ def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", s
 
 
 def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
-    from dataclasses import replace
-
-    from netstep.lessons import Course
-    from netstep.practice import ask, show_predictions, show_score
-    from netstep.predictions import Score, predicted
+    from netstep.course.course import Course
+    from netstep.course.predictions import Score, predicted
+    from netstep.practice import ask, show_score
 
     course = Course.load()
     if args.containers is not None:
-        from netstep.lab import Lab
-        from netstep.scale import built_with, check_room
+        from netstep.core.lab import Lab
+        from netstep.course.scale import built_with, check_room
 
         course = course.with_containers(args.containers)
         if built_with(Lab(args.lab)) != args.containers:  # a lab already built holds its own entries
@@ -257,25 +266,17 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
                 out.print(lesson)
             score = Score(lesson.name)
             for step in lesson.steps:
-                shown = replace(step, checks=[]) if args.predict else step  # the questions, not the answers
-                if not args.yes and not _confirm(shown, err if args.json else out):
+                console = err if args.json else out
+                if not args.json or not args.yes:
+                    console.print(_intro(step, predicting=args.predict))  # what a student reads first
+                if not args.yes and not _confirm(console):
                     return 0 if ok else 1
-                if args.yes and not args.json and step.prose:
-                    from rich.markdown import Markdown
-
-                    out.print(Markdown(step.prose))
-                said = ask(step.checks, engine.lab.internet, err if args.json else out) \
-                    if args.predict and step.checks else []
-                result = _apply_with_progress(engine, step, err if args.json else out, show=not args.json)
+                said = ask(step.checks, engine.lab.internet, console) if args.predict and step.checks else []
+                result = _apply_with_progress(engine, step, console, show=not args.json)
                 ok = ok and result.ok
                 marks = predicted(result.checks, said) if said else []
                 score.predictions += marks
-                if args.json:
-                    _print_checks(result.checks, args, out, lesson.name, step.ref, said)
-                else:
-                    out.print(result)
-                    show_predictions(marks, out)
-                    out.print()
+                _print_result(result, args, out, said, marks)
             if args.predict:
                 show_score(score, args, out)
                 everything.predictions += score.predictions
@@ -298,8 +299,44 @@ def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = Tru
         return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _confirm(step, out: LazyConsole) -> bool:
-    out.print(step)
+def _print_result(result, args, out: LazyConsole, said: list[str] | None = None, marks: list | None = None) -> None:
+    """A step's result: with --json its step line and check lines; otherwise what changed,
+    the checks and what the step shows, the predictions marked (`marks`), then the prose
+    that explains them."""
+    step = result.step
+    lesson = step.lesson.name if step.lesson else ""
+    if args.json:
+        print(json.dumps(step_event(result)), flush=True)
+        _print_checks(result.checks, args, out, lesson, step.ref, said)
+        return
+    out.print(result)
+    if marks:
+        from netstep.practice import show_predictions
+
+        show_predictions(marks, out)
+    if step.after:
+        from rich.markdown import Markdown
+
+        out.print(Markdown(step.after))
+    out.print()
+
+
+def step_event(result) -> dict:
+    """The JSON line of an applied step: what ran and exactly what it changed."""
+    step = result.step
+    return {"event": "step", "lesson": step.lesson.name if step.lesson else "", "step": step.ref,
+            "title": step.title, "commands": [f"{c.where}# {c.text}" for c in step.commands],
+            "diff": result.diff.as_json()}
+
+
+def _intro(step, *, predicting: bool):
+    """The step before it runs; when predicting, its checks' questions without their answers."""
+    from netstep.present.views import step_intro
+
+    return step_intro(step, predicting=predicting)
+
+
+def _confirm(out: LazyConsole) -> bool:
     if not sys.stdin.isatty():
         return True
     answer = out.input("Press Enter to apply this step, or q to stop: ")
@@ -308,8 +345,11 @@ def _confirm(step, out: LazyConsole) -> bool:
 
 def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
-        result = engine.apply_next()
-        out.print(result)
+        step = engine.next_step()
+        if step is not None and not args.json:
+            out.print(step)
+        result = engine.apply_next(show=not args.json)
+        _print_result(result, args, out)
         return 0 if result.ok else 1
 
 
@@ -341,7 +381,7 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
             engine.lab.require(name)
         snap = engine.snapshot(names)
         if args.json:
-            from netstep.snapshot import to_json
+            from netstep.state.snapshot import to_json
 
             print(json.dumps(to_json(snap), indent=1))
         else:
@@ -367,20 +407,23 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
 
 
 def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.lab import validate_lab_name
-    from netstep.reset import reset_lab
+    from netstep.core.reset import reset_lab
 
-    validate_lab_name(args.lab)
     require_root_and_tools("nsenter")
     lab = _lab(args)
-    lab.lock(build=False)
+    lab.lock(build=False, adopt=True)  # whatever mode the lab was made in
     try:
+        orphaned = lab.orphaned
         problems = reset_lab(lab)
     finally:
         lab.close()
     for problem in problems:
         err.print(_text(("netstep: could not undo: ", "yellow"), problem), soft_wrap=True)
-    out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
+    if orphaned:
+        out.plain(f"Lab '{args.lab}' removed: its network namespace was gone, so only its files and its own "
+                  "namespaces were left, and nothing else was touched.")
+    else:
+        out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
     return 1 if problems else 0
 
 
@@ -417,17 +460,24 @@ def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
 def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     from pathlib import Path
 
-    from netstep.lessons import Course
+    from netstep.course.course import Course
     from netstep.notebooks import write_all
 
+    if args.html:
+        from netstep.book import write_book
+
+        require_root_and_tools()
+        for path in write_book(Course.load(), Path(args.html)):
+            out.plain(f"wrote {path}")
+        return 0
     for path in write_all(Course.load(), Path(args.out)):
         out.print(f"wrote {path}", markup=False)
     return 0
 
 
 def cmd_demo(args, out: LazyConsole, err: LazyConsole) -> int:
+    from netstep.course.course import Course
     from netstep.demo import options_from_args, run_demo
-    from netstep.lessons import Course
 
     course = Course.load()
     options = options_from_args(args, course)

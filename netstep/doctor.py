@@ -46,8 +46,9 @@ def diagnose(*, host: bool = False) -> list[tuple[bool, str]]:
 
 def _lesson_names() -> tuple[set[str], set[str]]:
     """Device and chain names the lessons create on the lab host."""
-    from netstep.actions import AddLink, Iptables
-    from netstep.lessons import Course
+    # Imported here, as the command line imports this module: only `doctor --host` needs the course.
+    from netstep.course.actions import AddLink, Iptables
+    from netstep.course.course import Course
 
     devices, chains = set(), set()
     for step in Course.load().steps:
@@ -89,7 +90,8 @@ def _host_findings() -> list[tuple[bool, str]]:
 
 
 def _try_lab() -> tuple[bool, str]:
-    from netstep.lab import Lab
+    # Imported here, as the command line imports this module: only a root with the tools tries a lab.
+    from netstep.core.lab import Lab
 
     lab = Lab(f"doctor-{os.getpid()}")
     try:

@@ -16,6 +16,8 @@ from netstep.errors import NetstepError
 
 
 def netstep_magic(line: str, cell: str):
+    # Imported at the first %%netstep cell, not at %load_ext: IPython's display and the
+    # Tutor (which loads rich) cost start-up time a kernel that never runs a cell need not pay.
     from IPython.display import display
 
     from netstep.tutor import current

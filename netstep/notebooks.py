@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from netstep.lessons import Course, Lesson, Step
+from netstep.course.course import Course
+from netstep.course.lessons import Lesson, Step
 
 KERNEL = {"display_name": "Python 3 (netstep)", "language": "python", "name": "python3"}
 
@@ -74,12 +75,18 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
         "starts from (applying the earlier lessons' steps silently if needed)."))
     cells.append(new_code_cell(_setup(lesson.slug)))
     for step in lesson.steps:
-        text = f"## {step.title}\n\n{step.prose}".strip()
+        # Before the run cell: the scene and the commands; after it: what explains the result.
+        text = f"## {step.title}\n\n{step.before}".strip()
+        if step.checks:
+            asks = "\n".join(f"- `{c.describe()}`: reachable or unreachable?" for c in step.checks)
+            text += f"\n\nThe checks ask:\n\n{asks}"
         if step.commands:
             commands = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
             text += f"\n\nThe step runs:\n\n```console\n{commands}\n```"
         cells.append(new_markdown_cell(text))
         cells += practice_cells(step)
+        if step.after:
+            cells.append(new_markdown_cell(step.after))
     cells += exercise_cells(lesson)
     cells.append(new_markdown_cell(
         "## Clean up\n\nThis removes the lab: its namespaces, servers and files. The next notebook "
@@ -93,9 +100,8 @@ def practice_cells(step: Step) -> list:
     cells = []
     if step.checks:
         cells.append(new_markdown_cell(
-            f"**Predict.** Step {step.ref} checks {len(step.checks)} thing(s). Before it runs, say what each will "
-            "show: the cell below lists the questions; put your answers in it, in order, as `\"r\"` "
-            "(reachable) or `\"u\"` (unreachable). The step's output then marks each one."))
+            f"**Predict.** Before step {step.ref} runs, answer the questions above in the cell below, in "
+            "order, as `\"r\"` (reachable) or `\"u\"` (unreachable). The step's output then marks each one."))
         example = ", ".join(['"r"'] * len(step.checks))
         cells.append(new_code_cell(f"t.predict()  # for example t.predict({example})"))
     if step.commands:

@@ -10,11 +10,11 @@ import json
 import sys
 from typing import TextIO
 
-from netstep.checks import Check
-from netstep.engine import Engine
+from netstep.core.engine import Engine
+from netstep.core.grading import next_hint, solution, target_of, verify
+from netstep.course.checks import Check
+from netstep.course.predictions import Prediction, Score, answer_of, question
 from netstep.errors import NetstepError
-from netstep.grading import next_hint, solution, target_of, verify
-from netstep.predictions import Prediction, Score, answer_of, question
 
 
 def cmd_start(engine: Engine, args, out) -> int:

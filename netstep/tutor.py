@@ -25,17 +25,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from netstep import grading
-from netstep.checks import CheckResult
-from netstep.diff import Diff
-from netstep.engine import Engine, OwnResult, StepResult
+from rich.console import Group
+from rich.text import Text
+
+from netstep.core import grading
+from netstep.core.engine import Engine
+from netstep.core.lab import Lab
+from netstep.core.reset import reset_lab
+from netstep.core.results import OwnResult, StepResult
+from netstep.course.checks import CheckResult
+from netstep.course.course import Course
+from netstep.course.lessons import Lesson
+from netstep.course.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.errors import NetstepError
-from netstep.lab import Lab
-from netstep.lessons import Course, Lesson
-from netstep.predictions import Prediction, Score, answers_of, predicted, question
+from netstep.present import coaching, views
 from netstep.render import RenderMixin
-from netstep.reset import reset_lab
-from netstep.snapshot import Snapshot
+from netstep.state.diff import Diff
+from netstep.state.snapshot import Snapshot
 
 T = TypeVar("T")
 
@@ -268,3 +274,38 @@ class Tutor(RenderMixin):
     def close(self) -> None:
         self._call(self.lab.close)
         self._worker.shutdown()
+
+
+# -- how a Tutor's own objects look ---------------------------------------------------------
+
+
+@views.renderable.register
+def _(report: CheckReport):
+    return Group(Text(report.title, style="bold"), *(views.renderable(r) for r in report.results))
+
+
+@views.renderable.register
+def _(notice: Notice):
+    return Text(notice.text)
+
+
+@views.renderable.register
+def _(status: Status):
+    where = f"after {status.done}" if status.done else "at the start of the course"
+    upcoming = f"Next: {status.next} (t.step())." if status.next else "The course is finished."
+    return Text.assemble((f"Lab '{status.lab}' ", "bold"), f"is {where}. ", upcoming)
+
+
+@views.renderable.register
+def _(tutor: Tutor):
+    return views.renderable(tutor.status())
+
+
+@views.renderable.register
+def _(asked: Questions):
+    return coaching.questions_view(asked.ref, asked.questions, asked.said)
+
+
+@views.renderable.register
+def _(marked: Predicted):
+    return Group(views.renderable(marked.result), coaching.predictions_view(marked.predictions))

@@ -102,7 +102,7 @@ def machine_network_unchanged():
     finally:
         # Report first (above), then still leave the machine clean.
         if leftovers["labs"] or leftovers["mounts"] or leftovers["httpd processes"]:
-            from netstep.lab import Lab
+            from netstep.core.lab import Lab
 
             for name in leftovers["labs"]:
                 try:
@@ -114,7 +114,7 @@ def machine_network_unchanged():
 @pytest.fixture
 def make_lab():
     """A factory of locked labs with unique names; every one is destroyed at the end."""
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     made: list[Lab] = []
 
@@ -149,7 +149,7 @@ def cli_lab():
     """A lab name for the command line; the lab is reset and destroyed at the end."""
     from support import netstep_cli
 
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     name = unique_name("c")
     try:

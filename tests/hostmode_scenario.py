@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from netstep import namespaces
+from netstep.kernel import namespaces
 
 
 def sh(*argv: str) -> str:
@@ -72,10 +72,82 @@ def state() -> dict:
             "sysctls": sysctls}
 
 
-def netstep(lab: str, upstream: str, *args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "netstep", "--lab", lab, "--host", "--internet", "203.0.113.8",
-            "--upstream", upstream, *args]
+def netstep(lab: str, *args: str, where: str | None = None, host: bool = True) -> subprocess.CompletedProcess:
+    """The CLI in host mode, with no --upstream: the lab makes its own stand-in client. With
+    `where`, it runs in the namespace pinned there instead of this one."""
+    mode = ["--host", "--internet", "203.0.113.8"] if host else []
+    argv = [sys.executable, "-m", "netstep", "--lab", lab, *mode, *args]
+    if where:
+        argv = ["nsenter", f"--net={where}", "--", *argv]
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def state_in(where: str) -> dict:
+    """state() of the namespace pinned at `where`."""
+    code = "import json, hostmode_scenario as s; print(json.dumps(s.state()))"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    out = subprocess.run(["nsenter", f"--net={where}", "--", sys.executable, "-c", code], check=True,
+                         capture_output=True, text=True, env=env).stdout
+    return json.loads(out)
+
+
+def result(proc: subprocess.CompletedProcess) -> dict:
+    return {"rc": proc.returncode, "out": proc.stdout[-3000:], "err": proc.stderr[-3000:]}
+
+
+def other_namespace(lab: str, upstream: str) -> dict:
+    """A host-mode lab made here, then every command from another namespace that has state of
+    its own (forwarding on, a rule): refused, and neither namespace changes."""
+    made = netstep(lab, "run", "lesson6", "--yes", "--json")
+    other = os.path.join(os.path.dirname(upstream), "other")
+    namespaces.create(other)
+    for argv in (["ip", "link", "set", "lo", "up"], ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                 ["iptables", "-A", "FORWARD", "-s", "192.0.2.0/24", "-j", "DROP"],
+                 ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24", "-j", "MASQUERADE"]):
+        sh("nsenter", f"--net={other}", "--", *argv)
+    here_before, other_before = state(), state_in(other)
+    commands = [["reset"], ["rollback", "--all"], ["back"], ["next"], ["run", "lesson7", "--yes"],
+                ["check", "lesson6"], ["inspect"], ["diff"]]
+    refused = {" ".join(c): result(netstep(lab, *c, where=other)) for c in commands}
+    refused["reset (no --host)"] = result(netstep(lab, "reset", where=other, host=False))
+    out = {"made": made.returncode, "made_err": made.stderr[-2000:], "refused": refused,
+           "here_before": here_before, "here_after": state(), "other_before": other_before,
+           "other_after": state_in(other), "lab_left": os.path.exists(f"/run/netstep/labs/{lab}/lab.json")}
+    out["reset_here"] = result(netstep(lab, "reset", host=False))
+    namespaces.remove(other)
+    return out
+
+
+def orphan(lab: str, upstream: str) -> dict:
+    """A host-mode lab made in a namespace that then dies: reset from here removes its files
+    and namespaces and changes nothing here."""
+    gone = os.path.join(os.path.dirname(upstream), "gone")
+    namespaces.create(gone)
+    sh("nsenter", f"--net={gone}", "--", "ip", "link", "set", "lo", "up")
+    made = netstep(lab, "run", "lesson4", "--yes", "--json", where=gone)
+    namespaces.remove(gone)  # nothing else holds it: the namespace is gone
+    before = state()
+    used = result(netstep(lab, "next"))
+    reset = result(netstep(lab, "reset"))
+    return {"made": made.returncode, "made_err": made.stderr[-2000:], "used": used, "reset": reset,
+            "before": before, "after": state(), "lab_dir": os.path.exists(f"/run/netstep/labs/{lab}")}
+
+
+def modes(lab: str, upstream: str) -> dict:
+    """`reset` removes a lab whatever mode it was made in; other commands name the one that works."""
+    made_host = netstep(lab, "run", "lesson2", "--yes", "--json")
+    before_reset = state()
+    wrong = result(netstep(lab, "next", host=False))
+    reset_plain = result(netstep(lab, "reset", host=False))
+    after_host_reset = state()
+    sandbox = lab + "s"
+    made_sandbox = netstep(sandbox, "run", "lesson2", "--yes", "--json", host=False)
+    wrong_sandbox = result(netstep(sandbox, "next"))
+    reset_host = result(netstep(sandbox, "reset"))
+    return {"made_host": made_host.returncode, "made_sandbox": made_sandbox.returncode, "wrong": wrong,
+            "wrong_sandbox": wrong_sandbox, "reset_plain": reset_plain, "reset_host": reset_host,
+            "before_reset": before_reset, "after_host_reset": after_host_reset,
+            "dirs": [os.path.exists(f"/run/netstep/labs/{name}") for name in (lab, sandbox)]}
 
 
 def conflict(lab: str, upstream: str) -> dict:
@@ -83,9 +155,9 @@ def conflict(lab: str, upstream: str) -> dict:
     sh("ip", "link", "add", "veth0", "type", "veth", "peer", "name", "foreign0")
     sh("ip", "addr", "add", "192.0.2.1/24", "dev", "veth0")
     before = state()
-    run = netstep(lab, upstream, "run", "lesson2", "--yes")
+    run = netstep(lab, "run", "lesson2", "--yes")
     after_run = state()
-    reset = netstep(lab, upstream, "reset")
+    reset = netstep(lab, "reset")
     return {"run": run.returncode, "run_err": run.stderr, "reset": reset.returncode,
             "before": before, "after_run": after_run, "after_reset": state()}
 
@@ -94,23 +166,25 @@ def main() -> int:
     lab = sys.argv[1]
     upstream = os.path.join(tempfile.mkdtemp(prefix="netstep-up-"), "upstream")
     build_machine(upstream)
-    if sys.argv[2:] == ["conflict"]:
-        print(json.dumps(conflict(lab, upstream)))
+    scenarios = {"conflict": conflict, "other-namespace": other_namespace, "orphan": orphan, "modes": modes}
+    if sys.argv[2:3]:
+        print(json.dumps(scenarios[sys.argv[2]](lab, upstream)))
         namespaces.remove(upstream)
         return 0
     before = state()
-    run = netstep(lab, upstream, "run", "all", "--yes", "--json")
+    run = netstep(lab, "run", "all", "--yes", "--json")
     middle = state()
-    rollback = netstep(lab, upstream, "rollback", "--all")
+    rollback = netstep(lab, "rollback", "--all")
     after_rollback = state()
-    reset = netstep(lab, upstream, "reset")
+    reset = netstep(lab, "reset")
     after_reset = state()
-    checks = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    checks = [c for line in run.stdout.splitlines() if line.startswith("{") and "event" not in (c := json.loads(line))]
     print(json.dumps({
         "run": run.returncode, "run_err": run.stderr[-2000:], "checks": checks,
         "rollback": rollback.returncode, "rollback_err": rollback.stderr[-2000:],
         "reset": reset.returncode, "reset_err": reset.stderr[-2000:],
         "before": before, "middle": middle, "after_rollback": after_rollback, "after_reset": after_reset,
+        "lab_dir": os.path.exists(f"/run/netstep/labs/{lab}"),
     }))
     namespaces.remove(upstream)
     return 0

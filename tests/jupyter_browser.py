@@ -17,6 +17,7 @@ through `window.jupyterapp`, JupyterLab's own commands, not by clicking.
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import json
 import os
 import secrets
@@ -45,20 +46,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Lab:
     """A running JupyterLab: where it is and the token that opens it."""
 
     url: str  # http://127.0.0.1:PORT, no trailing slash
     token: str
+    _cookies: http.cookiejar.CookieJar = field(default_factory=http.cookiejar.CookieJar, repr=False)
 
     def api(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 10) -> object:
-        """One call to the server's REST API (`/api/...`), its JSON answer decoded."""
+        """One call to the server's REST API (`/api/...`), its JSON answer decoded.
+
+        Newer Jupyter servers want the _xsrf cookie echoed on a change even with a token:
+        the first GET collects it, and every later request sends it back.
+        """
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self._cookies))
+        headers = {"Authorization": f"token {self.token}", "Content-Type": "application/json"}
+        if method != "GET":
+            xsrf = next((c.value for c in self._cookies if c.name == "_xsrf"), None)
+            if xsrf is None:
+                opener.open(f"{self.url}/lab?token={self.token}", timeout=timeout).read()
+                xsrf = next((c.value for c in self._cookies if c.name == "_xsrf"), "")
+            headers["X-XSRFToken"] = xsrf
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}/api/{path}", data=data, method=method,
-                                         headers={"Authorization": f"token {self.token}",
-                                                  "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        request = urllib.request.Request(f"{self.url}/api/{path}", data=data, method=method, headers=headers)
+        with opener.open(request, timeout=timeout) as answer:
             text = answer.read()
         return json.loads(text) if text else None
 

@@ -90,7 +90,8 @@ def mounts_under(path: str) -> list[str]:
 
 
 def httpd_pids(marker: str) -> list[int]:
-    """Live processes running netstep.httpd whose command line mentions `marker` (a lab folder)."""
+    """Live processes running netstep's HTTP server (netstep.kernel.httpd, or netstep.httpd
+    as it was named before) whose command line mentions `marker` (a lab folder)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -101,7 +102,7 @@ def httpd_pids(marker: str) -> list[int]:
         except OSError:
             continue
         joined = b" ".join(argv)
-        if b"netstep.httpd" in joined and marker.encode() in joined:
+        if (b"netstep.kernel.httpd" in joined or b"netstep.httpd" in joined) and marker.encode() in joined:
             pids.append(int(entry))
     return pids
 
@@ -207,7 +208,7 @@ def filled_notebook(path: Path, *, right: bool, typed: bool) -> str:
     right or all wrong), and with `typed`, every step typed by hand in its `%%netstep` cell."""
     import nbformat
 
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     lesson = next(le for le in Course.load().lessons if Path(le.path).stem == Path(path).stem)
     flip = {"reachable": "u", "unreachable": "r"}

@@ -21,7 +21,7 @@ import pytest
 from jupyter_browser import CHROMIUM, Browser, Lab, start_lab
 from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
 
-from netstep.lessons import Course
+from netstep.course.course import Course
 
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
 pytestmark = [needs_root, pytest.mark.skipif(not Path(CHROMIUM).exists(),

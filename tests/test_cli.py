@@ -29,9 +29,10 @@ from support import (
     write_lesson,
 )
 
-from netstep.engine import Engine, Journal
-from netstep.lab import Lab
-from netstep.lessons import Course
+from netstep.core.engine import Engine
+from netstep.core.journal import Journal
+from netstep.core.lab import Lab
+from netstep.course.course import Course
 
 pytestmark = [
     needs_root,
@@ -64,8 +65,9 @@ def assert_clear_error(result: subprocess.CompletedProcess[str], *words: str) ->
         assert word in result.stderr, f"{word!r} not in stderr\n{show(result)}"
 
 
-def json_lines(stdout: str) -> list[dict]:
-    """stdout of a --json command: every non-empty line must be one JSON object."""
+def json_lines(stdout: str, *, events: bool = False) -> list[dict]:
+    """stdout of a --json command: every non-empty line must be one JSON object. The check
+    lines, or with `events` the {"event": "step"} lines."""
     records = []
     for line in stdout.splitlines():
         if not line.strip():
@@ -75,7 +77,8 @@ def json_lines(stdout: str) -> list[dict]:
         except json.JSONDecodeError:
             raise AssertionError(f"stdout holds a line that is not JSON: {line!r}") from None
         assert isinstance(record, dict), line
-        records.append(record)
+        if ("event" in record) == events:
+            records.append(record)
     return records
 
 
@@ -287,12 +290,26 @@ def test_unknown_namespace_for_inspect(cli_lab: str) -> None:
     assert_clear_error(result, "nosuchns")
 
 
-@pytest.mark.parametrize("args", [["next"], ["run", "1", "--yes"], ["inspect"], ["reset"], ["rollback", "--all"]])
-def test_bad_lab_name(args: list[str]) -> None:
-    result = netstep("../x", *args)
-    assert_clear_error(result, "../x")
+# One invocation of every command the CLI has (the list is checked against the parser below).
+EVERY_COMMAND = [["list"], ["run", "1", "--yes"], ["next"], ["back"], ["check", "1"], ["inspect"], ["diff"],
+                 ["rollback", "--all"], ["reset"], ["shell"], ["doctor"], ["notebooks", "--out", "/tmp/nsbad"],
+                 ["demo", "--auto", "0.1"]]
+
+
+def test_every_command_is_tried_with_a_bad_lab_name() -> None:
+    from netstep.cli import COMMANDS
+
+    assert sorted(c[0] for c in EVERY_COMMAND) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("name", ["../x", "bad name/../x"])
+@pytest.mark.parametrize("args", EVERY_COMMAND, ids=lambda a: a[0])
+def test_bad_lab_name(args: list[str], name: str) -> None:
+    result = netstep(name, *args)
+    assert_clear_error(result, name, "not a usable lab name")
     assert not os.path.exists("/run/netstep/x")
     assert not os.path.exists(os.path.join(LABS_ROOT, "..", "x"))
+    assert not os.path.exists("/tmp/nsbad")
 
 
 def test_malformed_lesson_file(cli_lab: str, tmp_path: Path) -> None:

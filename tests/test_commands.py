@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from netstep.actions import (
+from netstep.course.actions import (
     Action,
     AddLink,
     AddNetns,
@@ -22,7 +22,7 @@ from netstep.actions import (
     SetMaster,
     Sysctl,
 )
-from netstep.commands import parse, split
+from netstep.course.commands import parse, split
 
 # (where, typed command, expected action, expected command() text)
 ACCEPTED = [

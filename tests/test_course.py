@@ -23,9 +23,9 @@ from support import (
     unique_name,
 )
 
-from netstep.engine import Engine
-from netstep.lab import Lab
-from netstep.lessons import Course
+from netstep.core.engine import Engine
+from netstep.core.lab import Lab
+from netstep.course.course import Course
 
 pytestmark = [
     needs_root,

@@ -25,8 +25,8 @@ import time
 import pytest
 from support import LABS_ROOT, REPO, config_diff, needs_root, run_on_pty, unique_name
 
+from netstep.course.course import Course
 from netstep.demo.options import DemoOptions
-from netstep.lessons import Course
 
 pytestmark = needs_root
 
@@ -110,8 +110,8 @@ def stage_text(app) -> str:
 
 
 def test_forward_through_the_course_back_jump_and_every_key(lab):
+    from netstep.core.engine import Engine
     from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen
-    from netstep.engine import Engine
 
     engine = Engine(lab)
     seen: dict[int, object] = {}
@@ -207,7 +207,7 @@ def test_forward_through_the_course_back_jump_and_every_key(lab):
 
 
 def test_ask_the_room_holds_the_answers_back_then_reveals_them(lab):
-    from netstep.engine import Engine
+    from netstep.core.engine import Engine
 
     engine = Engine(lab)
 
@@ -242,7 +242,7 @@ def test_ask_the_room_holds_the_answers_back_then_reveals_them(lab):
 
 def test_typed_commands_and_quit_while_a_step_runs(lab):
     """With typing on, a step's result waits for its commands; q waits for the step to finish."""
-    from netstep.engine import Engine
+    from netstep.core.engine import Engine
 
     engine = Engine(lab)
 
@@ -263,7 +263,7 @@ def test_typed_commands_and_quit_while_a_step_runs(lab):
 
 
 def test_auto_from_lesson_6_to_the_end_rolls_back_and_removes_the_lab(lab):
-    from netstep.engine import Engine
+    from netstep.core.engine import Engine
 
     engine = Engine(lab)
 
@@ -313,7 +313,7 @@ def test_every_step_has_presenter_notes():
 
 def test_topology_draws_namespaces_veth_lines_and_the_bridge():
     from netstep.demo.topology import Topology
-    from netstep.snapshot import Link, NamespaceState, Snapshot
+    from netstep.state.snapshot import Link, NamespaceState, Snapshot
 
     host = NamespaceState("host", links=(
         Link("lo", "loopback", True), Link("eth0", "veth", True, peer="eth0@upstream"),
@@ -348,7 +348,7 @@ def test_topology_draws_namespaces_veth_lines_and_the_bridge():
 
 
 def test_cli_auto_runs_to_the_end_and_leaves_no_lab():
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     name = unique_name("demo")
     try:
@@ -369,7 +369,7 @@ TMUX = shutil.which("tmux")
 
 @pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
 def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     name = unique_name("demo")
     session = f"netstep-{name}"

@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 from support import config_diff, httpd_pids, lesson_markdown, mounts_under, needs_root, sysctl_keys, write_lesson
 
-from netstep import executor
-from netstep.actions import Action
-from netstep.checks import Check
-from netstep.engine import Engine, Journal, StepResult
+from netstep.core.engine import Engine
+from netstep.core.journal import Journal
+from netstep.core.lab import Lab
+from netstep.core.results import StepResult
+from netstep.course.actions import Action
+from netstep.course.checks import Check
+from netstep.course.course import Course
+from netstep.course.lessons import Command
 from netstep.errors import KernelError, LabBusy, NameConflict, NetstepError
-from netstep.lab import Lab
-from netstep.lessons import Command, Course
+from netstep.ops import apply as executor
 
 pytestmark = needs_root
 
@@ -406,7 +409,7 @@ def test_http_server_answers_and_is_stopped_by_undo(lab: Lab, tmp_path: Path) ->
     engine.undo_last()
 
     assert httpd_pids(lab.dir) == []
-    assert pids[0] not in httpd_pids("netstep.httpd")
+    assert pids[0] not in httpd_pids("netstep.kernel.httpd")
     assert not os.path.exists(lab.run_dir), "servers need no files: they are found by command line"
     assert check_results(engine, "http host -> 172.18.0.10:5000 unreachable")[
         "http host -> 172.18.0.10:5000 unreachable"] == ("unreachable", "refused")
@@ -440,7 +443,7 @@ def test_stopping_servers_signals_only_this_labs(lab: Lab) -> None:
     import sys
 
     def fake(folder: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "netstep.httpd",
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "netstep.kernel.httpd",
                                  "--name", "netns0", "--lab", folder])
 
     ours, other = fake(lab.dir), fake(lab.dir + "x")
@@ -593,9 +596,11 @@ class _Interrupt(Action):
         return "(Ctrl-C)"
 
 
-@executor._apply.register
-def _(action: _Interrupt, lab) -> Action:
+def _interrupt(action: _Interrupt, lab) -> Action:
     raise KeyboardInterrupt
+
+
+executor.HANDLERS[_Interrupt] = _interrupt
 
 
 def test_keyboard_interrupt_in_a_step_undoes_it(lab: Lab, tmp_path: Path) -> None:
@@ -639,7 +644,7 @@ def test_destroy_removes_everything_of_the_lab(tmp_path: Path, make_lab) -> None
 def test_journal_keeps_an_undo_told_before_the_change(tmp_path: Path) -> None:
     """An undo journaled before its change is marked `prepared` until the change is done,
     survives a reload and a compaction as such, and a failed action drops it."""
-    from netstep.actions import AddLink, DeleteLink
+    from netstep.course.actions import AddLink, DeleteLink
 
     path = str(tmp_path / "journal.json")
     journal = Journal(path)
@@ -676,8 +681,8 @@ def test_a_veth_going_down_shows_in_its_peers_namespace(lab: Lab, tmp_path: Path
     down = engine.apply_next()
     in_netns0 = [line for line in down.diff.lines() if line.split()[1] == "netns0"]
     assert any("linkdown" in line for line in in_netns0), down.diff.lines()
-    assert engine._last().same_config(config(lab, course)), "\n".join(config_diff(config(lab, course),
-                                                                                   engine._last()))
+    assert engine.moments.last().same_config(config(lab, course)), "\n".join(config_diff(config(lab, course),
+                                                                                   engine.moments.last()))
 
 
 def test_a_snapshot_right_after_a_carrier_change_shows_its_routes(lab: Lab) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 from support import needs_root, real_lesson_files
 
-from netstep.compare import differences
-from netstep.engine import Engine
-from netstep.grading import hint, solution, target_of, verify
-from netstep.lab import Lab
-from netstep.reference import build, read
-from netstep.snapshot import Link, NamespaceState, Snapshot
+from netstep.core.engine import Engine
+from netstep.core.grading import hint, solution, target_of, verify
+from netstep.core.lab import Lab
+from netstep.core.reference import build, read
+from netstep.state.compare import differences
+from netstep.state.snapshot import Link, NamespaceState, Snapshot
 
 pytestmark = pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons in lessons/")
 

@@ -32,13 +32,21 @@ def _scenario(lab: str, *extra: str) -> dict:
 
 
 def test_host_mode_runs_the_course_and_restores_the_machine_exactly():
+    """No --upstream: lesson 7's client on the network is the lab's own stand-in, whose
+    requests reach the host through its veth and pass PREROUTING."""
     lab = unique_name("host")
     d = _scenario(lab)
     assert d["run"] == 0, d["run_err"]
     bad = [c for c in d["checks"] if not c["ok"]]
     assert len(d["checks"]) >= 40 and not bad, bad
-    assert any(c["from"] == "upstream" and c["actual"] == "reachable" for c in d["checks"])
+    from_client = [c for c in d["checks"] if c["from"] == "upstream"]
+    assert from_client and any(c["actual"] == "reachable" for c in from_client)
+    assert any(c["actual"] == "unreachable" for c in from_client)  # before the DNAT rule
     assert d["rollback"] == 0 and d["reset"] == 0, (d["rollback_err"], d["reset_err"])
+    # The stand-in stood while the course did, on its own range, and went with the rollback.
+    assert any(link.startswith("nsclient0@") for link in d["middle"]["links"])
+    assert "nsclient0 inet 198.51.100.1/30" in d["middle"]["addresses"]
+    assert not d["lab_dir"]
     # While the course stood, netstep's rules carried its mark and the foreign ones were kept.
     assert any(f"netstep:{lab}" in rule for rule in d["middle"]["rules"])
     assert [r for r in d["before"]["rules"] if "DOCKER" in r] == [r for r in d["middle"]["rules"] if "DOCKER" in r]
@@ -61,3 +69,46 @@ def test_host_mode_refuses_a_foreign_device_and_leaves_it_alone():
     assert "veth0 inet 192.0.2.1/24" in d["after_run"]["addresses"]
     assert d["after_reset"] == d["before"]
     assert any(link.startswith("veth0@foreign0") for link in d["before"]["links"])
+
+
+def test_a_host_mode_lab_is_refused_untouched_from_another_namespace():
+    lab = unique_name("hostns")
+    d = _scenario(lab, "other-namespace")
+    assert d["made"] == 0, d["made_err"]
+    for command, r in d["refused"].items():
+        assert r["rc"] != 0, (command, r)
+        assert "Traceback" not in r["err"], (command, r["err"])
+        assert "was made with --host in network namespace net:[" in r["err"], (command, r["err"])
+    # Neither the lab's namespace nor the other one changed; the lab is still there.
+    assert d["here_after"] == d["here_before"]
+    assert d["other_after"] == d["other_before"]
+    assert d["other_before"]["sysctls"]["net.ipv4.ip_forward"] == "1"
+    assert any("192.0.2.0/24" in rule for rule in d["other_before"]["rules"])
+    assert d["lab_left"]
+    assert d["reset_here"]["rc"] == 0, d["reset_here"]
+
+
+def test_a_host_mode_lab_whose_namespace_is_gone_is_removed_without_undoing_anything():
+    lab = unique_name("hostgone")
+    d = _scenario(lab, "orphan")
+    assert d["made"] == 0, d["made_err"]
+    assert d["used"]["rc"] != 0 and "is gone" in d["used"]["err"] and "reset" in d["used"]["err"], d["used"]
+    assert d["reset"]["rc"] == 0, d["reset"]
+    assert "namespace was gone" in d["reset"]["out"]
+    assert d["after"] == d["before"]
+    assert not d["lab_dir"]
+
+
+def test_reset_removes_a_lab_whatever_mode_it_was_made_in():
+    lab = unique_name("hostmode")
+    d = _scenario(lab, "modes")
+    assert d["made_host"] == 0 and d["made_sandbox"] == 0
+    # Other commands refuse the mismatch and give the command that works.
+    assert d["wrong"]["rc"] == 1 and f"--host --lab {lab} next" in d["wrong"]["err"], d["wrong"]
+    assert d["wrong_sandbox"]["rc"] == 1 and f"--lab {lab}s reset" in d["wrong_sandbox"]["err"]
+    assert d["reset_plain"]["rc"] == 0, d["reset_plain"]
+    assert d["reset_host"]["rc"] == 0, d["reset_host"]
+    assert d["dirs"] == [False, False]
+    # The host-mode lab's reset (without --host) undid its changes in this namespace.
+    assert any("veth0" in link for link in d["before_reset"]["links"])
+    assert not any("veth0" in link or "nsclient0" in link for link in d["after_host_reset"]["links"])

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from support import lesson_markdown, real_lesson_files, write_lesson
 
-from netstep.actions import Iptables, SetLinkUp
+from netstep.course.actions import Iptables, SetLinkUp
+from netstep.course.course import Course
+from netstep.course.lessons import parse_lesson
 from netstep.errors import LessonError, NetstepError
-from netstep.lessons import Course, parse_lesson
 
 FENCE = "```"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
 
-from netstep.lessons import Course
+from netstep.course.course import Course
 from netstep.notebooks import render_all
 
 NOTEBOOKS = REPO / "notebooks"
@@ -55,7 +55,7 @@ def _execute(path: Path, lab: str):
 @needs_root
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebook_executes_and_leaves_no_lab(name):
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     lab = unique_name("nb")
     try:
@@ -77,7 +77,7 @@ def test_notebook_executes_and_leaves_no_lab(name):
 def test_executed_notebook_exports_to_html(tmp_path):
     from nbconvert import HTMLExporter
 
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     lab = unique_name("nbh")
     try:
@@ -93,7 +93,7 @@ def test_executed_notebook_exports_to_html(tmp_path):
 @needs_root
 @pytest.mark.parametrize(("right", "typed"), [(True, True), (False, False)], ids=["right-typed", "wrong-shown"])
 def test_a_notebook_filled_in_by_a_student(tmp_path, right: bool, typed: bool) -> None:
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     name = "02-veth.ipynb"
     total = sum(len(s.checks) for s in Course.load().find("veth").steps)

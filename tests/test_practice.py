@@ -14,7 +14,7 @@ import sys
 import pytest
 from support import CLI_ENV, converse_on_pty, needs_root, netstep_cli, real_lesson_files
 
-from netstep.lessons import Course
+from netstep.course.course import Course
 
 pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")]
 
@@ -155,7 +155,7 @@ def test_a_command_left_out_or_changed_is_named(cli_lab: str, change, named: str
 
 
 def journal_of(lab: str) -> list[str]:
-    from netstep.engine import Journal
+    from netstep.core.journal import Journal
 
     return [s["ref"] for s in Journal(os.path.join("/run/netstep/labs", lab, "journal.json")).steps]
 

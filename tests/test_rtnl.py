@@ -1,4 +1,4 @@
-"""netstep.rtnl against two references on the real kernel: pyroute2 reading the same
+"""netstep.kernel.rtnl against two references on the real kernel: pyroute2 reading the same
 namespace, and iproute2 (`ip`) making the same changes.
 
 rtnl replaced pyroute2 for speed (see its docstring); these tests hold it to what it
@@ -15,8 +15,8 @@ import struct
 import pytest
 from pyroute2 import IPRoute
 
-from netstep import namespaces
-from netstep.rtnl import NetlinkError
+from netstep.kernel import namespaces
+from netstep.kernel.rtnl import NetlinkError
 
 
 def _ip(lab, ns: str, *commands: str) -> None:

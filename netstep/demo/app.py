@@ -22,6 +22,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from netstep.core.engine import Engine
+from netstep.core.results import StepResult
+from netstep.course.lessons import Lesson, Step
 from netstep.demo import stage
 from netstep.demo.calls import EngineCalls
 from netstep.demo.leaving import Leaving
@@ -29,9 +32,7 @@ from netstep.demo.options import DemoOptions
 from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen
 from netstep.demo.topology import Topology
 from netstep.demo.typewriter import Typewriter
-from netstep.engine import Engine, StepResult
-from netstep.lessons import Lesson, Step
-from netstep.snapshot import Snapshot
+from netstep.state.snapshot import Snapshot
 
 NARROW = 96  # below this many columns the picture goes under the stage
 
@@ -187,7 +188,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
             return
         self.asking, self.on_stage, self.last_result = step, step, None
         self.commands.show(stage.command_lines(step))
-        self._show(title=stage.step_title(step), narration=stage.narration(step.prose),
+        self._show(title=stage.step_title(step), narration=stage.narration(step.before),
                    result=stage.questions_view(step, self.engine.lab.internet))
 
     def action_next(self) -> None:
@@ -196,7 +197,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
             return
         asked, self.asking = self.asking is step, None
         self.on_stage, self.last_result = step, None
-        self._show(title=stage.step_title(step), narration=stage.narration(step.prose),
+        self._show(title=stage.step_title(step), narration=stage.narration(step.before),
                    result=stage.questions_view(step, self.engine.lab.internet) if asked else "")
         self._pending = None
         self.commands.type(stage.command_lines(step), self.options.typing_cps, self._typed)
@@ -206,7 +207,9 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.last_result = result
         self.applied.append(result.step.ref)
         self.failures += sum(not check.ok for check in result.checks)
-        self._pending = lambda: self._show(result=stage.result_view(result), reveal=True)
+        # The explanation only once the result is on screen; the scene-setting stays otherwise.
+        after = stage.narration(result.step.after) if result.step.after else None
+        self._pending = lambda: self._show(result=stage.result_view(result), narration=after, reveal=True)
 
     def _typed(self) -> None:
         if self._pending is not None and self.operation is None:

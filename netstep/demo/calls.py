@@ -15,9 +15,9 @@ from typing import Any
 from rich.panel import Panel
 from rich.text import Text
 
-from netstep.engine import StepResult
+from netstep.core.results import StepResult
 from netstep.errors import NetstepError
-from netstep.snapshot import Snapshot
+from netstep.state.snapshot import Snapshot
 
 
 class EngineCalls:

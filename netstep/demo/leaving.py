@@ -8,7 +8,7 @@ in between calls the scheduled step off (`_auto_turn`).
 
 from __future__ import annotations
 
-from netstep.reset import reset_lab
+from netstep.core.reset import reset_lab
 
 
 class Leaving:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from netstep.course.course import Course
 from netstep.errors import NetstepError
-from netstep.lessons import Course
 
 
 @dataclass(frozen=True)

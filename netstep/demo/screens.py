@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from netstep import views
-from netstep.snapshot import Snapshot
+from netstep.present import views
+from netstep.state.snapshot import Snapshot
 
 
 class NotesScreen(ModalScreen[None]):

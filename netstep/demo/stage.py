@@ -17,11 +17,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from netstep.checks import CheckResult
-from netstep.diff import Diff
-from netstep.engine import StepResult
-from netstep.lessons import Lesson, Step
-from netstep.predictions import question
+from netstep.core.results import StepResult
+from netstep.course.checks import CheckResult
+from netstep.course.lessons import Lesson, Step
+from netstep.course.predictions import question
+from netstep.state.diff import Diff
 
 NARRATION_CHARS = 320
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
-from netstep.snapshot import Link, NamespaceState, Snapshot
+from netstep.state.snapshot import Link, NamespaceState, Snapshot
 
 BOX_MIN = 18  # "│ 172.18.0.10/16 │"
 MAX_WIDTH = 72

@@ -23,7 +23,7 @@ from machine_guard import differences, machine_state
 from relsupport import NOTES, STATS, clean_positions
 from support import PREFIX, unique_name
 
-from netstep.lessons import Course
+from netstep.course.course import Course
 
 
 @pytest.fixture(scope="session", autouse=True)

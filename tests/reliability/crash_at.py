@@ -32,7 +32,8 @@ def main() -> int:
     assert sys.argv[3] == "--" and when in ("before", "prepared", "after", "spawned", "ctrl-c", "ctrl-c-late"), __doc__
     import subprocess
 
-    from netstep import executor, namespaces
+    from netstep.kernel import namespaces
+    from netstep.ops import apply as executor
 
     real, real_exec, armed = executor.apply, namespaces.exec_in, [0]
 
@@ -50,7 +51,7 @@ def main() -> int:
                     journal(undo)
                     os.kill(os.getpid(), signal.SIGKILL)
             if when == "spawned":
-                executor.subprocess.Popen = Spawned
+                subprocess.Popen = Spawned  # the next server started (netstep.ops.servers)
             if when.startswith("ctrl-c"):
                 armed[0] = 1
                 try:

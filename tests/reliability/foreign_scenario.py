@@ -48,7 +48,7 @@ from machine_guard import differences, machine_state  # noqa: E402
 from relsupport import ENV, crash_points, crash_run, last_step  # noqa: E402
 from support import REPO  # noqa: E402
 
-from netstep import namespaces  # noqa: E402
+from netstep.kernel import namespaces  # noqa: E402
 
 FOREIGN_SERVER = ("10.0.2.15", 8080)
 LAB = [""]  # the scenario's lab name, set by main()
@@ -180,7 +180,7 @@ def netstep(lab: str, upstream: str | None, *args: str, timeout: float = 300) ->
     host = ("--host", "--internet", "203.0.113.8", "--upstream", upstream) if upstream else ()
     r = subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *host, *args], cwd=REPO, env=ENV,
                        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    checks = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    checks = [c for line in r.stdout.splitlines() if line.startswith("{") and "event" not in (c := json.loads(line))]
     return {"args": " ".join(args), "exit": r.returncode, "stderr": r.stderr[-3000:], "checks": checks,
             "failed": [c for c in checks if not c.get("ok")]}
 
@@ -235,9 +235,10 @@ def kill_trials(lab: str, upstream: str, rng: random.Random, count: int, seconds
 def forwarding(lab: str, upstream: str) -> dict:
     """A per-device forwarding value of another tool, while ip_forward is 0: lesson 6 turns
     ip_forward on, rollback turns it off again. Does the device's value survive?"""
-    from netstep.engine import Engine, reset_lab
-    from netstep.lab import Lab
-    from netstep.lessons import Course
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
+    from netstep.core.reset import reset_lab
+    from netstep.course.course import Course
 
     course = Course.load()
     key = "/proc/sys/net/ipv4/conf/vnet0/forwarding"
@@ -260,9 +261,10 @@ def forwarding(lab: str, upstream: str) -> dict:
 
 def identical_rules(lab: str, upstream: str) -> dict:
     """Another tool made exactly the rules lesson 6 and 7 add: netstep removes only its own."""
-    from netstep.engine import Engine, reset_lab
-    from netstep.lab import Lab
-    from netstep.lessons import Course
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
+    from netstep.core.reset import reset_lab
+    from netstep.course.course import Course
 
     course = Course.load()
     same = [["-t", "nat", "-A", "POSTROUTING", "-s", "172.18.0.0/16", "!", "-o", "br0", "-j", "MASQUERADE"],
@@ -309,7 +311,7 @@ def repair(before: dict) -> None:
 
 
 def sweep(lab: str, upstream: str) -> list[dict]:
-    from netstep.lessons import Course
+    from netstep.course.course import Course
 
     results = []
     before = full_state()

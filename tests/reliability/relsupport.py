@@ -61,8 +61,8 @@ def show(result) -> str:
 def json_lines(stdout: str) -> list[dict]:
     out = []
     for line in stdout.splitlines():
-        if line.strip():
-            out.append(json.loads(line))
+        if line.strip() and "event" not in (record := json.loads(line)):  # check lines, not step lines
+            out.append(record)
     return out
 
 
@@ -82,7 +82,7 @@ def lab_dir(name: str) -> str:
 def read_journal(name: str) -> dict | None:
     """The steps lab `name`'s journal records ({"steps": [...]}), read without the lock and
     without changing the file; None when there is none (yet) or it cannot be read now."""
-    from netstep.engine import Journal
+    from netstep.core.journal import Journal
 
     path = os.path.join(lab_dir(name), "journal.json")
     if not os.path.exists(path):
@@ -134,7 +134,7 @@ def crash_run(name: str, command: str, when: str, *, host: tuple[str, ...] = (),
 
 def destroy_quietly(name: str) -> None:
     """Last-resort cleanup of a test lab: reset through the library, kill its servers, remove its files."""
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     lab = Lab(name)
     try:
@@ -154,7 +154,7 @@ def config(lab, course):
     """The lab's configuration (links, addresses, routes, rules, sysctls of every namespace),
     as a new Lab object reads it: a long-lived one keeps caches (the ids under which namespaces
     know each other) that can go stale, and the tests compare the kernel, not a cache."""
-    from netstep.lab import Lab
+    from netstep.core.lab import Lab
 
     reader = Lab(lab.name, root=os.path.dirname(lab.dir), host=lab.host_mode, upstream=lab.upstream_path)
     try:
@@ -178,8 +178,8 @@ def clean_positions(course, name: str):
     Returns, for every position 0..N (steps applied), the lab's configuration and the
     number of HTTP servers it runs. The lab is destroyed afterwards.
     """
-    from netstep.engine import Engine
-    from netstep.lab import Lab
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
 
     lab = Lab(name)
     try:

@@ -4,7 +4,7 @@
   lines deleted, swapped and duplicated, fences broken, unknown commands, wrong arguments,
   shell metacharacters, paths out of the lab, binary junk, NUL bytes, bad file names.
   `parse_lesson` either returns a Lesson whose every action is one of the grammar's
-  (netstep.actions.ACTIONS) and whose command text parses back to the same action, or
+  (netstep.course.actions.ACTIONS) and whose command text parses back to the same action, or
   raises NetstepError; anything else is a failure. No process is started while parsing.
 - A sample of mutated lessons, each carrying an attempt to run `touch FLAG` outside the
   grammar, goes through the CLI (`run PATH --yes --json` on a fresh lab): no traceback, and
@@ -42,10 +42,10 @@ from relsupport import (
 )
 from support import REPO, needs_root, real_lesson_files, unique_name
 
-from netstep.actions import ACTIONS
-from netstep.commands import SHELL_CHARS, parse
+from netstep.course.actions import ACTIONS
+from netstep.course.commands import SHELL_CHARS, parse
+from netstep.course.lessons import parse_lesson
 from netstep.errors import NetstepError
-from netstep.lessons import parse_lesson
 
 FUZZ_EXAMPLES = int(os.environ.get("NETSTEP_REL_FUZZ", "2000"))
 CLI_SAMPLES = int(os.environ.get("NETSTEP_REL_FUZZ_CLI", "20"))
@@ -261,12 +261,15 @@ def cli_case(rng: random.Random, flag: Path) -> tuple[str, bytes, str]:
     if how == "command":  # other damage first, so that it cannot move or delete the attempt
         for _ in range(rng.randint(0, 2)):
             spots = block_lines(lines) or [0]
-            i = rng.randrange(len(lines))
+            # Fences stay where they are: a deleted or moved fence would put the attempt in a
+            # block of another kind than block_lines() thinks, and the case would test nothing.
+            movable = [k for k, text in enumerate(lines) if not text.startswith("```")]
+            i = rng.choice(movable)
             op = rng.choice(["delete", "swap", "wrong", "token"])
             if op == "delete":
                 del lines[i]
             elif op == "swap":
-                j = rng.randrange(len(lines))
+                j = rng.choice(movable)
                 lines[i], lines[j] = lines[j], lines[i]
             elif op == "wrong":
                 lines.insert(rng.choice(spots), rng.choice(PROMPTS[:4]) + rng.choice(WRONG_ARGUMENTS) + "\n")

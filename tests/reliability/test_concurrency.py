@@ -34,9 +34,9 @@ from relsupport import (
 )
 from support import config_diff, needs_root, unique_name
 
-from netstep.engine import Engine
-from netstep.lab import Lab
-from netstep.lessons import Course
+from netstep.core.engine import Engine
+from netstep.core.lab import Lab
+from netstep.course.course import Course
 
 pytestmark = [needs_root, needs_lessons]
 

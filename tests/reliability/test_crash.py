@@ -6,7 +6,7 @@ while a step's checks run, and while the lesson's HTTP server runs.
 
 - kill -9 (to the process, or to its whole process group): then `reset` must exit 0 and
   leave nothing of the lab: no folder or file, no mount (nsfs or the netns folder), no
-  netstep.httpd process. After the last kill of a series, `run all` on the same lab
+  netstep.kernel.httpd process. After the last kill of a series, `run all` on the same lab
   passes every check.
 - SIGINT and SIGTERM (to the process): exit 130 with one line and no traceback, and the
   lab is consistent and resumable: the journal has no incomplete step, the configuration
@@ -59,10 +59,10 @@ from relsupport import (
 )
 from support import REPO, config_diff, httpd_pids, needs_root, real_lesson_files, unique_name
 
-from netstep.engine import Engine
+from netstep.core.engine import Engine
+from netstep.core.lab import Lab
+from netstep.course.course import Course
 from netstep.errors import NetstepError
-from netstep.lab import Lab
-from netstep.lessons import Course
 
 pytestmark = [needs_root, needs_lessons]
 
@@ -419,7 +419,7 @@ def test_host_mode_crash_around_each_kind_of_action_then_reset_restores_the_mach
 
 def _interrupt_on_calls(monkeypatch, calls: set[int]) -> None:
     """Ctrl-C (SIGINT to this process) during the executor's N-th call, for N in `calls`."""
-    from netstep import executor
+    from netstep.ops import apply as executor
 
     real, count = executor.apply, [0]
 

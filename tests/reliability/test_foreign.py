@@ -25,8 +25,8 @@ from machine_guard import differences
 from relsupport import STATS, destroy_quietly, needs_lessons, netstep, note, read_journal, run_scenario, show
 from support import needs_root, unique_name
 
-from netstep import namespaces
-from netstep.lab import Lab
+from netstep.core.lab import Lab
+from netstep.kernel import namespaces
 
 pytestmark = [needs_root, needs_lessons, pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")]
 

@@ -31,9 +31,9 @@ from hypothesis.stateful import (  # noqa: E402
 from relsupport import clean_positions, config, server_count, view  # noqa: E402
 from support import config_diff  # noqa: E402
 
-from netstep.engine import Engine  # noqa: E402
-from netstep.lab import Lab  # noqa: E402
-from netstep.lessons import Course  # noqa: E402
+from netstep.core.engine import Engine  # noqa: E402
+from netstep.core.lab import Lab  # noqa: E402
+from netstep.course.course import Course  # noqa: E402
 
 
 class CourseModel:
@@ -92,7 +92,7 @@ def make_machine(box: dict, course: Course, snaps: list, servers: list[int], sta
                     seen = view(engine.lab, course)
                     # What the engine remembers of the lab after its last move (each step reads
                     # only the namespaces it can change): the next diff starts from it.
-                    remembered = engine._last()
+                    remembered = engine.moments.last()
                     for what, reading in (("Lab object misreads", seen), ("memory differs from", remembered)):
                         if reading.config() != real.config():
                             stats["misreads"] += 1

@@ -1,0 +1,276 @@
+"""The engine: a course applied to a lab, one step at a time, and undone exactly.
+
+The lab's journal is the course position: the list of steps applied so far, each with
+the actions it ran and their undos. An action is written to the journal before it is
+applied, so an interruption at any moment leaves a record of everything the lab did. A
+step is atomic: if applying it fails or is interrupted (Ctrl-C, SIGTERM), the actions it
+already ran are undone before the error goes on.
+
+The engine never prints: every method returns results that render themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+
+from netstep.core.journal import Journal
+from netstep.core.lab import Lab
+from netstep.core.moments import Moments
+from netstep.core.results import OwnResult, StepResult
+from netstep.core.signals import SignalGuard
+from netstep.course.actions import Action
+from netstep.course.checks import Check, CheckResult
+from netstep.course.course import Course
+from netstep.course.lessons import Command, Lesson, Step, parse_lines
+from netstep.course.scale import built_with
+from netstep.errors import NetstepError
+from netstep.ops import apply as executor
+from netstep.ops import probes
+from netstep.state.diff import Diff, diff
+from netstep.state.snapshot import Snapshot
+
+
+class Engine:
+    """A course on a lab. The lab must be locked (used as a context manager) while in use."""
+
+    def __init__(self, lab: Lab, course: Course | None = None) -> None:
+        self.lab = lab
+        self.course = self._course_for(lab, course)
+        self.journal = Journal(lab.journal_path, compact=True)
+        self.moments = Moments(lab, self._sysctl_keys)
+        if self.journal.steps and not self.journal.steps[-1]["complete"]:
+            ref = self.journal.steps[-1]["ref"]
+            raise NetstepError(
+                f"Lab '{lab.name}' was stopped in the middle of step {ref} and may be half-built. "
+                f"Run `python -m netstep --lab {lab.name} reset` to remove it and start over."
+            )
+        self._check_journal()
+
+    @staticmethod
+    def _course_for(lab: Lab, course: Course | None) -> Course:
+        """The course, in the variant the lab was built with (lesson 4 with N containers)."""
+        path = os.path.join(lab.dir, "course.json")
+        built = built_with(lab)
+        has_steps = bool(Journal(lab.journal_path).steps)
+        if course is None:
+            course = Course.load()
+            return course.with_containers(built) if built else course
+        if has_steps and course.containers != built:
+            was = f"with --containers {built}" if built else "without --containers"
+            raise NetstepError(f"Lab '{lab.name}' was built {was}: run it the same way, or `reset` it first.")
+        if course.containers:
+            with open(path, "w") as f:
+                json.dump({"containers": course.containers}, f)
+        elif os.path.exists(path):
+            os.unlink(path)
+        return course
+
+    def _check_journal(self) -> None:
+        steps = self.course.steps
+        for i, record in enumerate(self.journal.steps):
+            if record["index"] != i or i >= len(steps) or record["ref"] != steps[i].ref:
+                raise NetstepError(
+                    f"Lab '{self.lab.name}' was built from another version of the lessons. "
+                    f"Run `python -m netstep --lab {self.lab.name} reset` to start it over."
+                )
+
+    # -- where we are --------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """How many steps of the course are applied."""
+        return len(self.journal.steps)
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.course.steps
+
+    def current_step(self) -> Step | None:
+        return self.steps[self.position - 1] if self.position else None
+
+    def next_step(self) -> Step | None:
+        return self.steps[self.position] if self.position < len(self.steps) else None
+
+    # -- moving ------------------------------------------------------------------------------
+
+    def apply_next(self, *, run_checks: bool = True, show: bool = True,
+                   progress: Callable[[int, int], None] | None = None) -> StepResult:
+        """Apply the next step, run its checks and read what it shows (`show`: for a person).
+
+        `progress(done, total)` hears of each action (for large labs).
+        """
+        step = self.next_step()
+        if step is None:
+            raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
+        with SignalGuard() as guard:
+            return self._apply(step, guard, run_checks, show, progress)
+
+    def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, show: bool, progress) -> StepResult:
+        started = time.monotonic()
+        names, rules_of = self.moments.touched(step.actions)
+        before = self.moments.before(names, rules_of)
+        record = self.journal.begin(self.position, step.ref)
+        try:
+            for done, action in enumerate(step.actions, 1):
+                guard.checkpoint()  # an interrupted step is undone, never left half-applied
+                self.journal.intend(action)
+                try:
+                    undo = executor.apply(self.lab, action, ready=self.journal.prepare)
+                except BaseException:
+                    self.journal.failed()
+                    raise
+                self.journal.done(undo)
+                if progress is not None:
+                    progress(done, len(step.actions))
+        except BaseException:
+            self._undo_entries(record)
+            self.journal.pop()
+            raise
+        self.journal.complete()
+        after = self.moments.moment(names, rules_of)
+        self.moments.remember(after)
+        result = StepResult(step, "apply", diff(before, after, title=step.title), internet=self.lab.internet)
+        if run_checks:
+            result.checks = self.run_checks(step.checks)
+        if run_checks and show:
+            result.shown = self._shown(step)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def undo_last(self) -> StepResult:
+        if not self.position:
+            raise NetstepError("Nothing to roll back: no step of the course is applied.")
+        step = self.steps[self.position - 1]
+        started = time.monotonic()
+        record = self.journal.steps[-1]
+        undos = [Action.from_dict(e["undo"]) for e in record["entries"] if e["undo"] is not None]
+        with SignalGuard():  # a rollback, once begun, finishes
+            names, rules_of = self.moments.touched(undos)
+            before = self.moments.before(names, rules_of)
+            self._undo_entries(record)
+            self.journal.pop()
+            after = self.moments.moment(names, rules_of)
+        self.moments.remember(after)
+        result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"), internet=self.lab.internet)
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _undo_entries(self, record: dict) -> None:
+        """Undo a step's applied actions, newest first, keeping the journal in step."""
+        with SignalGuard():
+            while record["entries"]:
+                entry = record["entries"][-1]
+                if entry["undo"] is not None:
+                    executor.apply(self.lab, Action.from_dict(entry["undo"]))
+                self.journal.drop()
+
+    def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
+        """Apply or undo steps until `position` steps are applied, yielding each move.
+
+        The student's own commands (an exercise, say) are taken back first: a course
+        position is exactly the state the course reaches there.
+        """
+        if not 0 <= position <= len(self.steps):
+            raise NetstepError(f"There is no position {position} in the course.")
+        if self.journal.own:
+            self.undo_own()
+        while self.position > position:
+            yield self.undo_last()
+        while self.position < position:
+            yield self.apply_next(run_checks=run_checks)
+
+    def start_lesson(self, lesson: Lesson) -> list[StepResult]:
+        """Bring the lab to the state `lesson` starts from."""
+        return list(self.goto(self.course.start_of(lesson)))
+
+    def rollback_lesson(self) -> list[StepResult]:
+        """Undo the steps of the current lesson (or of the previous one, at its start)."""
+        step = self.current_step()
+        if step is None:
+            raise NetstepError("Nothing to roll back: no step of the course is applied.")
+        return list(self.goto(self.course.start_of(step.lesson)))
+
+    def rollback_all(self) -> list[StepResult]:
+        """Undo every step. In host mode the lab's stand-in client goes too, so that the
+        machine is as it was before the course (the lab makes it again when next used)."""
+        results = list(self.goto(0))
+        if self.lab.standin.wanted:
+            self.lab.remove_standin()
+            self.moments.forget()
+        return results
+
+    # -- the student's own commands ---------------------------------------------------------
+
+    def run_own(self, text: str, where: str = "host") -> OwnResult:
+        """Apply commands a student typed (`host# ip link ...` lines, or bare commands run in
+        `where`), outside the course: they are journaled and `undo_own` takes them back."""
+        commands = parse_lines(text, where)
+        started = time.monotonic()
+        before = self.moments.read()
+        done: list[Command] = []
+        try:
+            with SignalGuard():
+                for command in commands:
+                    self.journal.own_intend(command.action, command.text, command.where)
+                    try:
+                        undo = executor.apply(self.lab, command.action, ready=self.journal.own_prepare)
+                    except BaseException:
+                        self.journal.own_drop()
+                        raise
+                    self.journal.own_done(undo)
+                    done.append(command)
+        finally:
+            after = self.moments.read()
+            self.moments.remember(after)
+        return OwnResult(done, diff(before, after, title="your commands"), time.monotonic() - started)
+
+    def undo_own(self) -> Diff:
+        """Take back every command run with `run_own`, newest first."""
+        before = self.moments.read()
+        with SignalGuard():
+            while self.journal.own:
+                entry = self.journal.own[-1]
+                if entry["undo"] is not None:
+                    try:
+                        executor.apply(self.lab, Action.from_dict(entry["undo"]))
+                    except NetstepError:
+                        if not entry.get("prepared"):  # else a kill came before its change: nothing to undo
+                            raise
+                self.journal.own_drop()
+        after = self.moments.read()
+        self.moments.remember(after)
+        return diff(before, after, title="your commands, undone")
+
+    # -- looking ---------------------------------------------------------------------------------
+
+    def run_checks(self, checks: list[Check]) -> list[CheckResult]:
+        if not checks:
+            return []
+        for check in checks:
+            self.lab.require(check.source)
+        return probes.run(checks, self.lab.path_of, self.lab.internet)
+
+    def final_checks(self, lesson: Lesson) -> list[Check]:
+        """The checks that describe a finished lesson: those of its last step that has any."""
+        for step in reversed(lesson.steps):
+            if step.checks:
+                return step.checks
+        return []
+
+    def _sysctl_keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.key for s in self.steps for a in s.actions if hasattr(a, "key")))
+
+    def snapshot(self, names: list[str] | None = None) -> Snapshot:
+        return self.moments.read(names, caches=True)
+
+    def changes_since_last_step(self) -> Diff:
+        """What changed since the last step: the student's own work, typically."""
+        return diff(self.moments.last(), self.moments.read(), title="since the last step")
+
+    def _shown(self, step: Step) -> Snapshot | None:
+        names = list(dict.fromkeys(ns for show in step.shows for ns in show.namespaces))
+        names = [n for n in names if self.lab.has_namespace(n)]
+        return self.snapshot(names) if names else None

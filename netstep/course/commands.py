@@ -1,0 +1,315 @@
+"""The command grammar: the subset of ip, iptables and sysctl the course uses.
+
+`parse(line, where)` turns what a student types into an Action, or raises ValueError with
+a sentence saying what is wrong. Nothing here runs anything: a lesson file can only ever
+describe actions from this grammar, so loading one can never become a root shell.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+
+from netstep.course.actions import (
+    Action,
+    AddLink,
+    AddNetns,
+    Address,
+    DeleteLink,
+    DeleteNetns,
+    HttpServer,
+    Iptables,
+    MoveLink,
+    Route,
+    SetLinkUp,
+    SetMaster,
+    Sysctl,
+)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # IFNAMSIZ - 1
+NS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
+SYSCTL_KEY = re.compile(r"^net\.(ipv4|ipv6|bridge)\.[A-Za-z0-9_.-]+$")
+IPT_VALUE = re.compile(r"^[A-Za-z0-9_.:/,!+-]+$")
+SHELL_CHARS = set(";|&$`<>\\\n(){}*?")
+
+TABLES = {"filter", "nat", "mangle", "raw"}
+POLICIES = {"ACCEPT", "DROP"}
+# iptables rule options the grammar accepts, and whether each takes a value.
+RULE_OPTIONS = {
+    "-s": True, "--source": True, "-d": True, "--destination": True,
+    "-i": True, "--in-interface": True, "-o": True, "--out-interface": True,
+    "-p": True, "--protocol": True, "-m": True, "--match": True,
+    "--dport": True, "--sport": True, "-j": True, "--jump": True,
+    "--to-destination": True, "--to-source": True, "--ctstate": True, "--state": True,
+    "--dst-type": True, "--src-type": True, "--comment": True, "--to-ports": True,
+}
+
+
+def split(line: str) -> list[str]:
+    bad = sorted({c for c in line if c in SHELL_CHARS})
+    if bad:
+        raise ValueError(f"netstep runs no shell: {' '.join(repr(c) for c in bad)} cannot appear in a command")
+    if any(ord(c) < 32 and c != "\t" for c in line):
+        raise ValueError("the command holds control characters")
+    try:  # shlex is slow, and only quotes, escapes and comments need it
+        if any(c in line for c in "'\"\\#"):
+            words = shlex.split(line)
+        else:
+            words = [w for w in line.replace("\t", " ").split(" ") if w]
+    except ValueError as exc:
+        raise ValueError(f"cannot split the command into words ({exc})") from None
+    if words and words[0] == "sudo":
+        words = words[1:]
+    if not words:
+        raise ValueError("empty command")
+    return words
+
+
+def parse(line: str, where: str = "host") -> Action:
+    """Parse one command typed in namespace `where` into an Action."""
+    return parse_words(split(line), where)
+
+
+def parse_words(words: list[str], where: str) -> Action:
+    tool = words[0]
+    if tool == "ip":
+        return _ip(words[1:], where)
+    if tool in ("iptables", "iptables-nft"):
+        return _iptables(words[1:], where)
+    if tool == "sysctl":
+        return _sysctl(words[1:], where)
+    if tool in ("python3", "python"):
+        return _http_server(words[1:], where)
+    raise ValueError(f"unknown command '{tool}': lessons can use ip, iptables, sysctl and python3 -m http.server")
+
+
+def _name(word: str, what: str = "device") -> str:
+    if not NAME.match(word):
+        raise ValueError(f"'{word}' is not a valid {what} name")
+    return word
+
+
+def _ns_name(word: str) -> str:
+    if not NS_NAME.match(word) or word in ("host", "upstream"):
+        raise ValueError(f"'{word}' cannot name a container namespace")
+    return word
+
+
+def _expect(words: list[str], count: int, usage: str) -> None:
+    if len(words) != count:
+        raise ValueError(f"expected: {usage}")
+
+
+def _ip(words: list[str], where: str) -> Action:
+    if not words:
+        raise ValueError("'ip' needs an object: netns, link, addr or route")
+    obj, rest = words[0], words[1:]
+    if obj == "netns":
+        return _ip_netns(rest, where)
+    if obj == "link":
+        return _ip_link(rest, where)
+    if obj in ("addr", "address", "a"):
+        return _ip_addr(rest, where)
+    if obj in ("route", "r", "ro"):
+        return _ip_route(rest, where)
+    raise ValueError(f"'ip {obj}' is not supported: use ip netns, ip link, ip addr or ip route")
+
+
+def _ip_netns(words: list[str], where: str) -> Action:
+    if not words:
+        raise ValueError("'ip netns' needs add, delete or exec")
+    verb = words[0]
+    if verb == "exec":
+        if len(words) < 3:
+            raise ValueError("expected: ip netns exec NAME COMMAND")
+        inner = words[2:]
+        if inner[0] == "sudo":
+            inner = inner[1:]
+        return parse_words(inner, _ns_name(words[1]))
+    if where != "host":
+        raise ValueError("namespaces are added and deleted from the host")
+    if verb == "add":
+        _expect(words, 2, "ip netns add NAME")
+        return AddNetns("host", name=_ns_name(words[1]))
+    if verb in ("del", "delete"):
+        _expect(words, 2, "ip netns delete NAME")
+        return DeleteNetns("host", name=_ns_name(words[1]))
+    raise ValueError(f"'ip netns {verb}' is not supported: use add, delete or exec")
+
+
+def _ip_link(words: list[str], where: str) -> Action:
+    if not words:
+        raise ValueError("'ip link' needs add, set or delete")
+    verb, rest = words[0], words[1:]
+    if rest and rest[0] == "dev":
+        rest = rest[1:]
+    if verb == "add":
+        if len(rest) == 3 and rest[1] == "type" and rest[2] == "bridge":
+            return AddLink(where, name=_name(rest[0]), kind="bridge")
+        if len(rest) == 6 and rest[1:3] == ["type", "veth"] and rest[3:5] == ["peer", "name"]:
+            return AddLink(where, name=_name(rest[0]), kind="veth", peer=_name(rest[5]))
+        if len(rest) == 8 and rest[1:3] == ["type", "veth"] and rest[3:5] == ["peer", "name"] and rest[6] == "netns":
+            return AddLink(where, name=_name(rest[0]), kind="veth", peer=_name(rest[5]), peer_ns=_target_ns(rest[7]))
+        raise ValueError("expected: ip link add NAME type veth peer name PEER [netns NS], "
+                         "or ip link add NAME type bridge")
+    if verb in ("del", "delete"):
+        _expect(rest, 1, "ip link delete NAME")
+        return DeleteLink(where, name=_name(rest[0]))
+    if verb == "set":
+        if len(rest) == 2 and rest[1] in ("up", "down"):
+            return SetLinkUp(where, name=_name(rest[0]), up=rest[1] == "up")
+        if len(rest) == 3 and rest[1] == "netns":
+            return MoveLink(where, name=_name(rest[0]), to=_target_ns(rest[2]))
+        if len(rest) == 3 and rest[1] == "master":
+            return SetMaster(where, name=_name(rest[0]), master=_name(rest[2]))
+        if len(rest) == 2 and rest[1] == "nomaster":
+            return SetMaster(where, name=_name(rest[0]), master="")
+        raise ValueError("expected: ip link set NAME up|down|netns NS|master BRIDGE|nomaster")
+    raise ValueError(f"'ip link {verb}' is not supported: use add, set or delete")
+
+
+def _target_ns(word: str) -> str:
+    if word in ("host", "upstream"):
+        return word
+    return _ns_name(word)
+
+
+def _cidr(word: str) -> str:
+    try:
+        iface = ipaddress.IPv4Interface(word)
+    except ValueError:
+        raise ValueError(f"'{word}' is not an IPv4 address with a prefix length, such as 172.18.0.10/16") from None
+    if "/" not in word:
+        raise ValueError(f"'{word}' needs a prefix length, such as {word}/16")
+    return str(iface)
+
+
+def _ip_addr(words: list[str], where: str) -> Action:
+    if len(words) != 4 or words[0] not in ("add", "del", "delete") or words[2] != "dev":
+        raise ValueError("expected: ip addr add|del ADDRESS/LEN dev NAME")
+    return Address(where, dev=_name(words[3]), cidr=_cidr(words[1]), add=words[0] == "add")
+
+
+def _ip_route(words: list[str], where: str) -> Action:
+    if len(words) < 2 or words[0] not in ("add", "del", "delete"):
+        raise ValueError("expected: ip route add|delete DEST [via GATEWAY] [dev NAME]")
+    add = words[0] == "add"
+    dst = words[1]
+    if dst != "default":
+        try:
+            dst = str(ipaddress.IPv4Network(dst, strict=True))
+        except ValueError:
+            raise ValueError(f"'{dst}' is not a destination: use default or a prefix such as 172.18.0.0/16") from None
+    opts: dict[str, str] = {}
+    rest = words[2:]
+    allowed = ("via", "dev") if add else ("via", "dev", "proto", "scope", "src")
+    while rest:
+        if len(rest) < 2 or rest[0] not in allowed or rest[0] in opts:
+            raise ValueError(f"unexpected '{rest[0]}' in the route: it may have {', '.join(allowed)}")
+        opts[rest[0]] = rest[1]
+        rest = rest[2:]
+    for key in ("via", "src"):
+        if key in opts:
+            try:
+                ipaddress.IPv4Address(opts[key])
+            except ValueError:
+                raise ValueError(f"'{opts[key]}' is not an IPv4 address") from None
+    if "dev" in opts:
+        _name(opts["dev"])
+    if add and not ("via" in opts or "dev" in opts):
+        raise ValueError("a route needs 'via GATEWAY' or 'dev NAME'")
+    if opts.get("proto", "kernel") not in ("kernel", "boot", "static"):
+        raise ValueError(f"unknown route proto '{opts['proto']}'")
+    if opts.get("scope", "link") not in ("link", "global", "host"):
+        raise ValueError(f"unknown route scope '{opts['scope']}'")
+    return Route(where, dst=dst, add=add, **opts)
+
+
+def _iptables(words: list[str], where: str) -> Action:
+    table = "filter"
+    if len(words) >= 2 and words[0] in ("-t", "--table"):
+        table, words = words[1], words[2:]
+        if table not in TABLES:
+            raise ValueError(f"unknown iptables table '{table}': use filter, nat, mangle or raw")
+    if not words:
+        raise ValueError("iptables needs a command: -N, -X, -A, -I, -D or -P")
+    op, rest = words[0], words[1:]
+    if op in ("-N", "--new-chain", "-X", "--delete-chain"):
+        _expect(rest, 1, f"iptables {op} CHAIN")
+        return Iptables(where, table=table, args=(_short(op), _chain(rest[0])))
+    if op in ("-P", "--policy"):
+        _expect(rest, 2, "iptables -P CHAIN ACCEPT|DROP")
+        if rest[1] not in POLICIES:
+            raise ValueError(f"a policy is ACCEPT or DROP, not '{rest[1]}'")
+        return Iptables(where, table=table, args=("-P", _chain(rest[0]), rest[1]))
+    if op in ("-A", "--append", "-D", "--delete", "-I", "--insert"):
+        short = _short(op)
+        if not rest:
+            raise ValueError(f"iptables {op} needs a chain")
+        chain, rule = _chain(rest[0]), rest[1:]
+        position: tuple[str, ...] = ()
+        if short == "-I" and rule and rule[0].isdigit():
+            position, rule = (rule[0],), rule[1:]
+        _check_rule(rule)
+        return Iptables(where, table=table, args=(short, chain, *position, *rule))
+    raise ValueError(f"iptables {op} is not supported: use -N, -X, -A, -I, -D or -P (and inspect to list rules)")
+
+
+def _short(op: str) -> str:
+    return {"--new-chain": "-N", "--delete-chain": "-X", "--append": "-A", "--delete": "-D",
+            "--insert": "-I", "--policy": "-P"}.get(op, op)
+
+
+def _chain(word: str) -> str:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,28}$", word):
+        raise ValueError(f"'{word}' is not a valid chain name")
+    return word
+
+
+def _check_rule(rule: list[str]) -> None:
+    if not rule:
+        raise ValueError("the rule is empty: say what to match and -j TARGET")
+    i = 0
+    while i < len(rule):
+        word = rule[i]
+        if word == "!":
+            i += 1
+            continue
+        if word not in RULE_OPTIONS:
+            raise ValueError(f"iptables option '{word}' is not in netstep's grammar")
+        if i + 1 >= len(rule):
+            raise ValueError(f"iptables option '{word}' needs a value")
+        value = rule[i + 1]
+        if not IPT_VALUE.match(value) and not (word == "--comment" and re.match(r"^[\w .:-]+$", value)):
+            raise ValueError(f"'{value}' is not a valid value for {word}")
+        i += 2
+    if "-j" not in rule and "--jump" not in rule:
+        raise ValueError("the rule needs a target: -j ACCEPT, DROP, MASQUERADE, DNAT, RETURN or a chain")
+
+
+def _sysctl(words: list[str], where: str) -> Action:
+    if words and words[0] == "-w":
+        words = words[1:]
+    if len(words) != 1 or "=" not in words[0]:
+        raise ValueError("expected: sysctl -w KEY=VALUE")
+    key, value = words[0].split("=", 1)
+    key = key.replace("/", ".")
+    if not SYSCTL_KEY.match(key) or ".." in key:
+        raise ValueError(f"'{key}' is not a network sysctl: netstep only changes keys under net.ipv4, net.ipv6 "
+                         "and net.bridge, which belong to one namespace")
+    if not re.match(r"^[0-9A-Za-z_ .-]{1,64}$", value):
+        raise ValueError(f"'{value}' is not a plain sysctl value")
+    return Sysctl(where, key=key, value=value)
+
+
+def _http_server(words: list[str], where: str) -> Action:
+    if len(words) != 5 or words[:2] != ["-m", "http.server"] or words[2] != "--bind":
+        raise ValueError("the only Python command is: python3 -m http.server --bind ADDRESS PORT")
+    try:
+        address = str(ipaddress.IPv4Address(words[3]))
+    except ValueError:
+        raise ValueError(f"'{words[3]}' is not an IPv4 address") from None
+    if not words[4].isdigit() or not 0 < int(words[4]) < 65536:
+        raise ValueError(f"'{words[4]}' is not a port number")
+    return HttpServer(where, address=address, port=int(words[4]))

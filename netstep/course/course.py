@@ -1,0 +1,67 @@
+"""The course: the lessons in order, found by number, name, slug or file.
+
+A course can also be the variant whose lesson 4 puts N containers on the bridge
+(netstep.course.scale).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from netstep.course.lessons import FILE_RE, Lesson, Step, lessons_dir, parse_lesson
+from netstep.course.scale import bridge_lesson
+from netstep.errors import NetstepError
+from netstep.render import RenderMixin
+
+
+@dataclass
+class Course(RenderMixin):
+    lessons: list[Lesson]
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike | None = None) -> Course:
+        folder = Path(folder) if folder else lessons_dir()
+        files = sorted(p for p in folder.glob("*.md") if FILE_RE.match(p.name))
+        return cls([parse_lesson(p) for p in files])
+
+    containers: int | None = None  # lesson 4 rebuilt with this many containers (netstep.course.scale)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [step for lesson in self.lessons for step in lesson.steps]
+
+    def with_containers(self, count: int) -> Course:
+        """This course with lesson 4 (the bridge) built for `count` containers."""
+        bridge = self.find("bridge")
+        lessons = [bridge_lesson(bridge, count) if lesson is bridge else lesson for lesson in self.lessons]
+        return Course(lessons, containers=count)
+
+    def start_of(self, lesson: Lesson) -> int:
+        """Index in `steps` of the lesson's first step."""
+        index = 0
+        for other in self.lessons:
+            if other is lesson:
+                return index
+            index += len(other.steps)
+        raise ValueError(lesson.name)
+
+    def find(self, ref: str) -> Lesson:
+        """A lesson by `lesson3`, `3`, its slug, or the path of a lesson file."""
+        key = ref.strip().lower()
+        for lesson in self.lessons:
+            if key in (lesson.name, str(lesson.number), f"{lesson.number:02d}", lesson.slug):
+                return lesson
+        if ref.endswith(".md") and os.path.exists(ref):
+            lesson = parse_lesson(ref)
+            for i, other in enumerate(self.lessons):
+                if other.number == lesson.number:
+                    self.lessons[i] = lesson
+                    return lesson
+            self.lessons.append(lesson)
+            self.lessons.sort(key=lambda item: item.number)
+            return lesson
+        names = ", ".join(f"{le.name} ({le.slug})" for le in self.lessons)
+        raise NetstepError(f"There is no lesson '{ref}'. The lessons are: {names}; or give `all`, "
+                           "or the path of a lesson file.")

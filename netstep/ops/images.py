@@ -1,0 +1,121 @@
+"""Images: what a deletion removes, read first, and how to put it back (Restore).
+
+An image holds links (both ends of a veth, a bridge's ports), their addresses, masters
+and up states, and the routes that used them, per destination in the kernel's order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netstep.course.actions import Action, Address, DeleteLink, DeleteNetns, Restore, Route
+from netstep.errors import NetstepError
+from netstep.ops import lookup, routes
+from netstep.ops.access import LabAccess
+
+
+def capture(lab: LabAccess, wanted: dict[str, list[str]]) -> dict:
+    """Read the links named in `wanted` (ns -> names) and everything that hangs off them."""
+    image: dict = {"links": [], "routes": {}}
+    devices: dict[str, set[str]] = {}
+    prefixes: dict[str, set[str]] = {}  # connected prefixes: re-adding an address brings their route back
+    for ns, names in wanted.items():
+        for name in names:
+            entry = link_image(lab, ns, name)
+            image["links"].append(entry)
+            for end in (entry, entry.get("peer")):
+                if end:
+                    devices.setdefault(end["ns"], set()).add(end["name"])
+                    prefixes.setdefault(end["ns"], set()).update(
+                        str(ipaddress.IPv4Interface(a).network) for a in end["addresses"])
+    for ns, devs in devices.items():
+        found = routes.read(lab, ns)
+        dsts = {r["dst"] for r in found if r["dev"] in devs} | prefixes.get(ns, set())
+        image["routes"][ns] = routes.by_dst(lab, ns, dsts)
+    return image
+
+
+def end_image(lab: LabAccess, ns: str, name: str) -> dict:
+    msg = lookup.link_msg(lab, ns, name)
+    master = msg.get("IFLA_MASTER")
+    return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
+            "master": lookup.name_of(lab, ns, master) if master else "",
+            "addresses": lookup.addresses(lab, ns, msg["index"])}
+
+
+def link_image(lab: LabAccess, ns: str, name: str) -> dict:
+    msg = lookup.link_msg(lab, ns, name)
+    info = msg.get("IFLA_LINKINFO")
+    kind = info.get("IFLA_INFO_KIND") if info else None
+    if kind not in ("veth", "bridge"):
+        raise NetstepError(f"netstep can only delete veth and bridge devices, and '{name}' is a {kind}.")
+    entry = {"kind": kind, **end_image(lab, ns, name)}
+    if kind == "veth":
+        peer = lab.peer_of(ns, name)
+        if peer is not None:
+            entry["peer"] = end_image(lab, peer[0], peer[1])
+    else:
+        index = msg["index"]
+        entry["ports"] = [m.get("ifname") for m in lab.ipr(ns).link("dump") if m.get("IFLA_MASTER") == index]
+    return entry
+
+
+def apply_restore(action: Restore, lab: LabAccess) -> Action:
+    image = action.image
+    if image.get("netns"):
+        lab.add_container(image["netns"])
+        if image.get("lo_up"):
+            lab.ipr(image["netns"]).link("set", index=lookup.index_of(lab, image["netns"], "lo"), state="up")
+    ends = []
+    for link in image.get("links", ()):
+        ns, ipr = link["ns"], lab.ipr(link["ns"])
+        if link["kind"] == "veth" and link.get("peer"):
+            peer = link["peer"]
+            ipr.link("add", ifname=link["name"], kind="veth", peer=peer["name"])
+            if peer["ns"] != ns:
+                index = lookup.index_of(lab, ns, peer["name"])
+                lookup.with_fd(lab, peer["ns"], lambda fd, i=index, p=ipr: p.link("set", index=i, net_ns_fd=fd))
+            lab.tune_link(peer["ns"], peer["name"])
+            ends.append(peer)
+        else:
+            ipr.link("add", ifname=link["name"], kind=link["kind"])
+        lab.tune_link(ns, link["name"])
+        ends.append(link)
+    for end in ends:
+        ipr, index = lab.ipr(end["ns"]), lookup.index_of(lab, end["ns"], end["name"])
+        if end.get("master"):
+            ipr.link("set", index=index, master=lookup.index_of(lab, end["ns"], end["master"]))
+        for cidr in end["addresses"]:
+            ip, prefix = cidr.split("/")
+            ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+    for link in image.get("links", ()):
+        for port in link.get("ports", ()):
+            if lookup.exists(lab, link["ns"], port):
+                lab.ipr(link["ns"]).link("set", index=lookup.index_of(lab, link["ns"], port),
+                                         master=lookup.index_of(lab, link["ns"], link["name"]))
+    for end in ends:
+        if end["up"]:
+            lab.ipr(end["ns"]).link("set", index=lookup.index_of(lab, end["ns"], end["name"]), state="up")
+    for extra in image.get("addresses", ()):
+        ip, prefix = extra["cidr"].split("/")
+        lab.ipr(extra["ns"]).addr("add", index=lookup.index_of(lab, extra["ns"], extra["dev"]), address=ip,
+                                  prefixlen=int(prefix))
+    lookup.settle(lab, ends)
+    for ns, by_dst in image.get("routes", {}).items():
+        for dst, wanted in by_dst.items():
+            routes.set_routes(lab, ns, dst, wanted)
+    return _undo_of_restore(image)
+
+
+def _undo_of_restore(image: dict) -> Action:
+    if image.get("netns"):
+        return DeleteNetns("host", name=image["netns"])
+    if image.get("links"):
+        first = image["links"][0]
+        return DeleteLink(first["ns"], name=first["name"])
+    if image.get("addresses"):
+        a = image["addresses"][0]
+        return Address(a["ns"], dev=a["dev"], cidr=a["cidr"], add=False)
+    ns, by_dst = next(iter(image["routes"].items()))
+    dst = next(iter(by_dst))
+    return Route(ns, dst=dst, add=False)

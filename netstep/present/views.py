@@ -1,0 +1,230 @@
+"""Drawing netstep's objects with rich: the same renderables serve terminals and notebooks.
+
+Importing this module hands `renderable` to netstep.render, through which every
+RenderMixin object draws itself; a front end imports it before it draws, and registers
+renderers of its own types here (netstep.tutor does). Front ends print these; the engine
+never does. Marks and signs (✔ ✘ + - ~) carry the
+meaning as well as the colours do, so output stays readable with NO_COLOR and in a pipe.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from netstep import render
+from netstep.core.grading import Hint, Solution, Verdict
+from netstep.core.results import OwnResult, StepResult
+from netstep.course.checks import REASON_TEXT, Check, CheckResult
+from netstep.course.course import Course
+from netstep.course.lessons import Lesson, Step
+from netstep.course.predictions import Prediction, Score
+from netstep.present import coaching
+from netstep.state.diff import Diff
+from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
+
+TITLES = {
+    "links": "Devices", "addresses": "Addresses", "routes": "Routes", "rules": "iptables rules",
+    "sysctls": "Sysctls", "neighbours": "Neighbours (ARP)", "fdb": "Bridge forwarding table",
+    "conntrack": "Connection tracking",
+}
+
+
+@singledispatch
+def renderable(obj) -> RenderableType:
+    return Text(repr(obj))
+
+
+@renderable.register
+def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS) -> RenderableType:
+    rows: list[RenderableType] = []
+    for part in parts:
+        entries = state.part(part)
+        if not entries and part in CACHE_PARTS:
+            continue
+        table = Table(show_header=False, box=None, padding=(0, 1), expand=False)
+        table.add_column(style="bold cyan", no_wrap=True, width=18)
+        table.add_column()
+        if part == "links":
+            lines = [Text.assemble((link.name, "bold"), ": ", _link_text(link.describe())) for link in state.links]
+        elif part == "rules":
+            lines = [_rule_text(rule) for rule in entries]
+        else:
+            lines = [Text(entry) for entry in entries]
+        table.add_row(TITLES[part], Group(*lines) if lines else Text("(none)", style="dim"))
+        rows.append(table)
+    return Panel(Group(*rows), title=f"[bold]{state.name}[/]", title_align="left", expand=False)
+
+
+def _link_text(text: str) -> Text:
+    out = Text(text)
+    out.highlight_words(["UP"], style="green")
+    out.highlight_words(["DOWN"], style="red")
+    return out
+
+
+def _rule_text(rule: str) -> Text:
+    table, _, rest = rule.partition(" ")
+    return Text.assemble((f"{table:<7}", "magenta"), rest)
+
+
+def render_state(state: NamespaceState, parts: tuple[str, ...]) -> RenderableType:
+    return renderable.dispatch(NamespaceState)(state, parts)
+
+
+@renderable.register
+def _(snapshot: Snapshot) -> RenderableType:
+    return Group(*(renderable(state) for state in snapshot.namespaces.values()))
+
+
+@renderable.register
+def _(d: Diff) -> RenderableType:
+    if not d:
+        return Text("No change to devices, addresses, routes, rules or sysctls.", style="dim")
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column(no_wrap=True, style="cyan")
+    table.add_column()
+    for ns in d.namespaces:
+        if ns.status != "changed":
+            sign, style = ("+", "green") if ns.status == "added" else ("-", "red")
+            table.add_row(Text(sign, style=style), ns.name, Text(f"namespace {ns.status}", style=style))
+        for part in ns.parts:
+            label = TITLES[part.part].lower()
+            for line in part.removed:
+                table.add_row(Text("-", style="red"), ns.name, Text(f"{label}: {line}", style="red"))
+            for old, new in part.changed:
+                table.add_row(Text("~", style="yellow"), ns.name, Text(f"{label}: {old}  →  {new}", style="yellow"))
+            for line in part.added:
+                table.add_row(Text("+", style="green"), ns.name, Text(f"{label}: {line}", style="green"))
+            if part.reordered:
+                table.add_row(Text("~", style="yellow"), ns.name, Text(f"{label}: same entries, new order",
+                                                                        style="yellow"))
+    return table
+
+
+@renderable.register
+def _(check: Check) -> RenderableType:
+    reason = f" ({check.reason})" if check.reason else ""
+    return Text(f"{check.describe()}: expect {check.expect}{reason}")
+
+
+@renderable.register
+def _(result: CheckResult) -> RenderableType:
+    mark, style = ("✔", "green") if result.ok else ("✘", "bold red")
+    check = result.check
+    seen = REASON_TEXT.get(result.reason, result.detail) if result.actual == "unreachable" else result.detail
+    text = Text.assemble(
+        (f"{mark} ", style),
+        (f"{check.kind:<4} ", "bold"),
+        (f"{check.source} → {result.to}", ""),
+        ("  expected ", "dim"), (check.expect, ""),
+        (f" ({check.reason})" if check.reason else "", ""),
+        (", got ", "dim"), (result.actual, "green" if result.actual == "reachable" else "yellow"),
+        (f": {seen}", "dim"),
+    )
+    if result.actual == "unreachable" and result.detail and result.detail not in seen:
+        text.append(f" [{result.detail}]", style="dim")
+    return text
+
+
+def commands_view(step: Step) -> RenderableType:
+    code = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
+    return Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True)
+
+
+def question(check: Check, internet: str | None = None, *, answer: bool = True) -> Text:
+    """What a check asks; with `answer`, what the lesson expects too."""
+    route = check.describe(internet).split(" ", 1)[1].replace(" -> ", " → ")
+    text = Text.assemble((f"{check.kind:<4} ", "bold"), route)
+    if answer:
+        text.append(f": expect {check.expect}" + (f" ({check.reason})" if check.reason else ""), style="dim")
+    else:
+        text.append(": reachable or unreachable?", style="dim")
+    return text
+
+
+def step_intro(step: Step, *, predicting: bool = False) -> RenderableType:
+    """A step before it runs: its heading, the prose that sets the scene, the question its
+    checks ask (the answer held back when the student predicts) and the commands. Nothing
+    here tells what the step will do: that comes with the result, and step.after."""
+    parts: list[RenderableType] = [Text(f"Step {step.ref}: {step.title}", style="bold")]
+    if step.before:
+        parts.append(Markdown(step.before))
+    if step.checks:
+        parts.append(Text("The checks ask:", style="bold"))
+        parts.extend(question(c, answer=not predicting) for c in step.checks)
+    if step.commands:
+        parts.append(commands_view(step))
+    return Group(*parts)
+
+
+@renderable.register
+def _(step: Step) -> RenderableType:
+    return step_intro(step)
+
+
+@renderable.register
+def _(result: StepResult) -> RenderableType:
+    step = result.step
+    verb = "Applied" if result.direction == "apply" else "Rolled back"
+    header = Text.assemble((f"{verb} step {step.ref}: ", "bold"), (step.title, "bold cyan"))
+    parts: list[RenderableType] = [header]
+    parts.append(Panel(renderable(result.diff), title="What changed", title_align="left", expand=False))
+    if result.checks:
+        parts.append(Text("Checks", style="bold"))
+        parts.extend(renderable(r) for r in result.checks)
+    if result.shown is not None:
+        for show in step.shows:
+            wanted = CONFIG_PARTS + CACHE_PARTS if show.what == "all" else (show.what,)
+            for ns in show.namespaces:
+                if ns in result.shown.namespaces:
+                    parts.append(render_state(result.shown[ns], wanted))
+    return Group(*parts)
+
+
+@renderable.register
+def _(lesson: Lesson) -> RenderableType:
+    parts: list[RenderableType] = [Text(lesson.title, style="bold underline")]
+    if lesson.intro:
+        parts.append(Markdown(lesson.intro))
+    for step in lesson.steps:
+        parts.append(Text(f"  {step.ref}  {step.title}"))
+    return Group(*parts)
+
+
+@renderable.register
+def _(course: Course) -> RenderableType:
+    table = Table(title="netstep: the course", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("Lesson", style="cyan", no_wrap=True)
+    table.add_column("Title")
+    table.add_column("Steps", justify="right")
+    for lesson in course.lessons:
+        title = lesson.title.split(":", 1)[-1].strip()
+        table.add_row(str(lesson.number), lesson.slug, title, str(len(lesson.steps)))
+    return table
+
+
+@renderable.register
+def _(result: OwnResult) -> RenderableType:
+    code = "\n".join(f"{c.where}# {c.text}" for c in result.commands)
+    return Group(
+        Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True),
+        Panel(renderable(result.diff), title="What changed", title_align="left", expand=False),
+    )
+
+
+renderable.register(Prediction, coaching.prediction_view)
+renderable.register(Score, coaching.score_view)
+renderable.register(Hint, coaching.hint_view)
+renderable.register(Verdict, lambda verdict: coaching.verdict_view(verdict, renderable))
+renderable.register(Solution, lambda solution: coaching.solution_view(solution, renderable))
+
+render.use(renderable)  # every RenderMixin object now draws through this module

@@ -1,0 +1,46 @@
+"""`notebooks --html DIR`: the executed course as web pages, for a reader without a VM."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import LABS_ROOT, REPO, needs_root, real_lesson_files
+
+pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")]
+pytest.importorskip("nbconvert")
+
+
+def test_notebooks_html_writes_a_readable_book(tmp_path: Path) -> None:
+    out = tmp_path / "book"
+    before = set(os.listdir(LABS_ROOT)) if os.path.isdir(LABS_ROOT) else set()
+    result = subprocess.run([sys.executable, "-m", "netstep", "notebooks", "--html", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pages = sorted(p.name for p in out.glob("*.html"))
+    lessons = [f.stem + ".html" for f in real_lesson_files()]
+    assert pages == sorted(["index.html", "00-start-here.html", *lessons])
+    index = (out / "index.html").read_text()
+    assert all(f'href="{name}"' in index for name in lessons)
+    for name in lessons:
+        page = (out / name).read_text()
+        assert "What changed" in page, name
+        assert "✔" in page and "✘" not in page, name  # every check ran, as expected
+        assert "Traceback" not in page and "application/vnd.jupyter.stderr" not in page, name
+        title = re.search(r"<h1[^>]*>(.*?)<", page)
+        assert title and "Lesson" in title.group(1), name
+    after = set(os.listdir(LABS_ROOT)) if os.path.isdir(LABS_ROOT) else set()
+    assert not {lab for lab in after - before if lab.startswith("book")}, "the book left a lab behind"
+
+
+def test_notebooks_html_refuses_a_file_as_folder(tmp_path: Path) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    result = subprocess.run([sys.executable, "-m", "netstep", "notebooks", "--html", str(target)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "netstep:" in result.stderr

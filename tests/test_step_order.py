@@ -1,0 +1,209 @@
+"""A step reads in the order a student thinks: the scene, the question, the commands; they
+run; what changed and the checks; only then the prose that explains the result.
+
+Checked where the student sees it: the interactive CLI on a pseudo-terminal (nothing the
+student should find out comes before the pause), `run --yes`, the generated notebooks
+(a markdown cell before the run cell, one after it) and the demo under Pilot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+from support import REPO, needs_root, real_lesson_files, unique_name
+
+from netstep.course.course import Course
+from netstep.notebooks import lesson_notebook
+
+pytestmark = pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons in lessons/")
+COURSE = Course.load()
+
+
+def words(markdown: str, n: int = 6) -> str:
+    """The first `n` words of some prose, as a terminal shows them (markup gone, one line)."""
+    plain = re.sub(r"[`*_\[\]]", "", markdown.split("\n\n")[0])
+    return " ".join(plain.split()[:n])
+
+
+def flat(text: str) -> str:
+    """Terminal output without escapes or line breaks: what the eye reads, in order."""
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07", "", text)
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _read_until(fd: int, marker: bytes, timeout: float = 60) -> bytes:
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    while marker not in out:
+        assert time.monotonic() < deadline, f"never saw {marker!r}; got:\n{out.decode(errors='replace')[-2000:]}"
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return bytes(out)
+
+
+def _drain(fd: int, timeout: float = 30) -> None:
+    """Read what is left until the program closes its terminal."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                if not os.read(fd, 65536):
+                    return
+            except OSError:
+                return
+
+
+@needs_root
+def test_the_interactive_cli_pauses_before_anything_the_student_should_find_out():
+    lab = unique_name("order")
+    step = COURSE.find("lesson1").steps[0]
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(REPO)
+            env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "200"}
+            argv = [sys.executable, "-m", "netstep", "--lab", lab, "run", "lesson1"]
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    try:
+        first = flat(_read_until(fd, b"Press Enter").decode(errors="replace"))
+        os.write(fd, b"\n")
+        second = flat(_read_until(fd, b"Press Enter").decode(errors="replace"))
+        os.write(fd, b"q\n")
+        _drain(fd)
+    finally:
+        os.waitpid(pid, 0)
+        os.close(fd)
+        subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "reset"], cwd=REPO, capture_output=True)
+    # Before the pause: the heading, the scene and the commands; not the explanation.
+    assert f"Step {step.ref}: {step.title}" in first
+    assert words(step.before) in first
+    assert "iptables -N ROOT_NS" in first
+    assert words(step.after) not in first and "What changed" not in first
+    # After Enter: what changed, then the explanation; then the next step's scene.
+    assert "What changed" in second and words(step.after) in second
+    assert second.index("What changed") < second.index(words(step.after))
+    following = COURSE.find("lesson1").steps[1]
+    assert second.index(words(step.after)) < second.index(f"Step {following.ref}")
+
+
+@needs_root
+def test_run_yes_prints_every_step_in_order():
+    lab = unique_name("order")
+    lesson = COURSE.find("lesson2")
+    try:
+        result = subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "run", "lesson2", "--yes"],
+                                cwd=REPO, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+    finally:
+        subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "reset"], cwd=REPO, capture_output=True)
+    assert result.returncode == 0, result.stderr
+    out = flat(result.stdout)
+    at = 0
+    for step in lesson.steps:
+        marks = [f"Step {step.ref}: {step.title}", words(step.before)]
+        if step.commands:
+            marks.append(f"{step.commands[0].where}# {step.commands[0].text}")
+        marks.append("What changed")
+        if step.checks:
+            marks.append("expected")
+        if step.after:
+            marks.append(words(step.after))
+        for mark in marks:
+            found = out.find(mark, at)
+            assert found >= 0, f"step {step.ref}: {mark!r} missing or out of order"
+            at = found + len(mark)
+
+
+def test_each_notebook_step_is_scene_run_cell_then_explanation():
+    for lesson in COURSE.lessons:
+        cells = lesson_notebook(lesson).cells
+        for step in lesson.steps:
+            heading = next(i for i, c in enumerate(cells) if c.source.startswith(f"## {step.title}"))
+            scene = cells[heading].source
+            assert words(step.before, 4).split()[0] in scene
+            if step.after:
+                assert step.after not in scene, f"{step.ref}: the explanation comes before the run"
+            assert cells[heading + 1].cell_type == "code" and cells[heading + 1].source == "t.step()"
+            if step.after:
+                assert cells[heading + 2].cell_type == "markdown" and cells[heading + 2].source == step.after
+
+
+@needs_root
+def test_run_json_prints_a_step_line_with_the_exact_diff():
+    lab = unique_name("order")
+    try:
+        result = subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "run", "lesson2", "--yes", "--json"],
+                                cwd=REPO, capture_output=True, text=True, timeout=300)
+        nxt = subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "next", "--json"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "reset"], cwd=REPO, capture_output=True)
+    assert result.returncode == 0 and nxt.returncode == 0, result.stderr + nxt.stderr
+    events = [r for line in result.stdout.splitlines() if "event" in (r := json.loads(line))]
+    assert [e["step"] for e in events] == [s.ref for s in COURSE.find("lesson2").steps]
+    add = events[0]
+    assert add["commands"] == ["host# ip link add veth0 type veth peer name ceth0"]
+    assert {"ns": "host", "part": "devices", "change": "+", "before": None,
+            "after": "veth0: veth DOWN peer ceth0"} in add["diff"]
+    quiet = next(e for e in events if e["step"] == "2.6")  # checks only: nothing changed
+    assert quiet["commands"] == [] and quiet["diff"] == []
+    moved = events[1]  # ceth0 into netns0: its veth0 end's peer changes, and netns0 gains it
+    assert {(d["ns"], d["part"], d["change"]) for d in moved["diff"]} >= {("host", "devices", "~"),
+                                                                         ("netns0", "devices", "+")}
+    next_lines = [json.loads(line) for line in nxt.stdout.splitlines()]
+    assert next_lines[0]["event"] == "step" and next_lines[0]["step"] == "3.1"
+
+
+@needs_root
+def test_the_demo_shows_the_explanation_with_the_result(lab):
+    from rich.console import Console
+
+    from netstep.core.engine import Engine
+    from netstep.demo.app import DemoApp
+    from netstep.demo.options import DemoOptions
+
+    engine = Engine(lab)
+    step = engine.next_step()
+    app = DemoApp(engine, DemoOptions())
+    app.animation_level = "none"
+    seen: dict[str, str] = {}
+
+    def narration() -> str:
+        console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        console.print(app.query_one("#narration").content)
+        return " ".join(console.export_text().split())
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("right")
+            seen["before"] = narration()
+            deadline = time.monotonic() + 30
+            while not (app.idle and app.last_result is not None):
+                assert time.monotonic() < deadline
+                await pilot.pause(0.02)
+            await pilot.pause(0.1)
+            seen["after"] = narration()
+
+    asyncio.run(main())
+    assert words(step.after, 4) not in seen["before"]
+    assert words(step.after, 4) in seen["after"]
