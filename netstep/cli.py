@@ -19,56 +19,13 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
+from netstep.console import LazyConsole
+from netstep.console import text as _text
 from netstep.errors import NetstepError
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
          "ip": "iproute2"}
-
-
-class LazyConsole:
-    """A rich Console, made on first use. `reset` and `run --json` print plain lines only,
-    and importing rich would be a quarter of `reset`'s time. Its attributes are the
-    Console's; code that hands a console to rich (a progress bar) passes `.console`."""
-
-    def __init__(self, *, stderr: bool = False) -> None:
-        self.stderr = stderr
-        self._console: Console | None = None
-
-    @property
-    def console(self) -> Console:
-        if self._console is None:
-            # Imported on first use, for start-up speed: rich costs ~100 ms to import.
-            from rich.console import Console
-
-            import netstep.present.views  # noqa: F401 (netstep's objects draw through it)
-
-            self._console = Console(stderr=self.stderr, highlight=False)
-        return self._console
-
-    def __getattr__(self, name: str):
-        return getattr(self.console, name)
-
-    @property
-    def stream(self):
-        return sys.stderr if self.stderr else sys.stdout
-
-    def plain(self, text: str) -> None:
-        """A plain line of text, through rich only if rich is in use already."""
-        if self._console is None:
-            print(text, file=self.stream, flush=True)
-        else:
-            self._console.print(text, markup=False)
-
-
-def _text(*parts):
-    from rich.text import Text
-
-    return Text.assemble(*parts)
 
 
 class Terminated(BaseException):

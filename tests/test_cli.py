@@ -293,7 +293,7 @@ def test_unknown_namespace_for_inspect(cli_lab: str) -> None:
 # One invocation of every command the CLI has (the list is checked against the parser below).
 EVERY_COMMAND = [["list"], ["run", "1", "--yes"], ["next"], ["back"], ["check", "1"], ["inspect"], ["diff"],
                  ["rollback", "--all"], ["reset"], ["shell"], ["doctor"], ["notebooks", "--out", "/tmp/nsbad"],
-                 ["demo", "--auto", "0.1"]]
+                 ["demo", "--auto", "0.1"], ["start", "1"], ["verify"], ["hint"], ["solution"]]
 
 
 def test_every_command_is_tried_with_a_bad_lab_name() -> None:
