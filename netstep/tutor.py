@@ -35,7 +35,7 @@ from netstep.core.reset import reset_lab
 from netstep.core.results import OwnResult, StepResult
 from netstep.course.checks import CheckResult
 from netstep.course.course import Course
-from netstep.course.lessons import Lesson
+from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.errors import NetstepError
 from netstep.present import coaching, views
@@ -133,9 +133,19 @@ class Tutor(RenderMixin):
 
     # -- the course -------------------------------------------------------------------
 
-    def start(self, lesson: str | int) -> Lesson:
-        """Bring the lab to the state `lesson` starts from; returns the lesson to read."""
-        found = self.engine.course.find(str(lesson))
+    def start(self, lesson: str | int) -> Lesson | Exercise:
+        """Bring the lab to the state `lesson` starts from; returns the lesson to read.
+
+        `exercise2` brings it to where lesson 2's "Your turn" starts: the lesson's end.
+        """
+        ref = str(lesson).strip()
+        if ref.lower().startswith("exercise"):
+            target = self._call(grading.target_of, self.engine, ref)
+            self._call(lambda: list(self.engine.goto(target.position)))
+            found = self.engine.steps[target.position - 1].lesson
+            assert found is not None and found.exercise is not None
+            return found.exercise
+        found = self.engine.course.find(ref)
         self._call(self.engine.start_lesson, found)
         return found
 
@@ -166,8 +176,6 @@ class Tutor(RenderMixin):
         if upcoming is None:
             raise NetstepError("The course is finished: there is no next step to predict.")
         questions = [question(c, self.lab.internet) for c in upcoming.checks]
-        if not questions:
-            return Questions(upcoming.ref, [])
         if not answers:
             return Questions(upcoming.ref, questions)
         said = answers_of(answers, len(questions))

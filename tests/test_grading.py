@@ -164,3 +164,26 @@ def test_the_whole_course_typed_by_hand_verifies_step_by_step_and_rolls_back(lab
     assert engine.position == len(engine.steps) and not engine.journal.own
     engine.rollback_all()  # every step typed by hand is undone through the reference's undos
     assert differences(read(engine), build(engine, 0, 0).after) == []
+
+
+@needs_root
+def test_an_exercise_through_the_tutor() -> None:
+    from support import unique_name
+
+    from netstep.tutor import Notice, Tutor
+
+    t = Tutor(unique_name("tut"))
+    try:
+        exercise = t.start("exercise3")
+        conflict = t.engine.course.find("veth-conflict")
+        assert exercise.ref == "exercise3"
+        assert t.engine.position == t.engine.course.start_of(conflict) + len(conflict.steps)  # the lesson's end
+        assert isinstance(t.verify("exercise3"), Notice)  # nothing typed yet: said, not graded
+        assert t.hint("exercise3").text.startswith("When two routes match")
+        t.run("host# ip route add 172.18.0.10/32 dev veth0")
+        verdict = t.verify("exercise3")
+        assert verdict.ok and verdict.adopted
+        t.start("gateway")  # moving on takes the exercise back
+        assert not t.engine.journal.own
+    finally:
+        t.reset()

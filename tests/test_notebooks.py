@@ -98,7 +98,10 @@ def test_a_notebook_filled_in_by_a_student(tmp_path, right: bool, typed: bool) -
     name = "02-veth.ipynb"
     total = sum(len(s.checks) for s in Course.load().find("veth").steps)
     path = tmp_path / name
-    path.write_text(filled_notebook(NOTEBOOKS / name, right=right, typed=typed), encoding="utf-8")
+    book = nbformat.reads(filled_notebook(NOTEBOOKS / name, right=right, typed=typed), as_version=4)
+    setup = next(i for i, cell in enumerate(book.cells) if "t = Tutor()" in cell.source)
+    book.cells.insert(setup + 1, nbformat.v4.new_code_cell('t.predict("maybe")'))  # bad input: a message
+    nbformat.write(book, path)
     lab = unique_name("nbf")
     try:
         nb = _execute(path, lab)
@@ -111,6 +114,7 @@ def test_a_notebook_filled_in_by_a_student(tmp_path, right: bool, typed: bool) -
                 o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in cell.get("outputs", [])))
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors
+    assert "netstep: 'maybe' is not a prediction" in texts['t.predict("maybe")']
     score = texts["t.score()"]
     assert f"predictions: {total if right else 0} of {total} right (so far)" in score, score
     marked = [text for source, text in texts.items() if "you said" in text and source.startswith("t.")]

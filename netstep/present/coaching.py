@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Group, RenderableType
+from rich.markdown import Markdown
 from rich.syntax import Syntax
 from rich.text import Text
 
 from netstep.core.grading import Hint, Solution, Verdict
+from netstep.course.lessons import Exercise
 from netstep.course.predictions import Prediction, Score
 
 
@@ -59,11 +61,12 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
     head = Text.assemble(("✔ " if verdict.ok else "✘ ", "green" if verdict.ok else "bold red"),
                          (f"{target.ref}: {target.title}", "bold"))
     parts: list[RenderableType] = [head]
+    expected = "a correct answer" if target.extra else f"the course's state after {target.ref}"
     if verdict.differences:
-        parts.append(Text(f"The lab differs from the course's state after {target.ref}:", style="bold"))
+        parts.append(Text(f"The lab differs from {expected}:", style="bold"))
         parts += [Text(f"  • {line}") for line in verdict.differences]
     else:
-        parts.append(Text(f"The lab is exactly the course's state after {target.ref}.", style="green"))
+        parts.append(Text(f"The lab is exactly {expected}.", style="green"))
     if verdict.checks or verdict.skipped:
         parts.append(Text("Checks", style="bold"))
         parts += [check_view(result) for result in verdict.checks]
@@ -80,6 +83,12 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
         parts.append(Text("`hint` names the next command you are missing; `solution` runs what is left.",
                           style="dim"))
     return Group(*parts)
+
+
+def exercise_view(exercise: Exercise) -> RenderableType:
+    return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose),
+                 Text(f"The lab is at the end of the lesson. Work in `%%netstep` cells (or `netstep shell`), then "
+                      f"t.verify(\"{exercise.ref}\"); t.hint(\"{exercise.ref}\") helps.", style="dim"))
 
 
 def hint_view(hint: Hint) -> RenderableType:
