@@ -100,7 +100,9 @@ def test_a_notebook_filled_in_by_a_student(tmp_path, right: bool, typed: bool) -
     path = tmp_path / name
     book = nbformat.reads(filled_notebook(NOTEBOOKS / name, right=right, typed=typed), as_version=4)
     setup = next(i for i, cell in enumerate(book.cells) if "t = Tutor()" in cell.source)
-    book.cells.insert(setup + 1, nbformat.v4.new_code_cell('t.predict("maybe")'))  # bad input: a message
+    bad = nbformat.v4.new_code_cell('t.predict("maybe")')  # bad input: a message, no traceback
+    bad.metadata["tags"] = ["raises-exception"]  # (the cell still fails, as a bad call should)
+    book.cells.insert(setup + 1, bad)
     nbformat.write(book, path)
     lab = unique_name("nbf")
     try:
