@@ -302,6 +302,9 @@ def _confirm(out: LazyConsole) -> bool:
 
 def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
+        if engine.journal.own:  # an exercise's work, say: the course goes on from its own state
+            engine.undo_own()
+            (err if args.json else out).plain("Your own commands (an exercise's, say) were taken back first.")
         step = engine.next_step()
         if step is not None and not args.json:
             out.print(step)

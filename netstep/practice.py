@@ -20,30 +20,23 @@ from netstep.errors import NetstepError
 def cmd_start(engine: Engine, args, out) -> int:
     """Bring the lab to a lesson's start (or an exercise's: the lesson's end), applying none of its steps."""
     ref = args.lesson.strip()
-    is_exercise = ref.lower().startswith("exercise")
-    lesson = engine.course.find(ref[len("exercise"):].strip(" -") if is_exercise else ref)
-    start = engine.course.start_of(lesson)
-    if is_exercise:
-        if lesson.exercise is None:
-            raise NetstepError(f"{lesson.name} has no \"Your turn\" exercise.")
-        list(engine.goto(start + len(lesson.steps)))
-        out.rule(lesson.exercise.title)
-        out.print(_markdown(lesson.exercise.prose))
-        out.print(f"The lab is at the end of {lesson.name}. Do the task in `python -m netstep shell`; "
-                  f"`verify {lesson.exercise.ref}` grades it, `hint {lesson.exercise.ref}` helps.", markup=False)
+    if ref.lower().startswith("exercise"):
+        target = target_of(engine, ref)
+        list(engine.goto(target.position))
+        lesson = engine.steps[target.position - 1].lesson
+        assert lesson is not None and lesson.exercise is not None
+        out.print(lesson.exercise)
+        out.print(f"Do the task in `python -m netstep shell`; `verify {target.ref}` grades it, `hint {target.ref}` "
+                  "helps.", markup=False)
         return 0
+    lesson = engine.course.find(ref)
+    start = engine.course.start_of(lesson)
     list(engine.goto(start))
     out.print(lesson)
     first = lesson.steps[0]
     out.print(f"The lab is at the start of {lesson.name}: none of its steps is applied. Type step {first.ref}'s "
               f"commands in `python -m netstep shell` and `verify` them, or apply it with `next`.", markup=False)
     return 0
-
-
-def _markdown(text: str):
-    from rich.markdown import Markdown
-
-    return Markdown(text)
 
 
 def cmd_verify(engine: Engine, args, out) -> int:

@@ -184,9 +184,10 @@ def test_an_exercise_from_start_to_solution(cli_lab: str) -> None:
     assert typed.returncode == 0
     passing = netstep(cli_lab, "verify", "exercise6")
     assert passing.returncode == 0 and "Well done" in passing.stdout, show(passing)
-    moved = netstep(cli_lab, "start", "dnat")  # moving on takes the exercise back
-    assert moved.returncode == 0
-    assert json.loads(netstep(cli_lab, "verify", "lesson6", "--json").stdout)["differences"] == []
+    moved = netstep(cli_lab, "next")  # going on takes the exercise back first
+    assert moved.returncode == 0 and "taken back first" in moved.stdout and "Applied step 7.1" in moved.stdout, \
+        show(moved)
+    assert json.loads(netstep(cli_lab, "verify", "7.1", "--json").stdout)["differences"] == []
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -86,9 +86,7 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
 
 
 def exercise_view(exercise: Exercise) -> RenderableType:
-    return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose),
-                 Text(f"The lab is at the end of the lesson. Work in `%%netstep` cells (or `netstep shell`), then "
-                      f"t.verify(\"{exercise.ref}\"); t.hint(\"{exercise.ref}\") helps.", style="dim"))
+    return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose))
 
 
 def hint_view(hint: Hint) -> RenderableType:
