@@ -172,9 +172,15 @@ class Engine:
                 self.journal.drop()
 
     def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
-        """Apply or undo steps until `position` steps are applied, yielding each move."""
+        """Apply or undo steps until `position` steps are applied, yielding each move.
+
+        The student's own commands (an exercise, say) are taken back first: a course
+        position is exactly the state the course reaches there.
+        """
         if not 0 <= position <= len(self.steps):
             raise NetstepError(f"There is no position {position} in the course.")
+        if self.journal.own:
+            self.undo_own()
         while self.position > position:
             yield self.undo_last()
         while self.position < position:

@@ -299,7 +299,7 @@ class Lab:
         self.close_handles()
         self._forget_namespaces()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "last.json", "course.json", "lab.json"):
+        for sub in ("journal.json", "last.json", "course.json", "hints.json", "lab.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
