@@ -186,6 +186,7 @@ ping_check 5.3 netns1 10.0.2.15
 
 # 6.1 Try to reach the internet
 t0=$(now); inspect
+in_ns host sysctl -w net.ipv4.ip_forward=0 >/dev/null
 inspect; echo "step 6.1 $(( ($(now) - t0) / 1000 ))" >&3
 ping_check 6.1 netns0 203.0.113.8
 
@@ -194,6 +195,7 @@ t0=$(now); inspect
 in_ns host sysctl -w net.ipv4.ip_forward=1 >/dev/null
 inspect; echo "step 6.2 $(( ($(now) - t0) / 1000 ))" >&3
 ping_check 6.2 netns0 203.0.113.8
+ping_check 6.2 upstream 172.18.0.10
 
 # 6.3 Masquerade the containers behind the host's address
 t0=$(now); inspect

@@ -9,6 +9,7 @@ The notebooks run in sandbox mode, in one lab named for this test run, removed a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -45,8 +46,24 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory, lab_name: str) -> Iterator
     root = tmp_path_factory.mktemp("notebooks")
     for name in NOTEBOOKS:
         shutil.copy2(REPO / "notebooks" / name, root / name)
+    # The harness's own control: a notebook that fails in its second cell.
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": [src]}
+             for src in ("x = 1", "1 / 0", "print('never')")]
+    (root / "fails.ipynb").write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
     with start_lab(root, env={"NETSTEP_LAB": lab_name}) as lab, Browser() as browser:
         yield lab, browser
+
+
+def test_the_harness_sees_an_error_and_the_cells_it_never_ran(jupyter: tuple[Lab, Browser]) -> None:
+    lab, browser = jupyter
+    try:
+        run = browser.run_notebook(lab, "fails.ipynb", timeout=120)
+    finally:
+        lab.shutdown_kernels()
+    assert run.finished and not run.ok
+    assert run.errors == ["cell 1: ZeroDivisionError: division by zero"], run.report()
+    assert run.not_run == [2], run.report()
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -18,6 +18,7 @@ from support import needs_root, real_lesson_files, unique_name
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.course.course import Course
+from netstep.state.reader import WATCHED_SYSCTLS
 
 pytestmark = [
     needs_root,
@@ -148,8 +149,9 @@ def listed(diff) -> set[tuple[str, str, str, str]]:
 
 def test_every_step_of_the_course_diffs_exactly_what_the_kernel_shows():
     course = Course.load()
-    sysctls = tuple(dict.fromkeys(("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables",
-                                   *(a.key for s in course.steps for a in s.actions if hasattr(a, "key")))))
+    # Which sysctls a diff covers is netstep's choice; their values are read here independently.
+    sysctls = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *(a.key for s in course.steps for a in s.actions
+                                                       if hasattr(a, "key")))))
     lab = Lab(unique_name("exact"))
     lab.lock()
     try:

@@ -60,14 +60,14 @@ pytestmark = [pytest.mark.vm, pytest.mark.skipif(_why_not() is not None, reason=
 @dataclass
 class Timings:
     """How long each part took: printed as one table at the end, and logged as it goes to
-    CACHE/last-run.log (pytest holds a test's output until it ends; the log can be read
-    while the test runs)."""
+    CACHE/run-PID.log (pytest holds a test's output until it ends; the log can be read
+    while the test runs, one per run when several run at once)."""
 
     parts: list[tuple[str, float]] = field(default_factory=list)
 
     def log(self, line: str) -> None:
         print(f"vm test: {line}", flush=True)
-        with contextlib.suppress(OSError), open(CACHE / "last-run.log", "a") as log:
+        with contextlib.suppress(OSError), open(CACHE / f"run-{os.getpid()}.log", "a") as log:
             log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     @contextlib.contextmanager
@@ -123,11 +123,14 @@ def vm_image() -> Path:
     key = hashlib.sha256(RECIPE.read_bytes()).hexdigest()[:16]
     folder = CACHE / key
     CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / "last-run.log").unlink(missing_ok=True)
+    for log in CACHE.glob("run-*.log"):  # the logs of runs that have ended
+        if not Path(f"/proc/{log.stem.removeprefix('run-')}").exists():
+            log.unlink(missing_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once build it once
         if (folder / "disk.raw").exists():
             TIMINGS.parts.append((f"image: cached ({key})", 0.0))
+            TIMINGS.log(f"image: cached in {folder}")
             return folder
         for old in CACHE.iterdir():  # images of older recipes are of no more use
             if old.is_dir() and old.name != key:
@@ -343,8 +346,9 @@ def test_the_vm_path(vm: VM, capsys: pytest.CaptureFixture[str]) -> None:
     how = read_vagrantfile()
     notebooks = "/opt/netstep/notebooks"  # provision.sh's PREFIX, which the Vagrantfile leaves as it is
     try:
-        with TIMINGS.part("CA certificates, repository to the synced folder"):
+        with TIMINGS.part("the host's CA certificates"):
             trust_what_the_host_trusts(vm)
+        with TIMINGS.part(f"the repository to {how.synced_folder}"):
             vm.put_files(repository_files(), how.synced_folder)
 
         with TIMINGS.part("provision, first run"):

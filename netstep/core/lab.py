@@ -281,6 +281,12 @@ class Lab:
         up.addr("add", index=up.link_lookup(ifname="lo")[0], address=topo.internet, prefixlen=32)
         host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0], proto=3)
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
+        # A new namespace copies these from the machine's own (init_net), so a machine that
+        # forwards or filters by reverse path would change what lesson 6 shows. The lab host
+        # starts as a plain host, not a router; the upstream accepts packets from any source.
+        self.write_sysctl("host", "net.ipv4.ip_forward", "0")
+        for conf in ("all", "default", "eth0"):
+            self.write_sysctl("upstream", f"net.ipv4.conf.{conf}.rp_filter", "0")
 
     def tune_link(self, ns: str, ifname: str) -> None:
         self.handles.tune_link(ns, ifname)

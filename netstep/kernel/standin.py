@@ -39,7 +39,7 @@ class StandIn:
 
     def build(self) -> None:
         """The namespace with eth0 198.51.100.2/30, wired to the host's nsclient0
-        198.51.100.1/30 and routed through it."""
+        198.51.100.1/30, with a route to each of the host's addresses through it."""
         if os.path.exists(self.path):
             namespaces.remove(self.path)
         namespaces.create(self.path)
@@ -69,7 +69,22 @@ class StandIn:
             ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
             ipr.link("set", index=index, state="up")
             self.handles.tune_link(ns, ifname)
-        client.route("add", dst="0.0.0.0/0", gateway=STANDIN_HOST.split("/")[0], proto=3)
+        # Like a machine on the VM's own network, the client reaches the host's addresses and
+        # nothing behind it: no default route, so 172.18.0.0/16 stays private to the host.
+        gateway = STANDIN_HOST.split("/")[0]
+        for address in self._host_addresses(host):
+            client.route("add", dst=f"{address}/32", gateway=gateway, proto=3)
+
+    @staticmethod
+    def _host_addresses(host) -> list[str]:
+        """The host's own IPv4 addresses but loopback's and the stand-in link's."""
+        out = []
+        for msg in host.addr("dump"):
+            address = msg.get("IFA_ADDRESS") or msg.get("IFA_LOCAL")
+            if msg["family"] == 2 and address and not address.startswith("127.") \
+                    and address != STANDIN_HOST.split("/")[0]:
+                out.append(address)
+        return sorted(set(out))
 
     def delete_link(self) -> None:
         """Delete the veth from the stand-in's end. The kernel frees a namespace (and its

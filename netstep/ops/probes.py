@@ -139,27 +139,44 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
     by_ident = dict(zip(idents, range(len(checks)), strict=True))
     verdicts: list[tuple[str, str, str] | None] = [None] * len(checks)
     done_at = [0.0] * len(checks)
-    deadline = [start + _wait_for(c) for c in checks]
+    deadline = [start + _wait_for(c) for c in checks]  # set again when the first echo leaves
+    sent = [False] * len(checks)
     next_send = [start] * len(checks)
     how = [""] * len(checks)
     findings: list = [None] * len(checks)
     places = indexes or list(range(len(checks)))
     seq = 0
+
+    def take(timeout: float) -> None:
+        ready, _, _ = select.select([sock], [], [], timeout)
+        while ready:
+            data, (sender, _) = sock.recvfrom(2048)
+            found = _read_icmp(data, sender)
+            if found and found[0] in by_ident and verdicts[by_ident[found[0]]] is None:
+                verdicts[by_ident[found[0]]] = found[1]
+                done_at[by_ident[found[0]]] = time.monotonic()
+            ready, _, _ = select.select([sock], [], [], 0)
+
     try:
         while any(v is None for v in verdicts):
+            # What arrived while this thread was not running (a loaded machine) is read
+            # before any deadline is applied: the kernel's answer counts, not our lateness.
+            take(0)
             now = time.monotonic()
             for i, check in enumerate(checks):
                 if verdicts[i] is not None:
                     continue
-                proof = _proven(witness, places[i], check) if seq else None
+                proof = _proven(witness, places[i], check) if sent[i] else None
                 if proof is not None:
                     verdicts[i], findings[i] = proof
                     how[i], done_at[i] = "evidence", time.monotonic()
-                elif now >= deadline[i]:
+                elif sent[i] and now >= deadline[i]:
                     verdicts[i] = ("unreachable", "no-answer", f"no reply within {_wait_for(check):g} s")
                     how[i], done_at[i] = "timeout", now
                 elif now >= next_send[i]:
                     seq += 1
+                    if not sent[i]:  # the wait counts from the first echo, however late it left
+                        sent[i], deadline[i] = True, now + _wait_for(check)
                     try:
                         sock.sendto(_echo(idents[i], seq), (_address(check, internet), 0))
                     except OSError as exc:
@@ -172,14 +189,7 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
                 break
             if witness is not None and any(c.expect == "unreachable" for c in checks):
                 waiting.append(time.monotonic() + POLL)
-            ready, _, _ = select.select([sock], [], [], max(0.0, min(waiting) - time.monotonic()))
-            while ready:
-                data, (sender, _) = sock.recvfrom(2048)
-                found = _read_icmp(data, sender)
-                if found and found[0] in by_ident and verdicts[by_ident[found[0]]] is None:
-                    verdicts[by_ident[found[0]]] = found[1]
-                    done_at[by_ident[found[0]]] = time.monotonic()
-                ready, _, _ = select.select([sock], [], [], 0)
+            take(max(0.0, min(waiting) - time.monotonic()))
     finally:
         sock.close()
     out = []

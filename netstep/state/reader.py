@@ -25,7 +25,10 @@ from netstep.state.read import (
 )
 from netstep.state.snapshot import NamespaceState, Snapshot
 
-WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
+# Shown by `show sysctls`: forwarding, whether bridged frames pass iptables, and the
+# reverse-path filter (a device's effective value is the larger of `all` and its own).
+WATCHED_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.rp_filter",
+                   "net.ipv4.conf.eth0.rp_filter")
 
 
 class StateReader:

@@ -248,8 +248,9 @@ def forwarding(lab: str, upstream: str) -> dict:
     lab_ = Lab(lab, host=True, internet="203.0.113.8", upstream=upstream)
     with lab_:
         engine = Engine(lab_, course)
-        target = next(i for i, step in enumerate(course.steps)
-                      if any(getattr(a, "key", "") == "net.ipv4.ip_forward" for a in step.actions)) + 1
+        target = next(i for i, step in enumerate(course.steps)  # the step that turns forwarding on
+                      if any(getattr(a, "key", "") == "net.ipv4.ip_forward" and a.value == "1"
+                             for a in step.actions)) + 1
         list(engine.goto(target))
         after_lesson = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
         engine.rollback_all()
