@@ -385,7 +385,7 @@ def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
     def screen(escapes: bool = False) -> str:
         return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", session)
 
-    def wait_for(text: str, limit: float = 30.0) -> str:
+    def wait_for(text: str, limit: float = 90.0) -> str:  # a guard against a hang, not a timing
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             shown = screen()

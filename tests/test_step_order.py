@@ -180,6 +180,9 @@ def test_run_json_prints_a_step_line_with_the_exact_diff():
 
 @needs_root
 def test_the_demo_shows_the_explanation_with_the_result(lab):
+    """Every narration the stage shows for the first step, in order: the scene while the step
+    runs, the explanation once its result is on screen (recorded as drawn, so a slow or a
+    fast machine sees the same sequence)."""
     from rich.console import Console
 
     from netstep.core.engine import Engine
@@ -190,25 +193,33 @@ def test_the_demo_shows_the_explanation_with_the_result(lab):
     step = engine.next_step()
     app = DemoApp(engine, DemoOptions())
     app.animation_level = "none"
-    seen: dict[str, str] = {}
+    drawn: list[tuple[str, bool]] = []  # (narration text, whether a result was on stage)
+    show = app._show
 
-    def narration() -> str:
-        console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-        console.print(app.query_one("#narration").content)
-        return " ".join(console.export_text().split())
+    def recording(**parts):
+        if parts.get("narration") is not None:
+            console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+            console.print(parts["narration"])
+            drawn.append((" ".join(console.export_text().split()), bool(parts.get("result"))))
+        return show(**parts)
+
+    app._show = recording
 
     async def main() -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause(0.2)
             await pilot.press("right")
-            seen["before"] = narration()
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120  # a guard against a hang, not a timing
             while not (app.idle and app.last_result is not None):
                 assert time.monotonic() < deadline
                 await pilot.pause(0.02)
             await pilot.pause(0.1)
-            seen["after"] = narration()
 
     asyncio.run(main())
-    assert words(step.after, 4) not in seen["before"]
-    assert words(step.after, 4) in seen["after"]
+    scene = [text for text, result in drawn if words(step.before, 4) in text]
+    explained = [i for i, (text, result) in enumerate(drawn) if words(step.after, 4) in text]
+    assert scene and explained, drawn
+    first_scene = next(i for i, (text, _) in enumerate(drawn) if words(step.before, 4) in text)
+    assert first_scene < explained[0], drawn
+    assert all(result for text, result in drawn[explained[0]:explained[0] + 1]), drawn  # with the result
+    assert not any(words(step.after, 4) in text for text, _ in drawn[:first_scene + 1]), drawn
