@@ -14,7 +14,11 @@
    inside `unshare -n` (bench installs Debian's mininet and bridge-utils if missing).
 4. CLI start-up (`netstep list`, against a bare `python -c pass`) and the peak memory of
    `run all` (against the targets).
-5. (issue 13) The whole course drawn to a pseudo-terminal and with `--json`, against a
+5. The paths a user sees: `run all --yes` and `run bridge --containers N --yes`, each with
+   `--json` and drawn to a terminal (a pty of fixed size, bench/terminal.py), wall time and
+   CPU time. With `--before DIR` (a checkout of an earlier netstep, e.g. `git worktree add
+   --detach ../before REV`) the same runs of that version alternate with this one's.
+6. (issue 13) The whole course drawn to a pseudo-terminal and with `--json`, against a
    bare shell script (bench/course.sh without its inspections: the article's commands,
    each check a `ping -c1 -W1` or `curl -m1`); how fast an expected failure is proven
    from the kernel's counters; and 30 labs running the course at once (a class on one
@@ -43,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
 
+from terminal import COLUMNS, LINES, run_on_pty  # noqa: E402 (bench/ is on the path only now)
+
 PY = sys.executable
 UNSHARE = ["unshare", "--net", "--mount", "--propagation", "private", "--"]
 PRIVATE_RUN = "mount -t tmpfs tmpfs /run && mkdir -p /run/netns && "
@@ -56,6 +62,12 @@ def run(argv: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
 
 def netstep(lab: str, *args: str) -> tuple[float, subprocess.CompletedProcess]:
     return run([PY, "-m", "netstep", "--lab", lab, *args])
+
+
+def cpu_seconds() -> float:
+    """CPU time of the children waited for so far (a run's processes and their helpers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- 1 and 2: the course ------------------------------------------------------------------
@@ -152,6 +164,72 @@ def peak_memory_mib() -> float:
     _, result = run([PY, "-c", code, PY, "-m", "netstep", "--lab", lab, "run", "all", "--yes", "--json"])
     netstep(lab, "reset")
     return int(result.stdout.strip()) / 1024
+
+
+# -- 5: the paths a user sees --------------------------------------------------------------------
+
+USER_PATHS = [("whole course", ["run", "all", "--yes"]), ("{n} containers", ["run", "bridge", "--containers", "{n}",
+                                                                             "--yes"])]
+
+
+def user_run(tree: Path, args: list[str], terminal: bool) -> tuple[float, float]:
+    """One run of `args` by the netstep in `tree` (wall, CPU), on a pty or with --json; then reset."""
+    lab = f"bench-user-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    argv = [PY, "-m", "netstep", "--lab", lab, *args]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    if terminal:
+        took, cpu, status, drawn = run_on_pty(argv, cwd=str(tree), env=env)
+        output = drawn.decode(errors="replace")
+    else:
+        cpu = cpu_seconds()
+        start = time.perf_counter()
+        result = subprocess.run([*argv, "--json"], capture_output=True, text=True, cwd=tree, env=env)
+        took, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        status, output = result.returncode, result.stdout + result.stderr
+    subprocess.run([PY, "-m", "netstep", "--lab", lab, "reset"], capture_output=True, cwd=tree, env=env)
+    if status != 0:
+        raise SystemExit(f"{' '.join(args)} ({tree}, {'terminal' if terminal else 'json'}) failed:\n{output[-2000:]}")
+    return took, cpu
+
+
+def user_paths(rounds: int, n: int, before: Path | None) -> list[dict]:
+    """Each user path with --json and on a terminal, this netstep and `before` alternating."""
+    trees = {"after": REPO, **({"before": before} if before else {})}
+    times: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for _ in range(rounds):
+        for name, args in USER_PATHS:
+            args = [a.format(n=n) for a in args]
+            for mode in ("--json", "terminal"):
+                for label, tree in sorted(trees.items(), key=lambda t: t[0] != "before"):
+                    took = user_run(tree, args, terminal=mode == "terminal")
+                    times.setdefault((name.format(n=n), mode, label), []).append(took)
+    rows = []
+    for (name, mode, label), values in times.items():
+        if label != "after":
+            continue
+        old = times.get((name, mode, "before"))
+        rows.append({"what": f"{name}, {mode}", "after": [statistics.median(v) for v in zip(*values, strict=True)],
+                     "before": [statistics.median(v) for v in zip(*old, strict=True)] if old else None})
+    return rows
+
+
+def user_markdown(rows: list[dict], rounds: int, before: str | None) -> str:
+    lines = [
+        "",
+        "## The paths a user sees",
+        "",
+        f"`run` only (its `reset` not counted), medians of {rounds} round(s); a terminal run draws to a pty of "
+        f"{COLUMNS}x{LINES}. CPU is the run's processes and their helpers (iptables, nsenter, conntrack)."
+        + (f" Before: {before}, run alternately with this one in the same bench run." if before else ""),
+        "",
+        "| run | wall before | wall after | CPU before | CPU after |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = r["before"] or [None, None]
+        a = r["after"]
+        lines.append(f"| {r['what']} | {fmt(b[0], 's')} | {fmt(a[0], 's')} | {fmt(b[1], 's')} | {fmt(a[1], 's')} |")
+    return "\n".join(lines) + "\n"
 
 
 # -- 5: proven verdicts, a bare script, a class on one machine (issue 13) ---------------------------
@@ -345,6 +423,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--no-mininet", action="store_true", help="do not install or run Mininet")
+    parser.add_argument("--before", metavar="DIR", type=Path,
+                        help="a checkout of an earlier netstep: its user paths alternate with this one's")
+    parser.add_argument("--only-user-paths", action="store_true", help="measure the paths a user sees, nothing else")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/run.py makes network namespaces: run it as root", file=sys.stderr)
@@ -355,9 +436,15 @@ def main() -> int:
     # Python compiles a module on first import and keeps the bytecode, unless it may not
     # write it (PYTHONDONTWRITEBYTECODE, a read-only checkout); then every run would pay
     # that again, about 50 ms. An installed package has its bytecode, as Debian's mininet has.
-    subprocess.run([PY, "-m", "compileall", "-q", str(REPO / "netstep")], check=False, capture_output=True)
-    rows = measure(args.quick, rounds, sizes, mininet)
-    text = markdown(rows, rounds, args.quick)
+    for tree in (REPO, args.before) if args.before else (REPO,):
+        subprocess.run([PY, "-m", "compileall", "-q", str(tree / "netstep")], check=False, capture_output=True)
+    text = "" if args.only_user_paths else markdown(measure(args.quick, rounds, sizes, mininet), rounds, args.quick)
+    before = None
+    if args.before:
+        rev = subprocess.run(["git", "-C", str(args.before), "log", "-1", "--format=%h %s"], capture_output=True,
+                             text=True).stdout.strip()
+        before = f"`{rev}`" if rev else str(args.before)
+    text += user_markdown(user_paths(rounds, sizes[-1], args.before), rounds, before)
     Path(args.out).write_text(text)
     print(text)
     return 0

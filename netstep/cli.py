@@ -19,57 +19,13 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
+from netstep.console import LazyConsole
+from netstep.console import text as _text
 from netstep.errors import NetstepError
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
          "ip": "iproute2"}
-
-
-class LazyConsole:
-    """A rich Console, made on first use. `reset` and `run --json` print plain lines only,
-    and importing rich would be a quarter of `reset`'s time. Its attributes are the
-    Console's; code that hands a console to rich (a progress bar) passes `.console`."""
-
-    def __init__(self, *, stderr: bool = False) -> None:
-        self.stderr = stderr
-        self._console: Console | None = None
-
-    @property
-    def console(self) -> Console:
-        if self._console is None:
-            # Imported on first use, for start-up speed: rich costs ~100 ms to import.
-            from rich.console import Console
-
-            import netstep.present.traces  # netstep's objects draw through these two
-            import netstep.present.views  # noqa: F401
-
-            self._console = Console(stderr=self.stderr, highlight=False)
-        return self._console
-
-    def __getattr__(self, name: str):
-        return getattr(self.console, name)
-
-    @property
-    def stream(self):
-        return sys.stderr if self.stderr else sys.stdout
-
-    def plain(self, text: str) -> None:
-        """A plain line of text, through rich only if rich is in use already."""
-        if self._console is None:
-            print(text, file=self.stream, flush=True)
-        else:
-            self._console.print(text, markup=False)
-
-
-def _text(*parts):
-    from rich.text import Text
-
-    return Text.assemble(*parts)
 
 
 class Terminated(BaseException):
@@ -92,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print each check as a JSON line")
     run.add_argument("--containers", type=int, metavar="N",
                      help="lesson 4 (the bridge) with N containers, every pair checked")
+    run.add_argument("--predict", action="store_true",
+                     help="before each step's checks, predict each one: r (reachable) or u (unreachable)")
+    start = sub.add_parser("start", help="bring the lab to a lesson's start (or exerciseN's), applying none of it")
+    start.add_argument("lesson")
+    verify = sub.add_parser("verify", help="compare the lab with the course after STEP, then run its checks")
+    verify.add_argument("step", nargs="?", help="2.4, a lesson (its last step) or exercise2; default: the next step")
+    verify.add_argument("--json", action="store_true")
+    for name, what in (("hint", "the next command you are missing for STEP"),
+                       ("solution", "run what is missing for STEP, then verify it")):
+        sub.add_parser(name, help=what).add_argument("step", nargs="?", help="as for verify")
     next_ = sub.add_parser("next", help="apply the next step")
     next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
     sub.add_parser("back", help="roll back the last step")
@@ -220,16 +186,22 @@ def cmd_list(args, out: LazyConsole, err: LazyConsole) -> int:
     return 0
 
 
-def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "") -> None:
-    for result in results:
+def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "",
+                  said: list[str] | None = None) -> None:
+    for i, result in enumerate(results):
         if args.json:
-            print(json.dumps(result.as_json(lesson, step)), flush=True)
+            line = result.as_json(lesson, step)
+            if said:
+                line["predicted"] = said[i]
+            print(json.dumps(line), flush=True)
         else:
             out.print(result)
 
 
 def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.course import Course
+    from netstep.course.predictions import Score, predicted
+    from netstep.practice import ask, show_score
 
     course = Course.load()
     if args.containers is not None:
@@ -242,7 +214,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
     with opened(args, course) as engine:
-        if engine.position != start:
+        if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)
             note = f"Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}..."
             if args.json:
                 err.plain(note)
@@ -251,19 +223,29 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
             for _ in engine.goto(start):
                 pass
         ok = True
+        everything = Score("the run")
         for lesson in lessons:
             if not args.json:
                 out.rule(_text((lesson.title, "bold")))
                 out.print(lesson)
+            score = Score(lesson.name)
             for step in lesson.steps:
                 console = err if args.json else out
                 if not args.json or not args.yes:
-                    console.print(step)  # what a student reads before the step runs
+                    console.print(_intro(step, predicting=args.predict))  # what a student reads first
                 if not args.yes and not _confirm(console):
                     return 0 if ok else 1
+                said = ask(step.checks, engine.lab.internet, console) if args.predict and step.checks else []
                 result = _apply_with_progress(engine, step, console, show=not args.json)
                 ok = ok and result.ok
-                _print_result(result, args, out)
+                marks = predicted(result.checks, said) if said else []
+                score.predictions += marks
+                _print_result(result, args, out, said, marks)
+            if args.predict:
+                show_score(score, args, out)
+                everything.predictions += score.predictions
+        if args.predict and len(lessons) > 1:
+            show_score(everything, args, out)
         if not args.json:
             out.print("[bold green]Every check came out as expected.[/]" if ok
                       else "[bold red]Some checks did not come out as expected.[/]")
@@ -281,16 +263,21 @@ def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = Tru
         return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _print_result(result, args, out: LazyConsole) -> None:
+def _print_result(result, args, out: LazyConsole, said: list[str] | None = None, marks: list | None = None) -> None:
     """A step's result: with --json its step line and check lines; otherwise what changed,
-    the checks and what the step shows, then the prose that explains them."""
+    the checks and what the step shows, the predictions marked (`marks`), then the prose
+    that explains them."""
     step = result.step
     lesson = step.lesson.name if step.lesson else ""
     if args.json:
         print(json.dumps(step_event(result)), flush=True)
-        _print_checks(result.checks, args, out, lesson, step.ref)
+        _print_checks(result.checks, args, out, lesson, step.ref, said)
         return
     out.print(result)
+    if marks:
+        from netstep.practice import show_predictions
+
+        show_predictions(marks, out)
     if step.after:
         from rich.markdown import Markdown
 
@@ -306,6 +293,13 @@ def step_event(result) -> dict:
             "diff": result.diff.as_json()}
 
 
+def _intro(step, *, predicting: bool):
+    """The step before it runs; when predicting, its checks' questions without their answers."""
+    from netstep.present.views import step_intro
+
+    return step_intro(step, predicting=predicting)
+
+
 def _confirm(out: LazyConsole) -> bool:
     if not sys.stdin.isatty():
         return True
@@ -315,6 +309,9 @@ def _confirm(out: LazyConsole) -> bool:
 
 def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
+        if engine.journal.own:  # an exercise's work, say: the course goes on from its own state
+            engine.undo_own()
+            (err if args.json else out).plain("Your own commands (an exercise's, say) were taken back first.")
         step = engine.next_step()
         if step is not None and not args.json:
             out.print(step)
@@ -422,6 +419,14 @@ def cmd_shell(args, out: LazyConsole, err: LazyConsole) -> int:
     return open_shell(engine.lab, args.namespace)
 
 
+def cmd_practice(args, out: LazyConsole, err: LazyConsole) -> int:
+    """start, verify, hint and solution (netstep.practice)."""
+    from netstep.practice import COMMANDS as PRACTICE
+
+    with opened(args) as engine:
+        return PRACTICE[args.command](engine, args, out)
+
+
 def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.doctor import diagnose
 
@@ -464,5 +469,6 @@ COMMANDS = {
     "list": cmd_list, "run": cmd_run, "next": cmd_next, "back": cmd_back, "check": cmd_check,
     "inspect": cmd_inspect, "trace": cmd_trace, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
     "shell": cmd_shell, "doctor": cmd_doctor, "notebooks": cmd_notebooks,
-    "demo": cmd_demo,
+    "demo": cmd_demo, "start": cmd_practice, "verify": cmd_practice, "hint": cmd_practice,
+    "solution": cmd_practice,
 }

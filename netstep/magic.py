@@ -6,8 +6,8 @@
     netns0# ip route add default via 172.18.0.1
 
 Lines run through the current Tutor's lab (`host#` by default), journaled so that
-`t.undo_mine()` takes them back; the cell shows what changed. A NetstepError shows as a
-short message, not a traceback.
+`t.undo_mine()` takes them back; the cell shows what changed. A NetstepError, in this
+cell or any other once the extension is loaded, shows as a short message, not a traceback.
 """
 
 from __future__ import annotations
@@ -40,5 +40,13 @@ class _Message:
         return f"netstep: {self.text}"
 
 
+def _show_error(shell, kind, value, traceback, tb_offset=None):
+    """A NetstepError from any cell (a bad `t.predict(...)`, say) as one short message."""
+    from IPython.display import display
+
+    display(_Message(str(value)))
+
+
 def register(ipython) -> None:
     ipython.register_magic_function(netstep_magic, magic_kind="cell", magic_name="netstep")
+    ipython.set_custom_exc((NetstepError,), _show_error)

@@ -1,9 +1,10 @@
 """Notebooks generated from the lessons, so the course has one source.
 
 `python -m netstep notebooks` writes notebooks/00-start-here.ipynb and one notebook a
-lesson. A lesson notebook is the lesson's prose with a code cell per step (apply it: see
-its diff, its checks and what it shows), a cell for the student's own commands and a
-clean-up cell. Generation is deterministic, so a test can tell when the committed
+lesson. A lesson notebook is the lesson's prose with, for each step, a cell to predict its
+checks, a `%%netstep` cell to type it yourself and a `t.verify` cell, and a "show me"
+cell that applies it; then the lesson's "Your turn" exercise and a clean-up cell.
+Generation is deterministic, so a test can tell when the committed
 notebooks have fallen behind the lessons.
 """
 
@@ -15,7 +16,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from netstep.course.course import Course
-from netstep.course.lessons import Lesson
+from netstep.course.lessons import Lesson, Step
 
 KERNEL = {"display_name": "Python 3 (netstep)", "language": "python", "name": "python3"}
 
@@ -32,6 +33,14 @@ under it, and look at what the step did.
 - **A step** is applied with `t.step()`. Its output shows the commands, what changed in
   every namespace (`+` added, `-` removed, `~` changed), and its checks: real pings and
   HTTP requests with the outcome expected, the outcome seen, and the reason the kernel gave.
+- **Predict first.** Before a step's checks run, `t.predict("r", "u", ...)` records what
+  you expect each to show (r: reachable, u: unreachable); the step's output marks each
+  prediction right or wrong, and `t.score()` counts them.
+- **Type it yourself, or be shown.** Each step offers a `%%netstep` cell to type its
+  commands yourself, then `t.verify("2.4")` compares your lab with the course's, in plain
+  words, and runs the checks; `t.hint()` names the next command you are missing. Or run
+  `t.step("2.4")` and the step is applied for you. Each lesson ends with a "Your turn"
+  exercise of its own, graded the same way.
 - **Going back.** `t.back()` rolls the last step back exactly; `t.rollback()` undoes the
   current lesson.
 - **By hand.** In a `%%netstep` cell, type the article's commands with a prompt saying
@@ -75,22 +84,65 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
             commands = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
             text += f"\n\nThe step runs:\n\n```console\n{commands}\n```"
         cells.append(new_markdown_cell(text))
-        cells.append(new_code_cell("t.step()"))
+        cells += practice_cells(step)
         if step.after:
             cells.append(new_markdown_cell(step.after))
+    cells += exercise_cells(lesson)
     cells.append(new_markdown_cell(
-        "## Your turn\n\nLook at any namespace as it stands now, then try a command of your own. "
-        "The `%%netstep` cell below adds a bridge named `scratch0` on the lab host; edit it as you "
-        "like (the lines follow the lesson files' grammar). `t.undo_mine()` takes your commands "
-        "back."))
-    cells.append(new_code_cell('t.inspect("host")'))
-    cells.append(new_code_cell("%%netstep\nhost# ip link add scratch0 type bridge\nhost# ip link set scratch0 up"))
-    cells.append(new_code_cell("t.undo_mine()"))
+        "The same kind of change in Python: `t.ipr(\"host\")` is [pyroute2](https://pyroute2.org)'s "
+        "`IPRoute` in the lab host, the library netstep itself speaks netlink with. The engine does not "
+        "journal what you do with it; the clean-up below removes it with the lab."))
+    cells.append(new_code_cell(
+        'ipr = t.ipr("host")\nipr.link("add", ifname="scratch1", kind="bridge")\n'
+        'ipr.link("set", index=ipr.link_lookup(ifname="scratch1")[0], state="up")\nt.diff()'))
     cells.append(new_markdown_cell(
         "## Clean up\n\nThis removes the lab: its namespaces, servers and files. The next notebook "
         "builds a fresh one."))
     cells.append(new_code_cell("t.reset()"))
     return _notebook(cells)
+
+
+def practice_cells(step: Step) -> list:
+    """A step's cells: predict its checks, then type it yourself and verify, or be shown."""
+    cells = []
+    if step.checks:
+        cells.append(new_markdown_cell(
+            f"**Predict.** Before step {step.ref} runs, answer the questions above in the cell below, in "
+            "order, as `\"r\"` (reachable) or `\"u\"` (unreachable). The step's output then marks each one."))
+        example = ", ".join(['"r"'] * len(step.checks))
+        cells.append(new_code_cell(f"t.predict()  # for example t.predict({example})"))
+    if step.commands:
+        sketch = "\n".join(f"# {c.where}# {' '.join(c.text.split()[:2])} ..." for c in step.commands)
+        cells.append(new_markdown_cell(
+            f"**Type it yourself**: write step {step.ref}'s command(s) in the `%%netstep` cell below (the "
+            "comments show where each runs and how it starts), run it, then `t.verify` compares your lab "
+            "with the course's and runs the checks. `t.hint()` names the next command you are missing. "
+            "**Or show me**: the cell after applies the step (only what you have not typed)."))
+        cells.append(new_code_cell(f"%%netstep\n{sketch}"))
+        cells.append(new_code_cell(f't.verify("{step.ref}")'))
+    cells.append(new_code_cell(f't.step("{step.ref}")'))
+    return cells
+
+
+def exercise_cells(lesson: Lesson) -> list:
+    """The lesson's "Your turn": its task, a cell to work in, grading, hints and the solution."""
+    exercise = lesson.exercise
+    if exercise is None:
+        return []
+    ref = exercise.ref
+    return [
+        new_markdown_cell(f"## {exercise.title}\n\n{exercise.prose}\n\nWork in the `%%netstep` cell below "
+                          f"(as many times as you like), then `t.verify(\"{ref}\")` grades your lab: every "
+                          "difference from a correct answer, and the exercise's checks."),
+        new_code_cell("%%netstep\n# your commands, one a line: host# ..., netns0# ..."),
+        new_code_cell(f't.verify("{ref}")'),
+        new_markdown_cell("Stuck? Each run of the next cell gives one more hint. The cell after it runs "
+                          "whatever is still missing and grades the result."),
+        new_code_cell(f't.hint("{ref}")'),
+        new_code_cell(f't.solution("{ref}")'),
+        new_markdown_cell("## Your predictions\n\nHow many of this lesson's checks did you call right?"),
+        new_code_cell("t.score()"),
+    ]
 
 
 def opening_notebook(course: Course) -> nbformat.NotebookNode:

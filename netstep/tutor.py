@@ -6,6 +6,7 @@
     t.step()                 # apply the next step: its diff, checks and views
     t.run("host# ip link add veth9 type veth peer name ceth9")   # your own commands
     t.diff(); t.inspect("netns0"); t.check(); t.back(); t.reset()
+    ipr = t.ipr("netns0")    # pyroute2's IPRoute in netns0: the same changes, in Python
 
 Every method returns an object that renders itself (HTML in Jupyter, rich text in a
 terminal). A Tutor holds the lab's lock until `close()` or `reset()`.
@@ -20,27 +21,33 @@ threads of its own).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Group
 from rich.text import Text
 
+from netstep.core import grading
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.core.reset import reset_lab
 from netstep.core.results import OwnResult, StepResult
 from netstep.course.checks import CheckResult
 from netstep.course.course import Course
-from netstep.course.lessons import Lesson
+from netstep.course.lessons import Exercise, Lesson
+from netstep.course.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.errors import NetstepError
 from netstep.ops.trace import Trace
-from netstep.present import traces, views  # noqa: F401 (traces: a Trace draws through the views)
+from netstep.present import coaching, traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.render import RenderMixin
 from netstep.state.diff import Diff
 from netstep.state.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 T = TypeVar("T")
 
@@ -62,6 +69,26 @@ class Notice(RenderMixin):
     """A short message for the student (a lesson reached, a lab removed)."""
 
     text: str
+
+
+@dataclass
+class Questions(RenderMixin):
+    """The questions a step's checks ask, and the predictions recorded for them (if any)."""
+
+    ref: str
+    questions: list[str]
+    said: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Predicted(RenderMixin):
+    """A step's (or a verdict's) own output, followed by the predictions marked right or wrong."""
+
+    result: RenderMixin
+    predictions: list[Prediction]
+
+    def __getattr__(self, name: str):
+        return getattr(self.result, name)
 
 
 _current: Tutor | None = None
@@ -89,6 +116,7 @@ class Tutor(RenderMixin):
     def __init__(self, lab: str | None = None, *, course: Course | None = None) -> None:
         global _current
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netstep")
+        self._iprs: list[IPRoute] = []
         self.lab = Lab(lab or os.environ.get("NETSTEP_LAB", "notebook"))
         self._call(self.lab.lock)
         try:
@@ -97,10 +125,20 @@ class Tutor(RenderMixin):
             self._call(self.lab.close)
             self._worker.shutdown()
             raise
+        self._said: tuple[str, list[str]] | None = None  # predictions for a step: (its ref, answers)
+        self._predictions: list[Prediction] = []
         _current = self
 
     def _call(self, fn: Callable[..., T], *args: object) -> T:
         return self._worker.submit(fn, *args).result()
+
+    def _move(self, fn: Callable[..., T], *args: object) -> T:
+        """`_call` for a move of the engine. Once `ipr` has handed out a client, the lab may
+        have changed behind the engine's back, so a move reads its starting state afresh
+        instead of trusting the engine's last one (see netstep.core.moments)."""
+        if self._iprs:
+            self.engine.moments.moved = False
+        return self._call(fn, *args)
 
     def __enter__(self) -> Tutor:
         return self
@@ -110,19 +148,100 @@ class Tutor(RenderMixin):
 
     # -- the course -------------------------------------------------------------------
 
-    def start(self, lesson: str | int) -> Lesson:
-        """Bring the lab to the state `lesson` starts from; returns the lesson to read."""
-        found = self.engine.course.find(str(lesson))
-        self._call(self.engine.start_lesson, found)
+    def start(self, lesson: str | int) -> Lesson | Exercise:
+        """Bring the lab to the state `lesson` starts from; returns the lesson to read.
+
+        `exercise2` brings it to where lesson 2's "Your turn" starts: the lesson's end.
+        """
+        ref = str(lesson).strip()
+        if ref.lower().startswith("exercise"):
+            target = self._call(grading.target_of, self.engine, ref)
+            self._move(lambda: list(self.engine.goto(target.position)))
+            found = self.engine.steps[target.position - 1].lesson
+            assert found is not None and found.exercise is not None
+            return found.exercise
+        found = self.engine.course.find(ref)
+        self._move(self.engine.start_lesson, found)
         return found
 
-    def step(self) -> StepResult:
-        """Apply the next step of the course."""
-        return self._call(self.engine.apply_next)
+    def step(self, ref: str | None = None) -> StepResult | Predicted | Notice | grading.Solution:
+        """Apply the next step of the course ("show me").
+
+        With a step's `ref` ("2.4"): if you typed some of it yourself, only what is missing
+        runs (as `solution`); if it is done already, nothing happens.
+        """
+        if ref is not None:
+            target = self._call(grading.target_of, self.engine, ref)
+            if target.extra:  # an exercise is not a step of the course
+                return self.solution(ref)
+            if target.position <= self.engine.position:
+                return Notice(f"Step {target.ref} is done already: `t.status()` says where the lab is.")
+            if target.position > self.engine.position + 1 or self._typed():
+                return self._marked(target.ref, self._move(grading.solution, self.engine, target))
+        upcoming = self.engine.next_step()
+        result = self._move(self.engine.apply_next)
+        return self._marked(upcoming.ref if upcoming else "", result)
+
+    # -- predict, then see ---------------------------------------------------------------
+
+    def predict(self, *answers: str) -> Questions:
+        """Say what the next step's checks will show, in order: "r" (reachable) or "u".
+
+        Without answers, shows the questions. The step's output then marks each prediction.
+        """
+        upcoming = self.engine.next_step()
+        if upcoming is None:
+            raise NetstepError("The course is finished: there is no next step to predict.")
+        questions = [question(c, self.lab.internet) for c in upcoming.checks]
+        if not answers:
+            return Questions(upcoming.ref, questions)
+        said = answers_of(answers, len(questions))
+        self._said = (upcoming.ref, said)
+        return Questions(upcoming.ref, questions, said)
+
+    def score(self) -> Score:
+        """Your predictions so far, in this notebook: how many were right, and the wrong ones."""
+        return Score("so far", list(self._predictions))
+
+    def _marked(self, ref: str, result):
+        """`result`, with the predictions for step `ref` marked against its checks (if any were made)."""
+        if self._said is None or self._said[0] != ref:
+            return result
+        checks = result.verdict.checks if isinstance(result, grading.Solution) else result.checks
+        if len(checks) != len(self._said[1]):
+            return result
+        marks = predicted(checks, self._said[1])
+        self._said = None
+        self._predictions += marks
+        return Predicted(result, marks)
+
+    # -- type it yourself -------------------------------------------------------------------
+
+    def verify(self, ref: str | None = None) -> grading.Verdict | Predicted:
+        """Compare the lab with the course after step `ref` (default: the next step), then run its checks."""
+        target = self._call(grading.target_of, self.engine, ref)
+        if target.position >= self.engine.position and not self._typed():
+            what = "the exercise" if target.extra else f"step {target.ref}"
+            return Notice(f"Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run it, "
+                          "then verify again (`t.hint()` helps).")
+        return self._marked(target.ref, self._move(grading.verify, self.engine, target))
+
+    def _typed(self) -> bool:
+        """Whether the student changed the lab since the course's last move (by cell or by shell)."""
+        return bool(self.engine.journal.own) or bool(self._call(self.engine.changes_since_last_step))
+
+    def hint(self, ref: str | None = None) -> grading.Hint:
+        """The next command you are missing for step `ref` (an exercise's written hints first)."""
+        return self._call(grading.next_hint, self.engine, self._call(grading.target_of, self.engine, ref))
+
+    def solution(self, ref: str | None = None) -> grading.Solution | Predicted:
+        """Run what is missing for step `ref`, then verify it."""
+        target = self._call(grading.target_of, self.engine, ref)
+        return self._marked(target.ref, self._move(grading.solution, self.engine, target))
 
     def back(self) -> StepResult:
         """Roll back the last step applied."""
-        return self._call(self.engine.undo_last)
+        return self._move(self.engine.undo_last)
 
     def check(self, lesson: str | int | None = None) -> CheckReport:
         """Run the current step's checks again, or a lesson's final checks, on the lab as it is."""
@@ -136,18 +255,18 @@ class Tutor(RenderMixin):
         return CheckReport(f"Checks of {found.name}", self._call(self.engine.run_checks, checks))
 
     def rollback(self, *, all: bool = False) -> Notice:
-        moves = self._call(self.engine.rollback_all if all else self.engine.rollback_lesson)
+        moves = self._move(self.engine.rollback_all if all else self.engine.rollback_lesson)
         return Notice(f"Rolled back {len(moves)} step(s).")
 
     # -- by hand -------------------------------------------------------------------------
 
     def run(self, commands: str, where: str = "host") -> OwnResult:
         """Run your own commands (`host# ...`, `netns0# ...`, or bare ones in `where`)."""
-        return self._call(self.engine.run_own, commands, where)
+        return self._move(self.engine.run_own, commands, where)
 
     def undo_mine(self) -> Diff:
         """Take back every command you ran with `run`."""
-        return self._call(self.engine.undo_own)
+        return self._move(self.engine.undo_own)
 
     # -- looking ------------------------------------------------------------------------------
 
@@ -174,15 +293,34 @@ class Tutor(RenderMixin):
             f"step {upcoming.ref}: {upcoming.title}" if upcoming else "",
         )
 
+    def ipr(self, ns: str) -> IPRoute:
+        """pyroute2's IPRoute bound to lab namespace `ns`, to make in Python the changes a
+        step makes with `ip` (`ipr.link("add", ifname="veth9", kind="veth", peer="ceth9")`).
+        It works in a notebook's cell (see netstep.kernel.threaded) and is closed with the
+        tutor. The lab's checks and diffs see what it changes, as they see `%%netstep` cells."""
+        # Imported here: it loads pyroute2 (~0.2 s), which a Tutor otherwise loads only to work.
+        from netstep.kernel.threaded import ThreadedIPRoute
+
+        sock = self._call(self.lab.socket, ns, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        client = ThreadedIPRoute(sock)
+        self._iprs.append(client)
+        return client
+
     # -- the end ---------------------------------------------------------------------------
+
+    def _close_iprs(self) -> None:
+        while self._iprs:
+            self._iprs.pop().close()
 
     def reset(self) -> Notice:
         """Remove the lab entirely and let it go."""
+        self._close_iprs()  # first: an open socket keeps its namespace alive
         self._call(reset_lab, self.lab)
         self.close()
         return Notice(f"Lab '{self.lab.name}' removed.")
 
     def close(self) -> None:
+        self._close_iprs()
         self._call(self.lab.close)
         self._worker.shutdown()
 
@@ -210,3 +348,13 @@ def _(status: Status):
 @views.renderable.register
 def _(tutor: Tutor):
     return views.renderable(tutor.status())
+
+
+@views.renderable.register
+def _(asked: Questions):
+    return coaching.questions_view(asked.ref, asked.questions, asked.said)
+
+
+@views.renderable.register
+def _(marked: Predicted):
+    return Group(views.renderable(marked.result), coaching.predictions_view(marked.predictions))

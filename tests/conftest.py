@@ -142,3 +142,20 @@ def make_lab():
 def lab(make_lab):
     """One locked lab, destroyed after the test."""
     return make_lab()
+
+
+@pytest.fixture
+def cli_lab():
+    """A lab name for the command line; the lab is reset and destroyed at the end."""
+    from support import netstep_cli
+
+    from netstep.core.lab import Lab
+
+    name = unique_name("c")
+    try:
+        yield name
+    finally:
+        try:
+            netstep_cli(name, "reset", timeout=60)
+        finally:
+            Lab(name).destroy()

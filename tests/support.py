@@ -10,10 +10,13 @@ import fcntl
 import itertools
 import os
 import pty
+import re
 import select
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 import termios
 import textwrap
 import time
@@ -125,18 +128,46 @@ def config_diff(before, after) -> list[str]:
     return lines
 
 
-def run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tuple[int, bytes]:
-    """Run argv on a new pseudo-terminal of the given size; return its exit status and output."""
+def spawn_on_pty(argv: list[str], columns: int, rows: int, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """Start argv on a new pseudo-terminal of the given size, in the repository; return (pid, fd)."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: a terminal of its own, then the demo
+    if pid == 0:  # the child: a terminal of its own, then the program
         try:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
             os.chdir(REPO)
-            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-            os.execve(argv[0], argv, {**env, "TERM": "xterm-256color"})
+            base = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+            os.execve(argv[0], argv, {**base, "TERM": "xterm-256color", **(env or {})})
         finally:
             os._exit(127)
+    return pid, fd
+
+
+def run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tuple[int, bytes]:
+    """Run argv on a new pseudo-terminal of the given size; return its exit status and output."""
+    return _pty_session(argv, columns, rows, timeout)
+
+
+def converse_on_pty(argv: list[str], answer, columns: int = 120, rows: int = 40,
+                    timeout: float = 120) -> tuple[int, str]:
+    """Run argv on a pseudo-terminal and answer its prompts as a person would.
+
+    `answer(text)` sees the output not answered yet (ANSI codes removed) and returns what
+    to type (a line, newline included) or None to keep waiting. Returns the exit status
+    and the whole output, as text without ANSI codes.
+    """
+    code, output = _pty_session(argv, columns, rows, timeout, answer, {"NO_COLOR": "1"})
+    return code, _plain(output)
+
+
+def _plain(data: bytes) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", data.decode(errors="replace"))
+
+
+def _pty_session(argv: list[str], columns: int, rows: int, timeout: float, answer=None,
+                 env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    pid, fd = spawn_on_pty(argv, columns, rows, env)
     output = bytearray()
+    answered = 0  # how much of the output was answered already
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -149,9 +180,49 @@ def run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tupl
                 if not chunk:
                     break
                 output += chunk
+            reply = answer(_plain(bytes(output[answered:]))) if answer else None
+            if reply is not None:
+                os.write(fd, reply.encode())
+                answered = len(output)
         else:
             os.kill(pid, signal.SIGTERM)
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     return os.waitstatus_to_exitcode(status), bytes(output)
+
+
+CLI_ENV = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def netstep_cli(lab: str, *args: str, stdin: str | None = None, timeout: float = 240,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m netstep --lab LAB ARGS...` as a student runs it; `stdin` is typed into it (else none)."""
+    return subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *args], cwd=REPO, env=env or CLI_ENV,
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def filled_notebook(path: Path, *, right: bool, typed: bool) -> str:
+    """A lesson notebook as a student fills it in, as JSON text: every prediction made (all
+    right or all wrong), and with `typed`, every step typed by hand in its `%%netstep` cell."""
+    import nbformat
+
+    from netstep.course.course import Course
+
+    lesson = next(le for le in Course.load().lessons if Path(le.path).stem == Path(path).stem)
+    flip = {"reachable": "u", "unreachable": "r"}
+    nb = nbformat.read(path, as_version=4)
+    checked = iter([s for s in lesson.steps if s.checks])
+    commanded = iter([s for s in lesson.steps if s.commands])
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if cell.source.startswith("t.predict()"):
+            answers = [c.expect[0] if right else flip[c.expect] for c in next(checked).checks]
+            cell.source = "t.predict(" + ", ".join(f'"{a}"' for a in answers) + ")"
+        elif cell.source.startswith("%%netstep\n# ") and "your commands" not in cell.source:
+            step = next(commanded)
+            if typed:
+                cell.source = "%%netstep\n" + "\n".join(f"{c.where}# {c.text}" for c in step.commands)
+    return nbformat.writes(nb)

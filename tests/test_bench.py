@@ -23,6 +23,7 @@ def test_bench_quick_mode_runs_and_reports(tmp_path):
     checks = sum(len(step.checks) for step in Course.load().steps)
     assert f"| whole course, every check, clean-up ({checks} identical verdicts) |" in text
     for measure in ("one step: apply + snapshots + diff", "containers, all 20 pairs", "CLI start-up",
-                    "peak memory of run all", "whole course on a terminal (pty)", "proven from the counters",
+                    "peak memory of run all", "| whole course, terminal |", "| 5 containers, --json |",
+                    "whole course on a terminal (pty)", "proven from the counters",
                     f"3 labs, the whole course at once ({3 * checks}/{3 * checks} checks as expected"):
         assert measure in text

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 from jupyter_browser import CHROMIUM, Browser, Lab, start_lab
-from support import LABS_ROOT, REPO, needs_root, unique_name
+from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
+
+from netstep.course.course import Course
 
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
 pytestmark = [needs_root, pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -44,8 +46,11 @@ def lab_name() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory: pytest.TempPathFactory, lab_name: str) -> Iterator[tuple[Lab, Browser]]:
     root = tmp_path_factory.mktemp("notebooks")
-    for name in NOTEBOOKS:
-        shutil.copy2(REPO / "notebooks" / name, root / name)
+    for name in NOTEBOOKS:  # each lesson's predictions made (all right) as a student would
+        if name == "00-start-here.ipynb":
+            shutil.copy2(REPO / "notebooks" / name, root / name)
+        else:
+            (root / name).write_text(filled_notebook(REPO / "notebooks" / name, right=True, typed=False))
     # The harness's own control: a notebook that fails in its second cell.
     cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": [src]}
              for src in ("x = 1", "1 / 0", "print('never')")]
@@ -83,4 +88,7 @@ def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str
     assert "What changed" in html and ADDED.search(html), f"{name}: no diff rendered as HTML"
     assert ">Checks</span>" in html and CHECK_OK.search(html), f"{name}: no check table rendered as HTML"
     assert "✘" not in html, f"{name}: a check came out other than expected"
+    total = sum(len(step.checks) for step in Course.load().find(name[3:-6]).steps)
+    assert "you said" in html, f"{name}: no prediction marked"
+    assert f"predictions: {total} of {total} right (so far)" in html, f"{name}: the predictions were not scored"
     assert "&lt;netstep." not in html and "StepResult(" not in html, f"{name}: a raw repr instead of HTML"

@@ -23,9 +23,9 @@ from support import (
     lesson_markdown,
     mounts_under,
     needs_root,
+    netstep_cli,
     real_lesson_files,
     sysctl_keys,
-    unique_name,
     write_lesson,
 )
 
@@ -44,8 +44,7 @@ ENV = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def netstep(lab: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return netstep_cli(lab, *args, timeout=timeout, env=ENV)
 
 
 def show(result: subprocess.CompletedProcess[str]) -> str:
@@ -90,19 +89,6 @@ def journal_refs(name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def course() -> Course:
     return Course.load()
-
-
-@pytest.fixture
-def cli_lab():
-    """A lab name for the CLI; the lab is reset and destroyed at the end."""
-    name = unique_name("c")
-    try:
-        yield name
-    finally:
-        try:
-            netstep(name, "reset", timeout=60)
-        finally:
-            Lab(name).destroy()
 
 
 def refs_through(course: Course, number: int) -> list[str]:
@@ -308,7 +294,7 @@ def test_unknown_namespace_for_inspect(cli_lab: str) -> None:
 EVERY_COMMAND = [["list"], ["run", "1", "--yes"], ["next"], ["back"], ["check", "1"], ["inspect"], ["diff"],
                  ["rollback", "--all"], ["reset"], ["shell"], ["doctor"], ["notebooks", "--out", "/tmp/nsbad"],
                  ["trace", "netns0", "10.0.2.15"],
-                 ["demo", "--auto", "0.1"]]
+                 ["demo", "--auto", "0.1"], ["start", "1"], ["verify"], ["hint"], ["solution"]]
 
 
 def test_every_command_is_tried_with_a_bad_lab_name() -> None:

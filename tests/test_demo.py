@@ -206,6 +206,40 @@ def test_forward_through_the_course_back_jump_and_every_key(lab):
     assert lab.exists() and engine.position == START[7]
 
 
+def test_ask_the_room_holds_the_answers_back_then_reveals_them(lab):
+    from netstep.core.engine import Engine
+
+    engine = Engine(lab)
+
+    async def scenario(pilot) -> None:
+        app = pilot.app
+        await press(pilot, "2")  # lesson 2: 2.1 and 2.2 check nothing, 2.3 asks two questions
+        assert not app.check_action("ask", ())
+        await press(pilot, "a")
+        assert engine.position == START[2]  # nothing asked, nothing applied
+        await press(pilot, "right", "right")
+        assert app.check_action("ask", ())
+        await press(pilot, "a")
+        text = stage_text(app)
+        assert engine.position == START[2] + 2, "asking applies nothing"
+        assert "Ask the room" in text and "ping netns0 -> 127.0.0.1: reachable or unreachable?" in text
+        assert "netns0# ip link set lo up" in text
+        assert "expected" not in text and "✔" not in text, "the answers are held back"
+        await press(pilot, "a")  # the next key reveals: the step runs, its checks show
+        assert engine.position == START[2] + 3
+        text = stage_text(app)
+        assert "✔  ping netns0 → 127.0.0.1" in text and "Ask the room" not in text
+        await press(pilot, "right", "a")  # asked on 2.5, revealed with space
+        assert "Ask the room" in stage_text(app) and engine.position == START[2] + 4
+        await press(pilot, "space")
+        assert engine.position == START[2] + 5 and "✔  ping host → 172.18.0.10" in stage_text(app)
+        assert app.failures == 0
+        await pilot.press("q")
+
+    app = run_app(engine, DemoOptions(typing_cps=0), scenario)
+    assert app.return_code == 0
+
+
 def test_typed_commands_and_quit_while_a_step_runs(lab):
     """With typing on, a step's result waits for its commands; q waits for the step to finish."""
     from netstep.core.engine import Engine

@@ -112,3 +112,18 @@ def test_reset_removes_a_lab_whatever_mode_it_was_made_in():
     # The host-mode lab's reset (without --host) undid its changes in this namespace.
     assert any("veth0" in link for link in d["before_reset"]["links"])
     assert not any("veth0" in link or "nsclient0" in link for link in d["after_host_reset"]["links"])
+
+
+@pytest.mark.parametrize("command", ["verify", "hint", "solution"])
+def test_host_mode_refuses_grading_with_a_clear_message(command: str) -> None:
+    """Grading compares with a sandbox reference; host mode's lab host is the machine's own stack."""
+    lab = unique_name("hostv")
+    script = (f'"{sys.executable}" -m netstep --host --lab {lab} {command}; echo "rc=$?" >&2; '
+              f'"{sys.executable}" -m netstep --host --lab {lab} reset >/dev/null')
+    try:
+        result = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", script],
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+    finally:
+        shutil.rmtree(os.path.join(LABS_ROOT, lab), ignore_errors=True)
+    assert "rc=1" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "Use a sandbox lab (without --host)" in result.stderr, result.stderr

@@ -22,8 +22,9 @@ LAYERS = [
     ("ops", ["netstep.ops"]),
     ("core", ["netstep.core"]),
     ("present", ["netstep.present"]),
-    ("front ends", ["netstep.cli", "netstep.tutor", "netstep.magic", "netstep.notebooks", "netstep.shell",
-                    "netstep.doctor", "netstep.book", "netstep.demo", "netstep.__main__", "netstep"]),
+    ("front ends", ["netstep.cli", "netstep.console", "netstep.practice", "netstep.tutor", "netstep.magic",
+                    "netstep.notebooks", "netstep.shell", "netstep.doctor", "netstep.book", "netstep.demo",
+                    "netstep.__main__", "netstep"]),
 ]
 
 
@@ -151,7 +152,7 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
 
 def test_the_checker_sees_a_circle_and_an_upward_import() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
-    assert layer_of("netstep.kernel.rtnl") < layer_of("netstep.core.lab") < layer_of("netstep.cli")
+    assert layer_of("netstep.kernel.netlink") < layer_of("netstep.core.lab") < layer_of("netstep.cli")
     source = PACKAGE / "core" / "engine.py"
     assert ("netstep.ops.apply", 0) in [(target, 0) for target, _ in imports_of(source, modules())]
 

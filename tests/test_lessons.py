@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -381,3 +382,65 @@ def test_course_copied_elsewhere_loads_the_same(real_course: Course, tmp_path: P
     copy = Course.load(tmp_path)
     assert [s.ref for s in copy.steps] == [s.ref for s in real_course.steps]
     assert [s.actions for s in copy.steps] == [s.actions for s in real_course.steps]
+
+
+EXERCISE = f"""\
+# Lesson 5: With an exercise
+
+Introduction.
+
+## A step
+
+{FENCE}console
+host# ip netns add netns0
+{FENCE}
+
+## Your turn: a namespace of your own
+
+Make netns9.
+
+{FENCE}hint
+First hint,
+on two lines.
+
+Second hint.
+{FENCE}
+
+{FENCE}solution
+host# ip netns add netns9
+{FENCE}
+
+{FENCE}check
+ping netns9 -> 127.0.0.1 unreachable
+{FENCE}
+"""
+
+
+def test_a_your_turn_section_is_an_exercise_not_a_step(tmp_path: Path) -> None:
+    lesson = parse_lesson(write_lesson(tmp_path, "05-ex.md", EXERCISE))
+    assert [step.title for step in lesson.steps] == ["A step"]
+    exercise = lesson.exercise
+    assert exercise is not None and exercise.ref == "exercise5"
+    assert exercise.title == "Your turn: a namespace of your own" and exercise.prose == "Make netns9."
+    assert exercise.hints == ["First hint, on two lines.", "Second hint."]
+    assert [c.text for c in exercise.solution] == ["ip netns add netns9"]
+    assert [c.target for c in exercise.checks] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.replace("```solution", "```console"), "not console: its commands are the student's to type"),
+    (lambda t: t + "\n## Another step\n", "the 'Your turn' section comes last"),
+    (lambda t: t.replace("```solution\nhost# ip netns add netns9\n```", ""), "needs a solution block"),
+    (lambda t: t.replace("## A step\n", "## A step\n\n```hint\nToo early.\n```\n"), "belongs in a '## Your turn"),
+    (lambda t: t.replace("host# ip netns add netns9", "host# rm -rf /"), "05-ex.md:"),
+])
+def test_a_bad_exercise_names_its_line(tmp_path: Path, change, message: str) -> None:
+    with pytest.raises(LessonError, match=re.escape(message)):
+        parse_lesson(write_lesson(tmp_path, "05-ex.md", change(EXERCISE)))
+
+
+def test_every_lesson_has_an_exercise_of_its_own() -> None:
+    course = Course.load()
+    exercises = [lesson.exercise for lesson in course.lessons]
+    assert all(e is not None and e.hints and e.solution and e.checks for e in exercises)
+    assert len({tuple(c.text for c in e.solution) for e in exercises}) == len(exercises)

@@ -8,10 +8,11 @@ rendered diffs and checks, not raw reprs.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
-from support import LABS_ROOT, REPO, needs_root, unique_name
+from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
 
 from netstep.course.course import Course
 from netstep.notebooks import render_all
@@ -87,3 +88,81 @@ def test_executed_notebook_exports_to_html(tmp_path):
     assert "What changed" in body and "netns0 → 172.18.0.11" in body
     assert 'style="color: #008000' in body  # added lines in green, as rich renders them
     assert "✔" in body and "✘" not in body
+
+
+@needs_root
+def test_tutor_ipr_changes_the_lab_from_a_cell(tmp_path):
+    """`t.ipr(ns)` in a notebook: pyroute2's IPRoute, working inside Jupyter's running event
+    loop, bound to the lab's namespace (the change shows in `ip -j` there, from outside),
+    and closed with the tutor."""
+    import json
+    import subprocess
+
+    from netstep.core.lab import Lab
+
+    cells = [
+        "from netstep.tutor import Tutor\nt = Tutor()",
+        "from pyroute2 import IPRoute\nipr = t.ipr('host')\nassert isinstance(ipr, IPRoute)\n"
+        "ipr.link('add', ifname='veth9', kind='veth', peer='ceth9')\n"
+        "ipr.link('set', index=ipr.link_lookup(ifname='veth9')[0], state='up')\n"
+        "sorted(m.get('ifname') for m in ipr.get_links())",
+        "t.close()\ntry:\n    ipr.get_links()\n    print('still open')\nexcept Exception:\n    print('closed')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    path = tmp_path / "ipr.ipynb"
+    nbformat.write(nb, path)
+    lab = unique_name("nbipr")
+    try:
+        nb = _execute(path, lab)
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.output_type == "error"], outputs
+        assert "'ceth9', 'eth0', 'lo', 'veth9'" in outputs[0].data["text/plain"]
+        assert outputs[-1].text.strip() == "closed"
+        host = os.path.join(LABS_ROOT, lab, "host")
+        listed = subprocess.run(["nsenter", f"--net={host}", "ip", "-j", "link"], capture_output=True, text=True)
+        links = {entry["ifname"]: entry for entry in json.loads(listed.stdout)}
+        assert "UP" in links["veth9"]["flags"] and "ceth9" in links
+        mine = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout
+        assert "veth9" not in {entry["ifname"] for entry in json.loads(mine)}  # the machine's own: untouched
+    finally:
+        Lab(lab).destroy()
+
+
+@pytest.mark.parametrize(("right", "typed"), [(True, True), (False, False)], ids=["right-typed", "wrong-shown"])
+def test_a_notebook_filled_in_by_a_student(tmp_path, right: bool, typed: bool) -> None:
+    from netstep.core.lab import Lab
+
+    name = "02-veth.ipynb"
+    total = sum(len(s.checks) for s in Course.load().find("veth").steps)
+    path = tmp_path / name
+    book = nbformat.reads(filled_notebook(NOTEBOOKS / name, right=right, typed=typed), as_version=4)
+    setup = next(i for i, cell in enumerate(book.cells) if "t = Tutor()" in cell.source)
+    bad = nbformat.v4.new_code_cell('t.predict("maybe")')  # bad input: a message, no traceback
+    bad.metadata["tags"] = ["raises-exception"]  # (the cell still fails, as a bad call should)
+    book.cells.insert(setup + 1, bad)
+    nbformat.write(book, path)
+    lab = unique_name("nbf")
+    try:
+        nb = _execute(path, lab)
+    finally:
+        Lab(lab).destroy()
+    texts = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            texts[cell.source] = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(
+                o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in cell.get("outputs", [])))
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    assert "netstep: 'maybe' is not a prediction" in texts['t.predict("maybe")']
+    score = texts["t.score()"]
+    assert f"predictions: {total if right else 0} of {total} right (so far)" in score, score
+    marked = [text for source, text in texts.items() if "you said" in text and source.startswith("t.")]
+    assert marked and all(("✘" not in t) == right for t in marked), marked
+    verdicts = [text for source, text in texts.items() if source.startswith("t.verify(\"2.")]
+    if typed:  # every step typed by hand was verified, and "show me" then had nothing to do
+        assert verdicts and all("Counted as done" in v for v in verdicts), verdicts
+        shows = [text for source, text in texts.items() if source.startswith('t.step("2.') and "2.6" not in source]
+        assert all("is done already" in s for s in shows), shows
+    else:
+        assert all("Nothing typed yet" in v for v in verdicts), verdicts
+    assert "✔ exercise2: Your turn: wire netns1 yourself" in texts['t.solution("exercise2")']

@@ -142,9 +142,14 @@ def test_each_notebook_step_is_scene_run_cell_then_explanation():
             assert words(step.before, 4).split()[0] in scene
             if step.after:
                 assert step.after not in scene, f"{step.ref}: the explanation comes before the run"
-            assert cells[heading + 1].cell_type == "code" and cells[heading + 1].source == "t.step()"
+            # Between the scene and the run cell ("show me"): predict, then type it yourself and verify.
+            run = next(i for i in range(heading + 1, len(cells)) if cells[i].source == f't.step("{step.ref}")')
+            between = cells[heading + 1 : run]
+            codes = [c.source.split("(")[0].split("\n")[0] for c in between if c.cell_type == "code"]
+            assert codes == ["t.predict"] * bool(step.checks) + ["%%netstep", "t.verify"] * bool(step.commands)
             if step.after:
-                assert cells[heading + 2].cell_type == "markdown" and cells[heading + 2].source == step.after
+                assert all(step.after not in c.source for c in between)
+                assert cells[run + 1].cell_type == "markdown" and cells[run + 1].source == step.after
 
 
 @needs_root

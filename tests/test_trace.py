@@ -33,7 +33,6 @@ from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.course.course import Course
 from netstep.kernel.tracefs import DropWatch
-from netstep.ops.probes import SILENCE
 from netstep.ops.trace import trace
 
 pytestmark = needs_root
@@ -108,9 +107,8 @@ def test_a_failing_check_says_where_and_why_from_the_kernel(name: str, make_lab,
     assert result.evidence, result
     record = result.as_json()
     assert {"where", "why", "evidence", "concluded"} <= set(record), record
-    if name in SILENT:  # concluded by the evidence, long before the silence would have
+    if name in SILENT:  # concluded by the evidence, not by waiting out the silence (bench/ times it)
         assert result.concluded == "evidence", result
-        assert result.elapsed < SILENCE / 2, result
         assert {"counters", "rules", "neighbour"} & set(result.evidence), result
     else:
         assert result.concluded == "error", result

@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from netstep.core.journal import Journal
 from netstep.core.lab import Lab
@@ -33,7 +34,7 @@ from netstep.ops.trace import Trace, trace
 from netstep.ops.witness import Witness
 from netstep.state.diff import Diff, diff
 from netstep.state.evidence import RouteLookups
-from netstep.state.snapshot import Snapshot
+from netstep.state.snapshot import CACHE_PARTS, Snapshot
 
 
 class Engine:
@@ -171,9 +172,15 @@ class Engine:
                 self.journal.drop()
 
     def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
-        """Apply or undo steps until `position` steps are applied, yielding each move."""
+        """Apply or undo steps until `position` steps are applied, yielding each move.
+
+        The student's own commands (an exercise, say) are taken back first: a course
+        position is exactly the state the course reaches there.
+        """
         if not 0 <= position <= len(self.steps):
             raise NetstepError(f"There is no position {position} in the course.")
+        if self.journal.own:
+            self.undo_own()
         while self.position > position:
             yield self.undo_last()
         while self.position < position:
@@ -276,6 +283,24 @@ class Engine:
         return diff(self.moments.last(), self.moments.read(), title="since the last step")
 
     def _shown(self, step: Step) -> Snapshot | None:
-        names = list(dict.fromkeys(ns for show in step.shows for ns in show.namespaces))
-        names = [n for n in names if self.lab.has_namespace(n)]
-        return self.snapshot(names) if names else None
+        """What the step's `show` blocks name, after its checks. The configuration is the one
+        the move just read (`Moments.last()` holds every namespace's); only the caches a
+        show names (ARP, the bridge's table, conntrack) are read now, since checks change
+        them. Reading each shown namespace whole again cost a terminal's run of the course
+        an iptables-save and a conntrack process per show."""
+        wanted: dict[str, set[str]] = {}
+        for show in step.shows:
+            parts = set(CACHE_PARTS) if show.what == "all" else {show.what} & set(CACHE_PARTS)
+            for ns in show.namespaces:
+                if self.lab.has_namespace(ns):
+                    wanted.setdefault(ns, set()).update(parts)
+        if not wanted:
+            return None
+        last = self.moments.last().namespaces
+        states = {}
+        for ns, parts in wanted.items():
+            if ns not in last:  # not known to the last move (cannot happen after one): read it whole
+                states[ns] = self.snapshot([ns])[ns]
+            else:
+                states[ns] = replace(last[ns], **self.lab.read_caches(ns, parts))
+        return Snapshot(states)

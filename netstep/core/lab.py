@@ -32,15 +32,18 @@ import socket
 import time
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from netstep.errors import LabBusy, NetstepError
 from netstep.kernel import namespaces, servers, sysctl
 from netstep.kernel.handles import Handles
 from netstep.kernel.registry import Namespaces
-from netstep.kernel.rtnl import Rtnl
 from netstep.kernel.standin import StandIn
 from netstep.state.reader import StateReader
 from netstep.state.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 ROOT = "/run/netstep/labs"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
@@ -264,21 +267,21 @@ class Lab:
             namespaces.create(self.path_of(ns))
         topo = self.topology
         host, up = self.ipr("host"), self.ipr("upstream")
+        index = self.handles.link_index  # an ioctl: pyroute2's link_lookup would dump every link
         host.link("add", ifname="eth0", kind="veth", peer="uplink")
         fd = os.open(self.path_of("upstream"), os.O_RDONLY)
         try:
-            host.link("set", index=host.link_lookup(ifname="uplink")[0], net_ns_fd=fd)
+            host.link("set", index=index("host", "uplink"), net_ns_fd=fd)
         finally:
             os.close(fd)
-        up.link("set", index=up.link_lookup(ifname="uplink")[0], ifname="eth0")
-        for ipr, addr in ((host, topo.host_address), (up, topo.router_address)):
-            lo, eth0 = ipr.link_lookup(ifname="lo")[0], ipr.link_lookup(ifname="eth0")[0]
-            ipr.link("set", index=lo, state="up")
+        up.link("set", index=index("upstream", "uplink"), ifname="eth0")
+        for ns, ipr, addr in (("host", host, topo.host_address), ("upstream", up, topo.router_address)):
+            ipr.link("set", index=index(ns, "lo"), state="up")
             ip, prefix = addr.split("/")
-            ipr.addr("add", index=eth0, address=ip, prefixlen=int(prefix))
-            ipr.link("set", index=eth0, state="up")
-            self.tune_link("host" if ipr is host else "upstream", "eth0")
-        up.addr("add", index=up.link_lookup(ifname="lo")[0], address=topo.internet, prefixlen=32)
+            ipr.addr("add", index=index(ns, "eth0"), address=ip, prefixlen=int(prefix))
+            ipr.link("set", index=index(ns, "eth0"), state="up")
+            self.tune_link(ns, "eth0")
+        up.addr("add", index=index("upstream", "lo"), address=topo.internet, prefixlen=32)
         host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0], proto=3)
         self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
         # A new namespace copies these from the machine's own (init_net), so a machine that
@@ -296,7 +299,7 @@ class Lab:
         self.close_handles()
         self._forget_namespaces()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "last.json", "course.json", "lab.json"):
+        for sub in ("journal.json", "last.json", "course.json", "hints.json", "lab.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
@@ -378,7 +381,7 @@ class Lab:
 
     # -- handles, programs -------------------------------------------------------------
 
-    def ipr(self, ns: str) -> Rtnl:
+    def ipr(self, ns: str) -> IPRoute:
         return self.handles.ipr(ns)
 
     def link_index(self, ns: str, name: str) -> int | None:
@@ -426,6 +429,10 @@ class Lab:
         """Read the state of `names` (default: every namespace of the lab); the options are
         StateReader.snapshot's."""
         return self.reader.snapshot(names, **options)
+
+    def read_caches(self, ns: str, parts: set[str]) -> dict[str, tuple[str, ...]]:
+        """The caches (neighbours, fdb, conntrack) of `ns` that `parts` names, read now."""
+        return self.reader.caches(ns, parts)
 
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
         """Where the other end of veth `link` in `ns` is: (namespace, name)."""

@@ -24,7 +24,8 @@ FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
 CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?\s*$")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
-EXECUTABLE = ("console", "check", "show", "notes")
+EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution")
+EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,28 @@ class Step(RenderMixin):
 
 
 @dataclass
+class Exercise(RenderMixin):
+    """A lesson's "Your turn": a task the student does alone, from the lesson's end.
+
+    It is not a step of the course: its solution is a list of commands the student is
+    graded against (verify builds it in the reference lab), never applied by `run`.
+    """
+
+    title: str
+    prose: str = ""
+    hints: list[str] = field(default_factory=list)  # shown one at a time, before any command
+    solution: list[Command] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: str = ""  # presenter notes, as a step's
+    line: int = 0
+    lesson: Lesson | None = field(default=None, repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"exercise{self.lesson.number}" if self.lesson else "exercise"
+
+
+@dataclass
 class Lesson(RenderMixin):
     number: int
     slug: str
@@ -81,6 +104,7 @@ class Lesson(RenderMixin):
     intro: str
     steps: list[Step]
     path: str
+    exercise: Exercise | None = None
 
     @property
     def name(self) -> str:
@@ -124,6 +148,7 @@ class _Parser:
         self.title = ""
         self.intro: list[str] = []
         self.steps: list[Step] = []
+        self.exercise: Exercise | None = None
         self.prose: list[str] = []
         # Where the current step's prose reached when its first console / check block came.
         self.cut_console: int | None = None
@@ -154,7 +179,14 @@ class _Parser:
                 title = line[3:].strip()
                 if not title:
                     raise self.error(n, "a step heading needs a title")
-                self.steps.append(Step(title=title, line=n))
+                if self.exercise:
+                    raise self.error(n, f"the '{EXERCISE}' section comes last in a lesson")
+                if title.startswith(EXERCISE):
+                    if not self.steps:
+                        raise self.error(n, f"a '{EXERCISE}' section follows the lesson's steps")
+                    self.exercise = Exercise(title=title, line=n)
+                else:
+                    self.steps.append(Step(title=title, line=n))
             else:
                 self.prose.append(line)
             i += 1
@@ -163,9 +195,14 @@ class _Parser:
             raise self.error(1, "the lesson has no '# Title' heading")
         if not self.steps:
             raise self.error(len(lines) or 1, "the lesson has no steps ('## ' headings)")
-        lesson = Lesson(self.number, self.slug, self.title, "\n".join(self.intro).strip(), self.steps, self.path)
+        if self.exercise and not (self.exercise.solution and self.exercise.checks):
+            raise self.error(self.exercise.line, f"a '{EXERCISE}' section needs a solution block and a check block")
+        lesson = Lesson(self.number, self.slug, self.title, "\n".join(self.intro).strip(), self.steps, self.path,
+                        self.exercise)
         for index, step in enumerate(self.steps):
             step.lesson, step.index = lesson, index
+        if self.exercise:
+            self.exercise.lesson = lesson
         return lesson
 
     def _fence_end(self, lines: list[str], start: int, marker: str) -> int:
@@ -175,7 +212,9 @@ class _Parser:
         raise self.error(start + 1, f"this {marker} block is never closed")
 
     def _close_step(self) -> None:
-        if self.steps:
+        if self.exercise:
+            self.exercise.prose = "\n".join(self.prose).strip()
+        elif self.steps:
             cut = next((c for c in (self.cut_console, self.cut_check) if c is not None), len(self.prose))
             self.steps[-1].before = "\n".join(self.prose[:cut]).strip()
             self.steps[-1].after = "\n".join(self.prose[cut:]).strip()
@@ -187,6 +226,11 @@ class _Parser:
     def _block(self, lang: str, body: list[str], first: int) -> None:
         if not self.steps:
             raise self.error(first - 1, f"a {lang} block must be inside a step (after a '## ' heading)")
+        if self.exercise:
+            self._exercise_block(lang, body, first)
+            return
+        if lang in ("hint", "solution"):
+            raise self.error(first - 1, f"a {lang} block belongs in a '## {EXERCISE}: ...' section")
         step = self.steps[-1]
         if lang == "console" and self.cut_console is None:
             self.cut_console = len(self.prose)
@@ -205,6 +249,27 @@ class _Parser:
                 step.checks.append(self._check(line, n))
             else:
                 step.shows.append(self._show(line, n))
+
+    def _exercise_block(self, lang: str, body: list[str], first: int) -> None:
+        exercise = self.exercise
+        assert exercise is not None
+        if lang == "hint":
+            paragraphs = "\n".join(body).split("\n\n")
+            exercise.hints += [" ".join(p.split()) for p in paragraphs if p.strip()]
+        elif lang == "solution":
+            holder = Step(title=exercise.title)
+            for offset, raw in enumerate(body):
+                if raw.strip():
+                    self._command(holder, raw.strip(), first + offset)
+            exercise.solution += holder.commands
+        elif lang == "notes":
+            exercise.notes = "\n".join([exercise.notes, *body]).strip()
+        elif lang == "check":
+            exercise.checks += [self._check(raw.strip(), first + offset) for offset, raw in enumerate(body)
+                                if raw.strip() and not raw.strip().startswith("#")]
+        else:
+            raise self.error(first - 1, f"a '{EXERCISE}' section holds hint, solution, check and notes blocks, "
+                                        f"not {lang}: its commands are the student's to type")
 
     def _command(self, step: Step, line: str, n: int) -> None:
         match = PROMPT_RE.match(line)

@@ -71,6 +71,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         Binding("left", "back", "Back", key_display="←"),
         Binding("g", "goto_prompt", "Lesson N", key_display="g/1-7"),
         *(Binding(str(n), f"lesson({n})", f"Lesson {n}", show=False) for n in range(1, 10)),
+        Binding("a", "ask", "Ask the room"),
         Binding("c", "recheck", "Checks"),
         Binding("i", "inspect", "Inspect"),
         Binding("t", "trace", "Trace"),
@@ -92,6 +93,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.end = self.options.end(engine.course)
         self.operation: str | None = None  # what the engine is busy with
         self.on_stage: Step | None = None  # the step whose notes `p` shows
+        self.asking: Step | None = None  # the step whose checks' questions are on stage, answers held back
         self.last_result: StepResult | None = None  # the move on stage, if one is
         self.snapshot: Snapshot | None = None
         self.previous: Snapshot | None = None
@@ -156,6 +158,10 @@ class DemoApp(EngineCalls, Leaving, App[int]):
             return (self.idle and self._may_visit(int(number))) or None
         if action == "next":
             return (self.idle and engine.position < self.end) or None
+        if action == "ask":
+            upcoming = engine.next_step()
+            return (self.idle and engine.position < self.end and upcoming is not None
+                    and bool(upcoming.checks)) or None
         if action == "back":
             return (self.idle and engine.position > 0) or None
         if action == "recheck":
@@ -179,12 +185,27 @@ class DemoApp(EngineCalls, Leaving, App[int]):
 
     # -- moves --------------------------------------------------------------------------------
 
+    def action_ask(self) -> None:
+        """Put the next step's questions on stage and hold the answers back; pressed again, reveal them."""
+        step = self.engine.next_step()
+        if step is None or not self.idle:
+            return
+        if self.asking is step:
+            self.action_next()
+            return
+        self.asking, self.on_stage, self.last_result = step, step, None
+        self.commands.show(stage.command_lines(step))
+        self._show(title=stage.step_title(step), narration=stage.narration(step.before),
+                   result=stage.questions_view(step, self.engine.lab.internet))
+
     def action_next(self) -> None:
         step = self.engine.next_step()
         if step is None or not self.idle:
             return
+        asked, self.asking = self.asking is step, None
         self.on_stage, self.last_result = step, None
-        self._show(title=stage.step_title(step), narration=stage.narration(step.before), result="")
+        self._show(title=stage.step_title(step), narration=stage.narration(step.before),
+                   result=stage.questions_view(step, self.engine.lab.internet) if asked else "")
         self._pending = None
         self.commands.type(stage.command_lines(step), self.options.typing_cps, self._typed)
         self._run(f"applying step {step.ref}", self.engine.apply_next, self._applied)
@@ -208,6 +229,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         step = self.engine.current_step()
         if step is None or not self.idle:
             return
+        self.asking = None
         self.on_stage, self.last_result = step, None
         self._show(title=stage.step_title(step, "Rolling back"), narration="", result="")
         self.commands.show(stage.command_lines(step), undone=True)
@@ -233,7 +255,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
             note = f"Fast-forwarded through {applied} step{'s' * (applied != 1)} (checks skipped)."
         elif moves:
             note = f"Rolled back {len(moves)} step{'s' * (len(moves) != 1)}."
-        self.last_result = None
+        self.last_result, self.asking = None, None
         self.commands.show([])
         step = self.engine.next_step()
         if step is None or self.engine.position >= self.end:

@@ -20,6 +20,7 @@ from rich.text import Text
 from netstep.core.results import StepResult
 from netstep.course.checks import Check, CheckResult
 from netstep.course.lessons import Lesson, Step
+from netstep.course.predictions import question
 from netstep.state.diff import Diff
 
 NARRATION_CHARS = 320
@@ -228,3 +229,13 @@ def note_text(paragraph: str) -> Text:
         for m, bit in enumerate(re.split(r"\b(Say:|Q:|A:)", piece)):
             out.append(bit, ("bold" if bit == "Say:" else "bold yellow") if m % 2 else None)
     return out
+
+
+def questions_view(step: Step, internet: str) -> Group:
+    """A step's checks as questions for a show of hands, the answers held back."""
+    rows = [Text("Ask the room: hands up for reachable, or not?", style="bold yellow")]
+    for n, check in enumerate(step.checks, 1):
+        rows.append(Text.assemble((f" {n}. ", "bold"), (question(check, internet), "bold")))
+    rows.append(Text("→, space or a reveals the answers: the step runs and its checks show what the kernel did.",
+                     style="dim italic"))
+    return Group(*rows)

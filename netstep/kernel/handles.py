@@ -1,12 +1,16 @@
-"""Handles on a lab's namespaces: netlink clients, one per thread and namespace, and the
-interface ioctls (an index, the flags, a carrier settled) on a socket per namespace.
+"""Handles on a lab's namespaces: pyroute2 clients, one per thread and namespace, kept while
+the lab is locked, and the interface ioctls (an index, the flags, a carrier settled) on a
+socket per namespace.
 
-Two threads on one netlink socket would read each other's answers, so each thread that
-uses the lab gets its own client. The ioctl sockets are shared by threads.
+A pyroute2 IPRoute belongs to the thread that made it (its event loop and socket are the
+thread's), so each thread that uses the lab gets its own client in each namespace; in
+practice one thread does (the CLI's, a Tutor's worker, the demo's worker). The clients of
+a thread share one event loop, made once. The ioctl sockets are shared by threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import fcntl
@@ -15,9 +19,12 @@ import struct
 import threading
 from collections.abc import Callable
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
-from netstep.kernel import namespaces
-from netstep.kernel.rtnl import NetlinkError, Rtnl
+from netstep.kernel import namespaces, netlink
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 IFNAMSIZ, SIOCGIFINDEX, SIOCGIFFLAGS, SIOCETHTOOL, ETHTOOL_GLINK = 16, 0x8933, 0x8913, 0x8946, 0xA
 
@@ -32,16 +39,21 @@ class Handles:
 
     def __init__(self, require: Callable[[str], str | None]) -> None:
         self._require = require
-        self._netlink: dict[tuple[int, str], Rtnl] = {}  # by (thread, namespace)
+        self._netlink: dict[tuple[int, str], IPRoute] = {}  # by (thread, namespace)
+        self._loops: dict[int, asyncio.AbstractEventLoop] = {}  # by thread, for its clients
         self._ioctl_sockets: dict[str, socket.socket] = {}
 
-    def ipr(self, ns: str) -> Rtnl:
-        """The calling thread's netlink client in `ns`."""
-        key = (threading.get_ident(), ns)
-        handle = self._netlink.get(key)
+    def ipr(self, ns: str) -> IPRoute:
+        """The calling thread's pyroute2 client in `ns`, made on first use and kept until
+        the lab is closed (making one costs a socket made in the namespace and a few
+        hundred µs of pyroute2's setting up)."""
+        me = threading.get_ident()
+        handle = self._netlink.get((me, ns))
         if handle is None:
-            handle = namespaces.iproute(self._require(ns))
-            self._netlink[key] = handle
+            loop = self._loops.get(me)
+            if loop is None:
+                loop = self._loops[me] = asyncio.new_event_loop()
+            handle = self._netlink[(me, ns)] = namespaces.iproute(self._require(ns), loop)
         return handle
 
     def socket(self, ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -54,7 +66,9 @@ class Handles:
         me = threading.get_ident()
         for key in [k for k in self._netlink if all_threads or k[0] == me]:
             with suppress(Exception):
-                self._netlink.pop(key).close()
+                netlink.close(self._netlink.pop(key))
+        for thread in [t for t in self._loops if all_threads or t == me]:
+            self._loops.pop(thread).close()
         for ns in list(self._ioctl_sockets):
             self._ioctl_sockets.pop(ns).close()
 
@@ -62,19 +76,24 @@ class Handles:
         """Close every handle on `ns` (it is about to go)."""
         for key in [k for k in self._netlink if k[1] == ns]:
             with suppress(Exception):
-                self._netlink.pop(key).close()
+                netlink.close(self._netlink.pop(key))
         if ns in self._ioctl_sockets:
             self._ioctl_sockets.pop(ns).close()
 
     def tune_link(self, ns: str, ifname: str) -> None:
         """Make ARP on a lab link give up in 0.1 s (see ARP_RETRANS_MS). A link with no
-        ARP (or gone already) is left alone."""
+        ARP (or gone already) is left alone.
+
+        What writing /proc/sys/net/ipv4/neigh/DEV/retrans_time_ms does, as one netlink
+        request on the namespace's client (RTM_SETNEIGHTBL) instead of a thread switched
+        into the namespace per link.
+        """
         index = self.link_index(ns, ifname)
         if index is None:
             return
         try:
-            self.ipr(ns).arp_retrans(index, ARP_RETRANS_MS)
-        except NetlinkError as exc:
+            netlink.set_arp_retrans(self.ipr(ns), index, ARP_RETRANS_MS)
+        except netlink.NetlinkError as exc:
             if exc.code != errno.ENOENT:
                 raise
 

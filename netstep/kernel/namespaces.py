@@ -7,6 +7,7 @@ there stay in that namespace, and the thread dies before it can be reused by mis
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import socket
@@ -14,9 +15,12 @@ import subprocess
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from netstep.kernel.rtnl import Rtnl
+from netstep.kernel import netlink
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
@@ -67,9 +71,13 @@ def socket_in(path: str | None, family: int, kind: int, proto: int = 0) -> socke
     return run_in(path, lambda: socket.socket(family, kind, proto))
 
 
-def iproute(path: str | None):
-    """An rtnetlink client (netstep.kernel.rtnl) whose socket was made in the namespace at `path`."""
-    return Rtnl(socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
+def iproute(path: str | None, loop: asyncio.AbstractEventLoop | None = None) -> IPRoute:
+    """A pyroute2 IPRoute talking to the namespace at `path` (None: this one).
+
+    Its socket is made here, by a thread switched into the namespace, and stays there;
+    pyroute2 is never given the namespace's name or path, so it cannot create one.
+    """
+    return netlink.client(socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE), loop)
 
 
 def create(path: str) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from contextlib import suppress
 
 from netstep.errors import NameConflict
-from netstep.kernel import namespaces
+from netstep.kernel import namespaces, netlink
 from netstep.kernel.handles import Handles
 from netstep.kernel.registry import Namespaces
-from netstep.kernel.rtnl import NetlinkError
 
 STANDIN_LINK = "nsclient0"
 STANDIN_HOST, STANDIN_CLIENT = "198.51.100.1/30", "198.51.100.2/30"
@@ -47,7 +47,7 @@ class StandIn:
         host, client = self.handles.ipr("host"), self.handles.ipr("upstream")
         try:
             host.link("add", ifname=STANDIN_LINK, kind="veth", peer=STANDIN_LINK + "c")
-        except NetlinkError as exc:
+        except netlink.NetlinkError as exc:
             if exc.code == errno.EEXIST:
                 raise NameConflict(
                     f"Host mode needs a device named {STANDIN_LINK} for its stand-in client, and one exists "
@@ -57,14 +57,14 @@ class StandIn:
             raise
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            host.link("set", index=host.link_lookup(ifname=STANDIN_LINK + "c")[0], net_ns_fd=fd)
+            host.link("set", index=self.handles.link_index("host", STANDIN_LINK + "c"), net_ns_fd=fd)
         finally:
             os.close(fd)
-        client.link("set", index=client.link_lookup(ifname=STANDIN_LINK + "c")[0], ifname="eth0")
-        client.link("set", index=client.link_lookup(ifname="lo")[0], state="up")
+        client.link("set", index=self.handles.link_index("upstream", STANDIN_LINK + "c"), ifname="eth0")
+        client.link("set", index=self.handles.link_index("upstream", "lo"), state="up")
         for ipr, ns, ifname, addr in ((host, "host", STANDIN_LINK, STANDIN_HOST),
                                       (client, "upstream", "eth0", STANDIN_CLIENT)):
-            index = ipr.link_lookup(ifname=ifname)[0]
+            index = self.handles.link_index(ns, ifname)
             ip, prefix = addr.split("/")
             ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
             ipr.link("set", index=index, state="up")
@@ -79,10 +79,9 @@ class StandIn:
     def _host_addresses(host) -> list[str]:
         """The host's own IPv4 addresses but loopback's and the stand-in link's."""
         out = []
-        for msg in host.addr("dump"):
-            address = msg.get("IFA_ADDRESS") or msg.get("IFA_LOCAL")
-            if msg["family"] == 2 and address and not address.startswith("127.") \
-                    and address != STANDIN_HOST.split("/")[0]:
+        for msg in host.addr("dump", family=socket.AF_INET):
+            address = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
+            if address and not address.startswith("127.") and address != STANDIN_HOST.split("/")[0]:
                 out.append(address)
         return sorted(set(out))
 
@@ -94,7 +93,7 @@ class StandIn:
             return
         index = self.handles.link_index("upstream", "eth0")
         if index is not None:
-            with suppress(NetlinkError):
+            with suppress(netlink.NetlinkError):
                 self.handles.ipr("upstream").link("del", index=index)
 
     def remove(self) -> None:

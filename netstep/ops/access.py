@@ -7,9 +7,10 @@ netlink clients it hands out), so a reader sees at once what an action can touch
 from __future__ import annotations
 
 import subprocess
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from netstep.kernel.rtnl import Rtnl
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 
 class LabAccess(Protocol):
@@ -29,7 +30,7 @@ class LabAccess(Protocol):
     def remove_container(self, ns: str) -> None: ...
 
     # devices
-    def ipr(self, ns: str) -> Rtnl: ...
+    def ipr(self, ns: str) -> IPRoute: ...
     def link_index(self, ns: str, name: str) -> int | None: ...
     def link_flags(self, ns: str, name: str) -> int | None: ...
     def tune_link(self, ns: str, ifname: str) -> None: ...

@@ -31,7 +31,7 @@ from netstep.course.actions import (
     Sysctl,
 )
 from netstep.errors import KernelError, NetstepError
-from netstep.kernel.rtnl import NetlinkError
+from netstep.kernel import netlink
 from netstep.ops import devices, images, iptables, routes, servers, sysctls
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import listening
@@ -67,7 +67,7 @@ def apply(lab: LabAccess, action: Action, ready: Callable[[Action], None] | None
     with listening(ready):  # actions applied inside this one do not report
         try:
             return handler(action, lab)
-        except NetlinkError as exc:
+        except netlink.NetlinkError as exc:
             raise KernelError(f"`{action.command()}` on {action.ns} failed: {os.strerror(exc.code)}.") from None
 
 

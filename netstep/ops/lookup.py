@@ -12,7 +12,7 @@ import socket
 import time
 
 from netstep.errors import KernelError, NameConflict
-from netstep.kernel.rtnl import NetlinkError
+from netstep.kernel import netlink
 from netstep.ops.access import LabAccess
 
 
@@ -20,7 +20,7 @@ def get(lab: LabAccess, ns: str, name: str):
     """The kernel's record of link `name` in `ns`, or None: one lookup, not a dump."""
     try:
         return lab.ipr(ns).link("get", ifname=name)[0]
-    except NetlinkError as exc:
+    except netlink.NetlinkError as exc:
         if exc.code == errno.ENODEV:
             return None
         raise

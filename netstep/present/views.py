@@ -19,10 +19,13 @@ from rich.table import Table
 from rich.text import Text
 
 from netstep import render
+from netstep.core.grading import Hint, Solution, Verdict
 from netstep.core.results import OwnResult, StepResult
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.course.course import Course
-from netstep.course.lessons import Lesson, Step
+from netstep.course.lessons import Exercise, Lesson, Step
+from netstep.course.predictions import Prediction, Score
+from netstep.present import coaching
 from netstep.state.diff import Diff
 from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
 
@@ -219,5 +222,12 @@ def _(result: OwnResult) -> RenderableType:
         Panel(renderable(result.diff), title="What changed", title_align="left", expand=False),
     )
 
+
+renderable.register(Prediction, coaching.prediction_view)
+renderable.register(Score, coaching.score_view)
+renderable.register(Hint, coaching.hint_view)
+renderable.register(Exercise, coaching.exercise_view)
+renderable.register(Verdict, lambda verdict: coaching.verdict_view(verdict, renderable))
+renderable.register(Solution, lambda solution: coaching.solution_view(solution, renderable))
 
 render.use(renderable)  # every RenderMixin object now draws through this module

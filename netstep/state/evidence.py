@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netstep.kernel import namespaces
+from netstep.kernel import namespaces, netlink
 
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 
@@ -178,8 +178,8 @@ def lookup_route(ipr, ns: str, names: dict[int, str], dst: str, *, src: str | No
     index = {name: i for i, name in names.items()}
     try:
         msg = ipr.route("get", dst=dst, src=src if iif else None, iif=index.get(iif) if iif else None)[0]
-    except OSError as exc:
-        code = getattr(exc, "code", None) or exc.errno or errno.EINVAL
+    except (OSError, netlink.NetlinkError) as exc:  # pyroute2's error is not an OSError
+        code = getattr(exc, "code", None) or getattr(exc, "errno", None) or errno.EINVAL
         return RouteLookup(ns, dst, src, iif, kind="error", error=code)
     kind = ROUTE_TYPES.get(msg["type"], str(msg["type"]))
     oif = msg.get("RTA_OIF")

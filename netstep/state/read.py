@@ -62,7 +62,7 @@ def read_addresses(ipr, names: dict[int, str]) -> list[str]:
 
 _PROTOS = {2: "kernel", 3: "boot", 4: "static"}
 _SCOPES = {0: "global", 200: "site", 253: "link", 254: "host"}
-RTN_UNICAST, RTN_UNREACHABLE, RTNH_F_LINKDOWN = 1, 7, 16
+RTN_UNICAST, RTN_UNREACHABLE, RTNH_F_LINKDOWN, RTM_F_CLONED = 1, 7, 16, 0x200
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,12 @@ class RouteEntry:
 
 def read_routes(ipr, name_of: Callable[[int], object]) -> list[RouteEntry]:
     """The main table's IPv4 routes, in the kernel's order (the first match wins);
-    `name_of(index)` names a route's device."""
+    `name_of(index)` names a route's device. The kernel's cached exceptions (redirects,
+    path MTUs: RTM_F_CLONED), which a dump may list among routes, are not configuration."""
     out = []
     for m in ipr.route("dump", family=socket.AF_INET, table=254):
+        if m["flags"] & RTM_F_CLONED or m.get("RTA_TABLE", m["table"]) != 254:
+            continue
         dst, oif = m.get("RTA_DST"), m.get("RTA_OIF")
         out.append(RouteEntry(
             dst="default" if dst is None else f"{dst}/{m['dst_len']}",

@@ -101,6 +101,21 @@ class StateReader:
             states[ns] = state
         return Snapshot(self.name_peers(states, indexes, known))
 
+    def caches(self, ns: str, parts: set[str]) -> dict[str, tuple[str, ...]]:
+        """The caches of `ns` that `parts` names (neighbours, fdb, conntrack), read now: what a
+        step shows of them after its checks, without reading its configuration again."""
+        out: dict[str, tuple[str, ...]] = {}
+        if parts & {"neighbours", "fdb"}:
+            ipr = self.handles.ipr(ns)
+            links, index = read_links(ipr, self.nsid_resolver(ns))
+            if "neighbours" in parts:
+                out["neighbours"] = tuple(read_neighbours(ipr, index))
+            if "fdb" in parts:
+                out["fdb"] = tuple(read_fdb(ipr, index)) if any(link.kind == "bridge" for link in links) else ()
+        if "conntrack" in parts:
+            out["conntrack"] = tuple(read_conntrack(self._exec(ns, ["conntrack", "-L"]).stdout))
+        return out
+
     def _exec(self, ns: str, argv: list[str]):
         return namespaces.exec_in(self.registry.require(ns), argv)
 

@@ -1,22 +1,24 @@
-"""netstep.kernel.rtnl against two references on the real kernel: pyroute2 reading the same
-namespace, and iproute2 (`ip`) making the same changes.
+"""netstep's netlink (pyroute2) against the kernel's own word: `ip -j` and `bridge -j`.
 
-rtnl replaced pyroute2 for speed (see its docstring); these tests hold it to what it
-replaced. Everything happens in a lab's own namespaces, destroyed after each test.
+A namespace is built with `ip` and netstep's snapshot of it must say what `ip -j` says;
+the same changes made through the lab's pyroute2 clients must leave what `ip` leaves.
+Everything happens in a lab's own namespaces, destroyed after each test.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import re
-import socket
-import struct
+import subprocess
+import sys
 
 import pytest
-from pyroute2 import IPRoute
+from support import REPO, needs_root
 
-from netstep.kernel import namespaces
-from netstep.kernel.rtnl import NetlinkError
+from netstep.kernel import netlink
+
+pytestmark = needs_root
 
 
 def _ip(lab, ns: str, *commands: str) -> None:
@@ -25,9 +27,10 @@ def _ip(lab, ns: str, *commands: str) -> None:
         assert result.returncode == 0, f"ip {command}: {result.stderr}"
 
 
-def _pyroute2(lab, ns: str) -> IPRoute:
-    sock = namespaces.socket_in(lab.require(ns), socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-    return IPRoute(fileno=sock.detach())
+def _json(lab, ns: str, *argv: str) -> list[dict]:
+    result = lab.exec(ns, list(argv))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout or "[]")
 
 
 def _wired(lab) -> None:
@@ -39,69 +42,63 @@ def _wired(lab) -> None:
         "link set veth1 master br0", "link set br0 up", "link set veth1 up", "link set ceth1 up",
         "link set veth0 up", "addr add 172.18.0.1/16 dev br0", "addr add 10.1.0.1/24 dev veth0",
         "route add 10.2.0.0/24 via 10.1.0.2 proto boot", "route add 10.3.0.0/24 dev veth0 scope link",
-        "route add 10.4.0.0/24 via 10.1.0.2 metric 50 src 10.1.0.1")
-    _ip(lab, "netns0", "link set lo up", "link set ceth0 up", "addr add 10.1.0.2/24 dev ceth0")
+        "route add 10.4.0.0/24 via 10.1.0.2 metric 50 src 10.1.0.1", "route add unreachable 10.7.0.0/24")
+    _ip(lab, "netns0", "link set lo up", "link set ceth0 up", "addr add 10.1.0.2/24 dev ceth0",
+        "route add default via 10.1.0.1")
     result = lab.exec("netns0", ["ping", "-c1", "-W1", "10.1.0.1"])  # fills both neighbour tables
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-LINK_KEYS = ("index", "flags", "ifname", "IFLA_ADDRESS", "IFLA_MASTER", "IFLA_LINK", "IFLA_LINK_NETNSID",
-             "IFLA_OPERSTATE", "IFLA_CARRIER", "kind")
-ADDR_KEYS = ("family", "index", "prefixlen", "scope", "IFA_ADDRESS", "IFA_LOCAL", "IFA_LABEL")
-ROUTE_KEYS = ("family", "dst_len", "table", "proto", "scope", "type", "flags", "RTA_DST", "RTA_OIF",
-              "RTA_GATEWAY", "RTA_PRIORITY", "RTA_PREFSRC", "RTA_TABLE")
-NEIGH_KEYS = ("family", "ifindex", "state", "NDA_DST", "NDA_LLADDR", "NDA_MASTER")
-
-
-def _field(msg, key: str):
-    if key == "kind":  # nested: IFLA_LINKINFO's IFLA_INFO_KIND
-        info = msg.get("IFLA_LINKINFO")
-        return info.get("IFLA_INFO_KIND") if info else None
-    return msg.get(key)
-
-
-def _rows(messages, keys) -> list[tuple]:
-    return sorted((tuple(_field(msg, key) for key in keys) for msg in messages), key=repr)
+def _route_text(r: dict) -> str:
+    """A route of `ip -j route` in the words of a snapshot (proto boot is left out there)."""
+    text = r["dst"]
+    if r.get("gateway"):
+        text += f" via {r['gateway']}"
+    if r.get("dev"):
+        text += f" dev {r['dev']}"
+    if r.get("protocol", "boot") != "boot":
+        text += f" proto {r['protocol']}"
+    if r.get("scope", "global") != "global":
+        text += f" scope {r['scope']}"
+    if r.get("prefsrc"):
+        text += f" src {r['prefsrc']}"
+    if r.get("type", "unicast") != "unicast":
+        text = f"{r['type']} {text}"
+    if r.get("metric"):
+        text += f" metric {r['metric']}"
+    if "linkdown" in r.get("flags", []):
+        text += " linkdown"
+    return text
 
 
 @pytest.mark.parametrize("ns", ["host", "netns0"])
-def test_dumps_read_as_pyroute2_reads_them(lab, ns):
+def test_a_snapshot_says_what_ip_says(lab, ns):
     _wired(lab)
-    ours, theirs = lab.ipr(ns), _pyroute2(lab, ns)
-    try:
-        links = _rows(ours.link("dump"), LINK_KEYS)
-        assert links == _rows(theirs.link("dump"), LINK_KEYS)
-        assert {row[2] for row in links} >= ({"lo", "br0", "veth0", "veth1"} if ns == "host" else {"lo", "ceth0"})
-        for family in (socket.AF_INET, socket.AF_UNSPEC):
-            assert _rows(ours.addr("dump", family=family), ADDR_KEYS) == _rows(
-                theirs.addr("dump", family=family), ADDR_KEYS)
-        routes = _rows(ours.route("dump", family=socket.AF_INET, table=254), ROUTE_KEYS)
-        assert routes == _rows(theirs.route("dump", family=socket.AF_INET, table=254), ROUTE_KEYS)
-        local = _rows(ours.route("dump", family=socket.AF_INET, table=255), ROUTE_KEYS)
-        assert local == _rows(theirs.route("dump", family=socket.AF_INET, table=255), ROUTE_KEYS) != []
-        assert len(routes) >= (6 if ns == "host" else 1)  # the main table (the local one: above)
-        neighbours = _rows(ours.neigh("dump"), NEIGH_KEYS)
-        assert neighbours == _rows(theirs.neigh("dump", family=socket.AF_INET), NEIGH_KEYS)
-        assert neighbours, "the ping should have left a neighbour entry"
-        fdb = _rows(ours.fdb("dump"), NEIGH_KEYS)
-        assert fdb == _rows(theirs.fdb("dump"), NEIGH_KEYS)
-        assert fdb or ns != "host", "br0's ports should have forwarding entries"
-        assert any(row[-3] == "UP" and row[-2] == 1 for row in links), "an up link with carrier"
-        for other in ("host", "netns0", "upstream"):
-            with open(lab.fd_path(other)) as f:
-                assert ours.get_netnsid(fd=f.fileno()) == {"nsid": theirs.get_netnsid(fd=f.fileno()).get("nsid")}
-    finally:
-        theirs.close()
-
-
-def test_a_veth_across_namespaces_names_its_peer_by_id(lab):
-    _wired(lab)
-    veth0 = lab.ipr("host").link("get", ifname="veth0")[0]
-    ceth0 = lab.ipr("netns0").link("get", ifname="ceth0")[0]
-    assert veth0["index"] == lab.link_index("host", "veth0")
-    assert veth0.get("IFLA_LINK") == ceth0["index"]
-    with open(lab.fd_path("netns0")) as f:
-        assert veth0.get("IFLA_LINK_NETNSID") == lab.ipr("host").get_netnsid(fd=f.fileno())["nsid"] >= 0
+    state = lab.snapshot(["host", "netns0"])[ns]
+    links = {link.name: link for link in state.links}
+    listed = _json(lab, ns, "ip", "-j", "-d", "link")
+    assert sorted(links) == sorted(entry["ifname"] for entry in listed)
+    for entry in listed:
+        link = links[entry["ifname"]]
+        kind = entry.get("linkinfo", {}).get("info_kind") or ("loopback" if entry["ifname"] == "lo" else "ether")
+        assert (link.kind, link.up, link.master, link.mac) == (
+            kind, "UP" in entry["flags"], entry.get("master"), entry["address"])
+        if kind == "veth" and "link_netnsid" not in entry:
+            assert link.peer == entry["link"]
+    if ns == "host":
+        assert links["veth0"].peer == "ceth0@netns0" and links["veth1"].peer == "ceth1"
+    addresses = [f"{a['ifname']} {i['local']}/{i['prefixlen']}"
+                 for a in _json(lab, ns, "ip", "-j", "-4", "addr") for i in a["addr_info"]]
+    assert sorted(state.addresses) == sorted(addresses)
+    assert list(state.routes) == [_route_text(r) for r in _json(lab, ns, "ip", "-j", "route")]  # in order
+    neighbours = [f"{n['dst']} dev {n['dev']} lladdr {n.get('lladdr', '(none)')} {n['state'][0]}"
+                  for n in _json(lab, ns, "ip", "-j", "-4", "neigh") if n["state"][0] != "NOARP"]
+    assert list(state.neighbours) == sorted(neighbours) != []
+    fdb = [f"{e['mac']} dev {e['ifname']} master {e['master']} {e.get('state') or 'learned'}"
+           for e in _json(lab, ns, "bridge", "-j", "fdb", "show") if e.get("master")
+           and not e["mac"].startswith(("33:33", "01:00:5e"))]
+    assert list(state.fdb) == sorted(fdb)
+    assert state.fdb or ns != "host", "br0's ports should have forwarding entries"
 
 
 def _stack(lab, ns: str) -> list[str]:
@@ -123,8 +120,8 @@ def _stack(lab, ns: str) -> list[str]:
     return out
 
 
-def test_changes_leave_what_the_same_ip_commands_leave(lab):
-    """Build the same namespace twice, with `ip` and with rtnl: `ip -d` lists the same."""
+def test_changes_through_pyroute2_leave_what_the_same_ip_commands_leave(lab):
+    """Build the same namespace twice, with `ip` and with the lab's pyroute2 client: `ip -d` lists the same."""
     lab.add_container("netns0")
     lab.add_container("netns1")
     lab.add_container("peers")
@@ -163,7 +160,7 @@ def test_changes_leave_what_the_same_ip_commands_leave(lab):
     ipr.link("set", index=index["veth0"], master=index["br0"])
     ipr.link("set", index=index["ceth0"], state="up")
     ipr.link("set", index=index["ceth0"], state="down")
-    # `ip route add` says proto boot by default; rtnl (as pyroute2) takes what it is given.
+    # `ip route add` says proto boot by default; pyroute2 takes what it is given.
     expected = [line.replace("ceth1 ", "ceth1x ") for line in _stack(lab, "netns0")]
     assert _stack(lab, "netns1") == expected
     assert "veth9" in " ".join(expected) and "10.5.0.0/24" in " ".join(expected)
@@ -172,54 +169,24 @@ def test_changes_leave_what_the_same_ip_commands_leave(lab):
 
 def test_refusals_carry_the_kernels_errno(lab):
     ipr = lab.ipr("host")
-    with pytest.raises(NetlinkError) as caught:
+    with pytest.raises(netlink.NetlinkError) as caught:
         ipr.link("get", ifname="nosuch0")
     assert caught.value.code == errno.ENODEV
-    assert ipr.link_lookup(ifname="nosuch0") == []
-    with pytest.raises(NetlinkError) as caught:
+    with pytest.raises(netlink.NetlinkError) as caught:
         ipr.link("add", ifname="eth0", kind="bridge")
     assert caught.value.code == errno.EEXIST
-    with pytest.raises(NetlinkError) as caught:
+    with pytest.raises(netlink.NetlinkError) as caught:
         ipr.route("del", dst="10.99.0.0/24", gateway="10.99.0.1")
     assert caught.value.code == errno.ESRCH
-    # After a refusal the socket still answers the next request with its own reply.
-    assert ipr.link_lookup(ifname="eth0") == [lab.link_index("host", "eth0")]
+    # After a refusal the client still answers the next request with its own reply.
+    assert ipr.link("get", ifname="eth0")[0]["index"] == lab.link_index("host", "eth0")
 
 
-def test_a_reply_left_unread_does_not_answer_the_next_request(lab):
-    """A Ctrl-C between a request and its reply leaves the reply in the socket: the next
-    exchange skips it by its sequence number, and leaves nothing behind."""
-    ipr = lab.ipr("host")
-    eth0 = lab.link_index("host", "eth0")
-    ipr.seq += 1  # `get eth0` sent by hand, its answer and acknowledgement never read
-    ipr.sock.send(struct.pack("=IHHII", 32, 18, 0x5, ipr.seq, 0) + struct.pack("=BxHiII", 0, 0, eth0, 0, 0))
-    assert [m["index"] for m in ipr.link("get", ifname="lo")] == [1]
-    with pytest.raises(BlockingIOError):
-        ipr.sock.recv(1 << 16, socket.MSG_DONTWAIT)
-
-
-def _sixty_veths(lab) -> None:
-    """Enough links for a dump longer than one datagram from the kernel."""
-    _ip(lab, "host", *[f"link add big{i} type veth peer name bigp{i}" for i in range(30)])
-
-
-def _assert_names_as_ip_lists(lab, names: list[str]) -> None:
-    listed = lab.exec("host", ["ip", "-o", "link"]).stdout.splitlines()
-    assert names == sorted(line.split(": ")[1].split("@")[0] for line in listed)
-
-
-def test_a_dump_cut_short_is_read_out_before_the_next(lab):
-    """The kernel refuses a dump (EBUSY) while an earlier one on the socket is unread;
-    the client reads the old one out and asks again."""
-    _sixty_veths(lab)
-    ipr = lab.ipr("host")
-    ipr.seq += 1
-    ipr.sock.send(struct.pack("=IHHII", 32, 18, 0x301, ipr.seq, 0) + bytes(16))
-    first = ipr.sock.recv(1 << 16)  # the first part only: sixty veths take several
-    assert struct.unpack_from("=IHHII", first)[1] == 16  # RTM_NEWLINK, not the end of the dump
-    _assert_names_as_ip_lists(lab, sorted(m.get("ifname") for m in ipr.link("dump")))
-    with pytest.raises(BlockingIOError):
-        ipr.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+def test_one_client_per_namespace_while_the_lab_is_locked(lab):
+    assert lab.ipr("host") is lab.ipr("host") is not lab.ipr("upstream")
+    for ns in ("host", "upstream"):  # each talks to its own namespace, not this process's
+        names = {m.get("ifname") for m in lab.ipr(ns).link("dump")}
+        assert names == {"lo", "eth0"}
 
 
 def test_arp_tuning_equals_writing_the_sysctl(lab):
@@ -236,7 +203,40 @@ def test_arp_tuning_equals_writing_the_sysctl(lab):
 
 
 def test_dumping_many_links_crosses_several_reads(lab):
-    _sixty_veths(lab)
+    _ip(lab, "host", *[f"link add big{i} type veth peer name bigp{i}" for i in range(30)])
     names = sorted(m.get("ifname") for m in lab.ipr("host").link("dump"))
-    _assert_names_as_ip_lists(lab, names)
+    listed = lab.exec("host", ["ip", "-o", "link"]).stdout.splitlines()
+    assert names == sorted(line.split(": ")[1].split("@")[0] for line in listed)
     assert {f"big{i}" for i in range(30)} | {f"bigp{i}" for i in range(30)} <= set(names)
+
+
+# A command run as `python -m netstep ...`, then: was pyroute2 ever imported?
+_PROBE = """
+import runpy, sys
+sys.argv = ["netstep", *sys.argv[1:]]
+try:
+    runpy.run_module("netstep", run_name="__main__")
+except SystemExit:
+    pass
+print("PYROUTE2" if any(m == "pyroute2" or m.startswith("pyroute2.") for m in sys.modules) else "NONE")
+"""
+
+
+def _imports_pyroute2(*argv: str) -> bool:
+    result = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, cwd=REPO,
+                            timeout=120)
+    last = result.stdout.strip().splitlines()[-1]
+    assert last in ("PYROUTE2", "NONE"), result.stdout + result.stderr
+    return last == "PYROUTE2"
+
+
+def test_only_netlink_work_loads_pyroute2(make_lab, tmp_path):
+    lab = make_lab("imp")
+    lab.close()  # built and left for the commands below to reset
+    assert not _imports_pyroute2("list")
+    # (`doctor` builds a trial lab with the lab's own code, so it speaks netlink: not here.)
+    assert not _imports_pyroute2("notebooks", "--out", str(tmp_path))
+    assert not _imports_pyroute2("--lab", lab.name, "reset")
+    assert not lab.exists()
+    assert _imports_pyroute2("--lab", lab.name, "run", "lesson1", "--yes", "--json")  # (the probe is right)
+    assert not _imports_pyroute2("--lab", lab.name, "reset")

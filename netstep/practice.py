@@ -1,0 +1,101 @@
+"""The command line's practice commands: start, verify, hint, solution, and predictions.
+
+A front end like netstep.cli, which parses the arguments and opens the lab: these
+functions get the engine, ask it, and print what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from netstep.core.engine import Engine
+from netstep.core.grading import next_hint, solution, target_of, verify
+from netstep.course.checks import Check
+from netstep.course.predictions import Prediction, Score, answer_of, question
+from netstep.errors import NetstepError
+
+
+def cmd_start(engine: Engine, args, out) -> int:
+    """Bring the lab to a lesson's start (or an exercise's: the lesson's end), applying none of its steps."""
+    ref = args.lesson.strip()
+    if ref.lower().startswith("exercise"):
+        target = target_of(engine, ref)
+        list(engine.goto(target.position))
+        lesson = engine.steps[target.position - 1].lesson
+        assert lesson is not None and lesson.exercise is not None
+        out.print(lesson.exercise)
+        out.print(f"Do the task in `python -m netstep shell`; `verify {target.ref}` grades it, `hint {target.ref}` "
+                  "helps.", markup=False)
+        return 0
+    lesson = engine.course.find(ref)
+    start = engine.course.start_of(lesson)
+    list(engine.goto(start))
+    out.print(lesson)
+    first = lesson.steps[0]
+    out.print(f"The lab is at the start of {lesson.name}: none of its steps is applied. Type step {first.ref}'s "
+              f"commands in `python -m netstep shell` and `verify` them, or apply it with `next`.", markup=False)
+    return 0
+
+
+def cmd_verify(engine: Engine, args, out) -> int:
+    verdict = verify(engine, target_of(engine, args.step))
+    if args.json:
+        print(json.dumps(verdict.as_json()), flush=True)
+    else:
+        out.print(verdict)
+    return 0 if verdict.ok else 1
+
+
+def cmd_hint(engine: Engine, args, out) -> int:
+    out.print(next_hint(engine, target_of(engine, args.step)))
+    return 0
+
+
+def cmd_solution(engine: Engine, args, out) -> int:
+    done = solution(engine, target_of(engine, args.step))
+    out.print(done)
+    return 0 if done.verdict.ok else 1
+
+
+COMMANDS = {"start": cmd_start, "verify": cmd_verify, "hint": cmd_hint, "solution": cmd_solution}
+
+
+# -- predictions ------------------------------------------------------------------------------
+
+
+def ask(checks: list[Check], internet: str, console, stream: TextIO = sys.stdin) -> list[str]:
+    """Ask each check's question and read one answer a line (`r` or `u`), from a person or a pipe."""
+    answers = []
+    for check in checks:
+        while True:
+            console.print(question(check, internet) + " [r/u] ", end="", markup=False)
+            console.file.flush()
+            line = stream.readline()
+            if not line:
+                console.print()
+                raise NetstepError(f"No prediction for `{check.describe(internet)}`: --predict reads one answer "
+                                   "a line, r (reachable) or u (unreachable), and the input ended.")
+            if not stream.isatty():
+                console.print(line.strip(), markup=False)  # echo what a pipe answered, as a terminal would
+            answer = answer_of(line)
+            if answer is not None:
+                answers.append(answer)
+                break
+            console.print("Answer r (reachable) or u (unreachable).", markup=False)
+    return answers
+
+
+def show_score(score: Score, args, out) -> None:
+    if args.json:
+        print(json.dumps(score.as_json()), flush=True)
+    else:
+        out.print(score)
+
+
+def show_predictions(predictions: list[Prediction], out) -> None:
+    if predictions:
+        out.print("Your predictions", style="bold", markup=False)
+        for prediction in predictions:
+            out.print(prediction)

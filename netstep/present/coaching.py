@@ -1,0 +1,112 @@
+"""How the student's own work is drawn: predictions, scores, verdicts, hints, solutions.
+
+Renderers for netstep.present.views' `renderable`, registered there. Marks (✔ ✘) carry the
+meaning as well as the colours do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown
+from rich.syntax import Syntax
+from rich.text import Text
+
+from netstep.core.grading import Hint, Solution, Verdict
+from netstep.course.lessons import Exercise
+from netstep.course.predictions import Prediction, Score
+
+
+def prediction_view(prediction: Prediction) -> RenderableType:
+    mark, style = ("✔", "green") if prediction.right else ("✘", "bold red")
+    result = prediction.result
+    return Text.assemble((f"{mark} ", style), (f"{result.check.kind} {result.check.source} → {result.to}", "bold"),
+                         ("  you said ", "dim"), prediction.said, (", it was ", "dim"),
+                         (result.actual, "green" if result.actual == "reachable" else "yellow"),
+                         (f": {prediction.why}", "dim"))
+
+
+def predictions_view(predictions: list[Prediction]) -> RenderableType:
+    return Group(Text("Your predictions", style="bold"), *(prediction_view(p) for p in predictions))
+
+
+def questions_view(ref: str, questions: list[str], said: list[str]) -> RenderableType:
+    if not questions:
+        return Text(f"Step {ref} runs no checks: there is nothing to predict.")
+    if said:
+        return Group(Text(f"Your predictions for step {ref}, recorded:", style="bold"),
+                     *(Text(f"  {i}. {q} → {answer}") for i, (q, answer) in enumerate(zip(questions, said,
+                                                                                          strict=True), 1)))
+    example = ", ".join('"r"' if i % 2 == 0 else '"u"' for i in range(len(questions)))
+    return Group(Text(f"Step {ref} asks:", style="bold"),
+                 *(Text(f"  {i}. {q}") for i, q in enumerate(questions, 1)),
+                 Text(f"Record your answers in order, r (reachable) or u (unreachable): t.predict({example})",
+                      style="dim"))
+
+
+def score_view(score: Score) -> RenderableType:
+    style = "bold green" if score.right == score.total else "bold"
+    parts: list[RenderableType] = [Text(f"predictions: {score.right} of {score.total} right ({score.title})",
+                                        style=style)]
+    for wrong in score.wrong:
+        result = wrong.result
+        parts.append(Text.assemble(("  ✘ ", "red"), f"{result.check.kind} {result.check.source} → {result.to}: ",
+                                   f"you said {wrong.said}; it was {result.actual}, ", (wrong.why, "dim")))
+    return Group(*parts)
+
+
+def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType]) -> RenderableType:
+    target = verdict.target
+    head = Text.assemble(("✔ " if verdict.ok else "✘ ", "green" if verdict.ok else "bold red"),
+                         (f"{target.ref}: {target.title}", "bold"))
+    parts: list[RenderableType] = [head]
+    expected = "a correct answer" if target.extra else f"the course's state after {target.ref}"
+    if verdict.differences:
+        parts.append(Text(f"The lab differs from {expected}:", style="bold"))
+        parts += [Text(f"  • {line}") for line in verdict.differences]
+    else:
+        parts.append(Text(f"The lab is exactly {expected}.", style="green"))
+    if verdict.checks or verdict.skipped:
+        parts.append(Text("Checks", style="bold"))
+        parts += [check_view(result) for result in verdict.checks]
+        parts += [Text(f"✘ {check.describe()}: not run, there is no {check.source}", style="red")
+                  for check in verdict.skipped]
+    if verdict.adopted:
+        parts.append(Text(f"Counted as done: `next` goes on after {target.ref}; rollback undoes your work."
+                          if not target.extra else
+                          "Well done. Your work stays in the lab until the course moves (start, run, rollback) "
+                          "or you undo it.", style="green"))
+    elif verdict.ok:
+        parts.append(Text("The lab matches.", style="green"))
+    else:
+        parts.append(Text("`hint` names the next command you are missing; `solution` runs what is left.",
+                          style="dim"))
+    return Group(*parts)
+
+
+def exercise_view(exercise: Exercise) -> RenderableType:
+    return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose))
+
+
+def hint_view(hint: Hint) -> RenderableType:
+    head = Text(f"Hint for {hint.target.ref}: {hint.target.title}", style="bold")
+    if hint.command is None:
+        body: RenderableType = Text(hint.text)
+    else:
+        body = Syntax(f"{hint.command.where}# {hint.command.text}", "console", theme="ansi_dark",
+                      background_color="default", word_wrap=True)
+    more = Text(f"({hint.remaining} more after this)", style="dim") if hint.remaining else Text("")
+    return Group(head, body, more)
+
+
+def solution_view(solution: Solution, check_view: Callable[[object], RenderableType]) -> RenderableType:
+    parts: list[RenderableType] = []
+    if solution.ran:
+        parts.append(Text("Ran for you:", style="bold"))
+        parts.append(Syntax("\n".join(f"{c.where}# {c.text}" for c in solution.ran), "console", theme="ansi_dark",
+                            background_color="default", word_wrap=True))
+    else:
+        parts.append(Text("No command was missing.", style="bold"))
+    parts.append(verdict_view(solution.verdict, check_view))
+    return Group(*parts)

@@ -1,0 +1,211 @@
+"""The student's own work on the command line: predict, start, shell, verify, hint, solution.
+
+Run as a student runs them: `python -m netstep` in a subprocess, answers typed through a
+pipe and through a terminal (a pty), commands typed by hand into `netstep shell`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from support import CLI_ENV, converse_on_pty, needs_root, netstep_cli, real_lesson_files
+
+from netstep.course.course import Course
+
+pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")]
+
+def netstep(lab: str, *args: str, stdin: str = "", timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return netstep_cli(lab, *args, stdin=stdin, timeout=timeout, env={**CLI_ENV, "COLUMNS": "200"})
+
+
+def show(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-3000:]}"
+
+
+def veth_answers(right: bool) -> list[str]:
+    """Lesson 2's checks, answered right (each as the kernel will show it) or all wrong."""
+    lesson = Course.load().find("veth")
+    expected = [check.expect for step in lesson.steps for check in step.checks]
+    flip = {"reachable": "unreachable", "unreachable": "reachable"}
+    return [answer[0] if right else flip[answer][0] for answer in expected]
+
+
+# -- predictions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["all-right", "all-wrong"])
+def test_predictions_through_a_pipe(cli_lab: str, right: bool) -> None:
+    answers = veth_answers(right)
+    total = len(answers)
+    result = netstep(cli_lab, "run", "veth", "--predict", "--yes", stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, show(result)
+    assert "ping netns0 -> 172.18.0.11: reachable or unreachable? [r/u]" in result.stdout
+    score = f"predictions: {total if right else 0} of {total} right (lesson2)"
+    assert score in result.stdout, show(result)
+    if right:
+        assert "✘" not in result.stdout, show(result)
+    else:  # each wrong one is named, with the kernel's reason
+        assert "✘ ping netns0 → 10.0.2.15: you said reachable; it was unreachable, Network is unreachable (no route)" \
+            in result.stdout, show(result)
+        assert "✘ ping host → 172.18.0.10: you said unreachable; it was reachable" in result.stdout, show(result)
+
+
+def test_predictions_in_json(cli_lab: str) -> None:
+    answers = veth_answers(True)
+    answers[0] = "r" if answers[0] == "u" else "u"
+    result = netstep(cli_lab, "run", "veth", "--predict", "--yes", "--json", stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, show(result)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    checks = [line for line in lines if "predicted" in line]
+    assert [c["predicted"][0] for c in checks] == answers
+    scores = [line for line in lines if line.get("event") == "predictions"]
+    assert len(scores) == 1 and scores[0]["right"] == len(answers) - 1 and scores[0]["total"] == len(answers)
+    assert scores[0]["wrong"][0]["check"] == "ping netns0 -> 127.0.0.1"
+    assert "reachable or unreachable?" in result.stderr  # questions never mix into the JSON
+
+
+def test_predictions_that_run_out_are_a_clear_error(cli_lab: str) -> None:
+    result = netstep(cli_lab, "run", "veth", "--predict", "--yes", stdin="r\nmaybe\n")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, show(result)
+    assert "Answer r (reachable) or u (unreachable)." in result.stdout
+    assert "--predict reads one answer a line" in result.stderr, show(result)
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["all-right", "all-wrong"])
+def test_predictions_in_a_terminal(cli_lab: str, right: bool) -> None:
+    answers = veth_answers(right)
+    pending = list(answers)
+    asked: list[str] = []
+
+    def reply(text: str) -> str | None:
+        if text.rstrip().endswith("[r/u]"):
+            asked.append(text.rstrip().splitlines()[-1])
+            return pending.pop(0) + "\n"
+        if "Press Enter to apply this step" in text:
+            return "\n"
+        return None
+
+    argv = [sys.executable, "-m", "netstep", "--lab", cli_lab, "run", "veth", "--predict"]
+    code, output = converse_on_pty(argv, reply, columns=160)
+    assert code == 0, output[-3000:]
+    assert not pending and len(asked) == len(answers)
+    assert f"predictions: {len(answers) if right else 0} of {len(answers)} right (lesson2)" in output, output[-3000:]
+    # the question comes before the step's result, and the step view does not give the answer away
+    first = output.index("ping netns0 -> 127.0.0.1: reachable or unreachable?")
+    assert "expect reachable" not in output[:first] and "expected reachable" not in output[:first]
+    assert output.index("Applied step 2.3") > first
+
+
+# -- typing a lesson by hand ------------------------------------------------------------------
+
+LESSON2_BY_HAND = [
+    "ip link add veth0 type veth peer name ceth0",
+    "ip link set ceth0 netns netns0",
+    "ip netns exec netns0 ip link set lo up",
+    "ip link set veth0 up",
+    "ip addr add 172.18.0.11/16 dev veth0",
+    "ip netns exec netns0 ip link set ceth0 up",
+    "ip netns exec netns0 ip addr add 172.18.0.10/16 dev ceth0",
+]
+
+
+def type_lesson2(lab: str, lines: list[str]) -> None:
+    started = netstep(lab, "start", "veth")
+    assert started.returncode == 0, show(started)
+    assert "none of its steps is applied" in started.stdout
+    typed = netstep(lab, "shell", stdin="\n".join(lines) + "\nexit\n")
+    assert typed.returncode == 0, show(typed)
+
+
+def test_a_lesson_typed_by_hand_verifies_and_the_course_goes_on(cli_lab: str) -> None:
+    type_lesson2(cli_lab, LESSON2_BY_HAND)
+    result = netstep(cli_lab, "verify", "lesson2")
+    assert result.returncode == 0, show(result)
+    assert "The lab is exactly the course's state after 2.6." in result.stdout
+    assert "Counted as done" in result.stdout
+    again = netstep(cli_lab, "verify", "2.6", "--json")
+    verdict = json.loads(again.stdout)
+    assert again.returncode == 0 and verdict["ok"] and not verdict["adopted"] and verdict["differences"] == []
+    following = netstep(cli_lab, "next")
+    assert "Applied step 3.1" in following.stdout, show(following)
+    rolled = netstep(cli_lab, "rollback", "--all")  # the hand-typed steps are undone like the course's
+    assert rolled.returncode == 0 and "rolled back 2.1" in rolled.stdout, show(rolled)
+    fresh = netstep(cli_lab, "verify", "1.1", "--json")
+    assert json.loads(fresh.stdout)["differences"] == ["missing rule filter -N ROOT_NS in host"], show(fresh)
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda lines: [line for line in lines if "ceth0 up" not in line], "ceth0 in netns0 is DOWN, expected UP"),
+    (lambda lines: [line.replace("172.18.0.10/16", "172.18.0.12/16") for line in lines],
+     "missing address 172.18.0.10/16 on ceth0 in netns0"),
+], ids=["left-out", "changed"])
+def test_a_command_left_out_or_changed_is_named(cli_lab: str, change, named: str) -> None:
+    type_lesson2(cli_lab, change(LESSON2_BY_HAND))
+    result = netstep(cli_lab, "verify", "lesson2")
+    assert result.returncode == 1, show(result)
+    assert named in result.stdout, show(result)
+    assert "Traceback" not in result.stderr
+    verdict = json.loads(netstep(cli_lab, "verify", "lesson2", "--json").stdout)
+    assert not verdict["ok"] and named in verdict["differences"]
+    assert "2.1" not in [r for r in journal_of(cli_lab)]  # nothing was counted as done
+
+
+def journal_of(lab: str) -> list[str]:
+    from netstep.core.journal import Journal
+
+    return [s["ref"] for s in Journal(os.path.join("/run/netstep/labs", lab, "journal.json")).steps]
+
+
+def test_hint_then_solution_from_the_command_line(cli_lab: str) -> None:
+    type_lesson2(cli_lab, LESSON2_BY_HAND[:2])
+    first = netstep(cli_lab, "hint", "2.4")
+    assert first.returncode == 0 and "netns0# ip link set lo up" in first.stdout, show(first)
+    assert "(2 more after this)" in first.stdout
+    done = netstep(cli_lab, "solution", "2.4")
+    assert done.returncode == 0, show(done)
+    assert "netns0# ip link set lo up" in done.stdout and "host# ip link set veth0 up" in done.stdout
+    assert journal_of(cli_lab)[-1] == "2.4"
+
+
+def test_an_exercise_from_start_to_solution(cli_lab: str) -> None:
+    started = netstep(cli_lab, "start", "exercise6")
+    assert started.returncode == 0 and "keep one container in" in started.stdout, show(started)
+    failing = netstep(cli_lab, "verify", "exercise6")
+    assert failing.returncode == 1
+    assert "missing rule filter -A FORWARD -s 172.18.0.20/32 -j DROP in host" in failing.stdout, show(failing)
+    hints = [netstep(cli_lab, "hint", "exercise6").stdout for _ in range(3)]
+    assert "FORWARD chain" in hints[0] and "172.18.0.20" in hints[1], hints
+    assert "host# iptables -A FORWARD -s 172.18.0.20/32 -j DROP" in hints[2], hints
+    typed = netstep(cli_lab, "shell", stdin="iptables -A FORWARD -s 172.18.0.20 -j DROP\n")
+    assert typed.returncode == 0
+    passing = netstep(cli_lab, "verify", "exercise6")
+    assert passing.returncode == 0 and "Well done" in passing.stdout, show(passing)
+    moved = netstep(cli_lab, "next")  # going on takes the exercise back first
+    assert moved.returncode == 0 and "taken back first" in moved.stdout and "Applied step 7.1" in moved.stdout, \
+        show(moved)
+    assert json.loads(netstep(cli_lab, "verify", "7.1", "--json").stdout)["differences"] == []
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["verify", "9.9"], "There is no step '9.9'"),
+    (["hint", "exercise42"], "There is no exercise"),
+    (["start", "nothing"], "There is no lesson 'nothing'"),
+])
+def test_bad_targets_are_clear_errors(cli_lab: str, args: list[str], words: str) -> None:
+    result = netstep(cli_lab, *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and words in result.stderr, show(result)
+
+
+def test_predictions_for_the_whole_course_score_each_lesson_and_the_run(cli_lab: str) -> None:
+    course = Course.load()
+    answers = [check.expect[0] for step in course.steps for check in step.checks]
+    result = netstep(cli_lab, "run", "all", "--predict", "--yes", stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, show(result)
+    for lesson in course.lessons:
+        total = sum(len(step.checks) for step in lesson.steps)
+        assert f"predictions: {total} of {total} right ({lesson.name})" in result.stdout, show(result)
+    assert f"predictions: {len(answers)} of {len(answers)} right (the run)" in result.stdout, show(result)

@@ -1,0 +1,35 @@
+"""What a step shows is what the kernel holds: the engine takes the configuration from its
+last move and reads only the caches a show names, and that must equal a fresh reading."""
+
+from __future__ import annotations
+
+from support import needs_root
+
+from netstep.core.engine import Engine
+from netstep.state.snapshot import CACHE_PARTS
+
+
+def _entries(state, part: str) -> list[str]:
+    """A cache's entries without their state (an ARP entry may turn STALE between two reads)."""
+    return [entry.split(" lladdr")[0] if part == "neighbours" else entry for entry in getattr(state, part)]
+
+
+@needs_root
+def test_every_shown_namespace_equals_a_fresh_reading(lab):
+    engine = Engine(lab)
+    shown = 0
+    while engine.next_step() is not None:
+        step = engine.next_step()
+        result = engine.apply_next()
+        if result.shown is None:
+            continue
+        fresh = lab.snapshot(list(result.shown.namespaces))
+        for ns, state in result.shown.namespaces.items():
+            assert state.config() == fresh[ns].config(), f"step {step.ref}, {ns}"
+            for show in step.shows:
+                if ns in show.namespaces and show.what in (*CACHE_PARTS, "all"):
+                    parts = CACHE_PARTS if show.what == "all" else (show.what,)
+                    for part in set(parts) - {"conntrack"}:  # conntrack: entries come and go with traffic
+                        assert _entries(state, part) == _entries(fresh[ns], part), f"step {step.ref}, {ns} {part}"
+            shown += 1
+    assert shown >= 20
