@@ -166,7 +166,7 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
             for i, check in enumerate(checks):
                 if verdicts[i] is not None:
                     continue
-                proof = _proven(witness, places[i], check) if sent[i] else None
+                proof = _proven(witness, places[i], check) if sent[i] else None  # once its echo left
                 if proof is not None:
                     verdicts[i], findings[i] = proof
                     how[i], done_at[i] = "evidence", time.monotonic()
