@@ -405,7 +405,8 @@ def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
         shown = wait_for("lo DOWN")  # the picture: netns0 exists, its loopback is down
         assert "netns0" in shown
         tmux("send-keys", "-t", session, "Left")
-        assert "Rolled back" in wait_for(f"2/{TOTAL} steps applied")
+        # The status line and the stage are drawn apart: wait for the stage, then read both.
+        assert f"2/{TOTAL} steps applied" in wait_for("Rolled back")
         # NO_COLOR: no hue anywhere, only the grey ramp (and bold, underline).
         colours = re.findall(r"\x1b\[([0-9;]*)m", screen(escapes=True))
         for codes in colours:
