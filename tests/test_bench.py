@@ -16,7 +16,7 @@ from netstep.course.course import Course
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the shell baseline needs curl")
 def test_bench_quick_mode_runs_and_reports(tmp_path):
     out = tmp_path / "RESULTS.md"
-    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--out", str(out)], cwd=REPO,
+    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--no-mininet", "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     text = out.read_text()
