@@ -220,8 +220,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
                 err.plain(note)
             else:
                 out.print(f"[dim]{note}[/]")
-            for _ in engine.goto(start):
-                pass
+            engine.skip_to(start)
         ok = True
         everything = Score("the run")
         for lesson in lessons:

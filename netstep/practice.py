@@ -22,7 +22,7 @@ def cmd_start(engine: Engine, args, out) -> int:
     ref = args.lesson.strip()
     if ref.lower().startswith("exercise"):
         target = target_of(engine, ref)
-        list(engine.goto(target.position))
+        engine.skip_to(target.position)
         lesson = engine.steps[target.position - 1].lesson
         assert lesson is not None and lesson.exercise is not None
         out.print(lesson.exercise)
@@ -31,7 +31,7 @@ def cmd_start(engine: Engine, args, out) -> int:
         return 0
     lesson = engine.course.find(ref)
     start = engine.course.start_of(lesson)
-    list(engine.goto(start))
+    engine.skip_to(start)
     out.print(lesson)
     first = lesson.steps[0]
     out.print(f"The lab is at the start of {lesson.name}: none of its steps is applied. Type step {first.ref}'s "

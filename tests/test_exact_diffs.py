@@ -19,6 +19,7 @@ from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.course.course import Course
 from netstep.state.reader import WATCHED_SYSCTLS
+from netstep.state.snapshot import to_json
 
 pytestmark = [
     needs_root,
@@ -147,11 +148,15 @@ def listed(diff) -> set[tuple[str, str, str, str]]:
     return out
 
 
+def watched(course: Course) -> tuple[str, ...]:
+    """Which sysctls a diff covers is netstep's choice; their values are read here independently."""
+    return tuple(dict.fromkeys((*WATCHED_SYSCTLS, *(a.key for s in course.steps for a in s.actions
+                                                    if hasattr(a, "key")))))
+
+
 def test_every_step_of_the_course_diffs_exactly_what_the_kernel_shows():
     course = Course.load()
-    # Which sysctls a diff covers is netstep's choice; their values are read here independently.
-    sysctls = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *(a.key for s in course.steps for a in s.actions
-                                                       if hasattr(a, "key")))))
+    sysctls = watched(course)
     lab = Lab(unique_name("exact"))
     lab.lock()
     try:
@@ -171,6 +176,34 @@ def test_every_step_of_the_course_diffs_exactly_what_the_kernel_shows():
         assert not wrong, "\n".join(f"{ref} {title}: missing {miss}, extra {extra}" for ref, title, miss, extra
                                     in wrong)
         assert quiet >= 3  # steps that only look (1.3, 2.6, ...) change nothing and say so
+    finally:
+        lab.destroy()
+        lab.close()
+
+
+@pytest.mark.parametrize("there, back", [(13, None), (20, 9)])
+def test_steps_after_a_skip_diff_exactly_what_the_kernel_shows(there, back):
+    """`skip_to` (run's way to a lesson's start) reads nothing on the way: the steps after
+    it, forward and after a skip back, must still diff exactly what the kernel shows."""
+    course = Course.load()
+    sysctls = watched(course)
+    lab = Lab(unique_name("skip"))
+    lab.lock()
+    try:
+        engine = Engine(lab, course)
+        engine.apply_next(run_checks=False, show=False)  # a move that read the lab: known state to go stale
+        engine.skip_to(there)
+        if back is not None:
+            engine.skip_to(back)
+        assert engine.position == (back if back is not None else there)
+        # The invariant the next diffs rest on: what is known is what the lab holds.
+        assert to_json(engine.moments.last()) == to_json(engine.moments.read())
+        assert to_json(Engine(lab, course).moments.last()) == to_json(engine.moments.read())  # (last.json)
+        for _ in range(3):
+            before = read_lab(lab, sysctls)
+            result = engine.apply_next(run_checks=False, show=False)
+            after = read_lab(lab, sysctls)
+            assert changes(before, after) == listed(result.diff), result.step.ref
     finally:
         lab.destroy()
         lab.close()

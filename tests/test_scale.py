@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 import sys
 
+from rich.console import Console
 from support import REPO, needs_root, run_on_pty, unique_name
 
+from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.course.course import Course
 from netstep.course.scale import address, neighbour_room
+from netstep.present.views import check_lines
 
 
 def netstep(lab: str, *args: str) -> subprocess.CompletedProcess:
@@ -91,6 +96,39 @@ def test_a_large_build_shows_a_progress_bar_on_a_terminal():
         assert code == 0 and "Traceback" not in text, text[-3000:]
         assert b"\x1b[?25l" in output, "rich hides the cursor while a live progress bar is drawn"
         assert "Every check came out as expected" in text
+        # 90 alike checks are asked and answered in one line each, not 90.
+        plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+        group = "90 × ping from netns0 … netns9 (10 namespaces) to 172.18.0.10 … 172.18.0.100 (10 addresses)"
+        assert plain.count(group) == 2, plain[-3000:]
+        assert f"✔ {group}: reachable, as expected" in plain and "✔ ping" not in plain
     finally:
         netstep(lab, "reset")
         Lab(lab).destroy()
+
+
+@needs_root
+def test_a_large_step_shows_each_unexpected_check_on_its_own():
+    """With many checks, those that did not come out as expected are still drawn one by
+    one, with what the kernel showed; the rest are counted."""
+    lab = Lab(unique_name("scalefail"))
+    course = Course.load().with_containers(5)
+    bridge = course.find("bridge")
+    lab.lock()
+    try:
+        engine = Engine(lab, course)
+        engine.skip_to(course.start_of(bridge) + len(bridge.steps))
+        lab.ipr("netns2").link("set", index=lab.link_index("netns2", "ceth2"), state="down")
+        results = engine.run_checks(bridge.steps[-1].checks)
+        console = Console(file=io.StringIO(), width=160, color_system=None)
+        for line in check_lines(results):
+            console.print(line)
+        drawn = console.file.getvalue()
+        failed = [r for r in results if not r.ok]
+        assert len(results) == 20 and len(failed) == 8, drawn  # netns2 neither sends nor answers
+        for r in failed:
+            assert f"✘ ping {r.check.source} → {r.to} " in drawn, drawn
+        counted = "✔ 12 × ping from netns0 … netns4 (4 namespaces) to 172.18.0.10 … 172.18.0.50 (4 addresses)"
+        assert counted in drawn and drawn.count("✔") == 1, drawn
+    finally:
+        lab.destroy()
+        lab.close()

@@ -101,21 +101,26 @@ class Engine:
     # -- moving ------------------------------------------------------------------------------
 
     def apply_next(self, *, run_checks: bool = True, show: bool = True,
-                   progress: Callable[[int, int], None] | None = None) -> StepResult:
+                   progress: Callable[[int, int], None] | None = None, read: bool = True) -> StepResult:
         """Apply the next step, run its checks and read what it shows (`show`: for a person).
 
-        `progress(done, total)` hears of each action (for large labs).
+        `progress(done, total)` hears of each action (for large labs). Without `read` no
+        state is read and the result has no diff (see `skip_to`).
         """
         step = self.next_step()
         if step is None:
             raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
         with SignalGuard() as guard:
-            return self._apply(step, guard, run_checks, show, progress)
+            return self._apply(step, guard, run_checks, show, progress, read)
 
-    def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, show: bool, progress) -> StepResult:
+    def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, show: bool, progress,
+               read: bool = True) -> StepResult:
         started = time.monotonic()
-        names, rules_of = self.moments.touched(step.actions)
-        before = self.moments.before(names, rules_of)
+        if read:
+            names, rules_of = self.moments.touched(step.actions)
+            before = self.moments.before(names, rules_of)
+        else:
+            self.moments.lapse()
         record = self.journal.begin(self.position, step.ref)
         try:
             for done, action in enumerate(step.actions, 1):
@@ -134,9 +139,11 @@ class Engine:
             self.journal.pop()
             raise
         self.journal.complete()
-        after = self.moments.moment(names, rules_of)
-        self.moments.remember(after)
-        result = StepResult(step, "apply", diff(before, after, title=step.title), internet=self.lab.internet)
+        if read:
+            after = self.moments.moment(names, rules_of)
+            self.moments.remember(after)
+        change = diff(before, after, title=step.title) if read else Diff(title=step.title)
+        result = StepResult(step, "apply", change, internet=self.lab.internet)
         if run_checks:
             result.checks = self.run_checks(step.checks)
         if run_checks and show:
@@ -144,21 +151,28 @@ class Engine:
         result.elapsed = time.monotonic() - started
         return result
 
-    def undo_last(self) -> StepResult:
+    def undo_last(self, *, read: bool = True) -> StepResult:
+        """Undo the last applied step; without `read`, reading no state (see `skip_to`)."""
         if not self.position:
             raise NetstepError("Nothing to roll back: no step of the course is applied.")
         step = self.steps[self.position - 1]
         started = time.monotonic()
         record = self.journal.steps[-1]
         undos = [Action.from_dict(e["undo"]) for e in record["entries"] if e["undo"] is not None]
+        title = f"undo: {step.title}"
         with SignalGuard():  # a rollback, once begun, finishes
+            if not read:
+                self.moments.lapse()
+                self._undo_entries(record)
+                self.journal.pop()
+                return StepResult(step, "undo", Diff(title=title), internet=self.lab.internet)
             names, rules_of = self.moments.touched(undos)
             before = self.moments.before(names, rules_of)
             self._undo_entries(record)
             self.journal.pop()
             after = self.moments.moment(names, rules_of)
         self.moments.remember(after)
-        result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"), internet=self.lab.internet)
+        result = StepResult(step, "undo", diff(before, after, title=title), internet=self.lab.internet)
         result.elapsed = time.monotonic() - started
         return result
 
@@ -171,7 +185,7 @@ class Engine:
                     executor.apply(self.lab, Action.from_dict(entry["undo"]))
                 self.journal.drop()
 
-    def goto(self, position: int, *, run_checks: bool = False) -> Iterator[StepResult]:
+    def goto(self, position: int, *, run_checks: bool = False, read: bool = True) -> Iterator[StepResult]:
         """Apply or undo steps until `position` steps are applied, yielding each move.
 
         The student's own commands (an exercise, say) are taken back first: a course
@@ -182,9 +196,19 @@ class Engine:
         if self.journal.own:
             self.undo_own()
         while self.position > position:
-            yield self.undo_last()
+            yield self.undo_last(read=read)
         while self.position < position:
-            yield self.apply_next(run_checks=run_checks)
+            yield self.apply_next(run_checks=run_checks, read=read)
+
+    def skip_to(self, position: int) -> None:
+        """Move to `position` as `goto` does when nobody is shown the moves (the way to a
+        lesson's start): no state is read for a diff on the way, and the lab is read once
+        at the end, for the diff of the move after."""
+        moved = False
+        for _ in self.goto(position, read=False):
+            moved = True
+        if moved:
+            self.moments.settle()
 
     def start_lesson(self, lesson: Lesson) -> list[StepResult]:
         """Bring the lab to the state `lesson` starts from."""

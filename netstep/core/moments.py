@@ -17,6 +17,7 @@ worked by hand meanwhile. Checks change only caches, which `last()` does not hol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from netstep.course.actions import (
     SetLinkUp,
     Sysctl,
 )
+from netstep.kernel.registry import natural
 from netstep.state.snapshot import Snapshot, from_json, to_json
 
 
@@ -49,6 +51,13 @@ class Moments:
     def forget(self) -> None:
         """The lab changed outside a move (its stand-in client went): read it afresh next time."""
         self._last, self.moved = None, False
+
+    def lapse(self) -> None:
+        """A move is made without reading what it changes (Engine.skip_to): nothing known
+        holds after it, in this process or in last.json, until the lab is read again."""
+        self.forget()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.lab.last_snapshot_path)
 
     def read(self, names: list[str] | None = None, *, caches: bool = False) -> Snapshot:
         """The state of `names` (every namespace), read afresh."""
@@ -97,8 +106,8 @@ class Moments:
             for link in state.links if state else ():
                 if link.peer and "@" in link.peer and (wanted is None or link.name in wanted):
                     names.add(link.peer.split("@", 1)[1])
-        order = self.lab.namespace_names()
-        return sorted(names, key=lambda n: order.index(n) if n in order else len(order)), rules_of
+        order = self.lab.namespace_names()  # (namespaces a step makes come last, in their own order)
+        return sorted(names, key=lambda n: (order.index(n), ()) if n in order else (len(order), natural(n))), rules_of
 
     def moment(self, names: list[str], rules_of: set[str]) -> Snapshot:
         """The configuration of `names`, reading iptables only in `rules_of`."""
@@ -129,10 +138,17 @@ class Moments:
         merged = {name: state for name, state in self.last().namespaces.items()
                   if self.lab.has_namespace(name) and name not in moment.namespaces}
         merged.update(moment.namespaces)
+        self._store(merged)
+
+    def settle(self) -> None:
+        """Read the whole lab as the last known state, after moves that read nothing."""
+        self._store(dict(self.read().namespaces))
+
+    def _store(self, namespaces: dict) -> None:
         self.moved = True
         order = self.lab.namespace_names()
-        present = sorted((n for n in merged if n in order), key=order.index)
-        self._last = Snapshot({n: merged[n] for n in present})
+        present = sorted((n for n in namespaces if n in order), key=order.index)
+        self._last = Snapshot({n: namespaces[n] for n in present})
         tmp = self.lab.last_snapshot_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(to_json(self._last)))  # dumps: C encoder; dump is pure Python

@@ -76,8 +76,7 @@ def build(engine: Engine, start: int, position: int, extra: Sequence[Command] = 
     try:
         ref = Engine(lab, engine.course)
         keys = sysctl_keys(engine, extra)
-        for _ in ref.goto(start):
-            pass
+        ref.skip_to(start)
         reference = Reference(start, position, before=lab.snapshot(caches=False, sysctls=keys),
                               after=Snapshot())
         while ref.position < position:

@@ -19,6 +19,11 @@ from netstep.kernel import namespaces
 NS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 
 
+def natural(name: str) -> tuple:
+    """A sort key that puts netns2 before netns10, as a person counts."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 class Namespaces:
     """The namespace registry of the lab in `folder`."""
 
@@ -47,7 +52,8 @@ class Namespaces:
     def containers(self) -> list[str]:
         if not os.path.isdir(self.netns_dir):
             return []
-        return sorted(n for n in os.listdir(self.netns_dir) if self.is_pinned(os.path.join(self.netns_dir, n)))
+        names = (n for n in os.listdir(self.netns_dir) if self.is_pinned(os.path.join(self.netns_dir, n)))
+        return sorted(names, key=natural)
 
     def names(self) -> list[str]:
         return ["host", *self.containers(), *(["upstream"] if self.has("upstream") else [])]

@@ -25,6 +25,7 @@ from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.course.course import Course
 from netstep.course.lessons import Exercise, Lesson, Step
 from netstep.course.predictions import Prediction, Score
+from netstep.kernel.registry import natural
 from netstep.present import coaching
 from netstep.state.diff import Diff
 from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
@@ -87,26 +88,35 @@ def _(snapshot: Snapshot) -> RenderableType:
 def _(d: Diff) -> RenderableType:
     if not d:
         return Text("No change to devices, addresses, routes, rules or sysctls.", style="dim")
-    table = Table(show_header=False, box=None, padding=(0, 1))
-    table.add_column(no_wrap=True, style="bold")
-    table.add_column(no_wrap=True, style="cyan")
-    table.add_column()
+    # One Text of aligned lines, not a Table: a table measures every cell to lay itself
+    # out, and 30 containers make a diff of 300 lines.
+    width = max(len(ns.name) for ns in d.namespaces)
+    out = Text()
+    for sign, name, line, style in _diff_lines(d):
+        if out:
+            out.append("\n")
+        out.append(f"{sign} ", style=f"bold {style}")
+        out.append(f"{name:<{width}} ", style="cyan")
+        out.append(line, style=style)
+    return out
+
+
+def _diff_lines(d: Diff):
+    """(sign, namespace, line, style) for each line of `d`."""
     for ns in d.namespaces:
         if ns.status != "changed":
             sign, style = ("+", "green") if ns.status == "added" else ("-", "red")
-            table.add_row(Text(sign, style=style), ns.name, Text(f"namespace {ns.status}", style=style))
+            yield sign, ns.name, f"namespace {ns.status}", style
         for part in ns.parts:
             label = TITLES[part.part].lower()
             for line in part.removed:
-                table.add_row(Text("-", style="red"), ns.name, Text(f"{label}: {line}", style="red"))
+                yield "-", ns.name, f"{label}: {line}", "red"
             for old, new in part.changed:
-                table.add_row(Text("~", style="yellow"), ns.name, Text(f"{label}: {old}  →  {new}", style="yellow"))
+                yield "~", ns.name, f"{label}: {old}  →  {new}", "yellow"
             for line in part.added:
-                table.add_row(Text("+", style="green"), ns.name, Text(f"{label}: {line}", style="green"))
+                yield "+", ns.name, f"{label}: {line}", "green"
             if part.reordered:
-                table.add_row(Text("~", style="yellow"), ns.name, Text(f"{label}: same entries, new order",
-                                                                        style="yellow"))
-    return table
+                yield "~", ns.name, f"{label}: same entries, new order", "yellow"
 
 
 @renderable.register
@@ -136,6 +146,50 @@ def _(result: CheckResult) -> RenderableType:
     return text
 
 
+# A step with more checks than this (30 containers make 870) shows them in groups: no one
+# reads 870 alike lines, and drawing them was most of such a run's time. Every check that
+# did not come out as expected is still shown on its own; `--json` lists each one.
+MANY = 12
+
+
+def check_lines(results: list[CheckResult]) -> list[RenderableType]:
+    """The results of a step's checks: each one, or, for many, the unexpected ones each
+    and the rest a line per kind of outcome."""
+    if len(results) <= MANY:
+        return [renderable(r) for r in results]
+    lines: list[RenderableType] = [renderable(r) for r in results if not r.ok]
+    groups: dict[tuple, list[CheckResult]] = {}
+    for r in results:
+        if r.ok:
+            groups.setdefault((r.check.kind, r.check.expect, r.actual), []).append(r)
+    for (kind, expect, actual), group in groups.items():
+        lines.append(Text.assemble(
+            ("✔ ", "green"), (f"{len(group)} × {kind:<4} ", "bold"),
+            _span([r.check.source for r in group], [r.to for r in group]),
+            ": ", (actual, "green" if actual == "reachable" else "yellow"), (", as expected", "dim")))
+    return lines
+
+
+def _questions_in_groups(checks: list[Check]) -> list[Text]:
+    groups: dict[tuple, list[Check]] = {}
+    for c in checks:
+        groups.setdefault((c.kind, c.expect, c.reason), []).append(c)
+    return [Text.assemble((f"{len(group)} × {kind:<4} ", "bold"),
+                          _span([c.source for c in group], [c.destination() for c in group]),
+                          (f": expect {expect}" + (f" ({reason})" if reason else ""), "dim"))
+            for (kind, expect, reason), group in groups.items()]
+
+
+def _span(sources: list[str], targets: list[str]) -> str:
+    """'from netns0 … netns29 to 30 addresses': where a group of checks goes."""
+    def few(names: list[str], what: str) -> str:
+        names = sorted(set(names), key=natural)
+        if len(names) <= 2:
+            return " and ".join(names)
+        return f"{names[0]} … {names[-1]} ({len(names)} {what})"
+    return f"from {few(sources, 'namespaces')} to {few(targets, 'addresses')}"
+
+
 def commands_view(step: Step) -> RenderableType:
     code = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
     return Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True)
@@ -161,7 +215,10 @@ def step_intro(step: Step, *, predicting: bool = False) -> RenderableType:
         parts.append(Markdown(step.before))
     if step.checks:
         parts.append(Text("The checks ask:", style="bold"))
-        parts.extend(question(c, answer=not predicting) for c in step.checks)
+        if len(step.checks) > MANY and not predicting:
+            parts.extend(_questions_in_groups(step.checks))
+        else:
+            parts.extend(question(c, answer=not predicting) for c in step.checks)
     if step.commands:
         parts.append(commands_view(step))
     return Group(*parts)
@@ -181,7 +238,7 @@ def _(result: StepResult) -> RenderableType:
     parts.append(Panel(renderable(result.diff), title="What changed", title_align="left", expand=False))
     if result.checks:
         parts.append(Text("Checks", style="bold"))
-        parts.extend(renderable(r) for r in result.checks)
+        parts.extend(check_lines(result.checks))
     if result.shown is not None:
         for show in step.shows:
             wanted = CONFIG_PARTS + CACHE_PARTS if show.what == "all" else (show.what,)
