@@ -234,7 +234,7 @@ def test_only_netlink_work_loads_pyroute2(make_lab, tmp_path):
     lab = make_lab("imp")
     lab.close()  # built and left for the commands below to reset
     assert not _imports_pyroute2("list")
-    # (`doctor` builds a trial lab with the lab's own code, so it speaks netlink: not here.)
+    assert not _imports_pyroute2("doctor")
     assert not _imports_pyroute2("notebooks", "--out", str(tmp_path))
     assert not _imports_pyroute2("--lab", lab.name, "reset")
     assert not lab.exists()

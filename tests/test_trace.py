@@ -119,6 +119,8 @@ def test_a_failing_check_says_where_and_why_from_the_kernel(name: str, make_lab,
     assert traced.finding.where == where, traced.as_json()
     for word in words:
         assert word in traced.finding.why, traced.as_json()
+    # The trace's own probe is proven as the check's was, not waited for.
+    assert traced.result.concluded == result.concluded, traced.as_json()
 
 
 def test_the_verdict_comes_from_the_kernel_not_from_the_lesson(make_lab, tmp_path: Path) -> None:
@@ -217,6 +219,7 @@ def test_the_cli_proves_a_failure_and_traces_it_in_json_and_on_a_terminal(cli_la
     found = json.loads(traced.stdout)
     assert found["where"] == "host" and [hop["ns"] for hop in found["path"]] == ["netns0", "host"], found
     assert found["path"][-1]["action"] == "dropped", found
+    assert found["concluded"] == "evidence" and "0.2 s" not in found["detail"], found
     assert json.loads(netstep_cli(cli_lab, "trace", "netns0", "172.18.0.1", "--icmp", "--json").stdout)["actual"] \
         == "reachable"
 

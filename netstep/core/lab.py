@@ -30,6 +30,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -105,6 +106,7 @@ class Lab:
         self.standin = StandIn(self.registry, self.handles)
         # A host-mode lab whose namespace is gone: only its files and own namespaces remain.
         self.orphaned = False
+        self._closing: list[Callable[[], None]] = []
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -179,12 +181,23 @@ class Lab:
             self.close()
             raise
 
+    def when_closing(self, save: Callable[[], None]) -> None:
+        """Have `save` run when the lock is let go (at most once per registration), while
+        it is still held: for state kept in memory while the lab is locked."""
+        if save not in self._closing:
+            self._closing.append(save)
+
     def close(self) -> None:
-        self.close_handles()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            self.registry.locked = False
+        try:
+            while self._lock_fd is not None and self._closing:
+                self._closing.pop(0)()
+        finally:
+            self._closing.clear()
+            self.close_handles()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                self.registry.locked = False
 
     def _check_mode(self, *, adopt: bool = False) -> None:
         """Take the mode the lab was made in, refusing a mismatch (unless `adopt`) and, for a
@@ -296,6 +309,7 @@ class Lab:
 
     def destroy(self) -> None:
         """Remove every namespace, mount, process and file of this lab, and nothing else."""
+        self._closing.clear()  # (nothing is left to save state for)
         self.close_handles()
         self._forget_namespaces()
         self._cleanup_kernel_state()

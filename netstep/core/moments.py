@@ -10,9 +10,10 @@ peers of veths whose carrier they change), and rules and sysctls only in its `ru
 So the state after a move is `last()` with those namespaces read again (`moment`): the
 reader keeps, from `last()`, the rules and sysctls of namespaces outside `rules_of` and
 the names of peers in namespaces it did not read (netstep.state.reader). `remember`
-folds the moment back in and writes it to the lab's last.json, so another process starts
-from it; a process that made no move yet reads `before` afresh, since a student may have
-worked by hand meanwhile. Checks change only caches, which `last()` does not hold.
+folds the moment back in; `save`, as the lab's lock is let go, writes it to the lab's
+last.json, so another process starts from it (none is there while it is stale). A
+process that made no move yet reads `before` afresh, since a student may have worked by
+hand meanwhile. Checks change only caches, which `last()` does not hold.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class Moments:
         self._sysctls = sysctls
         self._last: Snapshot | None = None
         self.moved = False  # True once a move was remembered: the last state is current
+        self._unsaved = False  # True while the last state is newer than last.json
 
     def forget(self) -> None:
         """The lab changed outside a move (its stand-in client went): read it afresh next time."""
-        self._last, self.moved = None, False
+        self._last, self.moved, self._unsaved = None, False, False
 
     def lapse(self) -> None:
         """A move is made without reading what it changes (Engine.skip_to): nothing known
@@ -149,7 +151,19 @@ class Moments:
         order = self.lab.namespace_names()
         present = sorted((n for n in namespaces if n in order), key=order.index)
         self._last = Snapshot({n: namespaces[n] for n in present})
+        if not self._unsaved:  # last.json is stale from now until `save`: a kill leaves none
+            self._unsaved = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lab.last_snapshot_path)
+            self.lab.when_closing(self.save)
+
+    def save(self) -> None:
+        """Write the last known state to last.json, for the next process; the lab calls this
+        as its lock is let go (a state written at every move cost ~2-15 ms a step)."""
+        if not self._unsaved or self._last is None:
+            return
         tmp = self.lab.last_snapshot_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(to_json(self._last)))  # dumps: C encoder; dump is pure Python
         os.replace(tmp, self.lab.last_snapshot_path)
+        self._unsaved = False

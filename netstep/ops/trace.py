@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 
 from netstep.course.checks import Check, CheckResult
 from netstep.errors import NetstepError
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops import probes
+from netstep.ops.witness import Witness
 from netstep.render import RenderMixin
 from netstep.state import evidence
 from netstep.state.evidence import Counters, Flow, RouteLookups, RuleCount
@@ -50,7 +51,8 @@ class Trace(RenderMixin):
     def as_json(self) -> dict:
         return {
             "from": self.check.source, "to": self.result.to, "kind": self.check.kind, "actual": self.result.actual,
-            "reason": self.result.reason, "detail": self.result.detail, **self.finding.as_json(),
+            "reason": self.result.reason, "detail": self.result.detail, "concluded": self.result.concluded,
+            **self.finding.as_json(),
             "path": self.forward.as_json(), "reply_path": self.reply.as_json() if self.reply else [],
             "notes": self.notes, "ms": round(self.elapsed * 1000, 1),
         }
@@ -146,7 +148,10 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     with Counters({ns: lab.path_of(ns) for ns in names}) as counters, ExitStack() as stack:
         watch = _watch_drops(stack, notes) if drops else None
         before = counters.read()
-        result = probes.run([check], lab.path_of, lab.internet)[0]
+        # The witness of the checks: a probe lost where a counter records the loss is
+        # concluded then, not after the 0.2 s a silent loss is otherwise given.
+        witness = stack.enter_context(closing(Witness(lab, [check], snapshot, RouteLookups(lab.ipr))))
+        result = probes.run([check], lab.path_of, lab.internet, witness)[0]
         time.sleep(0.002)  # let the last softirq work finish counting
         moved = evidence.delta(before, counters.read())
         dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch else []

@@ -161,8 +161,8 @@ def check_lines(results: list[CheckResult]) -> list[RenderableType]:
     groups: dict[tuple, list[CheckResult]] = {}
     for r in results:
         if r.ok:
-            groups.setdefault((r.check.kind, r.check.expect, r.actual), []).append(r)
-    for (kind, expect, actual), group in groups.items():
+            groups.setdefault((r.check.kind, r.actual), []).append(r)  # (ok: actual is as expected)
+    for (kind, actual), group in groups.items():
         lines.append(Text.assemble(
             ("✔ ", "green"), (f"{len(group)} × {kind:<4} ", "bold"),
             _span([r.check.source for r in group], [r.to for r in group]),

@@ -148,14 +148,22 @@ class StateReader:
         return name
 
     def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
-        """Where the other end of veth `link` in `ns` is: (namespace, name)."""
-        links, index = read_links(self.handles.ipr(ns), self.nsid_resolver(ns))
-        found = next((item for item in links if item.name == link), None)
-        if found is None or not found.peer:
+        """Where the other end of veth `link` in `ns` is: (namespace, name). Asked of the
+        one link and its peer (a `get` each), not of a dump of every device on both sides."""
+        index = self.handles.link_index(ns, link)
+        if index is None:
             return None
-        state = self.name_peers({ns: NamespaceState(ns, links=(found,))}, {ns: index})[ns]
-        name, _, where = state.links[0].peer.partition("@")
-        return (where or ns, name)
+        msg = self.handles.ipr(ns).link("get", index=index)[0]
+        info = msg.get("IFLA_LINKINFO")
+        peer_index = msg.get("IFLA_LINK")
+        if not info or info.get("IFLA_INFO_KIND") != "veth" or not peer_index:
+            return None
+        nsid = msg.get("IFLA_LINK_NETNSID")
+        where = ns if nsid is None else self.nsid_resolver(ns)(nsid)
+        if not self.registry.has(where):
+            return None
+        peer = self.handles.ipr(where).link("get", index=peer_index)[0]
+        return (where, peer.get("ifname"))
 
     def name_peers(
         self, states: dict[str, NamespaceState], indexes: dict[str, dict[int, str]], known: Snapshot | None = None
