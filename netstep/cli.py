@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import signal
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 from netstep.console import LazyConsole
 from netstep.console import text as _text
 from netstep.errors import NetstepError
-
-TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
-         "ip": "iproute2"}
+from netstep.session import engine_for, lab_for, opened, require_root_and_tools
+from netstep.stepping import cmd_next, cmd_run, print_checks
 
 
 class Terminated(BaseException):
@@ -124,199 +118,11 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def require_root_and_tools(*tools: str) -> None:
-    if os.geteuid() != 0:
-        raise NetstepError(
-            "netstep needs root: it creates network namespaces and changes their devices, routes and "
-            "rules. Run it as root, for example `sudo .venv/bin/python -m netstep ...`."
-        )
-    missing = [t for t in tools or ("nsenter", "iptables", "iptables-save", "conntrack") if not shutil.which(t)]
-    if missing:
-        packages = sorted({TOOLS[t] for t in missing})
-        raise NetstepError(
-            f"netstep needs {', '.join(missing)}, which is not installed. On Debian or Ubuntu: "
-            f"`apt-get install {' '.join(packages)}`."
-        )
-
-
-@contextmanager
-def opened(args, course=None) -> Iterator:
-    """The engine on the lab named by `args`, holding the lab's lock until the block ends."""
-    engine = _engine(args, course)
-    try:
-        yield engine
-    finally:
-        engine.lab.close()
-
-
-def _engine(args, course=None):
-    from netstep.core.engine import Engine
-
-    require_root_and_tools()
-    lab = _lab(args)
-    lab.lock()
-    try:
-        return Engine(lab, course)
-    except BaseException:
-        lab.close()
-        raise
-
-
-def _lab(args):
-    import ipaddress
-
-    from netstep.core.lab import Lab
-
-    if (args.internet or args.upstream) and not args.host:
-        raise NetstepError("--internet and --upstream go with --host (host mode).")
-    if args.internet:
-        try:
-            ipaddress.IPv4Address(args.internet)
-        except ValueError:
-            raise NetstepError(f"--internet takes an IPv4 address, not '{args.internet}'.") from None
-    if args.upstream and not os.path.exists(args.upstream):
-        raise NetstepError(f"--upstream {args.upstream}: there is no such namespace file.")
-    return Lab(args.lab, host=args.host, internet=args.internet, upstream=args.upstream)
-
-
 def cmd_list(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.course import Course
 
     out.print(Course.load())
     return 0
-
-
-def _print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "",
-                  said: list[str] | None = None) -> None:
-    for i, result in enumerate(results):
-        if args.json:
-            line = result.as_json(lesson, step)
-            if said:
-                line["predicted"] = said[i]
-            print(json.dumps(line), flush=True)
-        else:
-            out.print(result)
-
-
-def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.course.course import Course
-    from netstep.course.predictions import Score, predicted
-    from netstep.practice import ask, show_score
-
-    course = Course.load()
-    if args.containers is not None:
-        from netstep.core.lab import Lab
-        from netstep.course.scale import built_with, check_room
-
-        course = course.with_containers(args.containers)
-        if built_with(Lab(args.lab)) != args.containers:  # a lab already built holds its own entries
-            check_room(args.containers)
-    lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
-    start = course.start_of(lessons[0])
-    with opened(args, course) as engine:
-        if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)
-            note = f"Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}..."
-            if args.json:
-                err.plain(note)
-            else:
-                out.print(f"[dim]{note}[/]")
-            engine.skip_to(start)
-        ok = True
-        everything = Score("the run")
-        for lesson in lessons:
-            if not args.json:
-                out.rule(_text((lesson.title, "bold")))
-                out.print(lesson)
-            score = Score(lesson.name)
-            for step in lesson.steps:
-                console = err if args.json else out
-                if not args.json or not args.yes:
-                    console.print(_intro(step, predicting=args.predict))  # what a student reads first
-                if not args.yes and not _confirm(console):
-                    return 0 if ok else 1
-                said = ask(step.checks, engine.lab.internet, console) if args.predict and step.checks else []
-                result = _apply_with_progress(engine, step, console, show=not args.json)
-                ok = ok and result.ok
-                marks = predicted(result.checks, said) if said else []
-                score.predictions += marks
-                _print_result(result, args, out, said, marks)
-            if args.predict:
-                show_score(score, args, out)
-                everything.predictions += score.predictions
-        if args.predict and len(lessons) > 1:
-            show_score(everything, args, out)
-        if not args.json:
-            out.print("[bold green]Every check came out as expected.[/]" if ok
-                      else "[bold red]Some checks did not come out as expected.[/]")
-        return 0 if ok else 1
-
-
-def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = True):
-    """Apply a step; one with many actions (a large lab) shows a progress bar meanwhile."""
-    if len(step.actions) < 50 or not console.stream.isatty():  # a bar is for a person watching
-        return engine.apply_next(show=show)
-    from rich.progress import Progress
-
-    with Progress(console=console.console, transient=True) as bar:
-        task = bar.add_task(step.title, total=len(step.actions))
-        return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
-
-
-def _print_result(result, args, out: LazyConsole, said: list[str] | None = None, marks: list | None = None) -> None:
-    """A step's result: with --json its step line and check lines; otherwise what changed,
-    the checks and what the step shows, the predictions marked (`marks`), then the prose
-    that explains them."""
-    step = result.step
-    lesson = step.lesson.name if step.lesson else ""
-    if args.json:
-        print(json.dumps(step_event(result)), flush=True)
-        _print_checks(result.checks, args, out, lesson, step.ref, said)
-        return
-    out.print(result)
-    if marks:
-        from netstep.practice import show_predictions
-
-        show_predictions(marks, out)
-    if step.after:
-        from rich.markdown import Markdown
-
-        out.print(Markdown(step.after))
-    out.print()
-
-
-def step_event(result) -> dict:
-    """The JSON line of an applied step: what ran and exactly what it changed."""
-    step = result.step
-    return {"event": "step", "lesson": step.lesson.name if step.lesson else "", "step": step.ref,
-            "title": step.title, "commands": [f"{c.where}# {c.text}" for c in step.commands],
-            "diff": result.diff.as_json()}
-
-
-def _intro(step, *, predicting: bool):
-    """The step before it runs; when predicting, its checks' questions without their answers."""
-    from netstep.present.views import step_intro
-
-    return step_intro(step, predicting=predicting)
-
-
-def _confirm(out: LazyConsole) -> bool:
-    if not sys.stdin.isatty():
-        return True
-    answer = out.input("Press Enter to apply this step, or q to stop: ")
-    return answer.strip().lower() not in ("q", "quit")
-
-
-def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
-    with opened(args) as engine:
-        if engine.journal.own:  # an exercise's work, say: the course goes on from its own state
-            engine.undo_own()
-            (err if args.json else out).plain("Your own commands (an exercise's, say) were taken back first.")
-        step = engine.next_step()
-        if step is not None and not args.json:
-            out.print(step)
-        result = engine.apply_next(show=not args.json)
-        _print_result(result, args, out)
-        return 0 if result.ok else 1
 
 
 def cmd_back(args, out: LazyConsole, err: LazyConsole) -> int:
@@ -336,7 +142,7 @@ def cmd_check(args, out: LazyConsole, err: LazyConsole) -> int:
                 raise NetstepError("No step is applied yet: name a lesson, as in `check lesson2`.")
             checks, label, step = current.checks, current.lesson.name, current.ref
         results = engine.run_checks(checks)
-        _print_checks(results, args, out, label, step)
+        print_checks(results, args, out, label, step)
         return 0 if all(r.ok for r in results) else 1
 
 
@@ -389,7 +195,7 @@ def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.core.reset import reset_lab
 
     require_root_and_tools("nsenter")
-    lab = _lab(args)
+    lab = lab_for(args)
     lab.lock(build=False, adopt=True)  # whatever mode the lab was made in
     try:
         orphaned = lab.orphaned
@@ -409,7 +215,7 @@ def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
 def cmd_shell(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.shell import open_shell
 
-    engine = _engine(args)
+    engine = engine_for(args)
     engine.lab.close()  # the lock is not held while the student works by hand
     engine.lab.require(args.namespace)
     out.print(f"[dim]A root shell in {args.namespace} of lab '{args.lab}'. `ip netns list` shows the lab's "

@@ -22,9 +22,9 @@ LAYERS = [
     ("ops", ["netstep.ops"]),
     ("core", ["netstep.core"]),
     ("present", ["netstep.present"]),
-    ("front ends", ["netstep.cli", "netstep.console", "netstep.practice", "netstep.tutor", "netstep.magic",
-                    "netstep.notebooks", "netstep.shell", "netstep.doctor", "netstep.book", "netstep.demo",
-                    "netstep.__main__", "netstep"]),
+    ("front ends", ["netstep.cli", "netstep.session", "netstep.stepping", "netstep.console", "netstep.practice",
+                    "netstep.tutor", "netstep.magic", "netstep.notebooks", "netstep.shell", "netstep.doctor",
+                    "netstep.book", "netstep.demo", "netstep.__main__", "netstep"]),
 ]
 
 

@@ -16,7 +16,8 @@ nothing outside that folder is ever created, changed or removed.
 The lab's HTTP servers are found by their command line (netstep.kernel.servers), not by files.
 
 Lab is this lifecycle (lock, build, destroy) and the one door to the lab's pieces, each a
-module of its own: the namespace registry (netstep.kernel.registry), netlink handles and
+module of its own: what lab.json records (netstep.core.record), the sandbox's wiring
+(netstep.core.sandbox), the namespace registry (netstep.kernel.registry), netlink handles and
 interface ioctls (netstep.kernel.handles), sysctls (netstep.kernel.sysctl), HTTP
 servers (netstep.kernel.servers) and state reading (netstep.state.reader). It satisfies
 netstep.ops.access.LabAccess, the interface actions are applied through.
@@ -29,12 +30,13 @@ import json
 import os
 import re
 import socket
-import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from netstep.core import record, sandbox
+from netstep.core.sandbox import Topology
 from netstep.errors import LabBusy, NetstepError
 from netstep.kernel import namespaces, servers, sysctl
 from netstep.kernel.handles import Handles
@@ -48,15 +50,6 @@ if TYPE_CHECKING:
 
 ROOT = "/run/netstep/labs"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Addresses of the sandbox: the article's VM, its router and the internet."""
-
-    host_address: str = "10.0.2.15/24"
-    router_address: str = "10.0.2.2/24"
-    internet: str = "203.0.113.8"
 
 
 def validate_lab_name(name: str) -> str:
@@ -200,58 +193,23 @@ class Lab:
                 self.registry.locked = False
 
     def _check_mode(self, *, adopt: bool = False) -> None:
-        """Take the mode the lab was made in, refusing a mismatch (unless `adopt`) and, for a
-        host-mode lab, any namespace but the one it was made in: its journal's undos belong
-        there, and applied anywhere else they would change what netstep did not make."""
+        """Take the mode the lab was made in (netstep.core.record), or refuse."""
         with open(os.path.join(self.dir, "lab.json")) as f:
-            made = json.load(f)
-        host = bool(made.get("host"))
-        if host != self.host_mode and not adopt:
-            flag, how = ("--host ", "with --host") if host else ("", "without --host")
-            raise NetstepError(
-                f"Lab '{self.name}' was made {how}: use it the same way (as in `python -m netstep {flag}"
-                f"--lab {self.name} next`), or remove it with `python -m netstep --lab {self.name} reset`."
-            )
-        self.host_mode = self.registry.host_mode = host
-        if not host:
-            self.registry.upstream_path = None
-            return
-        self.registry.upstream_path = made.get("upstream") or (None if adopt else self.upstream_path)
-        self.topology = replace(self.topology, internet=made.get("internet") or "8.8.8.8")
-        recorded = made.get("netns")
-        if recorded is None:  # made by a netstep that did not record it: trust the caller
-            return
-        ident = (recorded["dev"], recorded["ino"])
-        if ident == namespaces.identity():
-            return
-        if not namespaces.is_alive(ident):
-            if adopt:
-                self.orphaned = True
-                return
-            raise NetstepError(
-                f"Lab '{self.name}' was made with --host in network namespace net:[{ident[1]}], which is "
-                f"gone. Nothing of it is left to use: remove its files and namespaces with "
-                f"`python -m netstep --lab {self.name} reset`."
-            )
-        raise NetstepError(
-            f"Lab '{self.name}' was made with --host in network namespace net:[{ident[1]}], and its changes "
-            f"live there; this is net:[{namespaces.identity()[1]}] (`ls -l /proc/self/ns/net` shows it). "
-            f"Using or resetting the lab from here would apply its undos to a namespace it never changed, "
-            f"so netstep touched nothing. Run the command in the namespace where the lab was made (the "
-            f"shell you made it from, not inside `ip netns exec` or `unshare`), or use another lab with "
-            f"--lab NAME."
-        )
+            mode = record.mode_of(json.load(f), self.name, host_mode=self.host_mode, upstream=self.upstream_path,
+                                  adopt=adopt)
+        self.host_mode = self.registry.host_mode = mode.host
+        self.registry.upstream_path = mode.upstream
+        self.orphaned = mode.orphaned
+        if mode.internet:
+            self.topology = replace(self.topology, internet=mode.internet)
 
     def _build(self) -> None:
-        """Create the lab host and the upstream, wired as the article's VM and router."""
+        """Create the lab host and the upstream (in host mode, the stand-in client if wanted)."""
         self._cleanup_kernel_state()
         os.makedirs(self.netns_dir, exist_ok=True)
         namespaces.make_shared_folder(self.netns_dir)
-        made = {"netstep": 1, "name": self.name, "created": time.time(), "host": self.host_mode,
-                "internet": self.internet, "upstream": self.upstream_path}
+        made = record.made(self.name, host_mode=self.host_mode, internet=self.internet, upstream=self.upstream_path)
         if self.host_mode:
-            dev, ino = namespaces.identity()
-            made["netns"] = {"dev": dev, "ino": ino}
             if self.standin.wanted:
                 self._build_standin()
         else:
@@ -276,33 +234,7 @@ class Lab:
             os.unlink(self.last_snapshot_path)
 
     def _build_sandbox(self) -> None:
-        for ns in ("host", "upstream"):
-            namespaces.create(self.path_of(ns))
-        topo = self.topology
-        host, up = self.ipr("host"), self.ipr("upstream")
-        index = self.handles.link_index  # an ioctl: pyroute2's link_lookup would dump every link
-        host.link("add", ifname="eth0", kind="veth", peer="uplink")
-        fd = os.open(self.path_of("upstream"), os.O_RDONLY)
-        try:
-            host.link("set", index=index("host", "uplink"), net_ns_fd=fd)
-        finally:
-            os.close(fd)
-        up.link("set", index=index("upstream", "uplink"), ifname="eth0")
-        for ns, ipr, addr in (("host", host, topo.host_address), ("upstream", up, topo.router_address)):
-            ipr.link("set", index=index(ns, "lo"), state="up")
-            ip, prefix = addr.split("/")
-            ipr.addr("add", index=index(ns, "eth0"), address=ip, prefixlen=int(prefix))
-            ipr.link("set", index=index(ns, "eth0"), state="up")
-            self.tune_link(ns, "eth0")
-        up.addr("add", index=index("upstream", "lo"), address=topo.internet, prefixlen=32)
-        host.route("add", dst="0.0.0.0/0", gateway=topo.router_address.split("/")[0], proto=3)
-        self.write_sysctl("upstream", "net.ipv4.ip_forward", "1")
-        # A new namespace copies these from the machine's own (init_net), so a machine that
-        # forwards or filters by reverse path would change what lesson 6 shows. The lab host
-        # starts as a plain host, not a router; the upstream accepts packets from any source.
-        self.write_sysctl("host", "net.ipv4.ip_forward", "0")
-        for conf in ("all", "default", "eth0"):
-            self.write_sysctl("upstream", f"net.ipv4.conf.{conf}.rp_filter", "0")
+        sandbox.build(self, self.topology)
 
     def tune_link(self, ns: str, ifname: str) -> None:
         self.handles.tune_link(ns, ifname)

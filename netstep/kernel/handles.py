@@ -10,7 +10,6 @@ a thread share one event loop, made once. The ioctl sockets are shared by thread
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import fcntl
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING
 from netstep.kernel import namespaces, netlink
 
 if TYPE_CHECKING:
+    import asyncio
+
     from pyroute2 import IPRoute
 
 IFNAMSIZ, SIOCGIFINDEX, SIOCGIFFLAGS, SIOCETHTOOL, ETHTOOL_GLINK = 16, 0x8933, 0x8913, 0x8946, 0xA
@@ -52,7 +53,7 @@ class Handles:
         if handle is None:
             loop = self._loops.get(me)
             if loop is None:
-                loop = self._loops[me] = asyncio.new_event_loop()
+                loop = self._loops[me] = netlink.event_loop()
             handle = self._netlink[(me, ns)] = namespaces.iproute(self._require(ns), loop)
         return handle
 

@@ -7,7 +7,6 @@ there stay in that namespace, and the thread dies before it can be reused by mis
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import socket
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, TypeVar
 from netstep.kernel import netlink
 
 if TYPE_CHECKING:
+    import asyncio
+
     from pyroute2 import IPRoute
 
 CLONE_NEWNET = 0x40000000

@@ -28,12 +28,13 @@ itself, after decoding every message).
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import asyncio
+
     from pyroute2 import IPRoute
 
 
@@ -65,6 +66,14 @@ def client(sock: socket.socket, loop: asyncio.AbstractEventLoop | None = None) -
     # IPRoute (0.9.7) leaves unset the status its own nlm_request reads; False: answers as a tuple.
     ipr.status["nlm_generator"] = False
     return ipr
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop, for a thread's clients. (asyncio, ~27 ms to import, is loaded with
+    pyroute2, which needs it: not by commands that never speak netlink.)"""
+    import asyncio
+
+    return asyncio.new_event_loop()
 
 
 def close(ipr: IPRoute) -> None:

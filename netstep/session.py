@@ -1,0 +1,69 @@
+"""Opening a lab for a command of the command line: root and tools checked first, the
+lab's options (--host, --internet, --upstream) validated, its lock held while the
+command runs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from netstep.errors import NetstepError
+
+TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
+         "ip": "iproute2"}
+
+
+def require_root_and_tools(*tools: str) -> None:
+    if os.geteuid() != 0:
+        raise NetstepError(
+            "netstep needs root: it creates network namespaces and changes their devices, routes and "
+            "rules. Run it as root, for example `sudo .venv/bin/python -m netstep ...`."
+        )
+    missing = [t for t in tools or ("nsenter", "iptables", "iptables-save", "conntrack") if not shutil.which(t)]
+    if missing:
+        packages = sorted({TOOLS[t] for t in missing})
+        raise NetstepError(
+            f"netstep needs {', '.join(missing)}, which is not installed. On Debian or Ubuntu: "
+            f"`apt-get install {' '.join(packages)}`."
+        )
+
+
+@contextmanager
+def opened(args, course=None) -> Iterator:
+    """The engine on the lab named by `args`, holding the lab's lock until the block ends."""
+    engine = engine_for(args, course)
+    try:
+        yield engine
+    finally:
+        engine.lab.close()
+
+
+def engine_for(args, course=None):
+    from netstep.core.engine import Engine
+
+    require_root_and_tools()
+    lab = lab_for(args)
+    lab.lock()
+    try:
+        return Engine(lab, course)
+    except BaseException:
+        lab.close()
+        raise
+
+
+def lab_for(args):
+    from netstep.core.lab import Lab  # (imported when used: `list` has no lab)
+
+    if (args.internet or args.upstream) and not args.host:
+        raise NetstepError("--internet and --upstream go with --host (host mode).")
+    if args.internet:
+        try:
+            ipaddress.IPv4Address(args.internet)
+        except ValueError:
+            raise NetstepError(f"--internet takes an IPv4 address, not '{args.internet}'.") from None
+    if args.upstream and not os.path.exists(args.upstream):
+        raise NetstepError(f"--upstream {args.upstream}: there is no such namespace file.")
+    return Lab(args.lab, host=args.host, internet=args.internet, upstream=args.upstream)
