@@ -44,23 +44,25 @@ def renderable(obj) -> RenderableType:
 
 @renderable.register
 def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS) -> RenderableType:
-    rows: list[RenderableType] = []
+    # One Text, each part's title in a column of its own width: a Table per part measured
+    # every cell twice, and the shows of the course cost more than its diffs.
+    out = Text()
     for part in parts:
         entries = state.part(part)
         if not entries and part in CACHE_PARTS:
             continue
-        table = Table(show_header=False, box=None, padding=(0, 1), expand=False)
-        table.add_column(style="bold cyan", no_wrap=True, width=18)
-        table.add_column()
         if part == "links":
             lines = [Text.assemble((link.name, "bold"), ": ", _link_text(link.describe())) for link in state.links]
         elif part == "rules":
             lines = [_rule_text(rule) for rule in entries]
         else:
             lines = [Text(entry) for entry in entries]
-        table.add_row(TITLES[part], Group(*lines) if lines else Text("(none)", style="dim"))
-        rows.append(table)
-    return Panel(Group(*rows), title=f"[bold]{state.name}[/]", title_align="left", expand=False)
+        for i, line in enumerate(lines or [Text("(none)", style="dim")]):
+            if out:
+                out.append("\n")
+            out.append(f"{TITLES[part] if i == 0 else '':<18} ", style="bold cyan")
+            out.append_text(line)
+    return Panel(out, title=f"[bold]{state.name}[/]", title_align="left", expand=False)
 
 
 def _link_text(text: str) -> Text:
