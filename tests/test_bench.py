@@ -27,3 +27,15 @@ def test_bench_quick_mode_runs_and_reports(tmp_path):
                     "whole course on a terminal (pty)", "proven from the counters",
                     f"3 labs, the whole course at once ({3 * checks}/{3 * checks} checks as expected"):
         assert measure in text
+
+
+@needs_root
+def test_the_profile_sorts_a_run_into_where_its_time_went():
+    result = subprocess.run([sys.executable, "bench/profile.py", "--containers", "3"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    shares = {row[0].strip("| "): float(row[2].strip("| %")) for row in rows[1:]}
+    assert {"pyroute2 (its Python and event loop)", "kernel: netlink requests", "imports",
+            "drawing (rich)"} <= set(shares), result.stdout
+    assert 97 <= sum(shares.values()) <= 103, result.stdout  # (each share rounded)
