@@ -138,7 +138,10 @@ class Tutor(RenderMixin):
         instead of trusting the engine's last one (see netstep.core.moments)."""
         if self._iprs:
             self.engine.moments.moved = False
-        return self._call(fn, *args)
+        try:
+            return self._call(fn, *args)
+        finally:
+            self._call(self.engine.persist)  # the lab stays locked for the notebook's life
 
     def __enter__(self) -> Tutor:
         return self

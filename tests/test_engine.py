@@ -6,6 +6,7 @@ on the real kernel) and destroys the lab at the end, whatever happened.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from netstep.course.checks import Check
 from netstep.course.course import Course
 from netstep.course.lessons import Command
 from netstep.errors import KernelError, LabBusy, NameConflict, NetstepError
+from netstep.kernel import namespaces
 from netstep.ops import apply as executor
+from netstep.state.snapshot import to_json
 
 pytestmark = needs_root
 
@@ -735,3 +738,53 @@ def test_stopping_servers_leaves_other_children_alone(lab: Lab) -> None:
         pytest.fail("the child never ended")
     lab.stop_servers()
     assert child.wait(timeout=5) == 3
+
+
+def test_a_veth_whose_other_end_is_outside_the_lab_is_not_deleted(lab: Lab, tmp_path: Path) -> None:
+    """Deleting one end of a veth deletes both; an end in a namespace the lab does not know
+    could not be named in the undo, let alone put back, so netstep refuses and keeps it."""
+    outside = str(tmp_path / "outside")
+    namespaces.create(outside)  # the test's own namespace, not the lab's
+    try:
+        fd = os.open(outside, os.O_RDONLY)
+        try:
+            lab.ipr("host").link("add", ifname="cross0", kind="veth", peer={"ifname": "far0", "net_ns_fd": fd})
+        finally:
+            os.close(fd)
+        engine = Engine(lab)
+        with pytest.raises(NetstepError, match="outside the lab"):
+            engine.run_own("ip link delete cross0")
+        assert lab.link_index("host", "cross0") is not None
+        assert not engine.journal.own  # nothing journaled: nothing was changed
+    finally:
+        if lab.link_index("host", "cross0") is not None:
+            lab.ipr("host").link("del", index=lab.link_index("host", "cross0"))
+        namespaces.remove(outside)
+
+
+def test_the_last_state_file_is_never_stale(make_lab) -> None:
+    """last.json (the state another process starts from) is removed when a change begins
+    and written, if the change's state is known, as the lock is let go; a change whose
+    state was never read back leaves none, so the next process reads the lab afresh."""
+    lab = make_lab()
+    path = lab.last_snapshot_path
+    engine = Engine(lab)
+    engine.apply_next(run_checks=False)
+    assert not os.path.exists(path)  # a kill now would leave nothing to be trusted
+    known = json.loads(json.dumps(to_json(engine.moments.last())))
+    lab.close()
+    with open(path) as f:
+        assert json.load(f) == known
+    lab.lock()
+    engine = Engine(lab)
+    assert json.loads(json.dumps(to_json(engine.moments.read()))) == known
+    engine.moments.changing()  # a change begun whose state is never read back (a crash in a read, say)
+    assert not os.path.exists(path)
+    lab.close()
+    assert not os.path.exists(path)
+    lab.lock()
+    engine = Engine(lab)
+    engine.apply_next(run_checks=False)
+    lab.destroy()  # nothing is written for a lab that is gone
+    lab.close()
+    assert not os.path.exists(path)

@@ -198,6 +198,8 @@ def test_steps_after_a_skip_diff_exactly_what_the_kernel_shows(there, back):
         assert engine.position == (back if back is not None else there)
         # The invariant the next diffs rest on: what is known is what the lab holds.
         assert to_json(engine.moments.last()) == to_json(engine.moments.read())
+        engine.persist()
+        assert os.path.exists(lab.last_snapshot_path)
         assert to_json(Engine(lab, course).moments.last()) == to_json(engine.moments.read())  # (last.json)
         for _ in range(3):
             before = read_lab(lab, sysctls)

@@ -119,6 +119,7 @@ class Engine:
         if read:
             names, rules_of = self.moments.touched(step.actions)
             before = self.moments.before(names, rules_of)
+            self.moments.changing()
         else:
             self.moments.lapse()
         record = self.journal.begin(self.position, step.ref)
@@ -168,6 +169,7 @@ class Engine:
                 return StepResult(step, "undo", Diff(title=title), internet=self.lab.internet)
             names, rules_of = self.moments.touched(undos)
             before = self.moments.before(names, rules_of)
+            self.moments.changing()
             self._undo_entries(record)
             self.journal.pop()
             after = self.moments.moment(names, rules_of)
@@ -199,6 +201,13 @@ class Engine:
             yield self.undo_last(read=read)
         while self.position < position:
             yield self.apply_next(run_checks=run_checks, read=read)
+
+    def persist(self) -> None:
+        """Write the lab's last known state for the next process now. It is written as the
+        lab's lock is let go anyway; a front end that holds the lock for a whole session (a
+        notebook, the demo) calls this after each move, so that a kill or a restarted
+        kernel does not lose it (`diff` compares the lab with it)."""
+        self.moments.save()
 
     def skip_to(self, position: int) -> None:
         """Move to `position` as `goto` does when nobody is shown the moves (the way to a
@@ -238,6 +247,7 @@ class Engine:
         commands = parse_lines(text, where)
         started = time.monotonic()
         before = self.moments.read()
+        self.moments.changing()
         done: list[Command] = []
         try:
             with SignalGuard():
@@ -258,6 +268,7 @@ class Engine:
     def undo_own(self) -> Diff:
         """Take back every command run with `run_own`, newest first."""
         before = self.moments.read()
+        self.moments.changing()
         with SignalGuard():
             while self.journal.own:
                 entry = self.journal.own[-1]

@@ -48,18 +48,30 @@ class Moments:
         self._sysctls = sysctls
         self._last: Snapshot | None = None
         self.moved = False  # True once a move was remembered: the last state is current
-        self._unsaved = False  # True while the last state is newer than last.json
+        self._current = True  # False from the start of a change until its state is remembered
+        self._pending = False  # True while last.json is gone, to be written as the lock is let go
 
     def forget(self) -> None:
         """The lab changed outside a move (its stand-in client went): read it afresh next time."""
-        self._last, self.moved, self._unsaved = None, False, False
+        self._last, self.moved = None, False
+
+    def changing(self) -> None:
+        """The lab is about to change. From now until the lock is let go, last.json is gone:
+        a kill in the middle leaves none (the next process reads the lab afresh), where a
+        stale one would be trusted; and it is written again only if the change's state was
+        remembered (`save`)."""
+        self._current = False
+        if not self._pending:
+            self._pending = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lab.last_snapshot_path)
+            self.lab.when_closing(self.save)
 
     def lapse(self) -> None:
         """A move is made without reading what it changes (Engine.skip_to): nothing known
         holds after it, in this process or in last.json, until the lab is read again."""
+        self.changing()
         self.forget()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.lab.last_snapshot_path)
 
     def read(self, names: list[str] | None = None, *, caches: bool = False) -> Snapshot:
         """The state of `names` (every namespace), read afresh."""
@@ -147,23 +159,25 @@ class Moments:
         self._store(dict(self.read().namespaces))
 
     def _store(self, namespaces: dict) -> None:
-        self.moved = True
+        self.changing()  # (settle comes after moves that read nothing: the file is gone already)
+        self.moved = self._current = True
         order = self.lab.namespace_names()
         present = sorted((n for n in namespaces if n in order), key=order.index)
         self._last = Snapshot({n: namespaces[n] for n in present})
-        if not self._unsaved:  # last.json is stale from now until `save`: a kill leaves none
-            self._unsaved = True
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lab.last_snapshot_path)
-            self.lab.when_closing(self.save)
 
     def save(self) -> None:
-        """Write the last known state to last.json, for the next process; the lab calls this
-        as its lock is let go (a state written at every move cost ~2-15 ms a step)."""
-        if not self._unsaved or self._last is None:
+        """Write the last known state to last.json for the next process, if it is known:
+        the lab calls this as its lock is let go (written at every move, it cost 2-15 ms a
+        step). It is a cache: a file that cannot be written is left out, not an error."""
+        if not self._pending or not self._current or self._last is None:
             return
         tmp = self.lab.last_snapshot_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(to_json(self._last)))  # dumps: C encoder; dump is pure Python
-        os.replace(tmp, self.lab.last_snapshot_path)
-        self._unsaved = False
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps(to_json(self._last)))  # dumps: C encoder; dump is pure Python
+            os.replace(tmp, self.lab.last_snapshot_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return
+        self._pending = False

@@ -38,6 +38,8 @@ class EngineCalls:
             lab = self.engine.lab
             try:
                 value = work()
+                if lab.exists():
+                    self.engine.persist()  # the demo holds the lab's lock until it ends
                 snap = lab.snapshot(caches=False) if look and lab.exists() else None
                 outcome: tuple = (self._completed, done, value, snap, look)
             except NetstepError as exc:

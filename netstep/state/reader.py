@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 
+from netstep.errors import NetstepError
 from netstep.kernel import namespaces, sysctl
 from netstep.kernel.handles import Handles
 from netstep.kernel.registry import Namespaces
@@ -161,7 +162,9 @@ class StateReader:
         nsid = msg.get("IFLA_LINK_NETNSID")
         where = ns if nsid is None else self.nsid_resolver(ns)(nsid)
         if not self.registry.has(where):
-            return None
+            # (deleting it would remove an end netstep cannot name, and so cannot put back)
+            raise NetstepError(f"The other end of {link} in {ns} is in a network namespace outside the lab, "
+                               f"which netstep does not change: {link} is left as it is.")
         peer = self.handles.ipr(where).link("get", index=peer_index)[0]
         return (where, peer.get("ifname"))
 
