@@ -194,7 +194,7 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
 def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.core.reset import reset_lab
 
-    require_root_and_tools("nsenter")
+    require_root_and_tools("iptables")  # (a host-mode lab's rules are removed with it)
     lab = lab_for(args)
     lab.lock(build=False, adopt=True)  # whatever mode the lab was made in
     try:

@@ -92,24 +92,28 @@ def _host_findings() -> list[tuple[bool, str]]:
 
 
 def _try_lab() -> tuple[bool, str]:
-    """What a lab needs, tried in a scratch network namespace that goes with the process:
-    a veth pair brought up with an address, and iptables adding and listing a rule. With
-    `ip`, not netstep's own netlink client: doctor runs where netstep may not (pyroute2,
-    its netlink library, takes ~0.1 s to load; whether it is installed is checked apart)."""
-    script = ("ip link add doctor0 type veth peer name doctor1 && ip link set doctor0 up && "
+    """What a lab needs, tried in a scratch network and mount namespace that go with the
+    process: a namespace pinned by a bind mount (as a lab keeps its namespaces), a veth
+    pair brought up with an address, and iptables adding and listing a rule. With `ip`,
+    not netstep's own netlink client: doctor runs where netstep may not (pyroute2, its
+    netlink library, takes ~0.1 s to load; whether it is installed is checked apart)."""
+    script = ("mount -t tmpfs netstep-doctor /run && touch /run/ns && mount --bind /proc/self/ns/net /run/ns && "
+              "ip link add doctor0 type veth peer name doctor1 && ip link set doctor0 up && "
               "ip addr add 192.0.2.1/24 dev doctor0 && iptables -w -A FORWARD -i doctor0 -j ACCEPT && "
               "iptables -w -S FORWARD")
     try:
-        result = subprocess.run(["unshare", "--net", "--", "sh", "-ec", script], capture_output=True, text=True,
-                                timeout=30)
+        result = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-ec",
+                                 script], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"a scratch namespace could not be made: {exc}"
     if result.returncode != 0 or "doctor0" not in result.stdout:
-        return False, f"namespaces, veth pairs or iptables do not work here: {result.stderr.strip()}"
-    return True, "a scratch namespace with a veth pair, an address and an iptables rule worked (and is gone)"
+        return False, f"namespaces, their bind mounts, veth pairs or iptables do not work here: {result.stderr.strip()}"
+    return True, ("a scratch namespace, pinned by a bind mount, with a veth pair, an address and an iptables rule "
+                  "worked (and is gone)")
 
 
 def _library() -> tuple[bool, str]:
+    """Whether pyroute2 is installed, found without importing it."""
     found = importlib.util.find_spec("pyroute2") is not None
     return found, ("pyroute2, netstep's netlink library, is installed" if found else
                    "pyroute2 is missing: install netstep with pip (`pip install -e .`), which brings it")

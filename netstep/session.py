@@ -9,20 +9,28 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from netstep.errors import NetstepError
+
+if TYPE_CHECKING:
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
+    from netstep.course.course import Course
 
 TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
          "ip": "iproute2"}
 
 
 def require_root_and_tools(*tools: str) -> None:
+    """Refuse, in one paragraph, to go on without root or without `tools` (by default the
+    programs a lab runs inside its namespaces), before anything is touched."""
     if os.geteuid() != 0:
         raise NetstepError(
             "netstep needs root: it creates network namespaces and changes their devices, routes and "
             "rules. Run it as root, for example `sudo .venv/bin/python -m netstep ...`."
         )
-    missing = [t for t in tools or ("nsenter", "iptables", "iptables-save", "conntrack") if not shutil.which(t)]
+    missing = [t for t in tools or ("iptables", "iptables-save", "conntrack") if not shutil.which(t)]
     if missing:
         packages = sorted({TOOLS[t] for t in missing})
         raise NetstepError(
@@ -32,7 +40,7 @@ def require_root_and_tools(*tools: str) -> None:
 
 
 @contextmanager
-def opened(args, course=None) -> Iterator:
+def opened(args, course: Course | None = None) -> Iterator[Engine]:
     """The engine on the lab named by `args`, holding the lab's lock until the block ends."""
     engine = engine_for(args, course)
     try:
@@ -41,7 +49,8 @@ def opened(args, course=None) -> Iterator:
         engine.lab.close()
 
 
-def engine_for(args, course=None):
+def engine_for(args, course: Course | None = None) -> Engine:
+    """An engine on the lab `args` names, its lock taken (and the lab built if new)."""
     from netstep.core.engine import Engine
 
     require_root_and_tools()
@@ -54,7 +63,8 @@ def engine_for(args, course=None):
         raise
 
 
-def lab_for(args):
+def lab_for(args) -> Lab:
+    """The lab `args` names, its options checked; not locked yet."""
     from netstep.core.lab import Lab  # (imported when used: `list` has no lab)
 
     if (args.internet or args.upstream) and not args.host:

@@ -35,7 +35,8 @@ def test_the_profile_sorts_a_run_into_where_its_time_went():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    shares = {row[0].strip("| "): float(row[2].strip("| %")) for row in rows[1:]}
-    assert {"pyroute2 (its Python and event loop)", "kernel: netlink requests", "imports",
-            "drawing (rich)"} <= set(shares), result.stdout
-    assert 97 <= sum(shares.values()) <= 103, result.stdout  # (each share rounded)
+    seconds = {row[0].strip("| "): float(row[1]) for row in rows[1:]}
+    # A drawn run of 3 containers speaks netlink, draws, imports and probes: each is seen.
+    for where in ("pyroute2 (its Python and event loop)", "kernel: netlink requests", "imports", "drawing (rich)",
+                  "netstep's own Python"):
+        assert seconds.get(where, 0) > 0, result.stdout

@@ -184,5 +184,11 @@ def exec_in(path: str | None, argv: list[str], *, timeout: float = 30.0) -> subp
     which acts on it between two actions: a helper killed half-way would leave a change
     that the journal does not know about.
     """
-    return run_in(path, lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                                                start_new_session=True))
+    def run() -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                                  start_new_session=True)
+        except FileNotFoundError:  # as a shell (or nsenter) says it: exit 127
+            return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: command not found\n")
+
+    return run_in(path, run)
