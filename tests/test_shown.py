@@ -3,10 +3,15 @@ last move and reads only the caches a show names, and that must equal a fresh re
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
 from support import needs_root
 
 from netstep.core.engine import Engine
-from netstep.state.snapshot import CACHE_PARTS
+from netstep.present.views import renderable
+from netstep.state.diff import diff
+from netstep.state.snapshot import CACHE_PARTS, Link, NamespaceState, Snapshot
 
 
 def _entries(state, part: str) -> list[str]:
@@ -33,3 +38,25 @@ def test_every_shown_namespace_equals_a_fresh_reading(lab):
                         assert _entries(state, part) == _entries(fresh[ns], part), f"step {step.ref}, {ns} {part}"
             shown += 1
     assert shown >= 20
+
+
+def test_a_long_line_wraps_under_its_own_column():
+    """On a narrow terminal a long route or rule wraps under the text it continues, not
+    under the part's title or the diff's namespace column."""
+    route = "default via 10.0.2.2 dev eth0 proto static metric 100 onlink"
+    state = NamespaceState("host", links=(Link("lo", "loopback", True),), routes=(route,))
+    console = Console(file=io.StringIO(), width=50, color_system=None)
+    console.print(renderable(state))
+    drawn = console.file.getvalue().splitlines()
+    at = next(i for i, line in enumerate(drawn) if "Routes" in line)
+    column = drawn[at].index("default")
+    following = drawn[at + 1]
+    assert following[2:column].strip() == "" and following[column] != " ", drawn  # (after the border "│ ")
+    assert f"{drawn[at][column:].strip(' │')} {following[column:].strip(' │')}" == route, drawn
+
+    change = diff(Snapshot({}), Snapshot({"host": state}))
+    console = Console(file=io.StringIO(), width=50, color_system=None)
+    console.print(renderable(change))
+    drawn = console.file.getvalue().splitlines()
+    at = next(i for i, line in enumerate(drawn) if "routes:" in line)
+    assert drawn[at + 1].startswith(" " * len("+ host ")) and drawn[at + 1].strip(), drawn
