@@ -215,6 +215,7 @@ def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
 def cmd_shell(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.shell import open_shell
 
+    require_root_and_tools("nsenter", "unshare", "findmnt", "bash")  # before a lab is built for it
     engine = engine_for(args)
     engine.lab.close()  # the lock is not held while the student works by hand
     engine.lab.require(args.namespace)

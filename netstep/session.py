@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from netstep.core.lab import Lab
     from netstep.course.course import Course
 
-TOOLS = {"nsenter": "util-linux", "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack",
-         "ip": "iproute2"}
+TOOLS = {"nsenter": "util-linux", "unshare": "util-linux", "findmnt": "util-linux", "bash": "bash",
+         "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack", "ip": "iproute2"}
 
 
 def require_root_and_tools(*tools: str) -> None:

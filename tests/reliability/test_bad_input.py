@@ -457,9 +457,11 @@ def test_not_root_gives_one_clear_message(args: list[str]) -> None:
 
 
 @needs_root
-@pytest.mark.parametrize("missing", ["conntrack", "nsenter", "all"])
+@pytest.mark.parametrize("missing", ["conntrack", "iptables", "nsenter", "all"])
 def test_missing_tools_give_one_clear_message(tmp_path: Path, missing: str) -> None:
-    """PATH holds the tools netstep needs but `missing` (and Python's own folder)."""
+    """PATH holds the tools netstep needs but `missing` (and Python's own folder). A
+    command that needs the tool refuses, naming it and its package, before building
+    anything; one that does not (only `shell` enters namespaces with nsenter) works."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     if missing != "all":
@@ -468,15 +470,22 @@ def test_missing_tools_give_one_clear_message(tmp_path: Path, missing: str) -> N
                 (bin_dir / tool).symlink_to(shutil.which(tool))
     env = {**ENV, "PATH": f"{bin_dir}:{Path(sys.executable).parent}"}
     lab = unique_name("tools")
+    needs = {  # command -> the tools it refuses to run without
+        ("run", "1", "--yes"): {"conntrack", "iptables", "all"},
+        ("reset",): {"iptables", "all"},  # (a host-mode lab's rules are removed with iptables)
+        ("shell",): {"nsenter", "all"},
+    }
     try:
-        for args in (["run", "1", "--yes"], ["reset"]):
+        for args, refused in needs.items():
             result = cli("--lab", lab, *args, env=env)
-            if args == ["reset"] and missing == "conntrack":
-                assert result.returncode == 0, show(result)  # reset needs only nsenter
+            if missing not in refused:
+                if args != ("shell",):  # (a shell with every tool would wait for its input)
+                    assert result.returncode == 0, show(result)
                 continue
-            expected = "nsenter" if missing in ("nsenter", "all") else missing
+            expected = {"all": "iptables" if args != ("shell",) else "nsenter"}.get(missing, missing)
             assert_clean_refusal(result, "needs", expected, "apt-get install")
-            assert not os.path.exists(os.path.join("/run/netstep/labs", lab)), "a lab was built without its tools"
+            if args[0] == "run":
+                assert not os.path.exists(os.path.join("/run/netstep/labs", lab)), "a lab was built without its tools"
             STATS["bad command lines refused"] += 1
     finally:
         destroy_quietly(lab)
