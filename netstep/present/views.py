@@ -113,7 +113,7 @@ def _(d: Diff) -> RenderableType:
     if not d:
         return Text("No change to devices, addresses, routes, rules or sysctls.", style="dim")
     width = max(len(ns.name) for ns in d.namespaces)
-    return Hanging([(Text.assemble((f"{sign} ", f"bold {style}"), (f"{name:<{width}} ", "cyan")),
+    return Hanging([(Text.assemble((sign, f"bold {style}"), " ", (f"{name:<{width}}", "cyan"), " "),
                      Text(line, style=style)) for sign, name, line, style in _diff_lines(d)])
 
 
