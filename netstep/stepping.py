@@ -30,6 +30,8 @@ def print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", st
 
 def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.course import Course
+    from netstep.course.predictions import Score, predicted
+    from netstep.practice import ask, show_score
 
     course = Course.load()
     if args.containers is not None:
@@ -40,13 +42,6 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
         if built_with(Lab(args.lab)) != args.containers:  # a lab already built holds its own entries
             check_room(args.containers)
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
-    return _run(args, course, lessons, out, err)
-
-
-def _run(args, course, lessons, out: LazyConsole, err: LazyConsole) -> int:
-    from netstep.course.predictions import Score, predicted
-    from netstep.practice import ask, show_score
-
     start = course.start_of(lessons[0])
     with opened(args, course) as engine:
         if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)

@@ -380,6 +380,6 @@ class Lab:
         """The caches (neighbours, fdb, conntrack) of `ns` that `parts` names, read now."""
         return self.reader.caches(ns, parts)
 
-    def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
-        """Where the other end of veth `link` in `ns` is: (namespace, name)."""
-        return self.reader.peer_of(ns, link)
+    def peer_of(self, ns: str, msg) -> tuple[str, str] | None:
+        """Where the other end of the veth whose link message is `msg` is: (namespace, name)."""
+        return self.reader.peer_of(ns, msg)

@@ -35,8 +35,10 @@ def capture(lab: LabAccess, wanted: dict[str, list[str]]) -> dict:
     return image
 
 
-def end_image(lab: LabAccess, ns: str, name: str) -> dict:
-    msg = lookup.link_msg(lab, ns, name)
+def end_image(lab: LabAccess, ns: str, name: str, msg=None) -> dict:
+    """Link `name`'s up state, master and addresses; `msg`: its link message, if read already."""
+    if msg is None:
+        msg = lookup.link_msg(lab, ns, name)
     master = msg.get("IFLA_MASTER")
     return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
             "master": lookup.name_of(lab, ns, master) if master else "",
@@ -49,9 +51,9 @@ def link_image(lab: LabAccess, ns: str, name: str) -> dict:
     kind = info.get("IFLA_INFO_KIND") if info else None
     if kind not in ("veth", "bridge"):
         raise NetstepError(f"netstep can only delete veth and bridge devices, and '{name}' is a {kind}.")
-    entry = {"kind": kind, **end_image(lab, ns, name)}
+    entry = {"kind": kind, **end_image(lab, ns, name, msg)}
     if kind == "veth":
-        peer = lab.peer_of(ns, name)
+        peer = lab.peer_of(ns, msg)
         if peer is not None:
             entry["peer"] = end_image(lab, peer[0], peer[1])
     else:

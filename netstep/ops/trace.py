@@ -23,7 +23,7 @@ from netstep.ops import probes
 from netstep.ops.witness import Witness
 from netstep.render import RenderMixin
 from netstep.state import evidence
-from netstep.state.evidence import Counters, Flow, RouteLookups, RuleCount
+from netstep.state.evidence import Flow, RouteLookups, RuleCount
 from netstep.state.explain import Finding, Observation, explain
 from netstep.state.paths import Path, Wiring, walk
 from netstep.state.snapshot import Snapshot
@@ -144,19 +144,22 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     snapshot = lab.snapshot(names, caches=False)
     ruled = [ns for ns in names if snapshot[ns].rules]
     notes: list[str] = []
-    rules_before = _rule_counts(lab, ruled)
-    with Counters({ns: lab.path_of(ns) for ns in names}) as counters, ExitStack() as stack:
-        watch = _watch_drops(stack, notes) if drops else None
-        before = counters.read()
+    lookups = RouteLookups(lab.ipr)
+    with ExitStack() as stack:
         # The witness of the checks: a probe lost where a counter records the loss is
-        # concluded then, not after the 0.2 s a silent loss is otherwise given.
-        witness = stack.enter_context(closing(Witness(lab, [check], snapshot, RouteLookups(lab.ipr))))
+        # concluded then, not after the 0.2 s a silent loss is otherwise given. Its readings
+        # before the probe (every namespace's SNMP counters, the rule counters where a rule
+        # decides) are the trace's too; the trace reads the other rule counters itself.
+        witness = stack.enter_context(closing(Witness(lab, [check], snapshot, lookups)))
+        rules_before = {**witness.rules_before,
+                        **_rule_counts(lab, [ns for ns in ruled if ns not in witness.rules_before])}
+        watch = _watch_drops(stack, notes) if drops else None
         result = probes.run([check], lab.path_of, lab.internet, witness)[0]
         time.sleep(0.002)  # let the last softirq work finish counting
-        moved = evidence.delta(before, counters.read())
+        moved = evidence.delta(witness.before, witness.counters.read())
         dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch else []
     rules_after = _rule_counts(lab, ruled)
-    src = RouteLookups(lab.ipr)(source, dst, None, None).prefsrc or ""
+    src = lookups(source, dst, None, None).prefsrc or ""
     flows = _flows_of(lab, ruled, check, src, dst) if src else []
     forward, reply = paths(lab, snapshot, source, dst, flows)
     counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}

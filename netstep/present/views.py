@@ -61,6 +61,9 @@ def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS
     return Panel(Hanging(rows), title=f"[bold]{state.name}[/]", title_align="left", expand=False)
 
 
+MIN_ROOM = 12  # columns a text keeps beside its label, however narrow the terminal
+
+
 class Hanging:
     """Lines of (label, text), a text too long for the width wrapped under itself, not
     under its label. Drawn as one Text: the rich Tables this replaces measured every cell
@@ -72,7 +75,7 @@ class Hanging:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         out = Text(no_wrap=True, overflow="fold")
         for label, text in self.rows:
-            room = max(options.max_width - label.cell_len, 12)
+            room = max(options.max_width - label.cell_len, MIN_ROOM)
             lines = [text] if text.cell_len <= room else text.wrap(console, room)
             for i, line in enumerate(lines):
                 if out:
@@ -84,7 +87,7 @@ class Hanging:
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         widest = max((label.cell_len + text.cell_len for label, text in self.rows), default=0)
         label = max((label.cell_len for label, _ in self.rows), default=0)
-        return Measurement(min(widest, label + 12), widest).clamp(max_width=options.max_width)
+        return Measurement(min(widest, label + MIN_ROOM), widest).clamp(max_width=options.max_width)
 
 
 def _link_text(text: str) -> Text:

@@ -148,13 +148,11 @@ class StateReader:
 
         return name
 
-    def peer_of(self, ns: str, link: str) -> tuple[str, str] | None:
-        """Where the other end of veth `link` in `ns` is: (namespace, name). Asked of the
-        one link and its peer (a `get` each), not of a dump of every device on both sides."""
-        index = self.handles.link_index(ns, link)
-        if index is None:
-            return None
-        msg = self.handles.ipr(ns).link("get", index=index)[0]
+    def peer_of(self, ns: str, msg) -> tuple[str, str] | None:
+        """Where the other end of the veth in `ns` whose link message (pyroute2's, as a
+        `get` gives it) is `msg` is: (namespace, name). Its peer is asked with one more
+        `get`, not found in a dump of every device on both sides."""
+        link = msg.get("ifname")
         info = msg.get("IFLA_LINKINFO")
         peer_index = msg.get("IFLA_LINK")
         if not info or info.get("IFLA_INFO_KIND") != "veth" or not peer_index:
