@@ -204,32 +204,46 @@ def collision(out: dict, what: str, lab: str, upstream: str, lesson: str) -> Non
 
 def kill_trials(lab: str, upstream: str, rng: random.Random, count: int, seconds: float) -> list[dict]:
     """kill -9 of host-mode `run all` (alternately at a random time and in the middle of an
-    action, as the journal shows it), then reset."""
+    action, as the journal shows it), then reset. `seconds` is how long the first run took;
+    a run that ends before its kill (later runs are often faster: warm caches) is reset and
+    tried again with half the delay, up to three times, so that the kills do land."""
     trials = []
     for trial in range(count):
         delay = rng.uniform(0.3, seconds * 0.95)
-        proc = subprocess.Popen([sys.executable, "-m", "netstep", "--lab", lab, "--host", "--internet",
-                                 "203.0.113.8", "--upstream", upstream, "run", "all", "--yes", "--json"],
-                                cwd=REPO, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        moment = f"after {delay:.2f} s"
-        if trial % 2 == 0:
-            time.sleep(delay)
-        else:
-            started = time.monotonic()
-            while proc.poll() is None and time.monotonic() - started < seconds * 3:
-                if time.monotonic() - started > delay and (seen := mid_action(lab)):
-                    moment = f"mid-action ({seen})"
-                    break
-                time.sleep(0.0005)
-        still_running = proc.poll() is None
-        if still_running:
-            os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-        reset = netstep(lab, upstream, "reset")
+        for _attempt in range(3):
+            moment, still_running, proc, err = _kill_run(lab, upstream, delay, mid_action_wanted=trial % 2 == 1,
+                                                         patience=seconds * 3)
+            reset = netstep(lab, upstream, "reset")
+            if still_running:
+                break
+            delay /= 2
         trials.append({"moment": moment, "killed": still_running and proc.returncode == -9,
                        "run_stderr": err[-1500:], "reset": reset, "after": full_state()})
     return trials
+
+
+def _kill_run(lab: str, upstream: str, delay: float, *, mid_action_wanted: bool, patience: float):
+    """Start host-mode `run all` and kill -9 it after `delay` (at the first action in progress
+    after it, if `mid_action_wanted`): (moment, whether it was still running, proc, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "netstep", "--lab", lab, "--host", "--internet",
+                             "203.0.113.8", "--upstream", upstream, "run", "all", "--yes", "--json"],
+                            cwd=REPO, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    moment = f"after {delay:.2f} s"
+    if not mid_action_wanted:
+        time.sleep(delay)
+    else:
+        started = time.monotonic()
+        while proc.poll() is None and time.monotonic() - started < patience:
+            if time.monotonic() - started > delay and (seen := mid_action(lab)):
+                moment = f"mid-action ({seen})"
+                break
+            time.sleep(0.0005)
+    still_running = proc.poll() is None
+    if still_running:
+        os.killpg(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    return moment, still_running, proc, err
 
 
 def forwarding(lab: str, upstream: str) -> dict:
