@@ -485,6 +485,38 @@ def test_http_server_that_cannot_bind_fails_the_step(lab: Lab, tmp_path: Path) -
 # -- refusals ---------------------------------------------------------------------------------------
 
 
+def _mounted_at(path: str) -> bool:
+    """Whether something is mounted on `path`, read from the kernel's mount table."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def test_a_namespace_file_left_by_a_kill_is_not_a_name_in_use(lab: Lab, tmp_path: Path) -> None:
+    """A kill -9 between making a namespace's file and mounting the namespace on it leaves
+    an empty file. Restoring a deleted namespace there (as reset does) and deleting it
+    again must work: it is the lab's leftover, not a namespace someone made."""
+    course = course_of(tmp_path, ("Add", ["host# ip netns add netns1"], []),
+                       ("Delete", ["host# ip netns delete netns1"], []))
+    engine = Engine(lab, course)
+    engine.apply_next()
+    engine.apply_next()
+    path = lab.path_of("netns1")
+    assert not os.path.exists(path)
+    open(path, "w").close()  # what the kill leaves behind
+    assert not lab.has_namespace("netns1")
+
+    engine.undo_last()  # restore netns1: over the leftover file
+    assert _mounted_at(path) and lab.has_namespace("netns1")
+    engine.undo_last()  # delete it again
+    assert not os.path.exists(path) and not _mounted_at(path)
+
+    # A namespace really there is still a name in use.
+    engine.apply_next()
+    with pytest.raises(NameConflict):
+        lab.add_container("netns1")
+    assert _mounted_at(path)
+
+
 def test_name_conflict_leaves_the_hand_made_link_alone(lab: Lab, tmp_path: Path) -> None:
     course = course_of(tmp_path, ("Cable", ["host# ip netns add netns0",
                                             "host# ip link add veth0 type veth peer name ceth0",

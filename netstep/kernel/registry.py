@@ -88,5 +88,10 @@ class Namespaces:
             raise NetstepError(f"'{ns}' cannot name a container namespace.")
         path = self.path_of(ns)
         if os.path.exists(path):
-            raise NameConflict(f"A namespace named '{ns}' already exists in lab '{self.lab}'.")
+            if self.is_pinned(path):
+                raise NameConflict(f"A namespace named '{ns}' already exists in lab '{self.lab}'.")
+            # An empty file in the lab's own folder, pinning nothing: a kill came between
+            # making it and mounting a namespace on it (or between unmounting and unlinking).
+            # No namespace lives there, so it is the lab's leftover, not a name in use.
+            os.unlink(path)
         namespaces.create(path)
