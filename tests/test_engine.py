@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -515,6 +516,42 @@ def test_a_namespace_file_left_by_a_kill_is_not_a_name_in_use(lab: Lab, tmp_path
     with pytest.raises(NameConflict):
         lab.add_container("netns1")
     assert _mounted_at(path)
+
+
+def _ip_links(path: str) -> list[dict]:
+    return json.loads(subprocess.run(["nsenter", f"--net={path}", "ip", "-j", "-d", "link", "show"], check=True,
+                                     capture_output=True, text=True).stdout)
+
+
+def test_peers_are_named_right_after_a_namespace_is_removed_and_its_id_reused(lab: Lab, tmp_path: Path) -> None:
+    """The host remembers which namespace each of its namespace ids stands for. When netns0
+    goes, the kernel frees its id and gives it to the next namespace that needs one: the
+    host's veth into netns1 must then be named by netns1, as read independently."""
+    cable = ["host# ip link add {v} type veth peer name {c}", "host# ip link set {c} netns {ns}"]
+    course = course_of(tmp_path, ("netns0", ["host# ip netns add netns0",
+                                             *[x.format(v="veth0", c="ceth0", ns="netns0") for x in cable]], []),
+                       ("gone", ["host# ip netns delete netns0"], []),
+                       ("netns1", ["host# ip netns add netns1",
+                                   *[x.format(v="veth1", c="ceth1", ns="netns1") for x in cable]], []))
+    engine = Engine(lab, course)
+    engine.apply_next()
+    host = lab.path_of("host")
+    old_id = {x["ifname"]: x for x in _ip_links(host)}["veth0"]["link_netnsid"]
+    assert lab.snapshot()["host"].link("veth0").peer == "ceth0@netns0"  # the id is remembered now
+    engine.apply_next()
+    deadline = time.monotonic() + 10  # the kernel frees a dead namespace's id from a work queue
+    while old_id in [x["nsid"] for x in json.loads(subprocess.run(
+            ["nsenter", f"--net={host}", "ip", "-j", "netns", "list-id"], capture_output=True, text=True,
+            check=True).stdout or "[]")]:
+        assert time.monotonic() < deadline, "the kernel kept the dead namespace's id"
+        time.sleep(0.02)
+    engine.apply_next()
+
+    veth1 = {x["ifname"]: x for x in _ip_links(host)}["veth1"]
+    assert veth1["link_netnsid"] == old_id  # the case this test is for: the id was given again
+    ceth1 = {x["ifindex"]: x for x in _ip_links(lab.path_of("netns1"))}[veth1["link_index"]]
+    assert ceth1["ifname"] == "ceth1"
+    assert lab.snapshot()["host"].link("veth1").peer == "ceth1@netns1"
 
 
 def test_name_conflict_leaves_the_hand_made_link_alone(lab: Lab, tmp_path: Path) -> None:

@@ -37,9 +37,14 @@ class Namespaces:
         self.locked = False
         self._pinned: set[str] = set()
 
-    def forget(self) -> None:
-        """Drop what is remembered: namespaces are being made or removed, or the lock was free."""
-        self._pinned.clear()
+    def forget(self, ns: str | None = None) -> None:
+        """Drop what is remembered: of namespace `ns` (it is being removed), or of all (the
+        lock was free, or the namespaces are being made or removed outside this registry).
+        A namespace made is not a reason: it unpins no other."""
+        if ns is None:
+            self._pinned.clear()
+        elif (path := self.path_of(ns)) is not None:
+            self._pinned.discard(path)
 
     def is_pinned(self, path: str) -> bool:
         if path in self._pinned:

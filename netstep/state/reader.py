@@ -41,9 +41,16 @@ class StateReader:
         # Namespace ids as each namespace knows the others: see nsid_resolver.
         self._nsids: dict[str, dict[int, str]] = {}
 
-    def forget(self) -> None:
-        """Drop the namespace ids: namespaces are being made or removed, or the lock was free."""
-        self._nsids.clear()
+    def forget(self, ns: str | None = None) -> None:
+        """Drop the namespace ids: those of and for namespace `ns` (it is being removed: the
+        kernel may give its ids to a namespace made next), or all (the lock was free)."""
+        if ns is None:
+            self._nsids.clear()
+            return
+        self._nsids.pop(ns, None)
+        for known in self._nsids.values():
+            for nsid in [i for i, name in known.items() if name == ns]:
+                del known[nsid]
 
     def snapshot(
         self,
@@ -124,9 +131,9 @@ class StateReader:
         """A function naming the lab namespace that `ns` knows under a given id.
 
         The kernel gives ids lazily (when a veth pair first crosses between two
-        namespaces) and keeps them while both namespaces live. The answers are kept only
-        while the lab is locked and nothing made or removed a namespace (the lab calls
-        `forget` then): then nobody else can have changed the lab's namespaces. (Keeping
+        namespaces) and keeps them while both namespaces live. The answers are kept while
+        the lab is locked, and those naming a namespace until it is removed (the lab calls
+        `forget` then): nobody else can have changed the lab's namespaces. (Keeping
         them by nsfs inode number instead misnamed peers: the kernel reuses those numbers.)
         """
         known = self._nsids.setdefault(ns, {})
