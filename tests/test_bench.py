@@ -40,3 +40,21 @@ def test_the_profile_sorts_a_run_into_where_its_time_went():
     for where in ("pyroute2 (its Python and event loop)", "kernel: netlink requests", "imports", "drawing (rich)",
                   "netstep's own Python"):
         assert seconds.get(where, 0) > 0, result.stdout
+
+
+@needs_root
+def test_netlink_time_counts_the_calls_a_run_makes():
+    result = subprocess.run([sys.executable, "bench/netlink_time.py", "run", "lesson2", "--yes", "--json"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "calls to pyroute2 IPRoute" in result.stdout, result.stdout
+    counts = {line.split(" x ", 1)[1]: int(line.split(" x ", 1)[0].split()[-1])
+              for line in result.stdout.splitlines() if " x " in line}
+    # Every `ip link add` of lessons 1 and 2 is a request (the lab's own build adds a link
+    # too), and so is every `ip link set` (a move, up), besides the reads around them.
+    course = Course.load()
+    lines = [c.text for step in course.steps if step.ref.split(".")[0] in ("1", "2") for c in step.commands]
+    assert counts.get("link add", 0) >= sum(line.startswith("ip link add") for line in lines), result.stdout
+    assert counts.get("link set", 0) >= sum(line.startswith("ip link set") for line in lines), result.stdout
+    labs = subprocess.run([sys.executable, "-m", "netstep", "list"], cwd=REPO, capture_output=True, text=True)
+    assert "bench-netlink-" not in labs.stdout  # its lab was reset
