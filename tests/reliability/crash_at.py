@@ -2,12 +2,15 @@
 
 It runs `python -m netstep CLI ARGS...`, except that the first time the executor is asked
 to apply the action whose command is COMMAND (as `Action.command()` says it, such as
-`ip link add veth0 type veth peer name ceth0`):
+`ip link add veth0 type veth peer name ceth0`; `COMMAND#N`: the N-th time):
 
 - WHEN `before`: the process kills itself with SIGKILL before the executor starts;
 - WHEN `prepared`: just after the executor has told the engine the undo (which the engine
   journals) and before the kernel change;
 - WHEN `after`: just after the kernel change, before the engine hears it is done;
+- WHEN `midway`: in the middle of a namespace's making or removal (`ip netns add` or
+  `delete`): its file made and no namespace mounted on it yet, or the namespace unmounted
+  and its file not yet removed;
 - WHEN `spawned`: the process kills itself right after starting the action's child
   process (the HTTP server), which is made slow to start (it sleeps 2 s first), so that
   it has written no pid file when a `reset` comes;
@@ -29,13 +32,23 @@ import sys
 
 def main() -> int:
     command, when = sys.argv[1], sys.argv[2]
-    assert sys.argv[3] == "--" and when in ("before", "prepared", "after", "spawned", "ctrl-c", "ctrl-c-late"), __doc__
+    assert sys.argv[3] == "--" and when in ("before", "prepared", "after", "midway", "spawned", "ctrl-c",
+                                            "ctrl-c-late"), __doc__
+    command, _, nth = command.partition("#")
     import subprocess
 
     from netstep.kernel import namespaces
     from netstep.ops import apply as executor
 
-    real, real_exec, armed = executor.apply, namespaces.exec_in, [0]
+    real, real_exec, armed, seen = executor.apply, namespaces.exec_in, [0], [0]
+
+    def create(path):  # the file, and death before a namespace is mounted on it
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def remove(path):  # the namespace unmounted, and death before its file is removed
+        subprocess.run(["umount", "--lazy", path], check=True)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     class Spawned(subprocess.Popen):
         def __init__(self, argv, **kwargs):
@@ -44,6 +57,10 @@ def main() -> int:
 
     def apply(lab, action, ready=None):
         if action.command() == command:
+            seen[0] += 1
+        if action.command() == command and seen[0] == int(nth or 1):
+            if when == "midway":
+                namespaces.create, namespaces.remove = create, remove
             if when == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
             if when == "prepared":

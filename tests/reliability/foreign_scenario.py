@@ -45,7 +45,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from hostmode_scenario import build_machine, sh  # noqa: E402
 from machine_guard import differences, machine_state  # noqa: E402
-from relsupport import ENV, crash_points, crash_run, last_step  # noqa: E402
+from relsupport import ENV, crash_points, crash_run, last_step, midway_points  # noqa: E402
 from support import REPO  # noqa: E402
 
 from netstep.kernel import namespaces  # noqa: E402
@@ -330,7 +330,10 @@ def sweep(lab: str, upstream: str) -> list[dict]:
 
     results = []
     before = full_state()
-    for (ref, command), when in itertools.product(crash_points(Course.load()), ("prepared", "after")):
+    course = Course.load()
+    points = [*itertools.product(crash_points(course), ("prepared", "after")),
+              *[(point, "midway") for point in midway_points(course)]]
+    for (ref, command), when in points:
         run = crash_run(lab, command, when, host=("--host", "--internet", "203.0.113.8", "--upstream", upstream))
         reset = netstep(lab, upstream, "reset")
         after = full_state()

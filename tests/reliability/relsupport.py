@@ -214,6 +214,26 @@ def crash_points(course) -> list[tuple[str, str]]:
     return list(seen.values())
 
 
+def midway_points(course) -> list[tuple[str, str]]:
+    """(step ref, command[#N]) where a kill in the middle of making or removing a namespace
+    can hurt (crash_at.py's `midway`): the first `ip netns delete`, and the first `ip netns
+    add` of a name deleted before it (whose undo, a restore, is still in the journal)."""
+    from netstep.course.actions import AddNetns, DeleteNetns
+
+    points, deleted, times = [], set(), Counter()
+    for step in course.steps:
+        for action in step.actions:
+            command = action.command()
+            times[command] += 1
+            if isinstance(action, DeleteNetns) and not deleted:
+                points.append((step.ref, command))
+            if isinstance(action, DeleteNetns):
+                deleted.add(action.name)
+            if isinstance(action, AddNetns) and action.name in deleted and len(points) < 2:
+                points.append((step.ref, f"{command}#{times[command]}"))
+    return points
+
+
 def run_scenario(mode: str) -> dict:
     """foreign_scenario.py (MODE foreign or sweep) in a network and mount namespace of its
     own, as root; its JSON report, with the seed and the time it took."""

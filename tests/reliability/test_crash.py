@@ -48,6 +48,7 @@ from relsupport import (
     last_step,
     leftovers,
     master_seed,
+    midway_points,
     needs_lessons,
     netstep,
     note,
@@ -398,10 +399,18 @@ def host_sweep() -> dict:
     return {(r["command"], r["when"]): r for r in report["sweep"]}
 
 
+# `midway`: a kill in the middle of a namespace's making or removal (its file made and no
+# namespace on it yet, or unmounted and not yet unlinked). Found by a random kill in step
+# 4.3: the empty file left by `ip netns add netns1` made reset's restore of the netns1 that
+# 4.1 deleted say it already existed.
+MIDWAY = midway_points(Course.load()) if len(real_lesson_files()) >= 7 else []
+
+
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="host mode is tested only inside unshare")
-@pytest.mark.parametrize("when", ["prepared", "after"])
-@pytest.mark.parametrize("ref,command", [
-    pytest.param(ref, command, id=f"{ref}:{command.split(' -s ')[0][:40]}") for ref, command in POINTS])
+@pytest.mark.parametrize("ref,command,when", [
+    *[pytest.param(ref, command, when, id=f"{ref}:{command.split(' -s ')[0][:40]}-{when}")
+      for ref, command in POINTS for when in ("prepared", "after")],
+    *[pytest.param(ref, command, "midway", id=f"{ref}:{command}-midway") for ref, command in MIDWAY]])
 def test_host_mode_crash_around_each_kind_of_action_then_reset_restores_the_machine(
         host_sweep: dict, ref: str, command: str, when: str) -> None:
     result = host_sweep[(command, when)]
