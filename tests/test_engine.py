@@ -516,6 +516,17 @@ def test_a_namespace_file_left_by_a_kill_is_not_a_name_in_use(lab: Lab, tmp_path
     with pytest.raises(NameConflict):
         lab.add_container("netns1")
     assert _mounted_at(path)
+    # So is anything else that is not an empty file: it is not the lab's leftover.
+    other = lab.path_of("netns2")
+    os.mkdir(other)
+    with pytest.raises(NameConflict):
+        lab.add_container("netns2")
+    os.rmdir(other)
+    Path(other).write_text("someone's notes")
+    with pytest.raises(NameConflict):
+        lab.add_container("netns2")
+    assert Path(other).read_text() == "someone's notes"
+    os.unlink(other)
 
 
 def _ip_links(path: str) -> list[dict]:

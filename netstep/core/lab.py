@@ -221,12 +221,14 @@ class Lab:
         """Host mode's client on the network (see netstep.kernel.standin). The engine's last
         reading of the lab is stale once the lab itself changed the host."""
         self.standin.build()
+        self.reader.forget("upstream")  # (a new namespace: the host may know it by an old id)
         self._drop_last_snapshot()
 
     def remove_standin(self) -> None:
         """Remove host mode's stand-in client, as a rollback of the whole course does."""
         if self.standin.wanted:
             self.standin.remove()
+            self.reader.forget("upstream")  # (its ids may go to a namespace made next)
             self._drop_last_snapshot()
 
     def _drop_last_snapshot(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from netstep.errors import NameConflict, NetstepError
 from netstep.kernel import namespaces
@@ -92,11 +93,17 @@ class Namespaces:
         if not NS_NAME_RE.match(ns) or ns in ("host", "upstream"):
             raise NetstepError(f"'{ns}' cannot name a container namespace.")
         path = self.path_of(ns)
-        if os.path.exists(path):
-            if self.is_pinned(path):
+        if os.path.lexists(path):
+            if not self._is_leftover(path):
                 raise NameConflict(f"A namespace named '{ns}' already exists in lab '{self.lab}'.")
-            # An empty file in the lab's own folder, pinning nothing: a kill came between
-            # making it and mounting a namespace on it (or between unmounting and unlinking).
-            # No namespace lives there, so it is the lab's leftover, not a name in use.
             os.unlink(path)
         namespaces.create(path)
+
+    def _is_leftover(self, path: str) -> bool:
+        """An empty file in the lab's own folder with nothing mounted on it: a kill came
+        between making it and mounting a namespace on it (or between unmounting and
+        unlinking). No namespace lives there; it is the lab's leftover, not a name in use.
+        Anything else (a namespace, a folder, a file with something in it) is left alone."""
+        info = os.lstat(path)
+        return (stat.S_ISREG(info.st_mode) and info.st_size == 0 and not self.is_pinned(path)
+                and info.st_dev == os.stat(self.netns_dir).st_dev)
