@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 
 import pytest
-from support import REPO, needs_root
+from support import LABS_ROOT, REPO, needs_root
 
 from netstep.course.course import Course
 
@@ -44,10 +45,14 @@ def test_the_profile_sorts_a_run_into_where_its_time_went():
 
 @needs_root
 def test_netlink_time_counts_the_calls_a_run_makes():
-    result = subprocess.run([sys.executable, "bench/netlink_time.py", "run", "lesson2", "--yes", "--json"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "bench/netlink_time.py", "--rounds", "1", "run", "lesson2", "--yes",
+                             "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "calls to pyroute2 IPRoute" in result.stdout, result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {REPO.name} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "pyroute2 IPRoute" and int(cells[-1]) > 0, row
+    process, start, client_import, run, in_calls = (float(c.removesuffix(" s")) for c in cells[2:7])
+    assert 0 < in_calls < run < process and start > 0 and client_import > 0, row
     counts = {line.split(" x ", 1)[1]: int(line.split(" x ", 1)[0].split()[-1])
               for line in result.stdout.splitlines() if " x " in line}
     # Every `ip link add` of lessons 1 and 2 is a request (the lab's own build adds a link
@@ -56,5 +61,17 @@ def test_netlink_time_counts_the_calls_a_run_makes():
     lines = [c.text for step in course.steps if step.ref.split(".")[0] in ("1", "2") for c in step.commands]
     assert counts.get("link add", 0) >= sum(line.startswith("ip link add") for line in lines), result.stdout
     assert counts.get("link set", 0) >= sum(line.startswith("ip link set") for line in lines), result.stdout
-    labs = subprocess.run([sys.executable, "-m", "netstep", "list"], cwd=REPO, capture_output=True, text=True)
-    assert "bench-netlink-" not in labs.stdout  # its lab was reset
+    assert not _bench_labs()  # its lab was reset
+
+
+@needs_root
+def test_netlink_time_stops_on_a_failed_run():
+    result = subprocess.run([sys.executable, "bench/netlink_time.py", "--rounds", "1", "run", "lesson9", "--yes"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "There is no lesson 'lesson9'" in result.stderr, result
+    assert not _bench_labs()
+
+
+def _bench_labs() -> list[str]:
+    """Labs netlink_time.py made and left behind (the labs' folder goes with the last lab)."""
+    return [p for p in os.listdir(LABS_ROOT) if p.startswith("bench-netlink-")] if os.path.isdir(LABS_ROOT) else []
