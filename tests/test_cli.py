@@ -373,3 +373,17 @@ def test_interrupted_run_leaves_a_consistent_lab(course: Course, cli_lab: str, m
         engine.rollback_all()
         now = lab.snapshot(caches=False, sysctls=sysctl_keys(course))
         assert now.same_config(fresh)
+
+
+def test_a_command_called_in_process_freezes_nothing(cli_lab, capsys):
+    """`python -m netstep` freezes the objects a command keeps to its end out of the
+    collector's sight (netstep/__main__.py); a caller that goes on after main() (a test, a
+    notebook) must not find its objects frozen."""
+    import gc
+
+    from netstep.cli import main
+
+    frozen = gc.get_freeze_count()
+    assert main(["--lab", cli_lab, "run", "lesson1", "--yes", "--json"]) == 0
+    assert '"ok": true' in capsys.readouterr().out
+    assert gc.get_freeze_count() == frozen
