@@ -84,6 +84,10 @@ def one_run(command: list[str]) -> int:
     client = instrument(totals, counts)
     client_ready = time.perf_counter()
     lab = f"bench-netlink-{os.getpid()}"
+    with contextlib.suppress(ImportError):  # as `python -m netstep` runs a command (if it says so)
+        from netstep.session import whole_process
+
+        whole_process()
     sys.argv = ["netstep", "--lab", lab, *command]
     out, err, status = io.StringIO(), io.StringIO(), 0
     try:
