@@ -432,7 +432,9 @@ def main() -> int:
         return 1
     rounds = 1 if args.quick else args.rounds
     sizes = [5] if args.quick else [10, 30]
-    mininet = not args.no_mininet and (shutil.which("mn") is not None if args.quick else ensure_mininet())
+    # (Only the full bench runs Mininet: the user paths alone do not install it.)
+    mininet = not (args.no_mininet or args.only_user_paths) and (
+        shutil.which("mn") is not None if args.quick else ensure_mininet())
     # Python compiles a module on first import and keeps the bytecode, unless it may not
     # write it (PYTHONDONTWRITEBYTECODE, a read-only checkout); then every run would pay
     # that again, about 50 ms. An installed package has its bytecode, as Debian's mininet has.

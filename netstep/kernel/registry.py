@@ -103,7 +103,9 @@ class Namespaces:
         """An empty file in the lab's own folder with nothing mounted on it: a kill came
         between making it and mounting a namespace on it (or between unmounting and
         unlinking). No namespace lives there; it is the lab's leftover, not a name in use.
-        Anything else (a namespace, a folder, a file with something in it) is left alone."""
+        Anything else (a namespace, a folder, a file with something in it) is left alone.
+        A path with anything mounted on it, a namespace included, reports the mounted
+        filesystem's device, not the folder's."""
         info = os.lstat(path)
-        return (stat.S_ISREG(info.st_mode) and info.st_size == 0 and not self.is_pinned(path)
+        return (stat.S_ISREG(info.st_mode) and info.st_size == 0
                 and info.st_dev == os.stat(self.netns_dir).st_dev)

@@ -220,18 +220,19 @@ def midway_points(course) -> list[tuple[str, str]]:
     add` of a name deleted before it (whose undo, a restore, is still in the journal)."""
     from netstep.course.actions import AddNetns, DeleteNetns
 
-    points, deleted, times = [], set(), Counter()
+    first_delete = first_readd = None
+    deleted: set[str] = set()
+    times: Counter = Counter()
     for step in course.steps:
         for action in step.actions:
             command = action.command()
             times[command] += 1
-            if isinstance(action, DeleteNetns) and not deleted:
-                points.append((step.ref, command))
             if isinstance(action, DeleteNetns):
+                first_delete = first_delete or (step.ref, command)
                 deleted.add(action.name)
-            if isinstance(action, AddNetns) and action.name in deleted and len(points) < 2:
-                points.append((step.ref, f"{command}#{times[command]}"))
-    return points
+            elif isinstance(action, AddNetns) and action.name in deleted:
+                first_readd = first_readd or (step.ref, f"{command}#{times[command]}")
+    return [point for point in (first_delete, first_readd) if point]
 
 
 def run_scenario(mode: str) -> dict:
