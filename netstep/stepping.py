@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from netstep.console import LazyConsole
 from netstep.console import text as _text
+from netstep.core.grading import Verdict, advance
 from netstep.session import opened
 
 
@@ -44,6 +45,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
     with opened(args, course) as engine:
+        engine.sole_writer = True  # the run's moves follow one another: the student is only read for at the first
         if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)
             note = f"Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}..."
             if args.json:
@@ -119,7 +121,8 @@ def step_event(result) -> dict:
     step = result.step
     return {"event": "step", "lesson": step.lesson.name if step.lesson else "", "step": step.ref,
             "title": step.title, "commands": [f"{c.where}# {c.text}" for c in step.commands],
-            "diff": result.diff.as_json()}
+            "diff": result.diff.as_json(),
+            **({"reconciled": result.reconciled.as_json()} if result.reconciled else {})}
 
 
 def _intro(step, *, predicting: bool):
@@ -138,12 +141,16 @@ def _confirm(out: LazyConsole) -> bool:
 
 def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
-        if engine.journal.own:  # an exercise's work, say: the course goes on from its own state
-            engine.undo_own()
-            (err if args.json else out).plain("Your own commands (an exercise's, say) were taken back first.")
         step = engine.next_step()
+        result = advance(engine, show=not args.json)
+        if isinstance(result, Verdict):  # the student had done the step by hand: counted, not applied again
+            if args.json:
+                print(json.dumps(result.as_json()), flush=True)
+            else:
+                out.plain(f"You already did {result.target.ref} yourself:")
+                out.print(result)
+            return 0
         if step is not None and not args.json:
             out.print(step)
-        result = engine.apply_next(show=not args.json)
         _print_result(result, args, out)
         return 0 if result.ok else 1

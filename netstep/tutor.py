@@ -175,7 +175,7 @@ class Tutor(RenderMixin):
         """
         if ref is not None:
             target = self._call(grading.target_of, self.engine, ref)
-            if target.extra:  # an exercise is not a step of the course
+            if target.exercise:  # an exercise is not a step of the course
                 return self.solution(ref)
             if target.position <= self.engine.position:
                 return Notice(f"Step {target.ref} is done already: `t.status()` says where the lab is.")
@@ -224,7 +224,7 @@ class Tutor(RenderMixin):
         """Compare the lab with the course after step `ref` (default: the next step), then run its checks."""
         target = self._call(grading.target_of, self.engine, ref)
         if target.position >= self.engine.position and not self._typed():
-            what = "the exercise" if target.extra else f"step {target.ref}"
+            what = "the exercise" if target.exercise else f"step {target.ref}"
             return Notice(f"Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run it, "
                           "then verify again (`t.hint()` helps).")
         return self._marked(target.ref, self._move(grading.verify, self.engine, target))

@@ -20,6 +20,7 @@ from dataclasses import replace
 from netstep.core.journal import Journal
 from netstep.core.lab import Lab
 from netstep.core.moments import Moments
+from netstep.core.reconcile import Reconciliation, reconcile, same
 from netstep.core.results import OwnResult, StepResult
 from netstep.core.signals import SignalGuard
 from netstep.course.actions import Action
@@ -34,7 +35,7 @@ from netstep.ops.trace import Trace, trace
 from netstep.ops.witness import Witness
 from netstep.state.diff import Diff, diff
 from netstep.state.evidence import RouteLookups
-from netstep.state.snapshot import CACHE_PARTS, Snapshot
+from netstep.state.snapshot import CACHE_PARTS, Snapshot, from_json, to_json
 
 
 class Engine:
@@ -45,6 +46,11 @@ class Engine:
         self.course = self._course_for(lab, course)
         self.journal = Journal(lab.journal_path, compact=True)
         self.moments = Moments(lab, self._sysctl_keys)
+        # True while nothing but this engine can change the lab between its moves (`run`'s loop,
+        # the hidden reference lab): a move then trusts its last state instead of reading the lab
+        # for the student's changes. A notebook or the demo leaves it False: a terminal beside
+        # them may be typing.
+        self.sole_writer = False
         if self.journal.steps and not self.journal.steps[-1]["complete"]:
             ref = self.journal.steps[-1]["ref"]
             raise NetstepError(
@@ -110,8 +116,18 @@ class Engine:
         step = self.next_step()
         if step is None:
             raise NetstepError("The course is finished: there is no next step. `rollback --all` starts over.")
+        followed = self.follow_student()
         with SignalGuard() as guard:
-            return self._apply(step, guard, run_checks, show, progress, read)
+            result = self._apply(step, guard, run_checks, show, progress, read)
+        result.reconciled = followed
+        return result
+
+    def _forward(self, *, run_checks: bool, read: bool) -> StepResult:
+        """One step forward within a move that has already followed the student."""
+        step = self.next_step()
+        assert step is not None
+        with SignalGuard() as guard:
+            return self._apply(step, guard, run_checks, True, None, read)
 
     def _apply(self, step: Step, guard: SignalGuard, run_checks: bool, show: bool, progress,
                read: bool = True) -> StepResult:
@@ -156,9 +172,22 @@ class Engine:
         """Undo the last applied step; without `read`, reading no state (see `skip_to`)."""
         if not self.position:
             raise NetstepError("Nothing to roll back: no step of the course is applied.")
+        started = time.monotonic()
+        before = self.moments.last() if self.moments.moved else None
+        followed = self.follow_student()
+        if followed:  # the student's own work (an exercise, say) is what `back` takes back first
+            result = self._followed(followed, before)
+            result.elapsed = time.monotonic() - started
+            return result
+        return self._back(read=read)
+
+    def _back(self, *, read: bool = True) -> StepResult:
+        """One step back within a move that has already followed the student."""
         step = self.steps[self.position - 1]
         started = time.monotonic()
         record = self.journal.steps[-1]
+        if record.get("adopted"):
+            return self._undo_adopted(step, record, started)
         undos = [Action.from_dict(e["undo"]) for e in record["entries"] if e["undo"] is not None]
         title = f"undo: {step.title}"
         with SignalGuard():  # a rollback, once begun, finishes
@@ -195,12 +224,14 @@ class Engine:
         """
         if not 0 <= position <= len(self.steps):
             raise NetstepError(f"There is no position {position} in the course.")
-        if self.journal.own:
-            self.undo_own()
+        before = self.moments.last() if self.moments.moved else None
+        followed = self.follow_student()
+        if followed:
+            yield self._followed(followed, before)
         while self.position > position:
-            yield self.undo_last(read=read)
+            yield self._back(read=read)
         while self.position < position:
-            yield self.apply_next(run_checks=run_checks, read=read)
+            yield self._forward(run_checks=run_checks, read=read)
 
     def persist(self) -> None:
         """Write the lab's last known state for the next process now. It is written as the
@@ -247,6 +278,7 @@ class Engine:
         commands = parse_lines(text, where)
         started = time.monotonic()
         before = self.moments.read()
+        self.keep_position()
         self.moments.changing()
         done: list[Command] = []
         try:
@@ -266,22 +298,120 @@ class Engine:
         return OwnResult(done, diff(before, after, title="your commands"), time.monotonic() - started)
 
     def undo_own(self) -> Diff:
-        """Take back every command run with `run_own`, newest first."""
+        """Take back the student's own work: every command run with `run_own`, and what they
+        typed anywhere else in the lab's namespaces."""
         before = self.moments.read()
+        self.follow_student()
+        return diff(before, self.moments.last(), title="your commands, undone")
+
+    # -- following the student -----------------------------------------------------------------
+
+    @property
+    def _position_path(self) -> str:
+        return os.path.join(self.lab.dir, "position.json")
+
+    def _keep_position(self, state: Snapshot) -> None:
+        """Write the course position's state before the student's own commands change the lab."""
+        tmp = self._position_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(to_json(state), f)
+        os.replace(tmp, self._position_path)
+
+    def keep_position(self) -> None:
+        """The student's own work is about to change the lab: keep the position's state first,
+        so the next course move brings the lab back to it."""
+        if not self.journal.own and not os.path.exists(self._position_path):
+            self._keep_position(self.position_state())
+
+    def settle_on(self, state: Snapshot, *, position: bool) -> None:
+        """The lab now holds `state` (read by the caller). With `position`, that state is the
+        course position's (a step the student did was adopted): their own work is no longer
+        theirs to take back."""
+        if position:
+            while self.journal.own:
+                self.journal.own_drop()
+            if os.path.exists(self._position_path):
+                os.unlink(self._position_path)
+        self.moments.remember(state)
+
+    def position_state(self) -> Snapshot:
+        """The lab's configuration at its course position: as the last move left it, before
+        any command the student ran through netstep (a notebook's `%%netstep`) or typed in
+        a shell. Where nothing recorded it (no move yet), the lab as it is now."""
+        known = self.known_position_state()
+        return known if known is not None else self.moments.last()
+
+    def known_position_state(self) -> Snapshot | None:
+        """The position's state as recorded by a move, or None where no move recorded one."""
+        try:
+            with open(self._position_path) as f:
+                return from_json(json.load(f))
+        except FileNotFoundError:
+            pass
+        if self.moments.moved or os.path.exists(self.lab.last_snapshot_path):
+            return self.moments.last()
+        return None
+
+    def student_changed(self) -> bool:
+        """The lab differs from its course position: the student typed something since."""
+        if self.lab.host_mode:
+            return False
+        if not self.sole_writer:
+            self.lab.notice_outside_changes()
+        if self.sole_writer and self.moments.moved and not self.journal.own \
+                and not os.path.exists(self._position_path):
+            return False
+        return not same(self.moments.read(), self.position_state())
+
+    def follow_student(self) -> Reconciliation:
+        """Bring the lab back to its course position if the student changed it, naming what
+        was taken away and put back. Rules and routes are found by content, so a move never
+        fails on an index the student's own rule shifted. Host mode's lab host is the
+        machine's own namespace, where netstep changes only what it made: not reconciled."""
+        if self.lab.host_mode:
+            return Reconciliation()
+        if not self.sole_writer:
+            self.lab.notice_outside_changes()
+        if self.sole_writer and self.moments.moved and not self.journal.own \
+                and not os.path.exists(self._position_path):
+            return Reconciliation()  # this process's own last move left the lab: nothing typed since
+        target = self.position_state()
+        actual = self.moments.read()
+        followed = Reconciliation()
+        if not same(actual, target):
+            self.moments.changing()
+            with SignalGuard():  # once begun, it finishes: the lab is never left in between
+                followed = reconcile(self.moments.read, lambda action: executor.apply(self.lab, action), target,
+                                     actual=actual)
+            actual = self.moments.read()
+        while self.journal.own:
+            self.journal.own_drop()
+        if os.path.exists(self._position_path):
+            os.unlink(self._position_path)
+        self.moments.remember(actual)
+        return followed
+
+    def _followed(self, followed: Reconciliation, before: Snapshot | None) -> StepResult:
+        step = self.current_step() or self.steps[0]
+        return StepResult(step, "undo", diff(before or self.moments.last(), self.moments.last(),
+                                             title="your own changes, taken back"),
+                          internet=self.lab.internet, reconciled=followed)
+
+    def _undo_adopted(self, step: Step, record: dict, started: float) -> StepResult:
+        """Undo a step the student did by hand: bring the lab to the state before it, as it
+        was kept when the step was adopted."""
+        before = self.moments.last()
+        target = from_json(record["before"])
         self.moments.changing()
         with SignalGuard():
-            while self.journal.own:
-                entry = self.journal.own[-1]
-                if entry["undo"] is not None:
-                    try:
-                        executor.apply(self.lab, Action.from_dict(entry["undo"]))
-                    except NetstepError:
-                        if not entry.get("prepared"):  # else a kill came before its change: nothing to undo
-                            raise
-                self.journal.own_drop()
+            reconcile(self.moments.read, lambda action: executor.apply(self.lab, action), target)
+            self.journal.pop()
         after = self.moments.read()
         self.moments.remember(after)
-        return diff(before, after, title="your commands, undone")
+        result = StepResult(step, "undo", diff(before, after, title=f"undo: {step.title}"),
+                            internet=self.lab.internet)
+        result.elapsed = time.monotonic() - started
+        return result
 
     # -- looking ---------------------------------------------------------------------------------
 
@@ -308,7 +438,7 @@ class Engine:
         return []
 
     def _sysctl_keys(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(a.key for s in self.steps for a in s.actions if hasattr(a, "key")))
+        return self.course.sysctl_keys()
 
     def snapshot(self, names: list[str] | None = None) -> Snapshot:
         return self.moments.read(names, caches=True)

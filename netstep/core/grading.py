@@ -1,79 +1,99 @@
-"""Grading a student's own work: verify, hint and solution.
+"""Grading a student's own work by what works: verify, hint and solution.
 
-The student types a step's commands themselves (in `netstep shell`, a `%%netstep` cell,
-...). `verify` compares their lab, namespace by namespace, with a reference lab that the
-course itself built to the same point (netstep.reference), then runs the step's checks.
-When both match, the step counts as done: the reference's journal records, undos
-included, become the lab's, so `next` goes on from there and rollback undoes the
-student's work as exactly as the course's. `hint` names the first command whose effect
-is missing; `solution` runs the missing commands for the student.
+The student types a step's or an exercise's commands themselves (in `netstep shell`, a
+`%%netstep` cell, ...), any way that works. `verify` passes when the lab does what the
+target asks: its checks (and a `grade` block's checks, never shown before), and its
+essentials compared by meaning (netstep.course.essentials): a lesson's `grade` block, or
+else what the step's own commands change. Everything else that differs from the
+course's own state is a note, never a failure. A step verified is adopted: the lab's
+position moves past it, and undoing it brings the lab back to the state before it, as
+the lab was (netstep.core.reconcile). `hint` comes in stages, `solution` brings the lab
+to a passing state from wherever it is, naming what it removed.
+
+The course's own states come from netstep.core.reference, built once and kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 from netstep.core.engine import Engine
-from netstep.core.reference import Reference, build, read
-from netstep.course.actions import Action
+from netstep.core.reconcile import Change, reconcile
+from netstep.core.reference import CommandState, read, states
+from netstep.core.results import StepResult
 from netstep.course.checks import Check, CheckResult
-from netstep.course.lessons import Command
+from netstep.course.essentials import Essential, derived
+from netstep.course.lessons import Command, parse_lines
 from netstep.errors import NetstepError
+from netstep.ops import apply as executor
 from netstep.render import RenderMixin
-from netstep.state.compare import changed, differences, facts
+from netstep.state.compare import differences
+from netstep.state.snapshot import Snapshot, to_json
 
 
 @dataclass(frozen=True)
 class Target:
-    """What the student is aiming at: the state after a step (or an exercise), and its checks."""
+    """What the student is aiming at: a step's result, or an exercise's, and how it is graded."""
 
     ref: str  # "2.4", or "exercise2"
     title: str
     position: int  # course steps applied at the target
-    checks: tuple[Check, ...] = ()
-    extra: tuple[Command, ...] = ()  # an exercise's solution, run after the lesson's steps
+    checks: tuple[Check, ...] = ()  # the step's or exercise's own checks, and its grade block's
+    essentials: tuple[Essential, ...] = ()  # written in a grade block (else derived from the course)
     hints: tuple[str, ...] = ()  # an exercise's written hints
+    goal: str = ""  # what the target asks, in the lesson's words (a step's title, an exercise's prose)
+    exercise: bool = False
 
 
 @dataclass
 class Verdict(RenderMixin):
-    """How the lab compares with a target: every difference, in words, and the checks."""
+    """How the lab does against a target: the essentials it lacks, the checks, and notes."""
 
     target: Target
-    differences: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # essentials that do not hold, in plain words
     checks: list[CheckResult] = field(default_factory=list)
     skipped: list[Check] = field(default_factory=list)  # checks from a namespace the lab lacks
-    adopted: bool = False  # the lab's journal now counts the target as done
+    notes: list[str] = field(default_factory=list)  # differences from the course's own state: not failures
+    adopted: bool = False  # the lab's position moved past the target
 
     @property
     def ok(self) -> bool:
-        return not self.differences and not self.skipped and all(r.ok for r in self.checks)
+        return not self.problems and not self.skipped and all(r.ok for r in self.checks)
+
+    @property
+    def differences(self) -> list[str]:  # the older name, for JSON readers
+        return self.problems
 
     def as_json(self) -> dict:
         return {"event": "verify", "step": self.target.ref, "title": self.target.title, "ok": self.ok,
-                "differences": self.differences, "adopted": self.adopted,
-                "checks": [r.as_json(step=self.target.ref) for r in self.checks],
+                "problems": self.problems, "differences": self.problems, "notes": self.notes,
+                "adopted": self.adopted, "checks": [r.as_json(step=self.target.ref) for r in self.checks],
                 "skipped": [c.describe() for c in self.skipped]}
 
 
 @dataclass
 class Hint(RenderMixin):
-    """The next thing the student is missing: one command, or a sentence."""
+    """The next thing the student is missing, at the stage they reached: an idea, a
+    command with blanks, or the command."""
 
     target: Target
     command: Command | None = None
     text: str = ""
     remaining: int = 0  # commands missing after this one
+    stage: str = "text"  # "written", "idea", "blanks", "command", "text"
 
 
 @dataclass
 class Solution(RenderMixin):
-    """What `solution` ran for the student, and the verdict after it."""
+    """What `solution` ran for the student, what it removed, and the verdict after it."""
 
     ran: list[Command]
     verdict: Verdict
+    removed: list[str] = field(default_factory=list)  # what was in the way, as commands that took it away
+    restored: list[str] = field(default_factory=list)  # what was then set as the course has it
 
 
 def target_of(engine: Engine, ref: str | None = None) -> Target:
@@ -92,15 +112,18 @@ def target_of(engine: Engine, ref: str | None = None) -> Target:
             try:
                 lesson = engine.course.find(ref)
             except NetstepError:
-                raise NetstepError(f"There is no step '{ref}'. Name a step as `2.4` (lesson 2, step 4), or "
-                                   "a lesson; `python -m netstep list` shows them.") from None
+                raise NetstepError(f"There is no step '{ref}'. Name a step as `2.4` (lesson 2, step 4), a "
+                                   "lesson, or an exercise as `exercise2`; `python -m netstep list` shows them."
+                                   ) from None
             index = engine.course.start_of(lesson) + len(lesson.steps) - 1
     step = steps[index]
-    return Target(step.ref, step.title, index + 1, tuple(step.checks))
+    return Target(step.ref, step.title, index + 1, tuple(step.checks) + tuple(step.grade_checks),
+                  tuple(step.grade), goal=step.title)
 
 
 def exercise_target(engine: Engine, lesson_ref: str) -> Target:
-    """The "Your turn" exercise of a lesson: the lesson's end, then the exercise's solution."""
+    """The "Your turn" exercise of a lesson: from the lesson's end, its checks and the
+    lesson's final checks (an exercise must not break what the lesson built)."""
     try:
         lesson = engine.course.find(lesson_ref)
     except NetstepError:
@@ -110,141 +133,235 @@ def exercise_target(engine: Engine, lesson_ref: str) -> Target:
     if exercise is None:
         raise NetstepError(f"{lesson.name} has no \"Your turn\" exercise.")
     end = engine.course.start_of(lesson) + len(lesson.steps)
-    return Target(exercise.ref, exercise.title, end, tuple(exercise.checks), tuple(exercise.solution),
-                  tuple(exercise.hints))
+    checks = list(exercise.checks) + list(exercise.grade_checks)
+    checks += [c for c in engine.final_checks(lesson) if not any(_same_probe(c, mine) for mine in checks)]
+    return Target(exercise.ref, exercise.title, end, tuple(checks), tuple(exercise.grade), tuple(exercise.hints),
+                  goal=exercise.prose, exercise=True)
 
 
-def _reference(engine: Engine, target: Target, *, each: bool = False) -> Reference:
-    start = min(engine.position, target.position)
-    return build(engine, start, target.position, target.extra, each=each)
+def _same_probe(a: Check, b: Check) -> bool:
+    return (a.kind, a.source, a.target, a.port) == (b.kind, b.source, b.target, b.port)
 
 
-def verify(engine: Engine, target: Target) -> Verdict:
-    """Compare the lab with the course's state at `target`, run its checks; adopt it if all match."""
-    reference = _reference(engine, target)
-    actual = read(engine, target.extra)
-    verdict = Verdict(target, differences(actual, reference.after))
+def _expected(engine: Engine, target: Target) -> tuple[Snapshot, Snapshot, list[CommandState]]:
+    """The course's state where the target starts, where it ends, and its commands' states."""
+    found = states(engine)
+    if target.exercise:
+        return found.positions[target.position], found.exercise_state(target.ref, target.position), \
+            found.exercises.get(target.ref, [])
+    return found.positions[target.position - 1], found.positions[target.position], \
+        found.commands[target.position - 1]
+
+
+def essentials(engine: Engine, target: Target) -> list[Essential]:
+    """What the target must have: its grade block's essentials, or what its commands change."""
+    if target.essentials:
+        return list(target.essentials)
+    start, end, _ = _expected(engine, target)
+    return derived(start, end)
+
+
+def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
+    """Grade the lab against `target` by what works; adopt a step that passes."""
+    if not target.exercise and target.position < engine.position:
+        raise NetstepError(f"Step {target.ref} is already behind the lab (it stands after "
+                           f"{engine.steps[engine.position - 1].ref}): `back` or `rollback` first to do it again.")
+    _, expected, _ = _expected(engine, target)
+    actual = read(engine)
+    verdict = Verdict(target)
+    verdict.problems = [e.problem(actual) for e in essentials(engine, target) if not e.holds(actual)]
     runnable = [c for c in target.checks if engine.lab.has_namespace(c.source)]
     verdict.skipped = [c for c in target.checks if c not in runnable]
     verdict.checks = engine.run_checks(runnable)
-    if verdict.ok and (target.position > engine.position or target.extra):
-        adopt(engine, reference)
+    verdict.notes = differences(actual, expected)
+    if verdict.ok and adopt and not target.exercise and target.position > engine.position:
+        _adopt(engine, target, actual)
         verdict.adopted = True
     return verdict
 
 
-def adopt(engine: Engine, reference: Reference) -> None:
-    """Journal the student's work as the reference did the course's, undos included.
+def advance(engine: Engine, *, show: bool = True) -> StepResult | Verdict:
+    """`next`: when the student already did the next step by hand, count it as done ("you
+    already did 2.4"); otherwise apply it, after bringing the lab back to its position
+    (the result names what that took back)."""
+    step = engine.next_step()
+    if step is not None and step.commands and engine.student_changed():
+        target = target_of(engine)
+        if essentials(engine, target):
+            verdict = verify(engine, target)
+            if verdict.ok:
+                return verdict
+    return engine.apply_next(show=show)
 
-    The student's lab now equals the reference, so the reference's undos, run newest
-    first, take it back to where the reference started: the course's state at the lab's
-    position. Commands run by hand through the engine are covered by these records and
-    leave the journal.
+
+def _adopt(engine: Engine, target: Target, actual: Snapshot) -> None:
+    """Count the steps up to `target` as done, by the student's hand: undoing one brings the
+    lab back to the state before it (the lab's own position state for the first)."""
+    found = states(engine)
+    first = engine.position
+    for index in range(first, target.position):
+        kept = engine.known_position_state() if index == first else None
+        before = kept if kept is not None else found.positions[index]
+        engine.journal.adopt(index, engine.steps[index].ref, to_json(before))
+    engine.settle_on(actual, position=True)
+
+
+def missing(engine: Engine, target: Target) -> list[Command]:
+    """The target's commands whose effect the lab lacks, in order.
+
+    A command's effect is what it changed in the course's own run, compared by meaning
+    (essentials); only the part that no later command changes again is looked for, so
+    "bring veth0 up" is not blamed for a master that a later command sets.
     """
-    journal = engine.journal
-    while journal.own:
-        journal.own_drop()
-    for record in reference.records:
-        journal.begin(record["index"], record["ref"])
-        for entry in record["entries"]:
-            journal.intend(Action.from_dict(entry["do"]))
-            journal.done(Action.from_dict(entry["undo"]))
-        journal.complete()
-    for entry in reference.extra_undos:
-        journal.own_intend(Action.from_dict(entry["do"]), entry["text"], entry["where"])
-        journal.own_done(Action.from_dict(entry["undo"]))
-    engine.moments.remember(engine.moments.read())
+    start, _, commands = _expected(engine, target)
+    actual = read(engine)
+    effects, previous = [], start
+    for done in commands:
+        effects.append(derived(previous, done.after))
+        previous = done.after
+    out = []
+    for i, done in enumerate(commands):
+        later = {(e.ns, e.what, e.spec.split()[0] if e.spec else "") for effect in effects[i + 1:] for e in effect}
+        own = [e for e in effects[i] if (e.ns, e.what, e.spec.split()[0] if e.spec else "") not in later]
+        if own and any(not e.holds(actual) for e in own):
+            out.append(_command(engine, done))
+        elif not effects[i] and not all(r.ok for r in engine.run_checks(_runnable(engine, target))):
+            out.append(_command(engine, done))  # a server: no state shows it, the checks do
+    return out
 
 
-def missing(engine: Engine, target: Target) -> tuple[Reference, list[Command], list[Command]]:
-    """The commands (from the lab's position to `target`) whose effect the lab lacks, in order.
-
-    A command's effect is what it changed in the reference; only the part that no later
-    command changes again is looked for, so "bring veth0 up" is not blamed for a master
-    that a later command sets. A command with no visible effect (a server) is left to the
-    checks: they come back apart, as the third item.
-    """
-    reference = _reference(engine, target, each=True)
-    have = facts(read(engine, target.extra))
-    effects, previous = [], facts(reference.before)
-    for _, snapshot in reference.commands:
-        now = facts(snapshot)
-        effects.append(changed(previous, now))
-        previous = now
-    out, silent = [], []
-    for i, (command, _) in enumerate(reference.commands):
-        later = set().union(*effects[i + 1:]) if i + 1 < len(effects) else set()
-        own = {key: value for key, value in effects[i].items() if key not in later}
-        if not effects[i]:
-            silent.append(command)
-        elif own and any(have.get(key) != value for key, value in own.items()):
-            out.append(command)
-    return reference, out, silent
+def _runnable(engine: Engine, target: Target) -> list[Check]:
+    return [c for c in target.checks if engine.lab.has_namespace(c.source)]
 
 
-def hint(engine: Engine, target: Target, *, given: int = 0) -> Hint:
-    """The next command the student is missing (or what else is wrong), one at a time.
+def _command(engine: Engine, done: CommandState) -> Command:
+    return parse_lines(f"{done.where}# {done.text}", done.where)[0]
 
-    An exercise's written hints come first: `given` says how many were already shown.
-    """
+
+BLANK = "____"
+VALUES = re.compile(r"(?<![\w.])(\d+\.\d+\.\d+\.\d+(?:/\d+)?|\d+\.\d+\.\d+\.\d+:\d+)(?![\w.])")
+
+
+def blanks(text: str) -> str:
+    """The command with its values left for the student to fill: addresses, and the names
+    after `dev`, `via`, `name`, `netns`, `master`, `-s`, `-d`, `-i`, `-o`, `-j`."""
+    words = text.split()
+    out = []
+    for i, word in enumerate(words):
+        before = words[i - 1] if i else ""
+        if VALUES.fullmatch(word) or (before in ("dev", "via", "name", "netns", "master", "-i", "-o", "-j",
+                                                 "--to-destination", "--dport", "add", "delete", "del") \
+                and i >= 3):
+            out.append(BLANK)
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
+def idea(engine: Engine, target: Target, command: Command) -> str:
+    """What the command must change, and where, without the command: its essentials."""
+    _, _, commands = _expected(engine, target)
+    previous = _expected(engine, target)[0]
+    for done in commands:
+        if (done.where, done.text) == (command.where, command.text):
+            found = derived(previous, done.after)
+            if found:
+                return "What is missing: " + "; ".join(e.idea() for e in found[:2]) + "."
+        previous = done.after
+    return f"Something must still happen in {command.where}."
+
+
+STAGES = ("idea", "blanks", "command")
+
+
+def hint(engine: Engine, target: Target, *, given: int = 0, stage: int = 0) -> Hint:
+    """The next thing the student is missing, at `stage` (0: the idea, 1: the command with
+    blanks, 2: the command). An exercise's written hints come first: `given` of them were shown."""
     if given < len(target.hints):
-        return Hint(target, text=target.hints[given], remaining=len(target.hints) - given - 1)
-    reference, commands, silent = missing(engine, target)
+        return Hint(target, text=target.hints[given], remaining=len(target.hints) - given - 1, stage="written")
+    commands = missing(engine, target)
     if commands:
-        return Hint(target, commands[0], remaining=len(commands) - 1)
-    wrong = differences(read(engine, target.extra), reference.after)
-    if wrong:
-        return Hint(target, text=f"Every command is there, but {wrong[0]}"
-                    + (f" (and {len(wrong) - 1} more difference(s): `verify` lists them)." if len(wrong) > 1 else "."))
-    results = engine.run_checks([c for c in target.checks if engine.lab.has_namespace(c.source)])
-    if silent and not all(r.ok for r in results):
-        return Hint(target, silent[0])
+        command = commands[0]
+        kind = STAGES[min(stage, 2)]
+        if kind == "idea":
+            return Hint(target, text=idea(engine, target, command), remaining=len(commands) - 1, stage=kind)
+        if kind == "blanks":
+            shown = Command(command.where, blanks(command.text), command.action, command.line)
+            return Hint(target, shown, remaining=len(commands) - 1, stage=kind)
+        return Hint(target, command, remaining=len(commands) - 1, stage=kind)
+    verdict = verify(engine, target, adopt=False)
+    if verdict.problems:
+        return Hint(target, text=f"Every command is there, but {verdict.problems[0]}.")
+    if not verdict.ok:
+        failed = next((r for r in verdict.checks if not r.ok), None)
+        if failed is not None:
+            return Hint(target, text=f"Look at {failed.check.describe()}: it came out {failed.actual}. "
+                        "`trace` shows where the packet goes.")
     return Hint(target, text="Nothing is missing: run `verify` to have it counted.")
 
 
-def hints_given(engine: Engine, target: Target) -> int:
-    """How many of an exercise's written hints this lab was shown already."""
-    try:
-        with open(os.path.join(engine.lab.dir, "hints.json")) as f:
-            return int(json.load(f).get(target.ref, 0))
-    except (FileNotFoundError, ValueError, AttributeError):
-        return 0
+def _hints_path(engine: Engine) -> str:
+    return os.path.join(engine.lab.dir, "hints.json")
 
 
 def next_hint(engine: Engine, target: Target) -> Hint:
-    """The next hint for `target`, remembering in the lab how many written hints were shown."""
-    given = hints_given(engine, target)
-    found = hint(engine, target, given=given)
-    if given < len(target.hints):
-        path = os.path.join(engine.lab.dir, "hints.json")
-        try:
-            with open(path) as f:
-                counts = json.load(f)
-        except (FileNotFoundError, ValueError):
-            counts = {}
-        counts[target.ref] = given + 1
-        with open(path + ".tmp", "w") as f:
-            json.dump(counts, f)
-        os.replace(path + ".tmp", path)
+    """The next hint for `target`; each call goes one stage further, remembered in the lab."""
+    try:
+        with open(_hints_path(engine)) as f:
+            counts = json.load(f)
+    except (FileNotFoundError, ValueError):
+        counts = {}
+    seen = counts.get(target.ref, {})
+    if not isinstance(seen, dict):
+        seen = {"written": int(seen)}
+    given = int(seen.get("written", 0))
+    commands = [] if given < len(target.hints) else missing(engine, target)
+    stage = int(seen.get(commands[0].text, 0)) if commands else 0
+    found = hint(engine, target, given=given, stage=stage)
+    if found.stage == "written":
+        seen["written"] = given + 1
+    elif commands:
+        seen[commands[0].text] = stage + 1
+    counts[target.ref] = seen
+    with open(_hints_path(engine) + ".tmp", "w") as f:
+        json.dump(counts, f)
+    os.replace(_hints_path(engine) + ".tmp", _hints_path(engine))
     return found
 
 
 def solution(engine: Engine, target: Target) -> Solution:
-    """Apply what the student is missing for `target`, then verify (and so adopt) it.
+    """Bring the lab to a passing state for `target` from wherever it is, then verify it.
 
-    From a lab where the student typed nothing, this is the course's own step; from a
-    half-typed one, only the missing commands run. Anything wrong the student typed is
-    not undone: the verdict names it.
+    The commands the student is missing run first; if the lab still fails (something the
+    student typed is in the way: a route out of the wrong device, a rule that blocks), the
+    lab is brought to the course's own state at the target, and what that removed is named.
     """
-    if target.position < engine.position:
-        raise NetstepError(f"Step {target.ref} is already applied: `rollback` first to do it again.")
-    _, commands, silent = missing(engine, target)
-    for command in commands:
-        engine.run_own(f"{command.where}# {command.text}")
-    if silent:  # a server: started only if the checks say it is not there yet
-        results = engine.run_checks([c for c in target.checks if engine.lab.has_namespace(c.source)])
-        if not all(r.ok for r in results):
-            for command in silent:
-                engine.run_own(f"{command.where}# {command.text}")
-            commands = [*commands, *silent]
-    return Solution(commands, verify(engine, target))
+    if not target.exercise and target.position < engine.position:
+        raise NetstepError(f"Step {target.ref} is already applied: `back` or `rollback` first to do it again.")
+    if not target.exercise and target.position > engine.position + 1:
+        engine.skip_to(target.position - 1)
+    ran: list[Command] = []
+    for command in missing(engine, target):
+        try:
+            engine.run_own(f"{command.where}# {command.text}")
+            ran.append(command)
+        except NetstepError:
+            break  # in the way of something the student typed: the state is set below
+    verdict = verify(engine, target)
+    removed: list[str] = []
+    if not verdict.ok:
+        _, expected, _ = _expected(engine, target)
+        changes = _force(engine, expected)
+        removed = [c.describe() for c in changes if c.removes]
+        restored = [c.describe() for c in changes if not c.removes]
+        verdict = verify(engine, target)
+        return Solution(ran, verdict, removed, restored)
+    return Solution(ran, verdict, removed)
+
+
+def _force(engine: Engine, expected: Snapshot) -> list[Change]:
+    """Set the lab to `expected`, keeping the position's state for the moves after."""
+    engine.keep_position()
+    done = reconcile(lambda: read(engine), lambda action: executor.apply(engine.lab, action), expected)
+    engine.settle_on(read(engine), position=False)
+    return done.changes

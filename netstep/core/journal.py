@@ -43,6 +43,9 @@ class Journal:
             self._set_undo(self.steps[-1]["entries"][-1], op)
         elif kind == "complete":
             self.steps[-1]["complete"] = True
+        elif kind == "adopt":
+            self.steps.append({"index": op["index"], "ref": op["ref"], "entries": [], "complete": True,
+                               "adopted": True, "before": op["before"]})
         elif kind == "drop":
             self.steps[-1]["entries"].pop()
         elif kind == "pop":
@@ -66,6 +69,9 @@ class Journal:
     def _compact(self) -> None:
         lines = []
         for step in self.steps:
+            if step.get("adopted"):
+                lines.append({"op": "adopt", "index": step["index"], "ref": step["ref"], "before": step["before"]})
+                continue
             lines.append({"op": "begin", "index": step["index"], "ref": step["ref"]})
             for entry in step["entries"]:
                 lines.append({"op": "do", "action": entry["do"]})
@@ -119,6 +125,11 @@ class Journal:
     def drop(self) -> None:
         """Forget the last step's newest action (it was undone)."""
         self._log({"op": "drop"})
+
+    def adopt(self, index: int, ref: str, before: dict) -> None:
+        """A step the student did by hand, counted as done: undone by bringing the lab back to
+        `before` (a snapshot as JSON), since its actions are the student's, not the course's."""
+        self._log({"op": "adopt", "index": index, "ref": ref, "before": before})
 
     def pop(self) -> None:
         """Forget the last step (it was undone)."""

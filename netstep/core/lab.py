@@ -90,6 +90,7 @@ class Lab:
         self.run_dir = os.path.join(self.dir, "run")  # pid files, made only by netstep before 2026-11-28
         self.journal_path = os.path.join(self.dir, "journal.json")
         self.last_snapshot_path = os.path.join(self.dir, "last.json")
+        self._seen_containers: dict[str, tuple[int, int] | None] | None = None  # (notice_outside_changes)
         self.topology = topology
         self._lock_fd: int | None = None
         self.registry = Namespaces(self.name, self.dir, host_mode=host, upstream_path=upstream)
@@ -247,7 +248,7 @@ class Lab:
         self.close_handles()
         self._forget_namespaces()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "last.json", "course.json", "hints.json", "lab.json"):
+        for sub in ("journal.json", "last.json", "position.json", "course.json", "hints.json", "lab.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
@@ -283,6 +284,27 @@ class Lab:
         self._forget_namespaces()
 
     # -- namespaces ------------------------------------------------------------------
+
+    def notice_outside_changes(self) -> None:
+        """Forget what is remembered of container namespaces made, removed or replaced by
+        someone else (a student's `ip netns delete netns0; ip netns add netns0` in `netstep
+        shell` while a notebook holds the lab): a netlink handle kept on the old one would
+        read a namespace that is gone from the lab."""
+        seen = {}
+        for ns in self.registry.containers():
+            path = self.registry.path_of(ns)
+            try:
+                info = os.stat(path) if path else None
+            except OSError:
+                info = None
+            seen[ns] = (info.st_dev, info.st_ino) if info else None
+        known = self._seen_containers
+        if known is not None and known != seen:
+            for ns in set(known) | set(seen):
+                if known.get(ns) != seen.get(ns):
+                    self.handles.close_namespace(ns)
+            self._forget_namespaces()
+        self._seen_containers = seen
 
     def _forget_namespaces(self) -> None:
         """Drop what is remembered about the namespaces: they are being made or removed,

@@ -1,101 +1,162 @@
-"""The reference lab: the state the course reaches, built for real to compare against.
+"""The course's states: what the course reaches at every position, built for real once.
 
-A student's lab is graded against a second lab, hidden from them, that netstep builds by
-applying the course itself up to the same point, then removes. Building it for real is
-the only sound source of "what the course reaches": the kernel derives routes, pairs
-veths across namespaces and changes sysctls in ways a model would have to imitate (and
-would get wrong where it matters most). A reference lab takes about a second to build,
-which is short next to the time a student spends typing, so it is built fresh each time
-rather than cached, and can never be stale.
-
-The reference also keeps what applying each step journaled there, undos included: once
-a student's own work matches, those records become their lab's journal, so rollback and
-reset undo the student's work exactly as they undo the course's.
+A student's lab is graded against what the course itself builds, and a hidden lab is the
+only sound source of that: the kernel derives routes, pairs veths across namespaces and
+changes sysctls in ways a model would have to imitate (and would get wrong where it
+matters most). One pass over the whole course in a hidden lab keeps the state after
+every step, after every command (for hints), and after each lesson's exercise solution;
+the pass takes a few seconds, so its result is kept on disk, machine-wide, under a key
+made of the lessons' text and the code that applies and reads them. A key that changes
+with both can never be stale; every lab (every student of a class) shares it, and a
+`verify` after the first answers from it at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.core.reset import reset_lab
-from netstep.course.lessons import Command
+from netstep.course.course import Course
 from netstep.errors import NetstepError
-from netstep.state.snapshot import Snapshot
+from netstep.state.snapshot import Snapshot, from_json, to_json
 
 ROOT = "/run/netstep/reference"  # beside the labs' folder, so no list of labs shows it
+CACHE = os.path.join(ROOT, "states")
+CODE = Path(__file__).resolve().parent.parent  # the package: its ops, state and kernel shape every state
 
 
 @dataclass
-class Reference:
-    """The course's state at `position` (steps applied), and how it got there from `start`."""
+class CommandState:
+    """One command of a step or an exercise solution, and the course's state after it."""
 
-    start: int
-    position: int
-    before: Snapshot  # after `start` steps
-    after: Snapshot  # after `position` steps, and the extra commands
-    # each command from `start` on (steps first, extra commands last), with the state after it
-    commands: list[tuple[Command, Snapshot]] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)  # the journal records of steps start..position
-    extra_undos: list[dict] = field(default_factory=list)  # own-command journal entries
+    where: str
+    text: str
+    after: Snapshot
 
 
-def sysctl_keys(engine: Engine, extra: Sequence[Command] = ()) -> tuple[str, ...]:
-    """The sysctls worth comparing: every one the course (or `extra`) sets."""
-    actions = [a for step in engine.course.steps for a in step.actions] + [c.action for c in extra]
-    return tuple(dict.fromkeys(a.key for a in actions if hasattr(a, "key")))
+@dataclass
+class CourseStates:
+    """The course's configuration after each of its steps, commands and exercise solutions."""
+
+    positions: list[Snapshot] = field(default_factory=list)  # [p]: after p steps
+    commands: list[list[CommandState]] = field(default_factory=list)  # [i]: step i's commands
+    exercises: dict[str, list[CommandState]] = field(default_factory=dict)  # ref: its solution's commands
+
+    def exercise_state(self, ref: str, position: int) -> Snapshot:
+        done = self.exercises.get(ref)
+        return done[-1].after if done else self.positions[position]
+
+    def to_json(self) -> dict:
+        def commands(items: list[CommandState]) -> list:
+            return [[c.where, c.text, to_json(c.after)] for c in items]
+
+        return {"positions": [to_json(s) for s in self.positions],
+                "commands": [commands(step) for step in self.commands],
+                "exercises": {ref: commands(items) for ref, items in self.exercises.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CourseStates:
+        def commands(items: list) -> list[CommandState]:
+            return [CommandState(where, text, from_json(after)) for where, text, after in items]
+
+        return cls([from_json(s) for s in data["positions"]], [commands(step) for step in data["commands"]],
+                   {ref: commands(items) for ref, items in data["exercises"].items()})
 
 
-def read(engine: Engine, extra: Sequence[Command] = ()) -> Snapshot:
-    """The configuration of every namespace of the engine's lab, as the reference reads it."""
-    return engine.lab.snapshot(caches=False, sysctls=sysctl_keys(engine, extra))
+def sysctl_keys(course: Course) -> tuple[str, ...]:
+    return course.sysctl_keys()
 
 
-def build(engine: Engine, start: int, position: int, extra: Sequence[Command] = (), *,
-          each: bool = False) -> Reference:
-    """Build the course on a hidden lab to `position` steps, then run `extra` commands.
+def read(engine: Engine) -> Snapshot:
+    """The configuration of every namespace of the engine's lab, read as the states are."""
+    engine.lab.notice_outside_changes()
+    return engine.lab.snapshot(caches=False, sysctls=sysctl_keys(engine.course))
 
-    `start` (at most `position`) is where the student's lab stands: the steps from there
-    on, and `extra`, are journaled in the reference, and with `each` the state after each
-    of their commands is kept too (for hints).
-    """
+
+def key(course: Course) -> str:
+    """The cache key: the lessons' text, the course variant, and the code that builds and reads."""
+    digest = hashlib.sha256(f"containers={course.containers}".encode())
+    for lesson in course.lessons:
+        digest.update(Path(lesson.path).read_bytes() if os.path.exists(lesson.path) else lesson.path.encode())
+    for folder in ("ops", "state", "kernel", "course"):
+        for path in sorted((CODE / folder).glob("*.py")):
+            digest.update(path.read_bytes())
+    digest.update((CODE / "core" / "sandbox.py").read_bytes())
+    return digest.hexdigest()[:24]
+
+
+_loaded: dict[str, CourseStates] = {}  # the states this process has read, by key
+
+
+def states(engine: Engine) -> CourseStates:
+    """The course's states, from the machine-wide cache, or built now in a hidden lab."""
     if engine.lab.host_mode:
         raise NetstepError(
             "verify, hint and solution compare a lab with a sandbox built beside it, which host mode's lab "
             "host (this machine's own network) cannot be compared with. Use a sandbox lab (without --host)."
         )
+    name = key(engine.course)
+    if name in _loaded:
+        return _loaded[name]
+    path = os.path.join(CACHE, name + ".json")
+    try:
+        with open(path) as f:
+            found = CourseStates.from_json(json.load(f))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        found = build(engine)
+        os.makedirs(CACHE, mode=0o755, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(found.to_json(), f)
+        os.replace(tmp, path)
+    _loaded[name] = found
+    return found
+
+
+def build(engine: Engine) -> CourseStates:
+    """Apply the whole course, and each exercise's solution at its lesson's end, in a hidden lab."""
     lab = Lab(engine.lab.name, root=ROOT)
     lab.lock(build=False)
     try:
-        reset_lab(lab)  # a reference left behind by a killed verify
+        reset_lab(lab)  # a reference left behind by a killed build
     finally:
         lab.close()
     lab.lock()
     try:
         ref = Engine(lab, engine.course)
-        keys = sysctl_keys(engine, extra)
-        ref.skip_to(start)
-        reference = Reference(start, position, before=lab.snapshot(caches=False, sysctls=keys),
-                              after=Snapshot())
-        while ref.position < position:
-            step = ref.next_step()
-            assert step is not None
+        ref.sole_writer = True
+        keys = sysctl_keys(engine.course)
 
-            def noted(done: int, total: int, step=step) -> None:
-                reference.commands.append((step.commands[done - 1], lab.snapshot(caches=False, sysctls=keys)))
+        def now() -> Snapshot:
+            return lab.snapshot(caches=False, sysctls=keys)
 
-            ref.apply_next(run_checks=False, progress=noted if each else None)
-        for command in extra:
-            ref.run_own(f"{command.where}# {command.text}")
-            if each:
-                reference.commands.append((command, lab.snapshot(caches=False, sysctls=keys)))
-        reference.records = [dict(record) for record in ref.journal.steps[start:position]]
-        reference.extra_undos = [dict(entry) for entry in ref.journal.own]
-        reference.after = lab.snapshot(caches=False, sysctls=keys)
+        found = CourseStates(positions=[now()])
+        for lesson in engine.course.lessons:
+            for step in lesson.steps:
+                done: list[CommandState] = []
+
+                def noted(count: int, total: int, step=step, done=done) -> None:
+                    command = step.commands[count - 1]
+                    done.append(CommandState(command.where, command.text, now()))
+
+                ref.apply_next(run_checks=False, show=False, progress=noted)
+                found.commands.append(done)
+                found.positions.append(done[-1].after if done else now())
+            if lesson.exercise is not None:
+                solved = []
+                for command in lesson.exercise.solution:
+                    ref.run_own(f"{command.where}# {command.text}")
+                    solved.append(CommandState(command.where, command.text, now()))
+                found.exercises[lesson.exercise.ref] = solved
+                ref.follow_student()
         ref.journal.close()
-        return reference
+        return found
     finally:
         try:
             reset_lab(lab)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from netstep.core.reconcile import Reconciliation
 from netstep.course.checks import CheckResult
 from netstep.course.lessons import Command, Step
 from netstep.render import RenderMixin
@@ -25,6 +26,8 @@ class StepResult(RenderMixin):
     shown: Snapshot | None = None
     elapsed: float = 0.0
     internet: str = ""
+    # what the move took back or put back of the student's own changes before it went on
+    reconciled: Reconciliation = field(default_factory=Reconciliation)
 
     @property
     def ok(self) -> bool:

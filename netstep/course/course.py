@@ -32,6 +32,12 @@ class Course(RenderMixin):
     def steps(self) -> list[Step]:
         return [step for lesson in self.lessons for step in lesson.steps]
 
+    def sysctl_keys(self) -> tuple[str, ...]:
+        """The sysctls worth reading and comparing: every one a step or an exercise's solution sets."""
+        actions = [a for step in self.steps for a in step.actions]
+        actions += [c.action for lesson in self.lessons if lesson.exercise for c in lesson.exercise.solution]
+        return tuple(dict.fromkeys(a.key for a in actions if hasattr(a, "key")))
+
     def with_containers(self, count: int) -> Course:
         """This course with lesson 4 (the bridge) built for `count` containers."""
         bridge = self.find("bridge")

@@ -16,6 +16,7 @@ from pathlib import Path
 from netstep.course.actions import Action
 from netstep.course.checks import EXPECTS, KINDS, REASONS, Check
 from netstep.course.commands import parse
+from netstep.course.essentials import Essential, parse_essential
 from netstep.errors import LessonError, NetstepError
 from netstep.render import RenderMixin
 from netstep.state.snapshot import PARTS
@@ -24,7 +25,7 @@ FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
 CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?\s*$")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
-EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution")
+EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution", "grade")
 EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
 
 
@@ -55,6 +56,8 @@ class Step(RenderMixin):
     checks: list[Check] = field(default_factory=list)
     shows: list[Show] = field(default_factory=list)
     notes: str = ""  # presenter notes: what to say, the question students usually ask
+    grade: list[Essential] = field(default_factory=list)  # what typed-by-hand work must have
+    grade_checks: list[Check] = field(default_factory=list)  # checks for grading only, never shown first
     line: int = 0
     lesson: Lesson | None = field(default=None, repr=False)
     index: int = 0  # within the lesson
@@ -88,6 +91,8 @@ class Exercise(RenderMixin):
     solution: list[Command] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     notes: str = ""  # presenter notes, as a step's
+    grade: list[Essential] = field(default_factory=list)  # as a step's
+    grade_checks: list[Check] = field(default_factory=list)
     line: int = 0
     lesson: Lesson | None = field(default=None, repr=False)
 
@@ -239,6 +244,9 @@ class _Parser:
         if lang == "notes":
             step.notes = "\n".join([step.notes, *body]).strip()
             return
+        if lang == "grade":
+            self._grade(step, body, first)
+            return
         for offset, raw in enumerate(body):
             n, line = first + offset, raw.strip()
             if not line or (lang != "console" and line.startswith("#")):
@@ -264,12 +272,28 @@ class _Parser:
             exercise.solution += holder.commands
         elif lang == "notes":
             exercise.notes = "\n".join([exercise.notes, *body]).strip()
+        elif lang == "grade":
+            self._grade(exercise, body, first)
         elif lang == "check":
             exercise.checks += [self._check(raw.strip(), first + offset) for offset, raw in enumerate(body)
                                 if raw.strip() and not raw.strip().startswith("#")]
         else:
             raise self.error(first - 1, f"a '{EXERCISE}' section holds hint, solution, check and notes blocks, "
                                         f"not {lang}: its commands are the student's to type")
+
+    def _grade(self, holder: Step | Exercise, body: list[str], first: int) -> None:
+        """A `grade` block: essentials (`host has route ...`) and checks, for grading only."""
+        for offset, raw in enumerate(body):
+            n, line = first + offset, raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if CHECK_RE.match(line):
+                holder.grade_checks.append(self._check(line, n))
+                continue
+            try:
+                holder.grade.append(parse_essential(line))
+            except ValueError as exc:
+                raise self.error(n, str(exc)) from None
 
     def _command(self, step: Step, line: str, n: int) -> None:
         match = PROMPT_RE.match(line)

@@ -61,26 +61,27 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
     head = Text.assemble(("✔ " if verdict.ok else "✘ ", "green" if verdict.ok else "bold red"),
                          (f"{target.ref}: {target.title}", "bold"))
     parts: list[RenderableType] = [head]
-    expected = "a correct answer" if target.extra else f"the course's state after {target.ref}"
-    if verdict.differences:
-        parts.append(Text(f"The lab differs from {expected}:", style="bold"))
-        parts += [Text(f"  • {line}") for line in verdict.differences]
-    else:
-        parts.append(Text(f"The lab is exactly {expected}.", style="green"))
+    if verdict.problems:
+        parts.append(Text("Not there yet:", style="bold"))
+        parts += [Text(f"  • {line}") for line in verdict.problems]
     if verdict.checks or verdict.skipped:
         parts.append(Text("Checks", style="bold"))
         parts += [check_view(result) for result in verdict.checks]
         parts += [Text(f"✘ {check.describe()}: not run, there is no {check.source}", style="red")
                   for check in verdict.skipped]
+    if verdict.notes:
+        parts.append(Text("Not needed for this, but different from the course's own lab (fine):", style="dim"))
+        parts += [Text(f"  · {line}", style="dim") for line in verdict.notes]
     if verdict.adopted:
-        parts.append(Text(f"Counted as done: `next` goes on after {target.ref}; rollback undoes your work."
-                          if not target.extra else
-                          "Well done. Your work stays in the lab until the course moves (start, run, rollback) "
-                          "or you undo it.", style="green"))
+        parts.append(Text(f"Counted as done: `next` goes on after {target.ref}; `back` takes your work back.",
+                          style="green"))
+    elif verdict.ok and target.exercise:
+        parts.append(Text("Well done. Your work stays in the lab until the course moves on (next, start, run, "
+                          "back, rollback), which takes it back first.", style="green"))
     elif verdict.ok:
-        parts.append(Text("The lab matches.", style="green"))
+        parts.append(Text("It works.", style="green"))
     else:
-        parts.append(Text("`hint` names the next command you are missing; `solution` runs what is left.",
+        parts.append(Text("`hint` gives a hint, a little more each time; `solution` finishes it for you.",
                           style="dim"))
     return Group(*parts)
 
@@ -89,24 +90,37 @@ def exercise_view(exercise: Exercise) -> RenderableType:
     return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose))
 
 
+HINT_STAGES = {"written": "hint", "idea": "what is missing", "blanks": "the command, with blanks to fill",
+               "command": "the command", "text": "hint"}
+
+
 def hint_view(hint: Hint) -> RenderableType:
-    head = Text(f"Hint for {hint.target.ref}: {hint.target.title}", style="bold")
+    head = Text(f"Hint for {hint.target.ref} ({HINT_STAGES.get(hint.stage, 'hint')}): {hint.target.title}",
+                style="bold")
     if hint.command is None:
         body: RenderableType = Text(hint.text)
     else:
         body = Syntax(f"{hint.command.where}# {hint.command.text}", "console", theme="ansi_dark",
                       background_color="default", word_wrap=True)
-    more = Text(f"({hint.remaining} more after this)", style="dim") if hint.remaining else Text("")
-    return Group(head, body, more)
+    after = {"idea": "Ask again for the command with blanks.", "blanks": "Ask again for the whole command."}
+    more = [Text(after[hint.stage], style="dim")] if hint.stage in after else []
+    if hint.remaining:
+        more.append(Text(f"({hint.remaining} more command(s) missing after this one)", style="dim"))
+    return Group(head, body, *more)
 
 
 def solution_view(solution: Solution, check_view: Callable[[object], RenderableType]) -> RenderableType:
     parts: list[RenderableType] = []
-    if solution.ran:
+    if solution.removed:
+        parts.append(Text("Removed what was in the way:", style="bold"))
+        parts.append(Syntax("\n".join(solution.removed), "console", theme="ansi_dark", background_color="default",
+                            word_wrap=True))
+    ran = [f"{c.where}# {c.text}" for c in solution.ran] + solution.restored
+    if ran:
         parts.append(Text("Ran for you:", style="bold"))
-        parts.append(Syntax("\n".join(f"{c.where}# {c.text}" for c in solution.ran), "console", theme="ansi_dark",
-                            background_color="default", word_wrap=True))
-    else:
+        parts.append(Syntax("\n".join(ran), "console", theme="ansi_dark", background_color="default",
+                            word_wrap=True))
+    elif not solution.removed:
         parts.append(Text("No command was missing.", style="bold"))
     parts.append(verdict_view(solution.verdict, check_view))
     return Group(*parts)

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from netstep import render
 from netstep.core.grading import Hint, Solution, Verdict
+from netstep.core.reconcile import Reconciliation
 from netstep.core.results import OwnResult, StepResult
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.course.course import Course
@@ -252,9 +253,13 @@ def _(step: Step) -> RenderableType:
 @renderable.register
 def _(result: StepResult) -> RenderableType:
     step = result.step
+    parts: list[RenderableType] = []
+    if result.reconciled:
+        parts.append(reconciled_view(result.reconciled))
+    if result.reconciled and result.direction == "undo" and result.diff.title.startswith("your own"):
+        return Group(*parts)  # the move was only that: the student's work taken back
     verb = "Applied" if result.direction == "apply" else "Rolled back"
-    header = Text.assemble((f"{verb} step {step.ref}: ", "bold"), (step.title, "bold cyan"))
-    parts: list[RenderableType] = [header]
+    parts.append(Text.assemble((f"{verb} step {step.ref}: ", "bold"), (step.title, "bold cyan")))
     parts.append(Panel(renderable(result.diff), title="What changed", title_align="left", expand=False))
     if result.checks:
         parts.append(Text("Checks", style="bold"))
@@ -265,6 +270,18 @@ def _(result: StepResult) -> RenderableType:
             for ns in show.namespaces:
                 if ns in result.shown.namespaces:
                     parts.append(render_state(result.shown[ns], wanted))
+    return Group(*parts)
+
+
+def reconciled_view(done: Reconciliation) -> RenderableType:
+    """What a move took back of the student's own changes, and what it put back, by command."""
+    parts: list[RenderableType] = [Text("The lab differed from where the course stands; first, netstep", style="bold")]
+    if done.removed:
+        parts.append(Text("removed what you added:"))
+        parts += [Text(f"  - {change.describe()}", style="red") for change in done.removed]
+    if done.restored:
+        parts.append(Text("put back or set again what the course had:"))
+        parts += [Text(f"  + {change.describe()}", style="green") for change in done.restored]
     return Group(*parts)
 
 
