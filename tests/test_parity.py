@@ -74,8 +74,12 @@ def _links(text: str) -> dict[str, dict]:
 
 
 def _routes(text: str) -> list[dict]:
+    """IPv4 then IPv6 routes, all tables, in the kernel's order; but the IPv6 routes of
+    link-local addresses, which the kernel makes from a MAC address."""
     out = []
-    for route in json.loads(text):
+    for route in [r for line in text.splitlines() for r in json.loads(line)]:
+        if route.get("dst", "").startswith("fe80:"):
+            continue
         route = _strip(route)
         if "linkdown" in route.get("flags", []):
             route["flags"] = [f for f in route["flags"] if f != "linkdown"]
@@ -91,7 +95,8 @@ def _rules(text: str) -> list[str]:
 def read_namespace(path: str, sysctls: tuple[str, ...]) -> dict:
     """One namespace as iproute2, iptables-save and /proc/sys show it: one process."""
     files = " ".join(shlex.quote("/proc/sys/" + key.replace(".", "/")) for key in sysctls)
-    script = (f"ip -d -j addr show; echo {SEPARATOR}; ip -4 -d -j route show table all; echo {SEPARATOR}; "
+    script = (f"ip -d -j addr show; echo {SEPARATOR}; ip -4 -d -j route show table all; "
+              f"ip -6 -d -j route show table all; echo {SEPARATOR}; "
               f"iptables-save; echo {SEPARATOR}; for f in {files}; do echo \"$f=$(cat $f 2>/dev/null)\"; done")
     result = subprocess.run(["nsenter", f"--net={path}", "--", "sh", "-c", script], capture_output=True,
                             text=True, check=True, timeout=30)
@@ -239,8 +244,10 @@ def pair():
 def test_the_course_and_its_solutions_leave_what_ip_and_iptables_leave(pair):
     engine, shell = pair
     course, ours, theirs = engine.course, engine.lab, shell.lab
-    sysctls = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *(c.action.key for s in course.steps for c in s.commands
-                                                       if hasattr(c.action, "key")))))
+    written = (c.action.key for s in course.steps for c in s.commands if hasattr(c.action, "key"))
+    # (writing ip_forward sets every device's forwarding too)
+    sysctls = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *written, "net.ipv4.conf.all.forwarding",
+                                   "net.ipv4.conf.default.forwarding", "net.ipv4.conf.eth0.forwarding")))
     wrong: list[str] = []
 
     def after(what: str) -> None:
