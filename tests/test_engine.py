@@ -329,6 +329,33 @@ def test_deletion_is_undone_exactly(lab: Lab, tmp_path: Path, case: Deletion) ->
     assert all(r.ok for r in again), [r.as_json() for r in again]
 
 
+def _forward(lab: Lab) -> list[str]:
+    return [line for line in lab.exec("host", ["iptables", "-S", "FORWARD"]).stdout.splitlines()
+            if line.startswith("-A ")]
+
+
+@pytest.mark.parametrize(("also_gone", "expected"), [
+    ((), ["1", "2", "3"]),  # nothing else changed: back in its place
+    (("1",), ["2", "3"]),  # the rule before it went: before the rule after it
+    (("3",), ["1", "2"]),  # the rule after it went: after the rule before it
+    (("1", "3"), ["2"]),  # both went (an index recorded earlier, 2, is too big now)
+], ids=["alone", "before-gone", "after-gone", "both-gone"])
+def test_a_deleted_rule_goes_back_among_its_neighbours(lab: Lab, also_gone: tuple[str, ...],
+                                                       expected: list[str]) -> None:
+    """A rule's undo finds its place by content: the rules it was between, wherever they are
+    after the student's own deletions, never an index that may no longer exist."""
+    for n in ("1", "2", "3"):
+        executor.apply(lab, Action.from_dict({"type": "Iptables", "ns": "host",
+                                              "args": ["-A", "FORWARD", "-s", f"10.9.9.{n}/32", "-j", "DROP"]}))
+    undo = executor.apply(lab, Action.from_dict({"type": "Iptables", "ns": "host",
+                                                 "args": ["-D", "FORWARD", "-s", "10.9.9.2/32", "-j", "DROP"]}))
+    undo = Action.from_dict(json.loads(json.dumps(undo.to_dict())))  # as the journal keeps it
+    for n in also_gone:
+        lab.exec("host", ["iptables", "-D", "FORWARD", "-s", f"10.9.9.{n}/32", "-j", "DROP"])
+    executor.apply(lab, undo)
+    assert _forward(lab) == [f"-A FORWARD -s 10.9.9.{n}/32 -j DROP" for n in expected]
+
+
 def test_deleting_a_link_and_undoing_it_twice_stays_exact(lab: Lab, tmp_path: Path) -> None:
     course = course_of(tmp_path, ("Wire", WIRED, []), ("Take apart", ["host# ip link delete veth0",
                                                                       "host# ip netns delete netns0"], []))

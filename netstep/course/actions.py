@@ -140,10 +140,16 @@ class Route(Action):
 
 @dataclass(frozen=True)
 class Iptables(Action):
-    """One iptables invocation; `args` excludes the table (kept in `table`)."""
+    """One iptables invocation; `args` excludes the table (kept in `table`).
+
+    `between`, an undo's, holds the rules around a deleted one to put back (the one before
+    it and the one after it, each in `iptables -S` words after the chain, () at an end): it
+    goes back among them, found by their content, and its recorded position is used only
+    when neither is there any more."""
 
     table: str = "filter"
     args: tuple[str, ...] = ()
+    between: tuple[tuple[str, ...], ...] = ()
 
     def command(self) -> str:
         table = "" if self.table == "filter" else f"-t {self.table} "

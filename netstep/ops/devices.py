@@ -121,8 +121,7 @@ def give_state(lab: LabAccess, ns: str, name: str, state: dict) -> None:
     if state.get("master"):
         ipr.link("set", index=index, master=lookup.index_of(lab, ns, state["master"]))
     for cidr in state.get("addresses", ()):
-        ip, prefix = cidr.split("/")
-        ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+        lookup.add_address(lab, ns, index, cidr)
     if state.get("up"):
         ipr.link("set", index=index, state="up")
         lookup.settle(lab, [{"ns": ns, "name": name, "up": True}])
@@ -145,7 +144,7 @@ def apply_address(action: Address, lab: LabAccess) -> Action:
     index = lookup.index_of(lab, ns, action.dev)
     if action.add:
         undo = about_to_change(Address(ns, dev=action.dev, cidr=action.cidr, add=False))
-        lab.ipr(ns).addr("add", index=index, address=ip, prefixlen=int(prefix))
+        lookup.add_address(lab, ns, index, action.cidr)
         return undo
     image = {"addresses": [{"ns": ns, "dev": action.dev, "cidr": action.cidr}],
              "routes": {ns: routes.by_dst(lab, ns)}}

@@ -88,8 +88,7 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
         if end.get("master"):
             ipr.link("set", index=index, master=lookup.index_of(lab, end["ns"], end["master"]))
         for cidr in end["addresses"]:
-            ip, prefix = cidr.split("/")
-            ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
+            lookup.add_address(lab, end["ns"], index, cidr)
     for link in image.get("links", ()):
         for port in link.get("ports", ()):
             if lookup.exists(lab, link["ns"], port):
@@ -99,9 +98,7 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
         if end["up"]:
             lab.ipr(end["ns"]).link("set", index=lookup.index_of(lab, end["ns"], end["name"]), state="up")
     for extra in image.get("addresses", ()):
-        ip, prefix = extra["cidr"].split("/")
-        lab.ipr(extra["ns"]).addr("add", index=lookup.index_of(lab, extra["ns"], extra["dev"]), address=ip,
-                                  prefixlen=int(prefix))
+        lookup.add_address(lab, extra["ns"], lookup.index_of(lab, extra["ns"], extra["dev"]), extra["cidr"])
     lookup.settle(lab, ends)
     for ns, by_dst in image.get("routes", {}).items():
         for dst, wanted in by_dst.items():

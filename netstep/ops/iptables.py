@@ -1,5 +1,8 @@
 """iptables: the binary run inside the namespace, each rule change with its undo, and
 the removal of every rule that carries the lab's mark (host mode).
+
+A rule's undo finds it by its content: an added rule is deleted by its text, and a deleted
+one goes back between the rules it was between, never by an index recorded earlier.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def apply_iptables(action: Iptables, lab: LabAccess) -> Action:
         undo = about_to_change(Iptables(ns, table=table, args=("-N", chain)))
         iptables(lab, ns, table, args)
         return undo
+    if op == "-I" and action.between:
+        args[2] = str(_position(lab, ns, table, chain, action.between, int(args[2])))
     if op in ("-A", "-I"):
         rule = args[3:] if op == "-I" and len(args) > 2 and args[2].isdigit() else args[2:]
         undo = about_to_change(Iptables(ns, table=table, args=("-D", chain, *rule)))
@@ -59,9 +64,23 @@ def apply_iptables(action: Iptables, lab: LabAccess) -> Action:
         iptables(lab, ns, table, args)  # (which rule went is known only after: no undo told first)
         after = _chain_rules(lab, ns, table, chain)
         position = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), len(after))
-        removed = shlex.split(before[position])[2:]
-        return Iptables(ns, table=table, args=("-I", chain, str(position + 1), *removed))
+        words = [tuple(shlex.split(line)[2:]) for line in before]
+        around = (words[position - 1] if position else (), words[position + 1] if position + 1 < len(words) else ())
+        return Iptables(ns, table=table, args=("-I", chain, str(position + 1), *words[position]), between=around)
     raise NetstepError(f"iptables {op} is not supported")
+
+
+def _position(lab: LabAccess, ns: str, table: str, chain: str, between: tuple, recorded: int) -> int:
+    """Where a deleted rule goes back: after the rule that was before it, or before the one
+    that was after it, wherever they are now; first if it was first; else at its recorded
+    place, or last if the chain has grown shorter (the student's own deletions)."""
+    rules = [tuple(shlex.split(line)[2:]) for line in _chain_rules(lab, ns, table, chain)]
+    before, after = (tuple(words) for words in between)
+    if before in rules:
+        return rules.index(before) + 2
+    if after and after in rules:
+        return rules.index(after) + 1
+    return 1 if not before else min(recorded, len(rules) + 1)
 
 
 def remove_marked_rules(lab: LabAccess) -> list[str]:

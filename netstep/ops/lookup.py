@@ -1,4 +1,5 @@
-"""Looking up a lab's devices for the operations: an index, a record, a name, an address.
+"""Looking up a lab's devices for the operations: an index, a record, a name, an address;
+and adding an address as `ip addr add` does, for every path that adds one.
 
 Each lookup is one ioctl or one netlink request; a missing device is None, or the error
 a person reads ("There is no device 'veth9' in netns0.").
@@ -72,6 +73,16 @@ def with_fd(lab: LabAccess, ns: str, fn):
 def addresses(lab: LabAccess, ns: str, index: int) -> list[str]:
     return [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
             for a in lab.ipr(ns).addr("dump", family=socket.AF_INET) if a["index"] == index]
+
+
+def add_address(lab: LabAccess, ns: str, index: int, cidr: str) -> None:
+    """Add `cidr` to link `index` as `ip addr add CIDR dev DEV` does (iproute2's
+    ip/ipaddress.c, ipaddr_modify): local and address both the address, no broadcast
+    (`ip` sets one only when told `brd`), and the scope of default_scope: host for
+    127.0.0.0/8, else global."""
+    ip, prefix = cidr.split("/")
+    scope = 254 if ip.split(".", 1)[0] == "127" else 0
+    lab.ipr(ns).addr("add", index=index, address=ip, prefixlen=int(prefix), scope=scope)
 
 
 def settle(lab: LabAccess, ends: list[dict]) -> None:

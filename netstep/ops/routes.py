@@ -1,17 +1,25 @@
 """Routes: add and delete one, and set the routes to a destination exactly, in order.
 
-The kernel keeps routes to one destination in order and the first one wins, so an undo
-that puts routes back puts them back in the order they were found.
+A route is added as `ip route add` adds it (iproute2's ip/iproute.c, iproute_modify):
+table main, type unicast, `proto boot`, and `scope link` when it has no gateway (a
+device alone: the destination is on the link), else `scope global`; and never over a
+route to the same destination and metric (NLM_F_EXCL: "File exists"). The kernel keeps
+routes to one destination in order and the first one wins, so an undo that puts routes
+back puts them back in the order they were found. Undos find a route by what it is, never
+by a position recorded earlier.
 """
 
 from __future__ import annotations
 
+import errno
+
 from netstep.course.actions import Action, Restore, Route
 from netstep.errors import KernelError
+from netstep.kernel import netlink
 from netstep.ops import lookup
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
-from netstep.state.read import RTN_UNICAST, read_routes
+from netstep.state.read import RTN_UNICAST, RouteEntry, read_routes
 
 PROTO = {"kernel": 2, "boot": 3, "static": 4}
 SCOPE = {"global": 0, "link": 253, "host": 254}
@@ -76,13 +84,26 @@ def _matches(route: dict, action: Route) -> bool:
     return not (action.src and route["src"] != action.src)
 
 
+def added_scope(action: Route) -> str:
+    """The scope `ip route add` gives a route it is not told one for: link without a gateway."""
+    return action.scope or ("global" if action.via else "link")
+
+
 def apply_route(action: Route, lab: LabAccess) -> Action:
     ns = action.ns
     if action.add:
-        spec = {"dst": action.dst, "via": action.via, "dev": action.dev, "proto": "boot"}
+        scope = added_scope(action)
+        spec = {"dst": action.dst, "via": action.via, "dev": action.dev, "proto": "boot", "scope": scope}
         args = route_args(lab, ns, spec)
-        undo = about_to_change(Route(ns, dst=action.dst, via=action.via, dev=action.dev, proto="boot", add=False))
-        lab.ipr(ns).route("add", **args)
+        _refuse_existing(lab, action)
+        undo = about_to_change(Route(ns, dst=action.dst, via=action.via, dev=action.dev, proto="boot", scope=scope,
+                                     add=False))
+        try:
+            lab.ipr(ns).route("add", **args)
+        except netlink.NetlinkError as exc:
+            if exc.code == errno.EEXIST:  # a route of another type (unreachable, ...): not read above
+                raise _exists(action, "") from None
+            raise
         return undo
     before = by_dst(lab, ns, {action.dst})
     match = next((r for r in before[action.dst] if _matches(r, action)), None)
@@ -92,6 +113,24 @@ def apply_route(action: Route, lab: LabAccess) -> Action:
     undo = about_to_change(Restore(ns, image={"routes": {ns: before}}))
     lab.ipr(ns).route("del", **args)
     return undo
+
+
+def _refuse_existing(lab: LabAccess, action: Route) -> None:
+    """Fail as `ip route add` does on a route to the same destination and metric (0, the
+    only one the grammar adds), whatever its device or gateway, before anything is told
+    or changed: the kernel keeps one route per table, destination and metric unless asked
+    to append."""
+    there = next((r for r in by_dst(lab, action.ns, {action.dst})[action.dst] if not r["metric"]), None)
+    if there is not None:
+        raise _exists(action, RouteEntry(**there, type=RTN_UNICAST, linkdown=False).text())
+
+
+def _exists(action: Route, there: str) -> KernelError:
+    which = f" ({there})" if there else ""
+    return KernelError(
+        f"`{action.command()}` on {action.ns} failed: File exists. {action.ns} already has a route to "
+        f"{action.dst}{which}, and `ip route add` never replaces one: delete that one first (`ip route delete "
+        f"{action.dst}` ...), then add yours.")
 
 
 def set_routes(lab: LabAccess, ns: str, dst: str, wanted: list[dict]) -> None:
