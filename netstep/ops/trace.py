@@ -23,9 +23,9 @@ from netstep.ops import probes
 from netstep.ops.witness import Witness
 from netstep.render import RenderMixin
 from netstep.state import evidence
-from netstep.state.evidence import Flow, RouteLookups, RuleCount
-from netstep.state.explain import Finding, Observation, explain
-from netstep.state.paths import Path, Wiring, walk
+from netstep.state.evidence import Flow, RouteLookup, RouteLookups, RuleCount
+from netstep.state.explain import Crossing, Finding, Observation, explain
+from netstep.state.paths import Hop, Path, Wiring, walk
 from netstep.state.snapshot import Snapshot
 
 PROBES = ("ping", "tcp", "http")
@@ -166,13 +166,36 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
                        drops=dropped)
     finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
-    if "rule" in finding.evidence and finding.where:  # netfilter, which the walk does not see, stopped it
-        forward, reply = cut(forward, finding.where, finding.why), None
+    if result.actual != "reachable":
+        result = probes.judged(result, finding)
+    if finding.stop is not None:  # netfilter, which the walk does not see, stopped it
+        if finding.stop.back:
+            reply = cut(reply, finding.stop, finding.why) if reply else None
+        else:
+            forward, reply = cut(forward, finding.stop, finding.why), None
+    elif "rule" in finding.evidence and finding.where:
+        forward, reply = cut_at(forward, finding.where, finding.why), None
     return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
 
 
-def cut(path: Path, ns: str, why: str) -> Path:
-    """`path` stopped at its first hop through `ns`: a rule there dropped the packet."""
+def cut(path: Path, stop: Crossing, why: str) -> Path:
+    """`path` stopped where a rule dropped the packet: at that hop, or on the bridge after it."""
+    hops = list(path.hops[:stop.index + 1])
+    hop = hops[-1]
+    if stop.bridge is None:
+        hops[-1] = replace(hop, action="dropped", link=(), problem=why, kernel_reason="NETFILTER_DROP", bridged=None)
+    else:  # it left the hop, and the bridge in `stop.ns` dropped the frame between two ports
+        into = hop.link[:next((i for i, step in enumerate(hop.link) if step.startswith(f"{stop.bridge} ")),
+                             len(hop.link))]
+        port = into[-1].split(" -> ")[1].split("@")[0] if into and " -> " in into[-1] else None
+        bridged = RouteLookup(stop.ns, stop.dst, stop.src, port, kind="bridged", dev=stop.bridge)
+        hops[-1] = replace(hop, link=(*into, f"{stop.bridge} (bridge in {stop.ns})"), bridged=None)
+        hops.append(Hop(stop.ns, port, bridged, "dropped", problem=why, kernel_reason="NETFILTER_DROP"))
+    return replace(path, hops=tuple(hops))
+
+
+def cut_at(path: Path, ns: str, why: str) -> Path:
+    """`path` stopped at its first hop through `ns` (a rule there counted, though none fits the packet)."""
     hops = []
     for hop in path.hops:
         if hop.ns == ns and hop.arrived_on is not None:
