@@ -20,13 +20,12 @@ from netstep.course.checks import Check, CheckResult
 from netstep.errors import NetstepError
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops import probes
-from netstep.ops.witness import Witness
+from netstep.ops.witness import Witness, flows_of, nat_paths
 from netstep.render import RenderMixin
 from netstep.state import evidence
-from netstep.state.evidence import Flow, RouteLookup, RouteLookups, RuleCount
+from netstep.state.evidence import RouteLookup, RouteLookups, RuleCount
 from netstep.state.explain import Crossing, Finding, Observation, explain
-from netstep.state.paths import Hop, Path, Wiring, walk
-from netstep.state.snapshot import Snapshot
+from netstep.state.paths import Hop, Path, Wiring
 
 PROBES = ("ping", "tcp", "http")
 QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
@@ -85,35 +84,6 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
-def paths(lab, snapshot: Snapshot, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
-    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
-    wiring, lookup = Wiring(snapshot), RouteLookups(lab.ipr)
-    first = lookup(source, dst, None, None)
-    src = first.prefsrc or ""
-    dnat = {f.ns: f.dnat for f in flows if f.dnat}
-    forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
-    if not forward.delivered:
-        return forward, None
-    snat = next((f.snat for f in flows if f.snat), None)
-    end = forward.end
-    answering = end.lookup.dst  # the address that answers (after DNAT)
-    reply = walk(wiring, lookup, end.ns, answering, snat or src)
-    if snat and reply.delivered and reply.end.ns != source:  # back at the namespace that rewrote it
-        rest = walk(wiring, lookup, reply.end.ns, answering, src, arrived_on=reply.end.arrived_on)
-        reply = Path(reply.start, reply.src, src, reply.hops[:-1] + rest.hops)
-    return forward, reply
-
-
-def _flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
-    proto = "icmp" if check.kind == "ping" else "tcp"
-    found = []
-    for ns in names:
-        text = lab.exec(ns, ["conntrack", "-L"]).stdout
-        found += [f for f in evidence.parse_conntrack(ns, text) if f.proto == proto and f.original == (src, dst)
-                  and (check.port is None or (f.ports and f.ports[1] == check.port))]
-    return found
-
-
 def _rule_counts(lab, names: list[str]) -> dict[str, list[RuleCount]]:
     return {ns: evidence.read_rule_counts(lambda argv, ns=ns: lab.exec(ns, argv)) for ns in names}
 
@@ -160,8 +130,8 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
         dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch else []
     rules_after = _rule_counts(lab, ruled)
     src = lookups(source, dst, None, None).prefsrc or ""
-    flows = _flows_of(lab, ruled, check, src, dst) if src else []
-    forward, reply = paths(lab, snapshot, source, dst, flows)
+    flows = flows_of(lab, ruled, check, src, dst) if src else []
+    forward, reply = nat_paths(Wiring(snapshot), lookups, source, dst, flows)
     counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}
     seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
                        drops=dropped)

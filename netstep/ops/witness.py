@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 
 from netstep.course.checks import Check, CheckResult
 from netstep.state import evidence
-from netstep.state.evidence import ArpTables, Counters, RuleCount
-from netstep.state.explain import BUILTIN, DROPPING, Finding, Observation, crossings, explain, on_path
+from netstep.state.evidence import ArpTables, Counters, Flow, RuleCount
+from netstep.state.explain import DROPPING, PROTOCOLS, Finding, Observation, crossings, explain, fits, on_path
 from netstep.state.paths import Path, Wiring, walk
 from netstep.state.snapshot import Snapshot
 
@@ -146,14 +146,15 @@ class Witness:
                 self._steady.pop(watch, None)
             # the chains this probe passes where a rule can drop it, once the packet got there
             # (a bridged frame is no IP packet received: only the rules' counters tell)
-            mine = {(c.ns, c.chain) for c in crossings(self.path(index)[0]) if (c.ns, c.chain) in self.crossed
-                    and (c.bridge or moved.get(c.ns, {}).get("Ip.InReceives"))}
+            mine = [c for c in crossings(self.path(index)[0]) if (c.ns, c.chain) in self.crossed
+                    and (c.bridge or moved.get(c.ns, {}).get("Ip.InReceives"))]
             if mine:
                 counted = self._counted()
-                for ns, chain in sorted(mine):
-                    drops = sum(rule.packets for rule in counted.get(ns, []) if rule.target in DROPPING
-                                and (rule.chain == chain or rule.chain not in BUILTIN))
-                    if drops >= self.crossed[ns, chain]:
+                proto = PROTOCOLS.get(self.checks[index].kind, "icmp")
+                for c in mine:
+                    drops = sum(rule.packets for rule in counted.get(c.ns, [])
+                                if rule.target in DROPPING and fits(rule, c, proto))
+                    if drops >= self.crossed[c.ns, c.chain]:
                         return self._finding(index, moved)
             return None
 
@@ -167,11 +168,16 @@ class Witness:
     def _finding(self, index: int, moved: dict[str, dict[str, int]], result: CheckResult | None = None) -> Finding:
         check = self.checks[index]
         forward, reply = self.path(index)
+        flows: list[Flow] = []
+        if result is not None and self.ruled:  # finished: NAT, which conntrack recorded, reroutes the reply
+            flows = flows_of(self.lab, self.ruled, check, forward.src, forward.dst) if forward.src else []
+            if flows:
+                forward, reply = nat_paths(self.wiring, self.lookups, check.source, forward.dst, flows)
         crossed = on_path(forward, reply)
         counted = self._counted(every=0.0 if result else 0.005) if self.ruled else {}
         seen = Observation(forward, reply, moved={ns: c for ns, c in moved.items() if ns in crossed},
                            rules={ns: c for ns, c in counted.items() if ns in crossed},
-                           all_rules=self._rules_after or {}, port=check.port)
+                           all_rules=self._rules_after or {}, port=check.port, flows=flows)
         reason, detail = (result.reason, result.detail) if result else ("no-answer", "")
         return explain(check.kind, reason, detail, seen, self.wiring)
 
@@ -184,6 +190,34 @@ class Witness:
     def close(self) -> None:
         self.counters.close()
         self.arp.close()
+
+
+def nat_paths(wiring: Wiring, lookup, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
+    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
+    src = lookup(source, dst, None, None).prefsrc or ""
+    dnat = {f.ns: f.dnat for f in flows if f.dnat}
+    forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
+    if not forward.delivered:
+        return forward, None
+    snat = next((f.snat for f in flows if f.snat), None)
+    end = forward.end
+    answering = end.lookup.dst  # the address that answers (after DNAT)
+    reply = walk(wiring, lookup, end.ns, answering, snat or src)
+    if snat and reply.delivered and reply.end.ns != source:  # back at the namespace that rewrote it
+        rest = walk(wiring, lookup, reply.end.ns, answering, src, arrived_on=reply.end.arrived_on)
+        reply = Path(reply.start, reply.src, src, reply.hops[:-1] + rest.hops)
+    return forward, reply
+
+
+def flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
+    """The conntrack entries of `check`'s probe from `src` to `dst`, in the namespaces `names`."""
+    proto = "icmp" if check.kind == "ping" else "tcp"
+    found = []
+    for ns in names:
+        text = lab.exec(ns, ["conntrack", "-L"]).stdout
+        found += [f for f in evidence.parse_conntrack(ns, text) if f.proto == proto and f.original == (src, dst)
+                  and (check.port is None or (f.ports and f.ports[1] == check.port))]
+    return found
 
 
 def _drops(snapshot: Snapshot, ns: str) -> bool:

@@ -223,7 +223,7 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         back = reply.broken
         if confirms(reply.hops[0], seen.moved, reply_of=kind):
             arrived = f"reached {end.ns}" if end else "arrived"
-            return Finding(back.ns, f"{arrived}; {_no_way_back(back, reply)}",
+            return Finding(back.ns, f"{arrived}; {_no_way_back(back, reply)}{_unmasked(forward, reply, seen)}",
                            {**evidence, "route": back.lookup.as_json()})
     if seen.drops:
         return Finding(None, f"the kernel dropped it: {seen.drops[0]}", evidence)
@@ -245,6 +245,18 @@ def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: di
     found = {**evidence, "rule": rule.describe()}
     return Finding(crossing.ns, why, found, seen="filtered" if corrected else "no-answer", reason=corrected,
                    stop=crossing)
+
+
+def _unmasked(forward: Path, reply: Path, seen: Observation) -> str:
+    """Why the reply goes to an address only the first network knows: nothing rewrote the
+    request's source on its way out (no SNAT or MASQUERADE counted, no flow rewritten)."""
+    routers = [hop.ns for hop in forward.hops if hop.action == "forwarded"]
+    nat = any(rule.table == "nat" and rule.target in ("MASQUERADE", "SNAT")
+              for rules in seen.rules.values() for rule in rules)
+    if not routers or reply.dst != forward.src or nat or any(flow.snat for flow in seen.flows):
+        return ""
+    return (f": {routers[-1]} forwarded it with its source {forward.src} unchanged "
+            "(no MASQUERADE or SNAT rule rewrote it)")
 
 
 def _no_way_back(hop: Hop, reply: Path) -> str:
