@@ -89,6 +89,9 @@ if BRIDGE_NETFILTER:  # the lesson 4 check that issue 19 saw answered with "?" a
     FAULTS["bridged-policy-drop"] = Fault(
         "6.6", [], "ping netns0 -> 172.18.0.20 reachable", "host",
         ["dropped by host filter FORWARD policy DROP", "crossed the bridge br0"], "no-answer")
+    FAULTS["bridged-policy-drop-expected"] = Fault(  # a lesson showing the break: proven, not waited for
+        "6.6", [], "ping netns0 -> 172.18.0.20 unreachable", "host",
+        ["dropped by host filter FORWARD policy DROP", "crossed the bridge br0"], "no-answer")
 
 
 def parse_check(line: str) -> Check:
@@ -127,6 +130,8 @@ def test_a_fault_is_named_by_the_check_and_by_the_trace(name: str, make_lab, cou
     if fault.reason:
         assert result.reason == fault.reason, result
     assert result.evidence, result
+    if check.expect == "unreachable" and fault.reason == "no-answer" and not fault.back:
+        assert result.concluded == "evidence", result  # the rule's counter proved it: no waiting out the silence
 
     traced = engine.trace(check.source, check.target, port=check.port, kind=check.kind)
     found = traced.as_json()
