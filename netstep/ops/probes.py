@@ -85,8 +85,16 @@ def run(checks: list[Check], path_of, internet: str, witness=None) -> list[Check
 def _explained(witness, index: int, result: CheckResult) -> CheckResult:
     if result.actual == "reachable" or result.where is not None:
         return result
-    finding = witness.explain(index, result)
-    return replace(result, where=finding.where, why=finding.why, evidence=finding.evidence)
+    return judged(result, witness.explain(index, result))
+
+
+def judged(result: CheckResult, finding) -> CheckResult:
+    """`result` with the finding's where, why and evidence; where the evidence corrects what the
+    socket saw (a REJECT rule's "Connection refused" is no closed port), its reason too."""
+    out = replace(result, where=finding.where, why=finding.why, evidence=finding.evidence)
+    if finding.reason and finding.reason != result.reason:
+        out = replace(out, reason=finding.reason, detail=f"{result.detail} (the answer of a REJECT rule)")
+    return out
 
 
 def _concluded(reason: str, timed_out: bool) -> str:
@@ -197,7 +205,7 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
         result = CheckResult(check, check.destination(internet), *verdict, done_at[i] - start,
                              concluded=how[i] or _concluded(verdict[1], False))
         if findings[i] is not None:
-            result = replace(result, where=findings[i].where, why=findings[i].why, evidence=findings[i].evidence)
+            result = judged(result, findings[i])
         out.append(result)
     return out
 

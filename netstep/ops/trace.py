@@ -20,13 +20,12 @@ from netstep.course.checks import Check, CheckResult
 from netstep.errors import NetstepError
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops import probes
-from netstep.ops.witness import Witness
+from netstep.ops.witness import Witness, flows_of, nat_paths
 from netstep.render import RenderMixin
 from netstep.state import evidence
-from netstep.state.evidence import Flow, RouteLookups, RuleCount
-from netstep.state.explain import Finding, Observation, explain
-from netstep.state.paths import Path, Wiring, walk
-from netstep.state.snapshot import Snapshot
+from netstep.state.evidence import RouteLookup, RouteLookups, RuleCount
+from netstep.state.explain import Crossing, Finding, Observation, explain
+from netstep.state.paths import Hop, Path, Wiring
 
 PROBES = ("ping", "tcp", "http")
 QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
@@ -85,35 +84,6 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
-def paths(lab, snapshot: Snapshot, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
-    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
-    wiring, lookup = Wiring(snapshot), RouteLookups(lab.ipr)
-    first = lookup(source, dst, None, None)
-    src = first.prefsrc or ""
-    dnat = {f.ns: f.dnat for f in flows if f.dnat}
-    forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
-    if not forward.delivered:
-        return forward, None
-    snat = next((f.snat for f in flows if f.snat), None)
-    end = forward.end
-    answering = end.lookup.dst  # the address that answers (after DNAT)
-    reply = walk(wiring, lookup, end.ns, answering, snat or src)
-    if snat and reply.delivered and reply.end.ns != source:  # back at the namespace that rewrote it
-        rest = walk(wiring, lookup, reply.end.ns, answering, src, arrived_on=reply.end.arrived_on)
-        reply = Path(reply.start, reply.src, src, reply.hops[:-1] + rest.hops)
-    return forward, reply
-
-
-def _flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
-    proto = "icmp" if check.kind == "ping" else "tcp"
-    found = []
-    for ns in names:
-        text = lab.exec(ns, ["conntrack", "-L"]).stdout
-        found += [f for f in evidence.parse_conntrack(ns, text) if f.proto == proto and f.original == (src, dst)
-                  and (check.port is None or (f.ports and f.ports[1] == check.port))]
-    return found
-
-
 def _rule_counts(lab, names: list[str]) -> dict[str, list[RuleCount]]:
     return {ns: evidence.read_rule_counts(lambda argv, ns=ns: lab.exec(ns, argv)) for ns in names}
 
@@ -160,19 +130,42 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
         dropped = [d.describe() for d in watch.drops() if d.location not in QUIET] if watch else []
     rules_after = _rule_counts(lab, ruled)
     src = lookups(source, dst, None, None).prefsrc or ""
-    flows = _flows_of(lab, ruled, check, src, dst) if src else []
-    forward, reply = paths(lab, snapshot, source, dst, flows)
+    flows = flows_of(lab, ruled, check, src, dst) if src else []
+    forward, reply = nat_paths(Wiring(snapshot), lookups, source, dst, flows)
     counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}
     seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
                        drops=dropped)
     finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
-    if "rule" in finding.evidence and finding.where:  # netfilter, which the walk does not see, stopped it
-        forward, reply = cut(forward, finding.where, finding.why), None
+    if result.actual != "reachable":
+        result = probes.judged(result, finding)
+    if finding.stop is not None:  # netfilter, which the walk does not see, stopped it
+        if finding.stop.back:
+            reply = cut(reply, finding.stop, finding.why) if reply else None
+        else:
+            forward, reply = cut(forward, finding.stop, finding.why), None
+    elif "rule" in finding.evidence and finding.where:
+        forward, reply = cut_at(forward, finding.where, finding.why), None
     return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
 
 
-def cut(path: Path, ns: str, why: str) -> Path:
-    """`path` stopped at its first hop through `ns`: a rule there dropped the packet."""
+def cut(path: Path, stop: Crossing, why: str) -> Path:
+    """`path` stopped where a rule dropped the packet: at that hop, or on the bridge after it."""
+    hops = list(path.hops[:stop.index + 1])
+    hop = hops[-1]
+    if stop.bridge is None:
+        hops[-1] = replace(hop, action="dropped", link=(), problem=why, kernel_reason="NETFILTER_DROP", bridged=None)
+    else:  # it left the hop, and the bridge in `stop.ns` dropped the frame between two ports
+        into = hop.link[:next((i for i, step in enumerate(hop.link) if step.startswith(f"{stop.bridge} ")),
+                             len(hop.link))]
+        port = into[-1].split(" -> ")[1].split("@")[0] if into and " -> " in into[-1] else None
+        bridged = RouteLookup(stop.ns, stop.dst, stop.src, port, kind="bridged", dev=stop.bridge)
+        hops[-1] = replace(hop, link=(*into, f"{stop.bridge} (bridge in {stop.ns})"), bridged=None)
+        hops.append(Hop(stop.ns, port, bridged, "dropped", problem=why, kernel_reason="NETFILTER_DROP"))
+    return replace(path, hops=tuple(hops))
+
+
+def cut_at(path: Path, ns: str, why: str) -> Path:
+    """`path` stopped at its first hop through `ns` (a rule there counted, though none fits the packet)."""
     hops = []
     for hop in path.hops:
         if hop.ns == ns and hop.arrived_on is not None:

@@ -4,9 +4,11 @@ Before the probes go, each expected failure's path is walked (netstep.state.path
 would the kernel drop it, there or on the way back? That is a prediction. While the
 probes are in flight the witness re-reads every namespace's SNMP counters (about 30 µs
 each), the ARP table where a next hop has no owner on its link, and, where the path
-crosses filter rules that drop, their counters; a prediction confirmed by the namespace
-that should have recorded the drop concludes the check at once, with that evidence.
-What nothing records is left to the probe's timeout.
+crosses filter rules that drop (routed or bridged), their counters; a prediction
+confirmed by the namespace that should have recorded the drop concludes the check at
+once, with that evidence. What nothing records is left to the probe's timeout. Rule
+counters are read before the probes in every namespace that has rules, so that any
+failing check, expected to fail or not, names the rule that stopped it as `trace` does.
 
 Several checks run at once and share namespaces, so a counter proves a check's drop only
 when it moved at least once for every check that predicts it.
@@ -21,12 +23,11 @@ from dataclasses import dataclass, replace
 
 from netstep.course.checks import Check, CheckResult
 from netstep.state import evidence
-from netstep.state.evidence import ArpTables, Counters, RuleCount
-from netstep.state.explain import DROPPING, Finding, Observation, explain
+from netstep.state.evidence import ArpTables, Counters, Flow, RuleCount
+from netstep.state.explain import DROPPING, PROTOCOLS, Finding, Observation, crossings, explain, fits, on_path
 from netstep.state.paths import Path, Wiring, walk
 from netstep.state.snapshot import Snapshot
 
-_CHAINS = {"forwarded": "FORWARD", "delivered": "INPUT"}  # the filter chain a packet meets, by what the hop does
 STEADY = 0.001  # seconds a reply-not-sent reading must last (the reply is sent in the same softirq)
 
 
@@ -64,12 +65,13 @@ class Witness:
                       if (hop := fwd.broken) and hop.kernel_reason == "NEIGH_FAILED"}
         self.arp = ArpTables({ns: lab.path_of(ns) for ns, _, _ in self.asked.values()})
         planned = [fwd for fwd, _ in self._paths.values()]
-        # Rule counters cost a process per namespace: read only where a rule can drop or rewrite the probes.
-        self.ruled = sorted({hop.ns for fwd in planned for hop in fwd.hops if _decisive(snapshot, hop.ns)})
-        # (namespace, chain) -> how many checks' packets pass it, where a rule there can drop them
-        self.crossed = Tally((hop.ns, _CHAINS[hop.action]) for fwd in planned for hop in fwd.hops
-                             if hop.action in _CHAINS and hop.arrived_on is not None and _drops(snapshot, hop.ns))
         names = [ns for ns in lab.namespace_names() if ns in snapshot.namespaces]
+        # Rule counters cost a process per namespace: read where rules are, before the probes, so
+        # that any failing check (expected to or not) can name the rule that stopped it.
+        self.ruled = [ns for ns in names if snapshot.namespaces[ns].rules]
+        # (namespace, chain) -> how many checks' packets pass it, where a rule there can drop them
+        self.crossed = Tally((c.ns, c.chain) for fwd in planned for c in crossings(fwd)
+                             if c.chain != "OUTPUT" and _drops(snapshot, c.ns))
         self.counters = Counters({ns: lab.path_of(ns) for ns in names})
         self.rules_before = self._rules()
         self.before = self.counters.read()
@@ -142,19 +144,19 @@ class Witness:
                     return self._finding(index, moved)
             elif watch is not None:
                 self._steady.pop(watch, None)
-            mine = [(hop.ns, _CHAINS[hop.action]) for hop in self.path(index)[0].hops
-                    if (hop.ns, _CHAINS.get(hop.action)) in self.crossed and moved.get(hop.ns, {}).get("Ip.InReceives")]
+            # the chains this probe passes where a rule can drop it, once the packet got there
+            # (a bridged frame is no IP packet received: only the rules' counters tell)
+            mine = [c for c in crossings(self.path(index)[0]) if (c.ns, c.chain) in self.crossed
+                    and (c.bridge or moved.get(c.ns, {}).get("Ip.InReceives"))]
             if mine:
                 counted = self._counted()
-                for ns, chain in mine:
-                    drops = sum(rule.packets for rule in counted.get(ns, []) if rule.target in DROPPING
-                                and (rule.chain == chain or rule.chain not in _CHAINS.values()))
-                    if drops >= self.crossed[ns, chain]:
+                proto = PROTOCOLS.get(self.checks[index].kind, "icmp")
+                for c in mine:
+                    drops = sum(rule.packets for rule in counted.get(c.ns, [])
+                                if rule.target in DROPPING and fits(rule, c, proto))
+                    if drops >= self.crossed[c.ns, c.chain]:
                         return self._finding(index, moved)
             return None
-
-    def _on_path(self, index: int) -> set[str]:
-        return {hop.ns for hop in self.path(index)[0].hops}
 
     def _counted(self, *, every: float = 0.005) -> dict[str, list[RuleCount]]:
         """The rules that counted since the probes went (read again at most every `every` s)."""
@@ -166,11 +168,16 @@ class Witness:
     def _finding(self, index: int, moved: dict[str, dict[str, int]], result: CheckResult | None = None) -> Finding:
         check = self.checks[index]
         forward, reply = self.path(index)
-        on_path = self._on_path(index) | ({h.ns for h in reply.hops} if reply else set())
+        flows: list[Flow] = []
+        if result is not None and self.ruled:  # finished: NAT, which conntrack recorded, reroutes the reply
+            flows = flows_of(self.lab, self.ruled, check, forward.src, forward.dst) if forward.src else []
+            if flows:
+                forward, reply = nat_paths(self.wiring, self.lookups, check.source, forward.dst, flows)
+        crossed = on_path(forward, reply)
         counted = self._counted(every=0.0 if result else 0.005) if self.ruled else {}
-        seen = Observation(forward, reply, moved={ns: c for ns, c in moved.items() if ns in on_path},
-                           rules={ns: c for ns, c in counted.items() if ns in on_path},
-                           all_rules=self._rules_after or {}, port=check.port)
+        seen = Observation(forward, reply, moved={ns: c for ns, c in moved.items() if ns in crossed},
+                           rules={ns: c for ns, c in counted.items() if ns in crossed},
+                           all_rules=self._rules_after or {}, port=check.port, flows=flows)
         reason, detail = (result.reason, result.detail) if result else ("no-answer", "")
         return explain(check.kind, reason, detail, seen, self.wiring)
 
@@ -185,11 +192,32 @@ class Witness:
         self.arp.close()
 
 
-def _decisive(snapshot: Snapshot, ns: str) -> bool:
-    """True when a rule in `ns` can drop a packet or rewrite its destination."""
-    state = snapshot.namespaces.get(ns)
-    return _drops(snapshot, ns) or (bool(state) and any(rule.startswith("nat ") and "DNAT" in rule
-                                                         for rule in state.rules))
+def nat_paths(wiring: Wiring, lookup, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
+    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
+    src = lookup(source, dst, None, None).prefsrc or ""
+    dnat = {f.ns: f.dnat for f in flows if f.dnat}
+    forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
+    if not forward.delivered:
+        return forward, None
+    snat = next((f.snat for f in flows if f.snat), None)
+    end = forward.end
+    answering = end.lookup.dst  # the address that answers (after DNAT)
+    reply = walk(wiring, lookup, end.ns, answering, snat or src)
+    if snat and reply.delivered and reply.end.ns != source:  # back at the namespace that rewrote it
+        rest = walk(wiring, lookup, reply.end.ns, answering, src, arrived_on=reply.end.arrived_on)
+        reply = Path(reply.start, reply.src, src, reply.hops[:-1] + rest.hops)
+    return forward, reply
+
+
+def flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
+    """The conntrack entries of `check`'s probe from `src` to `dst`, in the namespaces `names`."""
+    proto = "icmp" if check.kind == "ping" else "tcp"
+    found = []
+    for ns in names:
+        text = lab.exec(ns, ["conntrack", "-L"]).stdout
+        found += [f for f in evidence.parse_conntrack(ns, text) if f.proto == proto and f.original == (src, dst)
+                  and (check.port is None or (f.ports and f.ports[1] == check.port))]
+    return found
 
 
 def _drops(snapshot: Snapshot, ns: str) -> bool:

@@ -19,7 +19,7 @@ import errno
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netstep.kernel import namespaces, netlink
 
@@ -142,7 +142,7 @@ class RouteLookup:
     dst: str
     src: str | None = None
     iif: str | None = None  # the device a forwarded packet arrived on
-    kind: str = "unicast"  # unicast | local | unreachable | ... | error
+    kind: str = "unicast"  # unicast | local | unreachable | ... | error; "bridged": a bridge's, not routing's
     dev: str | None = None  # the output device
     gateway: str | None = None
     prefsrc: str | None = None
@@ -153,6 +153,8 @@ class RouteLookup:
         return self.error == 0 and self.kind in ("unicast", "local")
 
     def command(self) -> str:
+        if self.kind == "bridged":  # no route lookup: a bridge passed the frame from port to port
+            return f"bridge {self.dev}" + (f" (in by {self.iif})" if self.iif else "")
         text = f"ip route get {self.dst}"
         if self.src and self.iif:
             text += f" from {self.src} iif {self.iif}"
@@ -163,6 +165,8 @@ class RouteLookup:
             return f"{os.strerror(self.error)} ({errno.errorcode.get(self.error, self.error)})"
         if self.kind == "local":
             return f"local {self.dst} dev {self.dev}"
+        if self.kind == "bridged":
+            return f"frame for {self.dst} bridged, handed to iptables FORWARD"
         text = f"{self.dst}"
         if self.gateway:
             text += f" via {self.gateway}"
@@ -215,6 +219,7 @@ class RuleCount:
     chain: str
     rule: str  # "-A FORWARD -i br0 -j ACCEPT", or "policy DROP"
     packets: int
+    number: int = 0  # its place in the chain, from 1, as `iptables -L --line-numbers` counts (0: the policy)
 
     @property
     def target(self) -> str:
@@ -228,10 +233,25 @@ class RuleCount:
             return f"{self.table} {self.chain} {self.rule}"
         return f"{self.table} {self.rule}"
 
+    def named(self, ns: str) -> str:
+        """The rule as a verdict names it: `host filter FORWARD rule 1 `-s 172.18.0.20 -j REJECT``."""
+        if self.rule.startswith("policy"):
+            return f"{ns} {self.table} {self.chain} {self.rule}"
+        return f"{ns} {self.table} {self.chain} rule {self.number} `{self.spec}`"
+
+    @property
+    def spec(self) -> str:
+        """The rule's match and target as a student types them: no `-A CHAIN`, no /32, no
+        default `--reject-with icmp-port-unreachable`."""
+        text = self.rule.removeprefix(f"-A {self.chain} ")
+        text = re.sub(r"(\d+\.\d+\.\d+\.\d+)/32\b", r"\1", text)
+        return text.replace(" --reject-with icmp-port-unreachable", "")
+
 
 def parse_rule_counts(text: str) -> list[RuleCount]:
     """`iptables-save -c` as rule counters, policies included (`:FORWARD DROP [3:252]`)."""
     out, table = [], ""
+    places: dict[tuple[str, str], int] = {}
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("*"):
@@ -243,14 +263,15 @@ def parse_rule_counts(text: str) -> list[RuleCount]:
         elif line.startswith("["):
             match = re.match(r"\[(\d+):\d+\] (-A (\S+).*)", line)
             if match:
-                out.append(RuleCount(table, match[3], match[2], int(match[1])))
+                number = places[table, match[3]] = places.get((table, match[3]), 0) + 1
+                out.append(RuleCount(table, match[3], match[2], int(match[1]), number))
     return out
 
 
 def counted(before: list[RuleCount], after: list[RuleCount]) -> list[RuleCount]:
     """The rules whose counters moved between two readings, with the difference."""
     then = {(r.table, r.chain, r.rule): r.packets for r in before}
-    return [RuleCount(r.table, r.chain, r.rule, r.packets - then.get((r.table, r.chain, r.rule), 0))
+    return [replace(r, packets=r.packets - then.get((r.table, r.chain, r.rule), 0))
             for r in after if r.packets > then.get((r.table, r.chain, r.rule), 0)]
 
 

@@ -7,16 +7,108 @@ the kernel's drop reason. It is built from what the kernel reported around one p
 answered with, a rule that counted a drop, a namespace whose routing cannot pass the
 packet on (forward path, then the reply's path) confirmed by its counters, and the
 kernel's own drop reasons.
+
+A rule is blamed only where the packet meets it: each hop of the path there and back
+says which filter chain it passes (OUTPUT where it is sent, FORWARD where it is routed on
+or bridged across a bridge whose frames br_netfilter hands to iptables, INPUT where it is
+delivered), with which addresses and devices; a DROP or REJECT rule (or a chain's DROP
+policy) whose counter moved and whose matches fit that packet is the cause. Checks and
+`trace` both come here, so they cannot disagree.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from netstep.state.evidence import Flow, RuleCount
 from netstep.state.paths import Hop, Path, Wiring
 
 DROPPING = ("DROP", "REJECT")
+BUILTIN = ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING")
+PROTOCOLS = {"ping": "icmp", "tcp": "tcp", "http": "tcp"}
+# what a source makes of a REJECT's answer, where it is not plainly "filtered" (the prohibited kinds)
+REJECT_READS = {"icmp-port-unreachable": "Connection refused", "tcp-reset": "Connection refused",
+                "icmp-net-unreachable": "Destination Net Unreachable",
+                "icmp-host-unreachable": "Destination Host Unreachable",
+                "icmp-proto-unreachable": "Protocol Unreachable"}
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A filter chain a packet passes: in `ns`, at hop `index` of the path there (or back)."""
+
+    back: bool
+    index: int
+    ns: str
+    chain: str
+    src: str
+    dst: str
+    iif: str | None = None
+    oif: str | None = None
+    bridge: str | None = None  # the bridge whose frames br_netfilter handed to FORWARD
+
+
+def crossings(path: Path | None, *, back: bool = False) -> list[Crossing]:
+    """The filter chains a packet on `path` passes, in order."""
+    out: list[Crossing] = []
+    for i, hop in enumerate(path.hops if path else ()):
+        dst = hop.lookup.dst
+        waiting = hop.action == "dropped" and hop.kernel_reason == "NEIGH_FAILED"  # routed, then lost to ARP
+        if hop.arrived_on is None:
+            if hop.action in ("sent", "left", "delivered") or waiting:
+                out.append(Crossing(back, i, hop.ns, "OUTPUT", path.src, dst, oif=hop.lookup.dev))
+            if hop.action == "delivered":
+                out.append(Crossing(back, i, hop.ns, "INPUT", path.src, dst, iif="lo"))
+        elif hop.action in ("forwarded", "left") or waiting:
+            out.append(Crossing(back, i, hop.ns, "FORWARD", path.src, dst, hop.arrived_on, hop.lookup.dev))
+        elif hop.action == "delivered":
+            out.append(Crossing(back, i, hop.ns, "INPUT", path.src, dst, iif=hop.arrived_on))
+        if hop.bridged:
+            ns, bridge = hop.bridged
+            out.append(Crossing(back, i, ns, "FORWARD", path.src, dst, bridge, bridge, bridge=bridge))
+    return out
+
+
+def fits(rule: RuleCount, crossing: Crossing, proto: str) -> bool:
+    """False when one of `rule`'s matches cannot fit the packet at `crossing` (matches it does not
+    know, such as conntrack states, are taken to fit: the counter decides)."""
+    if rule.table != "filter" or (rule.chain != crossing.chain and rule.chain in BUILTIN):
+        return False
+    words = rule.rule.split()
+    values = {"-s": crossing.src, "-d": crossing.dst, "-i": crossing.iif, "-o": crossing.oif, "-p": proto}
+    for i, word in enumerate(words[:-1]):
+        if word not in values:
+            continue
+        negated = i > 0 and words[i - 1] == "!"
+        if _match(word, words[i + 1], values[word]) == negated:
+            return False
+    return True
+
+
+def _match(option: str, wanted: str, value: str | None) -> bool:
+    if value is None:
+        return option in ("-i", "-o")  # a chain with no such device (INPUT has no -o): iptables refuses it
+    if option in ("-s", "-d"):
+        try:
+            return ipaddress.IPv4Address(value) in ipaddress.IPv4Network(wanted, strict=False)
+        except ValueError:
+            return True
+    if option in ("-i", "-o") and wanted.endswith("+"):
+        return value.startswith(wanted[:-1])
+    if option == "-p":
+        return wanted in (value, "all")
+    return wanted == value
+
+
+def blamed(rules: dict[str, list[RuleCount]], forward: Path, reply: Path | None,
+           kind: str) -> tuple[Crossing, RuleCount] | None:
+    """The first chain on the way there, then back, where a dropping rule that fits the packet counted."""
+    for crossing in [*crossings(forward), *crossings(reply, back=True)]:
+        for rule in rules.get(crossing.ns, ()):
+            if rule.target in DROPPING and rule.packets > 0 and fits(rule, crossing, PROTOCOLS.get(kind, "icmp")):
+                return crossing, rule
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,6 +119,8 @@ class Finding:
     why: str
     evidence: dict = field(default_factory=dict)
     seen: str = "no-answer"  # what the probe's source sees of it: its reason code
+    reason: str = ""  # the check's reason as the evidence corrects it: "filtered" for a REJECT's "refused"
+    stop: Crossing | None = None  # where a rule stopped it, for drawing the path cut there
 
     def as_json(self) -> dict:
         return {"where": self.where, "why": self.why, "evidence": self.evidence}
@@ -46,9 +140,17 @@ class Observation:
     drops: list[str] = field(default_factory=list)  # "IP_INADDRERRORS in ip_error"
 
 
-def counted_drop(rules: dict[str, list[RuleCount]]) -> tuple[str, RuleCount] | None:
-    """A filter rule or policy that dropped the probe, by its counter."""
+def on_path(forward: Path, reply: Path | None) -> set[str]:
+    """The namespaces a packet and its reply pass through, bridges crossed included."""
+    hops = [*forward.hops, *(reply.hops if reply else ())]
+    return {hop.ns for hop in hops} | {hop.bridged[0] for hop in hops if hop.bridged}
+
+
+def counted_drop(rules: dict[str, list[RuleCount]], where: set[str]) -> tuple[str, RuleCount] | None:
+    """A filter rule or policy in one of the namespaces `where` that dropped the probe, by its counter."""
     for ns, counted in rules.items():
+        if ns not in where:
+            continue
         for rule in counted:
             if rule.target in DROPPING:
                 return ns, rule
@@ -95,6 +197,9 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         first = forward.hops[0]
         why = f"{first.ns} has no route to {forward.dst}"
         return Finding(first.ns, why, {**evidence, "route": first.lookup.as_json()})
+    rule = blamed(seen.rules, forward, reply, kind)
+    if rule is not None:
+        return _rule_finding(*rule, reason, evidence)
     if reason == "refused":
         return _refused(forward, seen, evidence)
     if reason in ("host-unreachable", "net-unreachable", "filtered") and "from " in detail:
@@ -105,7 +210,7 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
             return Finding(broken.ns, broken.problem, {**evidence, "route": broken.lookup.as_json()})
         where = owners[0] if owners else None
         return Finding(where, f"{where or sender} answered: {detail.split(',')[0]}", evidence)
-    dropped = counted_drop(seen.rules)
+    dropped = counted_drop(seen.rules, on_path(forward, reply))
     if dropped is not None:
         ns, rule = dropped
         what = f"policy {rule.target}" if rule.rule.startswith("policy") else f"the rule `{rule.rule}`"
@@ -118,11 +223,40 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         back = reply.broken
         if confirms(reply.hops[0], seen.moved, reply_of=kind):
             arrived = f"reached {end.ns}" if end else "arrived"
-            return Finding(back.ns, f"{arrived}; {_no_way_back(back, reply)}",
+            return Finding(back.ns, f"{arrived}; {_no_way_back(back, reply)}{_unmasked(forward, reply, seen)}",
                            {**evidence, "route": back.lookup.as_json()})
     if seen.drops:
         return Finding(None, f"the kernel dropped it: {seen.drops[0]}", evidence)
     return Finding(None, "no counter, route or rule shows where it went", evidence)
+
+
+def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: dict) -> Finding:
+    verb = "rejected" if rule.target == "REJECT" else "dropped"
+    why = f"{verb} by {rule.named(crossing.ns)}"
+    if crossing.bridge:
+        why += (f", as it crossed the bridge {crossing.bridge} (br_netfilter hands bridged frames to iptables: "
+                "bridge-nf-call-iptables = 1)")
+    elif crossing.back:
+        why += f" on the way back ({crossing.chain}, {crossing.src} -> {crossing.dst})"
+    answer = rule.rule.split("--reject-with ")[1].split()[0] if "--reject-with" in rule.rule else ""
+    if rule.target == "REJECT" and answer in REJECT_READS and reason != "no-answer":
+        why += f"; the REJECT answers {answer}, which the source reads as “{REJECT_READS[answer]}”"
+    corrected = "filtered" if rule.target == "REJECT" and reason not in ("filtered", "no-answer") else ""
+    found = {**evidence, "rule": rule.describe()}
+    return Finding(crossing.ns, why, found, seen="filtered" if corrected else "no-answer", reason=corrected,
+                   stop=crossing)
+
+
+def _unmasked(forward: Path, reply: Path, seen: Observation) -> str:
+    """Why the reply goes to an address only the first network knows: nothing rewrote the
+    request's source on its way out (no SNAT or MASQUERADE counted, no flow rewritten)."""
+    routers = [hop.ns for hop in forward.hops if hop.action == "forwarded"]
+    nat = any(rule.table == "nat" and rule.target in ("MASQUERADE", "SNAT")
+              for rules in seen.rules.values() for rule in rules)
+    if not routers or reply.dst != forward.src or nat or any(flow.snat for flow in seen.flows):
+        return ""
+    return (f": {routers[-1]} forwarded it with its source {forward.src} unchanged "
+            "(no MASQUERADE or SNAT rule rewrote it)")
 
 
 def _no_way_back(hop: Hop, reply: Path) -> str:

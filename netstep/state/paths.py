@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from netstep.state.evidence import RouteLookup
 from netstep.state.snapshot import Snapshot
@@ -35,6 +36,8 @@ class Hop:
     link: tuple[str, ...] = ()  # how it left: "veth0 -> ceth0@netns0", "br0 port veth1"
     problem: str = ""  # why the packet stops here (action "dropped")
     kernel_reason: str = ""  # the reason the kernel gives such a drop (skb:kfree_skb)
+    bridged: tuple[str, str] | None = None  # (namespace, bridge) it then crosses port to port, where
+    # br_netfilter (bridge-nf-call-iptables = 1) hands the frame to that namespace's iptables FORWARD
 
     def as_json(self) -> dict:
         out = {"ns": self.ns, "in": self.arrived_on, "action": self.action, "route": self.lookup.as_json()}
@@ -104,14 +107,25 @@ class Wiring:
         name, _, where = link.peer.partition("@")
         return (where or ns, name)
 
-    def ends(self, ns: str, dev: str) -> list[tuple[str, str, tuple[str, ...]]]:
-        """The (namespace, device) that receive what leaves `dev`, each with how it gets there."""
+    def _down(self, ns: str, *devs: str) -> str:
+        """The first of `devs` in `ns` that is down, as "veth1 in host", or ""."""
+        state = self.snapshot.namespaces.get(ns)
+        for dev in devs:
+            link = state.link(dev) if state else None
+            if link is not None and not link.up:
+                return f"{dev} in {ns}"
+        return ""
+
+    def ends(self, ns: str, dev: str) -> list[End]:
+        """The (namespace, device) that receive what leaves `dev`, each with how it gets there,
+        the bridge it crosses port to port (if any) and the device on the way that is down (if any)."""
         state = self.snapshot.namespaces.get(ns)
         link = state.link(dev) if state else None
         if link is None:
             return []
         if link.kind == "bridge":
-            return [(pns, pdev, (f"{dev} port {port.name}", f"{port.name} -> {pdev}@{pns}"))
+            return [End(pns, pdev, (f"{dev} port {port.name}", f"{port.name} -> {pdev}@{pns}"), None,
+                        self._down(ns, dev, port.name) or self._down(pns, pdev))
                     for port in state.links if port.master == dev
                     for pns, pdev in [self._peer(ns, port.name) or (None, None)] if pns]
         peer = self._peer(ns, dev)
@@ -119,18 +133,31 @@ class Wiring:
             return []
         pns, pdev = peer
         first = f"{dev} -> {pdev}@{pns}"
+        down = self._down(ns, dev) or self._down(pns, pdev)
         plink = self.snapshot.namespaces[pns].link(pdev) if pns in self.snapshot.namespaces else None
         if plink is not None and plink.master:
             bridge = plink.master
-            out = [(pns, bridge, (first, f"{bridge} (bridge in {pns})"))]
+            down = down or self._down(pns, bridge)
+            out = [End(pns, bridge, (first, f"{bridge} (bridge in {pns})"), None, down)]
             for port in self.snapshot.namespaces[pns].links:
                 if port.master == bridge and port.name != pdev:
                     far = self._peer(pns, port.name)
                     if far:
-                        out.append((far[0], far[1], (first, f"{bridge} port {port.name}",
-                                                     f"{port.name} -> {far[1]}@{far[0]}")))
+                        out.append(End(far[0], far[1], (first, f"{bridge} port {port.name}",
+                                                        f"{port.name} -> {far[1]}@{far[0]}"), (pns, bridge),
+                                       down or self._down(pns, port.name) or self._down(*far)))
             return out
-        return [(pns, pdev, (first,))]
+        return [End(pns, pdev, (first,), None, down)]
+
+
+class End(NamedTuple):
+    """Where a frame that leaves a device arrives."""
+
+    ns: str
+    dev: str
+    how: tuple[str, ...]
+    bridge: tuple[str, str] | None  # (namespace, bridge) it crosses from port to port
+    down: str  # a device on the way that is down ("veth1 in host"), or ""
 
 
 def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arrived_on: str | None = None,
@@ -152,19 +179,24 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
             break
         hop_to = result.gateway or dst
         ends = wiring.ends(ns, result.dev or "")
-        found = [(ons, odev, how) for ons, odev, how in ends if hop_to in wiring.local.get(ons, ())]
+        owning = [end for end in ends if hop_to in wiring.local.get(end.ns, ())]
+        found = [end for end in owning if not end.down]
         if not ends and wiring.leaves_lab(ns, result.dev or ""):  # a real network beyond (host mode)
             hops.append(Hop(ns, dev_in, result, "left", link=(f"{result.dev} -> the network outside the lab",)))
             break
         if not found:
-            others = ", ".join(sorted({e[0] for e in ends})) or "nobody"
-            problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but nobody on that link has {hop_to} "
-                       f"(there: {others}): ARP gets no answer")
+            if owning:
+                problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but {owning[0].down} is down, "
+                           f"on the way to {owning[0].ns}: ARP gets no answer")
+            else:
+                others = ", ".join(sorted({end.ns for end in ends if not end.down})) or "nobody"
+                problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but nobody on that link has {hop_to} "
+                           f"(there: {others}): ARP gets no answer")
             hops.append(Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason="NEIGH_FAILED"))
             break
-        next_ns, next_dev, how = found[0]
-        hops.append(Hop(ns, dev_in, result, "sent" if sending else "forwarded", link=how))
-        ns, dev_in = next_ns, next_dev
+        end = found[0]
+        hops.append(Hop(ns, dev_in, result, "sent" if sending else "forwarded", link=end.how, bridged=end.bridge))
+        ns, dev_in = end.ns, end.dev
     return Path(start, src, original, tuple(hops))
 
 
