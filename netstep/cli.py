@@ -265,7 +265,7 @@ def cmd_demo(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.course import Course
     from netstep.demo import options_from_args, run_demo
 
-    course = Course.load()
+    course = Course.load(mode="host" if args.host else "sandbox")
     options = options_from_args(args, course)
     with opened(args, course) as engine:
         return run_demo(engine, options)

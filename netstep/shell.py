@@ -2,7 +2,8 @@
 
 The shell gets a mount namespace of its own in which /run/netns is the lab's container
 folder, and its network namespace is the lab host's (or a container's). So `ip netns list`
-shows the lab's containers, `ip netns exec netns0 ...` works, and an `ip netns add netns2`
+shows the lab's containers, `ip netns exec netns0 ...` and the article's `nsenter
+--net=/var/run/netns/netns0 ...` work, and an `ip netns add netns2`
 typed there lands in the lab's folder (the folder is a shared mount, so the new namespace
 propagates back), while the machine's own /run/netns and network stack stay untouched.
 """
@@ -26,6 +27,12 @@ set -e
 dir="$1"; netns="$2"; label="$3"
 mount --make-private "$(findmnt -n -o TARGET --target /run/netns)"
 mount --rbind "$dir" /run/netns
+# The article's `nsenter --net=/var/run/netns/netns0`: /var/run is a symlink to /run on
+# current systems; where it is a folder of its own, its netns folder gets the lab's too.
+if [ -d /var/run/netns ] && [ "$(readlink -f /var/run/netns)" != /run/netns ]; then
+    mount --make-private "$(findmnt -n -o TARGET --target /var/run/netns)"
+    mount --rbind "$dir" /var/run/netns
+fi
 PS1="[$label]# " exec nsenter --net="$netns" -- bash --norc --noprofile -i
 """
 

@@ -34,7 +34,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.predictions import Score, predicted
     from netstep.practice import ask, show_score
 
-    course = Course.load()
+    course = Course.load(mode="host" if args.host else "sandbox")
     if args.containers is not None:
         from netstep.core.lab import Lab
         from netstep.course.scale import built_with, check_room

@@ -124,6 +124,11 @@ ACCEPTED = [
      Address("netns1", dev="ceth1", cidr="172.18.0.20/16"), "ip addr add 172.18.0.20/16 dev ceth1"),
     ("host", "ip netns exec netns0 python3 -m http.server --bind 172.18.0.10 5000",
      HttpServer("netns0", address="172.18.0.10", port=5000), "python3 -m http.server --bind 172.18.0.10 5000"),
+    # nsenter into the file `ip netns add` made: the same namespace as `ip netns exec` reaches.
+    ("host", "nsenter --net=/var/run/netns/netns0 ip link set lo up", SetLinkUp("netns0", name="lo", up=True),
+     "ip link set lo up"),
+    ("host", "sudo nsenter --net /run/netns/netns1 -- iptables -N MINE", Iptables("netns1", args=("-N", "MINE")),
+     "iptables -N MINE"),
 ]
 
 
@@ -169,7 +174,11 @@ REJECTED = [
     ("ping 8.8.8.8", ["unknown command", "ping"]),
     ("bash", ["unknown command", "bash"]),
     ("rm -rf /run/netstep", ["unknown command", "rm"]),
-    ("nsenter --net=/proc/1/ns/net ip link", ["unknown command", "nsenter"]),
+    ("nsenter --net=/proc/1/ns/net ip link set lo up", ["not a namespace `ip netns add` made"]),
+    ("nsenter --net=/var/run/netns/netns0", ["nsenter --net=/var/run/netns/NAME COMMAND", "netstep shell"]),
+    ("nsenter --net=/var/run/netns/netns0 bash", ["unknown command", "bash"]),
+    ("nsenter -t 1 -n ip link set lo up", ["nsenter --net=/var/run/netns/NAME COMMAND"]),
+    ("nsenter --net=/var/run/netns/host ip link set lo up", ["cannot name a container namespace"]),
     ("ip netns exec netns0 bash", ["unknown command", "bash"]),
     ("ip netns exec netns0 curl 10.0.2.15", ["unknown command", "curl"]),
     ("python3 -c print", ["python3 -m http.server"]),

@@ -14,6 +14,8 @@ from netstep.course.course import Course
 from netstep.course.lessons import parse_lesson
 from netstep.errors import LessonError, NetstepError
 
+ROOT = Path(__file__).resolve().parent.parent
+
 FENCE = "```"
 
 GOOD = f"""\
@@ -444,3 +446,76 @@ def test_every_lesson_has_an_exercise_of_its_own() -> None:
     exercises = [lesson.exercise for lesson in course.lessons]
     assert all(e is not None and e.hints and e.solution and e.checks for e in exercises)
     assert len({tuple(c.text for c in e.solution) for e in exercises}) == len(exercises)
+
+
+# -- prose for one mode's students --------------------------------------------------------------
+
+MODED = """\
+# Lesson 5: Modes
+
+Both.
+<!-- host mode only -->
+Your VM's own namespace.
+<!-- end -->
+
+## Step
+
+<!-- sandbox only -->
+The lab host starts that way.
+<!-- end -->
+<!-- host mode only -->
+Your VM may not.
+
+```text
+host# shown to host-mode students only
+```
+<!-- end -->
+
+```console
+host# ip netns add netns0
+```
+
+After.
+"""
+
+
+def test_prose_for_one_mode_reaches_only_its_students(tmp_path: Path) -> None:
+    path = write_lesson(tmp_path, "05-modes.md", MODED)
+    sandbox, host = parse_lesson(path), parse_lesson(path, "host")
+    assert (sandbox.intro, host.intro) == ("Both.", "Both.\nYour VM's own namespace.")
+    assert sandbox.steps[0].before == "The lab host starts that way."
+    assert host.steps[0].before == "Your VM may not.\n\n```text\nhost# shown to host-mode students only\n```"
+    assert sandbox.steps[0].after == host.steps[0].after == "After."
+    assert sandbox.steps[0].commands == host.steps[0].commands
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.replace("<!-- end -->\n\n## Step", "\n## Step"), "has no <!-- end --> before the next heading"),
+    (lambda t: t.replace("After.", "After.\n<!-- sandbox only -->"), "is never closed"),
+    (lambda t: t.replace("After.", "After.\n<!-- end -->"), "closes nothing"),
+    (lambda t: t.replace("Your VM may not.", "<!-- sandbox only -->"), "cannot start inside another"),
+    (lambda t: t.replace("Your VM may not.", "```console\nhost# ip netns add netns1\n```"),
+     "only prose differs between the modes"),
+])
+def test_a_bad_mode_section_names_its_line(tmp_path: Path, change, message: str) -> None:
+    path = write_lesson(tmp_path, "05-modes.md", change(MODED))
+    with pytest.raises(LessonError, match=message):
+        parse_lesson(path)
+
+
+def test_sandbox_students_never_read_host_mode_paragraphs() -> None:
+    """The course's own host-mode paragraphs (the stand-in client, the VM's settings) are in
+    the host-mode course only, and no marker is left in either; the notebooks are the
+    sandbox's."""
+    sandbox, host = Course.load(), Course.load(mode="host")
+
+    def prose(course: Course) -> str:
+        return "\n".join([lesson.intro for lesson in course.lessons]
+                         + [step.prose for step in course.steps]
+                         + [lesson.exercise.prose for lesson in course.lessons if lesson.exercise])
+
+    for words in ("nsclient0", "Your VM may have it on", "your VM's own namespace", "reads your VM's"):
+        assert words in prose(host) and words not in prose(sandbox), words
+    assert "<!--" not in prose(sandbox) and "<!--" not in prose(host)
+    notebooks = "".join(p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert "nsclient0" not in notebooks and "<!--" not in notebooks

@@ -138,6 +138,19 @@ def test_a_lesson_typed_by_hand_verifies_and_the_course_goes_on(cli_lab: str) ->
     assert json.loads(fresh.stdout)["differences"] == ["missing rule filter -N ROOT_NS in host"], show(fresh)
 
 
+def test_the_articles_nsenter_reaches_the_labs_namespace_in_the_shell(cli_lab: str) -> None:
+    """Lesson 1 teaches `nsenter --net=/var/run/netns/netns0`: typed in `netstep shell`, the
+    real nsenter enters the lab's netns0 (the shell binds the lab's folder on /run/netns,
+    and /var/run/netns reaches it), so lesson 2 typed that way verifies."""
+    nsenter = "nsenter --net=/var/run/netns/netns0"
+    lines = [line.replace("ip netns exec netns0", nsenter) for line in LESSON2_BY_HAND]
+    assert sum(nsenter in line for line in lines) == 3
+    type_lesson2(cli_lab, lines)
+    result = netstep(cli_lab, "verify", "lesson2")
+    assert result.returncode == 0, show(result)
+    assert "The lab is exactly the course's state after 2.6." in result.stdout
+
+
 @pytest.mark.parametrize(("change", "named"), [
     (lambda lines: [line for line in lines if "ceth0 up" not in line], "ceth0 in netns0 is DOWN, expected UP"),
     (lambda lines: [line.replace("172.18.0.10/16", "172.18.0.12/16") for line in lines],

@@ -66,7 +66,7 @@ class Engine:
         built = built_with(lab)
         has_steps = bool(Journal(lab.journal_path).steps)
         if course is None:
-            course = Course.load()
+            course = Course.load(mode="host" if lab.host_mode else "sandbox")
             return course.with_containers(built) if built else course
         if has_steps and course.containers != built:
             was = f"with --containers {built}" if built else "without --containers"
@@ -420,6 +420,7 @@ class Engine:
             return []
         for check in checks:
             self.lab.require(check.source)
+        checks = [c.settled(self.lab.read_sysctl(c.when.ns, c.when.key)) if c.when else c for c in checks]
         witness = Witness(self.lab, checks, self.moments.last(), RouteLookups(self.lab.ipr))
         try:
             return probes.run(checks, self.lab.path_of, self.lab.internet, witness)

@@ -8,7 +8,7 @@ happened and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from netstep.render import RenderMixin
 
@@ -26,8 +26,25 @@ REASON_TEXT = {
 
 
 @dataclass(frozen=True)
+class Condition:
+    """`if host net.bridge.bridge-nf-call-iptables=1`: what a check's outcome depends on when
+    the kernel decides it, not the lesson (a module such as br_netfilter loaded or not).
+    Read from the lab as the check runs; a sysctl that does not exist does not hold."""
+
+    ns: str
+    key: str
+    value: str
+
+    def describe(self, seen: str | None) -> str:
+        if seen is None:
+            return f"{self.ns} has no {self.key}"
+        return f"{self.key} is {seen} in {self.ns}"
+
+
+@dataclass(frozen=True)
 class Check(RenderMixin):
-    """What a lesson expects: `ping netns0 -> 172.18.0.11 reachable`."""
+    """What a lesson expects: `ping netns0 -> 172.18.0.11 reachable`, or, where the kernel
+    decides, `... unreachable if host KEY=VALUE else reachable` (`when` and `otherwise`)."""
 
     kind: str
     source: str
@@ -36,6 +53,27 @@ class Check(RenderMixin):
     expect: str
     reason: str | None = None
     line: int = 0
+    # (Not compared: a check settled as its condition held is still the lesson's check.)
+    when: Condition | None = field(default=None, compare=False)
+    otherwise: tuple[str, str | None] | None = field(default=None, compare=False)  # where `when` does not hold
+    because: str = field(default="", compare=False)  # once settled: the condition as read
+
+    def expectation(self) -> str:
+        """`unreachable (no-answer)`, with the other outcome of a check that has a condition."""
+        text = self.expect + (f" ({self.reason})" if self.reason else "")
+        if self.when and self.otherwise:
+            other, reason = self.otherwise
+            text += (f" if {self.when.ns} {self.when.key}={self.when.value}, else {other}"
+                     + (f" ({reason})" if reason else ""))
+        return text
+
+    def settled(self, seen: str | None) -> Check:
+        """This check with the expectation that `seen`, the condition's sysctl as read in
+        the lab (None: no such sysctl), selects; a check without a condition is itself."""
+        if self.when is None or self.otherwise is None:
+            return self
+        expect, reason = (self.expect, self.reason) if seen == self.when.value else self.otherwise
+        return replace(self, expect=expect, reason=reason, otherwise=None, because=self.when.describe(seen))
 
     def describe(self, internet: str | None = None) -> str:
         return f"{self.kind} {self.source} -> {self.destination(internet)}"
@@ -70,5 +108,5 @@ class CheckResult(RenderMixin):
             "kind": self.check.kind, "expect": self.check.expect, "actual": self.actual,
             "reason": self.reason, "detail": self.detail, "ok": self.ok,
             "ms": round(self.elapsed * 1000, 1), "concluded": self.concluded, "where": self.where, "why": self.why,
-            "evidence": self.evidence,
+            "evidence": self.evidence, **({"because": self.check.because} if self.check.because else {}),
         }

@@ -81,6 +81,8 @@ def parse_words(words: list[str], where: str) -> Action:
         return _sysctl(words[1:], where)
     if tool in ("python3", "python"):
         return _http_server(words[1:], where)
+    if tool == "nsenter":
+        return _nsenter(words[1:])
     raise ValueError(f"unknown command '{tool}': lessons can use ip, iptables, sysctl and python3 -m http.server")
 
 
@@ -136,6 +138,27 @@ def _ip_netns(words: list[str], where: str) -> Action:
         _expect(words, 2, "ip netns delete NAME")
         return DeleteNetns("host", name=_ns_name(words[1]))
     raise ValueError(f"'ip netns {verb}' is not supported: use add, delete or exec")
+
+
+def _nsenter(words: list[str]) -> Action:
+    """`nsenter --net=/var/run/netns/NAME COMMAND`, the article's way into a namespace: the
+    file `ip netns add` made, so it reaches the same network namespace as `ip netns exec`."""
+    usage = "expected: nsenter --net=/var/run/netns/NAME COMMAND"
+    if len(words) >= 2 and words[0] in ("--net", "-n"):
+        words = [f"--net={words[1]}", *words[2:]]
+    if not words or not words[0].startswith("--net="):
+        raise ValueError(usage)
+    path, inner = words[0].removeprefix("--net="), words[1:]
+    folder, _, name = path.rstrip("/").rpartition("/")
+    if folder not in ("/var/run/netns", "/run/netns"):
+        raise ValueError(f"'{path}' is not a namespace `ip netns add` made: {usage}")
+    if inner[:1] == ["--"]:
+        inner = inner[1:]
+    if inner[:1] == ["sudo"]:
+        inner = inner[1:]
+    if not inner:
+        raise ValueError(f"{usage} (a shell opened by nsenter is yours to type in: `netstep shell` runs it)")
+    return parse_words(inner, _ns_name(name))
 
 
 def _ip_link(words: list[str], where: str) -> Action:

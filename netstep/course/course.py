@@ -21,12 +21,14 @@ class Course(RenderMixin):
     lessons: list[Lesson]
 
     @classmethod
-    def load(cls, folder: str | os.PathLike | None = None) -> Course:
+    def load(cls, folder: str | os.PathLike | None = None, *, mode: str = "sandbox") -> Course:
+        """The course as the students of `mode` read it: sandbox, or host (`--host`)."""
         folder = Path(folder) if folder else lessons_dir()
         files = sorted(p for p in folder.glob("*.md") if FILE_RE.match(p.name))
-        return cls([parse_lesson(p) for p in files])
+        return cls([parse_lesson(p, mode) for p in files], mode=mode)
 
     containers: int | None = None  # lesson 4 rebuilt with this many containers (netstep.course.scale)
+    mode: str = "sandbox"  # whose prose it holds (netstep.course.lessons.MODES)
 
     @property
     def steps(self) -> list[Step]:
@@ -42,7 +44,7 @@ class Course(RenderMixin):
         """This course with lesson 4 (the bridge) built for `count` containers."""
         bridge = self.find("bridge")
         lessons = [bridge_lesson(bridge, count) if lesson is bridge else lesson for lesson in self.lessons]
-        return Course(lessons, containers=count)
+        return Course(lessons, containers=count, mode=self.mode)
 
     def start_of(self, lesson: Lesson) -> int:
         """Index in `steps` of the lesson's first step."""
@@ -60,7 +62,7 @@ class Course(RenderMixin):
             if key in (lesson.name, str(lesson.number), f"{lesson.number:02d}", lesson.slug):
                 return lesson
         if ref.endswith(".md") and os.path.exists(ref):
-            lesson = parse_lesson(ref)
+            lesson = parse_lesson(ref, self.mode)
             for i, other in enumerate(self.lessons):
                 if other.number == lesson.number:
                     self.lessons[i] = lesson

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netstep.course.actions import Action
-from netstep.course.checks import EXPECTS, KINDS, REASONS, Check
-from netstep.course.commands import parse
+from netstep.course.checks import EXPECTS, KINDS, REASONS, Check, Condition
+from netstep.course.commands import SYSCTL_KEY, parse
 from netstep.course.essentials import Essential, parse_essential
 from netstep.errors import LessonError, NetstepError
 from netstep.render import RenderMixin
@@ -23,10 +23,16 @@ from netstep.state.snapshot import PARTS
 
 FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
-CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?\s*$")
+CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?"
+                      r"(?:\s+if\s+(\S+)\s+([^\s=]+)=(\S+)\s+else\s+(\w+)(?:\s+\(([\w-]+)\))?)?\s*$")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
 EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution", "grade")
 EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
+MODES = ("sandbox", "host")
+# `<!-- host mode only -->` ... `<!-- end -->`: prose for one mode's students (invisible on
+# a Markdown viewer, which shows both).
+ONLY_RE = re.compile(r"^<!--\s*(sandbox|host mode) only\s*-->$")
+END_ONLY = "<!-- end -->"
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,8 @@ class Lesson(RenderMixin):
         return f"lesson{self.number}"
 
 
-def parse_lesson(path: str | os.PathLike) -> Lesson:
+def parse_lesson(path: str | os.PathLike, mode: str = "sandbox") -> Lesson:
+    """The lesson as the students of `mode` (sandbox or host) read it."""
     path = str(path)
     match = FILE_RE.match(os.path.basename(path))
     if not match:
@@ -134,22 +141,26 @@ def parse_lesson(path: str | os.PathLike) -> Lesson:
         raise LessonError(path, line, "the file is not UTF-8 text") from None
     except OSError as exc:
         raise NetstepError(f"Cannot read lesson file {path}: {exc.strerror}.") from None
-    return parse_lesson_text(text, path)
+    return parse_lesson_text(text, path, mode)
 
 
-def parse_lesson_text(text: str, path: str) -> Lesson:
-    """Parse a lesson's Markdown; `path` (named NN-slug.md) is where it says it came from."""
+def parse_lesson_text(text: str, path: str, mode: str = "sandbox") -> Lesson:
+    """Parse a lesson's Markdown; `path` (named NN-slug.md) is where it says it came from.
+    Prose marked for the other mode (`<!-- host mode only -->`) is left out."""
     match = FILE_RE.match(os.path.basename(path))
     if not match:
         raise LessonError(path, 1, "a lesson file is named NN-slug.md, such as 04-bridge.md")
     if "\0" in text:
         raise LessonError(path, text[: text.index("\0")].count("\n") + 1, "the file holds a NUL byte")
-    return _Parser(path, int(match.group(1)), match.group(2)).parse(text)
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {MODES}")
+    return _Parser(path, int(match.group(1)), match.group(2), mode).parse(text)
 
 
 class _Parser:
-    def __init__(self, path: str, number: int, slug: str) -> None:
-        self.path, self.number, self.slug = path, number, slug
+    def __init__(self, path: str, number: int, slug: str, mode: str = "sandbox") -> None:
+        self.path, self.number, self.slug, self.mode = path, number, slug, mode
+        self.only: tuple[str, int] | None = None  # the mode of the section the parser is in, and its line
         self.title = ""
         self.intro: list[str] = []
         self.steps: list[Step] = []
@@ -171,13 +182,24 @@ class _Parser:
             if fence:
                 end = self._fence_end(lines, i, fence.group(1))
                 lang = fence.group(2)
+                if lang in EXECUTABLE and self.only:
+                    raise self.error(n, f"a {lang} block cannot be inside a '{self.only[0]} only' section: "
+                                        "only prose differs between the modes")
                 if lang in EXECUTABLE:
                     self._block(lang, lines[i + 1 : end], n + 1)
-                else:
+                elif self._kept():
                     self.prose.extend(lines[i : end + 1])
                 i = end + 1
                 continue
-            if line.startswith("# ") and not self.title:
+            only = ONLY_RE.match(line.strip())
+            if only or line.strip() == END_ONLY:
+                self._mark(only.group(1) if only else None, n)
+            elif self.only and (line.startswith("# ") or line.startswith("## ")):
+                raise self.error(self.only[1], f"this '{self.only[0]} only' section has no {END_ONLY} before the "
+                                               "next heading")
+            elif not self._kept():
+                pass
+            elif line.startswith("# ") and not self.title:
                 self.title = line[2:].strip()
             elif line.startswith("## "):
                 self._close_step()
@@ -195,6 +217,8 @@ class _Parser:
             else:
                 self.prose.append(line)
             i += 1
+        if self.only:
+            raise self.error(self.only[1], f"this '{self.only[0]} only' section is never closed with {END_ONLY}")
         self._close_step()
         if not self.title:
             raise self.error(1, "the lesson has no '# Title' heading")
@@ -209,6 +233,18 @@ class _Parser:
         if self.exercise:
             self.exercise.lesson = lesson
         return lesson
+
+    def _mark(self, only: str | None, n: int) -> None:
+        if only and self.only:
+            raise self.error(n, f"a '{only} only' section cannot start inside another (line {self.only[1]})")
+        if not only and not self.only:
+            raise self.error(n, f"{END_ONLY} closes nothing: open a section with <!-- host mode only --> or "
+                                "<!-- sandbox only -->")
+        self.only = (only, n) if only else None
+
+    def _kept(self) -> bool:
+        """Whether the prose here is for this parser's mode."""
+        return self.only is None or self.only[0].split()[0] == self.mode
 
     def _fence_end(self, lines: list[str], start: int, marker: str) -> int:
         for j in range(start + 1, len(lines)):
@@ -311,15 +347,19 @@ class _Parser:
     def _check(self, line: str, n: int) -> Check:
         match = CHECK_RE.match(line)
         if not match:
-            raise self.error(n, f"a check reads 'KIND FROM -> TARGET reachable|unreachable [(REASON)]': {line!r}")
-        kind, source, target, expect, reason = match.groups()
+            raise self.error(n, "a check reads 'KIND FROM -> TARGET reachable|unreachable [(REASON)]', "
+                                f"optionally followed by 'if NS KEY=VALUE else EXPECT [(REASON)]': {line!r}")
+        kind, source, target, expect, reason, where, key, value, other, other_reason = match.groups()
         if kind not in KINDS:
             raise self.error(n, f"unknown check kind '{kind}': use {', '.join(KINDS)}")
-        if expect not in EXPECTS:
-            raise self.error(n, f"expected outcome '{expect}' should be reachable or unreachable")
-        if reason is not None and (reason not in REASONS or expect != "unreachable"):
-            raise self.error(n, f"'({reason})' is not a reason for '{expect}': use one of {', '.join(REASONS)} "
-                                "after unreachable")
+        self._outcome(expect, reason, n)
+        when, otherwise = None, None
+        if where is not None:
+            if not SYSCTL_KEY.match(key):
+                raise self.error(n, f"'if {where} {key}={value}': a condition is a sysctl under net.ipv4., net.ipv6. "
+                                    "or net.bridge., as in 'if host net.bridge.bridge-nf-call-iptables=1'")
+            self._outcome(other, other_reason, n)
+            when, otherwise = Condition(where, key, value), (other, other_reason)
         host, _, port_text = target.partition(":")
         port = None
         if kind == "ping" and port_text:
@@ -333,7 +373,14 @@ class _Parser:
                 ipaddress.IPv4Address(host)
             except ValueError:
                 raise self.error(n, f"'{host}' is not an IPv4 address or 'internet'") from None
-        return Check(kind, source, host, port, expect, reason, n)
+        return Check(kind, source, host, port, expect, reason, n, when, otherwise)
+
+    def _outcome(self, expect: str, reason: str | None, n: int) -> None:
+        if expect not in EXPECTS:
+            raise self.error(n, f"expected outcome '{expect}' should be reachable or unreachable")
+        if reason is not None and (reason not in REASONS or expect != "unreachable"):
+            raise self.error(n, f"'({reason})' is not a reason for '{expect}': use one of {', '.join(REASONS)} "
+                                "after unreachable")
 
     def _show(self, line: str, n: int) -> Show:
         words = line.split()

@@ -44,14 +44,37 @@ def renderable(obj) -> RenderableType:
     return Text(repr(obj))
 
 
+def translated(entry: str) -> bool:
+    """Whether a conntrack entry records a NAT rewrite: its reply is not its original
+    direction turned around (`src=A dst=B ... src=B dst=A` is a connection NAT left alone)."""
+    words = dict.fromkeys(("src", "dst", "sport", "dport"))
+    sides: list[dict] = [{}, {}]
+    for word in entry.split():
+        key, _, value = word.partition("=")
+        if key in words:
+            side = sides[0] if key not in sides[0] else sides[1]
+            side[key] = value
+    original, reply = sides
+    return (reply.get("src"), reply.get("dst"), reply.get("sport"), reply.get("dport")) != \
+        (original.get("dst"), original.get("src"), original.get("dport"), original.get("sport"))
+
+
 @renderable.register
-def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS) -> RenderableType:
+def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS, *,
+      nat_only: bool = False) -> RenderableType:
+    """A namespace's state; with `nat_only` (a step that shows conntrack, to show NAT at work)
+    only the entries that record a rewrite, and a count of the others."""
     rows: list[tuple[Text, Text]] = []
     shown = [part for part in parts if state.part(part) or part not in CACHE_PARTS]
     width = max((len(TITLES[part]) for part in shown), default=0)
     for part in shown:
         entries = state.part(part)
-        if part == "links":
+        if part == "conntrack" and nat_only:
+            kept = [entry for entry in entries if translated(entry)]
+            lines = [Text(entry) for entry in kept]
+            if len(kept) < len(entries):
+                lines.append(Text(f"(and {len(entries) - len(kept)} more, which no NAT rule rewrote)", style="dim"))
+        elif part == "links":
             lines = [Text.assemble((link.name, "bold"), ": ", _link_text(link.describe())) for link in state.links]
         elif part == "rules":
             lines = [_rule_text(rule) for rule in entries]
@@ -103,8 +126,8 @@ def _rule_text(rule: str) -> Text:
     return Text.assemble((f"{table:<7}", "magenta"), rest)
 
 
-def render_state(state: NamespaceState, parts: tuple[str, ...]) -> RenderableType:
-    return renderable.dispatch(NamespaceState)(state, parts)
+def render_state(state: NamespaceState, parts: tuple[str, ...], *, nat_only: bool = False) -> RenderableType:
+    return renderable.dispatch(NamespaceState)(state, parts, nat_only=nat_only)
 
 
 @renderable.register
@@ -121,13 +144,22 @@ def _(d: Diff) -> RenderableType:
                      Text(line, style=style)) for sign, name, line, style in _diff_lines(d)])
 
 
+# A namespace made or removed is told in those words: its sysctls are the kernel's defaults
+# (rp_filter, bridge-nf-call-iptables, ...), which no lesson has named yet. (The JSON diff
+# still lists each one: it is exactly what changed in the kernel.)
+WHOLE = {"added": ("+", "green", "namespace created, with the kernel's default settings"),
+         "removed": ("-", "red", "namespace removed, with its settings")}
+
+
 def _diff_lines(d: Diff):
     """(sign, namespace, line, style) for each line of `d`."""
     for ns in d.namespaces:
         if ns.status != "changed":
-            sign, style = ("+", "green") if ns.status == "added" else ("-", "red")
-            yield sign, ns.name, f"namespace {ns.status}", style
+            sign, style, line = WHOLE[ns.status]
+            yield sign, ns.name, line, style
         for part in ns.parts:
+            if ns.status != "changed" and part.part == "sysctls":
+                continue
             label = TITLES[part.part].lower()
             for line in part.removed:
                 yield "-", ns.name, f"{label}: {line}", "red"
@@ -141,8 +173,7 @@ def _diff_lines(d: Diff):
 
 @renderable.register
 def _(check: Check) -> RenderableType:
-    reason = f" ({check.reason})" if check.reason else ""
-    return Text(f"{check.describe()}: expect {check.expect}{reason}")
+    return Text(f"{check.describe()}: expect {check.expectation()}")
 
 
 @renderable.register
@@ -156,6 +187,7 @@ def _(result: CheckResult) -> RenderableType:
         (f"{check.source} → {result.to}", ""),
         ("  expected ", "dim"), (check.expect, ""),
         (f" ({check.reason})" if check.reason else "", ""),
+        (f", as {check.because}" if check.because else "", "dim"),
         (", got ", "dim"), (result.actual, "green" if result.actual == "reachable" else "yellow"),
         (f": {seen}", "dim"),
     )
@@ -221,7 +253,7 @@ def question(check: Check, internet: str | None = None, *, answer: bool = True) 
     route = check.describe(internet).split(" ", 1)[1].replace(" -> ", " → ")
     text = Text.assemble((f"{check.kind:<4} ", "bold"), route)
     if answer:
-        text.append(f": expect {check.expect}" + (f" ({check.reason})" if check.reason else ""), style="dim")
+        text.append(f": expect {check.expectation()}", style="dim")
     else:
         text.append(": reachable or unreachable?", style="dim")
     return text
@@ -269,7 +301,7 @@ def _(result: StepResult) -> RenderableType:
             wanted = CONFIG_PARTS + CACHE_PARTS if show.what == "all" else (show.what,)
             for ns in show.namespaces:
                 if ns in result.shown.namespaces:
-                    parts.append(render_state(result.shown[ns], wanted))
+                    parts.append(render_state(result.shown[ns], wanted, nat_only=show.what == "conntrack"))
     return Group(*parts)
 
 
