@@ -17,13 +17,9 @@ import signal
 
 from netstep.console import LazyConsole
 from netstep.console import text as _text
-from netstep.errors import NetstepError
+from netstep.errors import Interrupted, NetstepError, Terminated
 from netstep.session import engine_for, lab_for, opened, require_root_and_tools
 from netstep.stepping import cmd_next, cmd_run, print_checks
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised like Ctrl-C so that a step in progress is undone."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print each check as a JSON line")
     run.add_argument("--containers", type=int, metavar="N",
                      help="lesson 4 (the bridge) with N containers, every pair checked")
-    run.add_argument("--predict", action="store_true",
-                     help="before each step's checks, predict each one: r (reachable) or u (unreachable)")
+    run.add_argument("--predict", action=argparse.BooleanOptionalAction, default=None,
+                     help="before each step, predict what each check will show: y or n, Enter skips "
+                          "(default: asked on a terminal, not with --yes or --json; --predict asks even "
+                          "from a pipe)")
     start = sub.add_parser("start", help="bring the lab to a lesson's start (or exerciseN's), applying none of it")
-    start.add_argument("lesson")
+    start.add_argument("lesson", metavar="LESSON|exerciseN",
+                       help="a lesson (lesson2, veth or 2): the lab goes to its start; or exerciseN, lesson N's "
+                            "\"Your turn\": the lab goes to lesson N's end, where the exercise starts")
     verify = sub.add_parser("verify", help="compare the lab with the course after STEP, then run its checks")
     verify.add_argument("step", nargs="?", help="2.4, a lesson (its last step) or exercise2; default: the next step")
     verify.add_argument("--json", action="store_true")
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
     sub.add_parser("back", help="roll back the last step")
     check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
-    check.add_argument("lesson", nargs="?")
+    check.add_argument("lesson", nargs="?", help="a lesson (lesson2, veth, 2), or `all`: every finished lesson's "
+                       "(the last one decides the exit status); default: the checks of the step the lab is at")
     check.add_argument("--json", action="store_true")
     inspect = sub.add_parser("inspect", help="show a namespace's devices, routes, rules, ...")
     inspect.add_argument("namespace", nargs="?", default="host")
@@ -106,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except NetstepError as exc:
         err.print(_text(("netstep: ", "bold red"), str(exc)), soft_wrap=True)
         return 1
-    except (KeyboardInterrupt, Terminated):
-        err.print("netstep: interrupted; the step in progress was undone, the lab is consistent.")
+    except (KeyboardInterrupt, Terminated) as exc:
+        where = f" {exc.where}" if isinstance(exc, Interrupted) else ""
+        err.print("netstep: interrupted; the step in progress was undone, the lab is consistent." + where,
+                  markup=False, soft_wrap=True)
         return 130
     finally:
         # A SIGTERM after the work is done (while Python exits) just ends the process.
@@ -133,6 +136,8 @@ def cmd_back(args, out: LazyConsole, err: LazyConsole) -> int:
 
 def cmd_check(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
+        if args.lesson and args.lesson.strip().lower() == "all":
+            return _check_all(engine, args, out)
         if args.lesson:
             lesson = engine.course.find(args.lesson)
             checks, label, step = engine.final_checks(lesson), lesson.name, ""
@@ -144,6 +149,34 @@ def cmd_check(args, out: LazyConsole, err: LazyConsole) -> int:
         results = engine.run_checks(checks)
         print_checks(results, args, out, label, step)
         return 0 if all(r.ok for r in results) else 1
+
+
+def _check_all(engine, args, out: LazyConsole) -> int:
+    """Each finished lesson's final checks, against the lab as it is. A later lesson changes
+    what an earlier one ended with (lesson 5 lets the containers reach the host, which
+    lesson 2's end says they cannot), so only the last finished lesson must still hold: the
+    exit status is its; the others are shown for what they are."""
+    course = engine.course
+    done = [le for le in course.lessons if course.start_of(le) + len(le.steps) <= engine.position]
+    if not done:
+        raise NetstepError("No lesson is finished yet, so no lesson's end can be checked: `check` runs the "
+                           "checks of the step the lab is at.")
+    names = set(engine.lab.namespace_names())
+    ok = True
+    for lesson in done:
+        last = lesson is done[-1]
+        checks = [c for c in engine.final_checks(lesson) if c.source in names]
+        results = engine.run_checks(checks)
+        if not args.json:
+            held = sum(r.ok for r in results)
+            note = "" if last else " (later lessons may have changed this)"
+            out.print(_text((f"{lesson.name}'s end: ", "bold"), f"{held} of {len(results)} as the lesson expects"
+                            f"{note}"))
+        if last or args.json:  # (the earlier ones in a line each: `check lessonN` lists them)
+            print_checks(results, args, out, lesson.name)
+        if last:
+            ok = all(r.ok for r in results) and len(checks) == len(engine.final_checks(lesson))
+    return 0 if ok else 1
 
 
 def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:

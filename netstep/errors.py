@@ -7,6 +7,9 @@ it; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class NetstepError(Exception):
     """An error with a message meant for the person at the keyboard."""
@@ -29,5 +32,24 @@ class NameConflict(NetstepError):
     """A name the lesson wants is already taken by something netstep did not make."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so that a step in progress is undone."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a lab was open, with where the lab was left (`where`, a sentence)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
 class KernelError(NetstepError):
     """The kernel refused an action; the message names the command that failed."""
+
+
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """" Did you mean bridge?" for the name nearest to a mistyped `word` (difflib's
+    measure), or "" when none is near: appended to an error that names a missing thing."""
+    near = difflib.get_close_matches(word.strip().lower(), list(dict.fromkeys(names)), n=1, cutoff=0.6)
+    return f" Did you mean {near[0]}?" if near else ""

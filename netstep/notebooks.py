@@ -1,9 +1,11 @@
 """Notebooks generated from the lessons, so the course has one source.
 
 `python -m netstep notebooks` writes notebooks/00-start-here.ipynb and one notebook a
-lesson. A lesson notebook is the lesson's prose with, for each step, a cell to predict its
-checks, a `%%netstep` cell to type it yourself and a `t.verify` cell, and a "show me"
-cell that applies it; then the lesson's "Your turn" exercise and a clean-up cell.
+lesson. A lesson notebook is the lesson's prose with, for each step, the questions its checks ask
+and a cell to predict them, a `%%netstep` cell to type it yourself and a `t.verify` cell,
+then its commands folded away ("show me the commands") above a cell that applies it; then
+the lesson's "Your turn" exercise and a clean-up cell. Nothing before a step's run cell
+says what its checks will show.
 Generation is deterministic, so a test can tell when the committed
 notebooks have fallen behind the lessons.
 """
@@ -17,6 +19,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from netstep.course.course import Course
 from netstep.course.lessons import Lesson, Step
+from netstep.course.predictions import question
 
 KERNEL = {"display_name": "Python 3 (netstep)", "language": "python", "name": "python3"}
 
@@ -38,9 +41,9 @@ under it, and look at what the step did.
   prediction right or wrong, and `t.score()` counts them.
 - **Type it yourself, or be shown.** Each step offers a `%%netstep` cell to type its
   commands yourself, then `t.verify("2.4")` compares your lab with the course's, in plain
-  words, and runs the checks; `t.hint()` names the next command you are missing. Or run
-  `t.step("2.4")` and the step is applied for you. Each lesson ends with a "Your turn"
-  exercise of its own, graded the same way.
+  words, and runs the checks; `t.hint()` names the next command you are missing. Or open
+  "Show me the commands" and run `t.step("2.4")`: the step is applied for you. Each
+  lesson ends with a "Your turn" exercise of its own, graded the same way.
 - **Going back.** `t.back()` rolls the last step back exactly; `t.rollback()` undoes the
   current lesson.
 - **By hand.** In a `%%netstep` cell, type the article's commands with a prompt saying
@@ -75,14 +78,12 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
         "starts from (applying the earlier lessons' steps silently if needed)."))
     cells.append(new_code_cell(_setup(lesson.slug)))
     for step in lesson.steps:
-        # Before the run cell: the scene and the commands; after it: what explains the result.
+        # Before the run cell: the scene and the questions (never their answers); after it:
+        # what explains the result.
         text = f"## {step.title}\n\n{step.before}".strip()
         if step.checks:
-            asks = "\n".join(f"- `{c.describe()}`: reachable or unreachable?" for c in step.checks)
+            asks = "\n".join(f"- {question(c)}" for c in step.checks)
             text += f"\n\nThe checks ask:\n\n{asks}"
-        if step.commands:
-            commands = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
-            text += f"\n\nThe step runs:\n\n```console\n{commands}\n```"
         cells.append(new_markdown_cell(text))
         cells += practice_cells(step)
         if step.after:
@@ -103,12 +104,14 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
 
 
 def practice_cells(step: Step) -> list:
-    """A step's cells: predict its checks, then type it yourself and verify, or be shown."""
+    """A step's cells: predict its checks, then type it yourself and verify, and only then,
+    folded away, its commands ("show me the commands") above the cell that applies it."""
     cells = []
     if step.checks:
         cells.append(new_markdown_cell(
             f"**Predict.** Before step {step.ref} runs, answer the questions above in the cell below, in "
-            "order, as `\"r\"` (reachable) or `\"u\"` (unreachable). The step's output then marks each one."))
+            "order, as `\"r\"` (reachable: yes) or `\"u\"` (unreachable: no). The step's output then marks "
+            "each one."))
         example = ", ".join(['"r"'] * len(step.checks))
         cells.append(new_code_cell(f"t.predict()  # for example t.predict({example})"))
     if step.commands:
@@ -116,10 +119,15 @@ def practice_cells(step: Step) -> list:
         cells.append(new_markdown_cell(
             f"**Type it yourself**: write step {step.ref}'s command(s) in the `%%netstep` cell below (the "
             "comments show where each runs and how it starts), run it, then `t.verify` compares your lab "
-            "with the course's and runs the checks. `t.hint()` names the next command you are missing. "
-            "**Or show me**: the cell after applies the step (only what you have not typed)."))
+            "with the course's and runs the checks. `t.hint()` names the next command you are missing."))
         cells.append(new_code_cell(f"%%netstep\n{sketch}"))
         cells.append(new_code_cell(f't.verify("{step.ref}")'))
+        commands = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
+        cells.append(new_markdown_cell(
+            f"<details>\n<summary>Show me the commands</summary>\n\n```console\n{commands}\n```\n\n</details>\n\n"
+            f"**Or be shown**: the cell below applies step {step.ref} (only what you have not typed yourself)."))
+    else:
+        cells.append(new_markdown_cell(f"Step {step.ref} runs no command: the cell below runs its checks."))
     cells.append(new_code_cell(f't.step("{step.ref}")'))
     return cells
 

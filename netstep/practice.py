@@ -14,25 +14,37 @@ from netstep.core.engine import Engine
 from netstep.core.grading import next_hint, solution, target_of, verify
 from netstep.course.checks import Check
 from netstep.course.predictions import Prediction, Score, answer_of, question
-from netstep.errors import NetstepError
+from netstep.errors import NetstepError, did_you_mean
 
 
 def cmd_start(engine: Engine, args, out) -> int:
-    """Bring the lab to a lesson's start (or an exercise's: the lesson's end), applying none of its steps."""
+    """Bring the lab to a lesson's start (or an exercise's: the lesson's end), applying none
+    of its steps, and say what each step asks of the student: its title and its checks'
+    questions, never their answers nor its commands."""
+    from netstep.present.coaching import exercise_goals_view, goals_view
+
     ref = args.lesson.strip()
+    internet = engine.lab.internet
     if ref.lower().startswith("exercise"):
         target = target_of(engine, ref)
         engine.skip_to(target.position)
         lesson = engine.steps[target.position - 1].lesson
         assert lesson is not None and lesson.exercise is not None
-        out.print(lesson.exercise)
+        out.print(exercise_goals_view(lesson.exercise, internet))
         out.print(f"Do the task in `python -m netstep shell`; `verify {target.ref}` grades it, `hint {target.ref}` "
                   "helps.", markup=False)
         return 0
-    lesson = engine.course.find(ref)
+    try:
+        lesson = engine.course.find(ref)
+    except NetstepError:
+        course = engine.course
+        near = did_you_mean(ref, course.names() + [le.exercise.ref for le in course.lessons if le.exercise])
+        raise NetstepError(f"There is no lesson or exercise '{ref}'.{near} Name a lesson as `lesson2`, `veth` or "
+                           "`2`, or a lesson's \"Your turn\" as `exercise2`; `python -m netstep list` shows "
+                           "them.") from None
     start = engine.course.start_of(lesson)
     engine.skip_to(start)
-    out.print(lesson)
+    out.print(goals_view(lesson, internet))
     first = lesson.steps[0]
     out.print(f"The lab is at the start of {lesson.name}: none of its steps is applied. Type step {first.ref}'s "
               f"commands in `python -m netstep shell` and `verify` them, or apply it with `next`.", markup=False)
@@ -65,25 +77,34 @@ COMMANDS = {"start": cmd_start, "verify": cmd_verify, "hint": cmd_hint, "solutio
 # -- predictions ------------------------------------------------------------------------------
 
 
-def ask(checks: list[Check], internet: str, console, stream: TextIO = sys.stdin) -> list[str]:
-    """Ask each check's question and read one answer a line (`r` or `u`), from a person or a pipe."""
-    answers = []
+STOP = "stop"  # what `ask` returns when the student typed q
+
+
+def ask(checks: list[Check], internet: str | None, console, stream: TextIO = sys.stdin) -> list[str | None] | str:
+    """Ask each check's question once and read one answer a line, from a person or a pipe:
+    y (or r) for reachable, n (or u) for unreachable, an empty line to skip the question
+    (None in the list), q to stop the run (returns STOP)."""
+    console.print("Before it runs: what will each check show? y (yes), n (no); Enter skips, q stops.",
+                  style="dim", markup=False)
+    answers: list[str | None] = []
     for check in checks:
         while True:
-            console.print(question(check, internet) + " [r/u] ", end="", markup=False)
+            console.print(question(check, internet) + " [y/n] ", end="", markup=False)
             console.file.flush()
             line = stream.readline()
             if not line:
                 console.print()
-                raise NetstepError(f"No prediction for `{check.describe(internet)}`: --predict reads one answer "
-                                   "a line, r (reachable) or u (unreachable), and the input ended.")
+                raise NetstepError(f"No prediction for `{question(check, internet)}`: predictions are read one a "
+                                   "line (y, n, or an empty line to skip), and the input ended.")
             if not stream.isatty():
                 console.print(line.strip(), markup=False)  # echo what a pipe answered, as a terminal would
-            answer = answer_of(line)
-            if answer is not None:
+            if line.strip().lower() in ("q", "quit"):
+                return STOP
+            answer = answer_of(line) if line.strip() else None
+            if answer is not None or not line.strip():
                 answers.append(answer)
                 break
-            console.print("Answer r (reachable) or u (unreachable).", markup=False)
+            console.print("Answer y (it gets through), n (it does not), or press Enter to skip.", markup=False)
     return answers
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from netstep.errors import NetstepError
+from netstep.errors import Interrupted, NetstepError, Terminated
 
 if TYPE_CHECKING:
     from netstep.core.engine import Engine
@@ -46,8 +46,20 @@ def opened(args, course: Course | None = None) -> Iterator[Engine]:
     engine = engine_for(args, course)
     try:
         yield engine
+    except (KeyboardInterrupt, Terminated) as exc:  # the step in progress is undone: say where that left the lab
+        raise Interrupted(_where(engine)) from exc
     finally:
         engine.lab.close()
+
+
+def _where(engine: Engine) -> str:
+    """Where the lab stands, in a sentence, and the command that goes on from there."""
+    step = engine.current_step()
+    if step is None:
+        return "The lab is at the start of the course: `python -m netstep next` applies step 1.1."
+    upcoming = engine.next_step()
+    then = f": `python -m netstep next` applies step {upcoming.ref}" if upcoming else ", the course's end"
+    return f"The lab is after step {step.ref} ({step.title}){then}."
 
 
 def engine_for(args, course: Course | None = None) -> Engine:

@@ -1,8 +1,10 @@
 """`run` and `next`: steps applied and shown, at a terminal or as JSON lines.
 
-A step reads, in order: its scene and question, its commands, then (after the pause) what
-changed, the checks and only then the explanation. With `--json`, a `{"event": "step"}`
-line per step and a line per check.
+A step reads, in order: its scene, its commands and the questions its checks ask (on a
+terminal, asked one by one for a prediction), then what changed, the checks with what was
+expected beside what came out, and only then the explanation: nothing a step will show is
+on screen before it runs. With `--json`, a `{"event": "step"}` line per step and a line per
+check.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from netstep.session import opened
 
 
 def print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", step: str = "",
-                  said: list[str] | None = None) -> None:
+                  said: list[str | None] | None = None) -> None:
     for i, result in enumerate(results):
         if args.json:
             line = result.as_json(lesson, step)
-            if said:
+            if said and said[i] is not None:
                 line["predicted"] = said[i]
             print(json.dumps(line), flush=True)
         else:
@@ -32,7 +34,7 @@ def print_checks(results: Iterable, args, out: LazyConsole, lesson: str = "", st
 def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.course.course import Course
     from netstep.course.predictions import Score, predicted
-    from netstep.practice import ask, show_score
+    from netstep.practice import STOP, ask, show_score
 
     course = Course.load(mode="host" if args.host else "sandbox")
     if args.containers is not None:
@@ -44,6 +46,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
             check_room(args.containers)
     lessons = course.lessons if args.lesson == "all" else [course.find(args.lesson)]
     start = course.start_of(lessons[0])
+    predicting = _predicting(args)
     with opened(args, course) as engine:
         engine.sole_writer = True  # the run's moves follow one another: the student is only read for at the first
         if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)
@@ -55,6 +58,7 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
             engine.skip_to(start)
         ok = True
         everything = Score("the run")
+        internet = engine.lab.internet
         for lesson in lessons:
             if not args.json:
                 out.rule(_text((lesson.title, "bold")))
@@ -62,25 +66,43 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
             score = Score(lesson.name)
             for step in lesson.steps:
                 console = err if args.json else out
+                asking = predicting and _asks(step, args)
                 if not args.json or not args.yes:
-                    console.print(_intro(step, predicting=args.predict))  # what a student reads first
-                if not args.yes and not _confirm(console):
+                    console.print(_intro(step, asking=asking, internet=internet))  # what a student reads first
+                said = ask(step.checks, internet, console) if asking else []
+                if said == STOP or (not asking and not args.yes and not _confirm(console)):
                     return 0 if ok else 1
-                said = ask(step.checks, engine.lab.internet, console) if args.predict and step.checks else []
                 result = _apply_with_progress(engine, step, console, show=not args.json)
                 ok = ok and result.ok
-                marks = predicted(result.checks, said) if said else []
+                marks = predicted(result.checks, said, step.ref) if said else []
                 score.predictions += marks
                 _print_result(result, args, out, said, marks)
-            if args.predict:
+            if score.total:
                 show_score(score, args, out)
                 everything.predictions += score.predictions
-        if args.predict and len(lessons) > 1:
+        if everything.total and len(lessons) > 1:
             show_score(everything, args, out)
-        if not args.json:
+        if not args.json:  # how the checks came out: a line of its own, apart from the predictions
             out.print("[bold green]Every check came out as expected.[/]" if ok
                       else "[bold red]Some checks did not come out as expected.[/]")
         return 0 if ok else 1
+
+
+def _predicting(args) -> bool:
+    """Whether `run` asks for predictions: by default on a terminal, where a person reads
+    each step, but not with --yes or --json (a run straight through, or for a program);
+    --predict asks always (answers may come from a pipe), --no-predict never."""
+    if args.predict is not None:
+        return args.predict
+    return not args.yes and not args.json and sys.stdin.isatty()
+
+
+def _asks(step, args) -> bool:
+    """Whether this step's checks are asked one by one: a step of many checks (a large lab's)
+    is asked only when --predict says so, and otherwise shows its questions in groups."""
+    from netstep.present.views import MANY
+
+    return bool(step.checks) and (len(step.checks) <= MANY or bool(args.predict))
 
 
 def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = True):
@@ -94,7 +116,8 @@ def _apply_with_progress(engine, step, console: LazyConsole, *, show: bool = Tru
         return engine.apply_next(show=show, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def _print_result(result, args, out: LazyConsole, said: list[str] | None = None, marks: list | None = None) -> None:
+def _print_result(result, args, out: LazyConsole, said: list[str | None] | None = None,
+                  marks: list | None = None) -> None:
     """A step's result: with --json its step line and check lines; otherwise what changed,
     the checks and what the step shows, the predictions marked (`marks`), then the prose
     that explains them."""
@@ -125,11 +148,11 @@ def step_event(result) -> dict:
             **({"reconciled": result.reconciled.as_json()} if result.reconciled else {})}
 
 
-def _intro(step, *, predicting: bool):
-    """The step before it runs; when predicting, its checks' questions without their answers."""
+def _intro(step, *, asking: bool, internet: str | None):
+    """The step before it runs; its checks' questions unless they are about to be asked."""
     from netstep.present.views import step_intro
 
-    return step_intro(step, predicting=predicting)
+    return step_intro(step, asking=asking, internet=internet)
 
 
 def _confirm(out: LazyConsole) -> bool:

@@ -213,7 +213,7 @@ class Tutor(RenderMixin):
         checks = result.verdict.checks if isinstance(result, grading.Solution) else result.checks
         if len(checks) != len(self._said[1]):
             return result
-        marks = predicted(checks, self._said[1])
+        marks = predicted(checks, self._said[1], ref)
         self._said = None
         self._predictions += marks
         return Predicted(result, marks)

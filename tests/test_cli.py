@@ -256,6 +256,24 @@ def test_check_and_rollback_a_lesson(course: Course, cli_lab: str) -> None:
     assert journal_refs(cli_lab) == refs_through(course, 1)
 
 
+def test_check_all_checks_each_finished_lesson_and_the_last_decides(course: Course, cli_lab: str) -> None:
+    assert_clear_error(netstep(cli_lab, "check", "all"), "No lesson is finished yet")
+    assert_ok(netstep(cli_lab, "run", "lesson3", "--yes", "--json"))
+    checked = netstep(cli_lab, "check", "all", "--json")
+    assert_ok(checked)  # lesson 3's end holds, though lesson 2's end no longer does (netns0's lo is up)
+    records = json_lines(checked.stdout)
+    finals = [(le.name, check) for le in course.lessons[:3] for check in [s for s in le.steps if s.checks][-1].checks]
+    assert [(r["lesson"], r["from"], r["to"]) for r in records] == \
+        [(name, c.source, "203.0.113.8" if c.target == "internet" else c.target) for name, c in finals]
+    assert all(r["ok"] for r in records if r["lesson"] == "lesson3")
+    shown = netstep(cli_lab, "check", "all")
+    assert "lesson3's end: 4 of 4 as the lesson expects" in shown.stdout, show(shown)
+    with Lab(cli_lab) as lab:  # lesson 3's end no longer holds: host reaches netns1 no more
+        lab.ipr("netns1").link("set", index=lab.ipr("netns1").link_lookup(ifname="ceth1")[0], state="down")
+    broken = netstep(cli_lab, "check", "all")
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr, show(broken)
+
+
 def test_reset_removes_the_lab(cli_lab: str) -> None:
     assert_ok(netstep(cli_lab, "next"))
     lab_dir = os.path.join(LABS_ROOT, cli_lab)
@@ -286,6 +304,11 @@ def test_doctor(cli_lab: str) -> None:
 def test_unknown_lesson(course: Course, cli_lab: str) -> None:
     result = netstep(cli_lab, "run", "lesson99", "--yes")
     assert_clear_error(result, "lesson99")
+    far = netstep(cli_lab, "run", "xyzzy", "--yes")
+    assert_clear_error(far, "There is no lesson 'xyzzy'")
+    assert "Did you mean" not in far.stderr  # nothing near enough to suggest
+    assert_clear_error(netstep(cli_lab, "run", "brige", "--yes"), "Did you mean bridge?")
+    assert_clear_error(netstep(cli_lab, "check", "gatway"), "Did you mean gateway?")
     for lesson in course.lessons:
         assert lesson.name in result.stderr, f"{lesson.name} not listed\n{show(result)}"
 
@@ -366,6 +389,8 @@ def test_interrupted_run_leaves_a_consistent_lab(course: Course, cli_lab: str, m
             proc.wait()
     assert proc.returncode != 0
     assert "Traceback" not in stderr, stderr
+    assert re.search(r"interrupted; .* The lab is after step \d\.\d \(.*\): `python -m netstep next` applies "
+                     r"step \d\.\d\.", " ".join(stderr.split())), stderr  # where the lab now is
 
     with Lab(cli_lab) as lab:
         engine = Engine(lab, course)  # raises if a step was left half-applied

@@ -222,7 +222,7 @@ def test_ask_the_room_holds_the_answers_back_then_reveals_them(lab):
         await press(pilot, "a")
         text = stage_text(app)
         assert engine.position == START[2] + 2, "asking applies nothing"
-        assert "Ask the room" in text and "ping netns0 -> 127.0.0.1: reachable or unreachable?" in text
+        assert "Ask the room" in text and "Will netns0 reach 127.0.0.1?" in text
         assert "netns0# ip link set lo up" in text
         assert "expected" not in text and "✔" not in text, "the answers are held back"
         await press(pilot, "a")  # the next key reveals: the step runs, its checks show

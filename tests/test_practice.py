@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,65 +40,146 @@ def veth_answers(right: bool) -> list[str]:
 
 @pytest.mark.parametrize("right", [True, False], ids=["all-right", "all-wrong"])
 def test_predictions_through_a_pipe(cli_lab: str, right: bool) -> None:
+    """--predict asks even when the answers come from a pipe, and with --yes."""
     answers = veth_answers(right)
     total = len(answers)
     result = netstep(cli_lab, "run", "veth", "--predict", "--yes", stdin="\n".join(answers) + "\n")
     assert result.returncode == 0, show(result)
-    assert "ping netns0 -> 172.18.0.11: reachable or unreachable? [r/u]" in result.stdout
+    assert "Will netns0 reach 172.18.0.11? [y/n]" in result.stdout
+    assert result.stdout.count("Will netns0 reach internet (203.0.113.8)?") == 1, show(result)  # asked once
     score = f"predictions: {total if right else 0} of {total} right (lesson2)"
     assert score in result.stdout, show(result)
+    # the closing line says how the checks came out, apart from the predictions
+    assert result.stdout.rstrip().endswith("Every check came out as expected."), show(result)
     if right:
         assert "✘" not in result.stdout, show(result)
-    else:  # each wrong one is named, with the kernel's reason
-        assert "✘ ping netns0 → 10.0.2.15: you said reachable; it was unreachable, Network is unreachable (no route)" \
-            in result.stdout, show(result)
-        assert "✘ ping host → 172.18.0.10: you said unreachable; it was reachable" in result.stdout, show(result)
+    else:  # each wrong one is named under its step, with the kernel's reason
+        assert "✘ step 2.6, ping netns0 → 10.0.2.15: you said reachable; it was unreachable, Network is " \
+            "unreachable (no route)" in result.stdout, show(result)
+        assert "✘ step 2.5, ping host → 172.18.0.10: you said unreachable; it was reachable" in result.stdout, \
+            show(result)
+        assert "✘ step 2.6, ping netns0 → internet (203.0.113.8): you said reachable" in result.stdout, show(result)
 
 
 def test_predictions_in_json(cli_lab: str) -> None:
     answers = veth_answers(True)
     answers[0] = "r" if answers[0] == "u" else "u"
+    answers[1] = ""  # skipped: no prediction for that check
     result = netstep(cli_lab, "run", "veth", "--predict", "--yes", "--json", stdin="\n".join(answers) + "\n")
     assert result.returncode == 0, show(result)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    checks = [line for line in lines if "predicted" in line]
-    assert [c["predicted"][0] for c in checks] == answers
+    checks = [line for line in lines if "kind" in line]
+    assert [c.get("predicted", " ")[0] for c in checks] == [a or " " for a in answers]
     scores = [line for line in lines if line.get("event") == "predictions"]
-    assert len(scores) == 1 and scores[0]["right"] == len(answers) - 1 and scores[0]["total"] == len(answers)
-    assert scores[0]["wrong"][0]["check"] == "ping netns0 -> 127.0.0.1"
-    assert "reachable or unreachable?" in result.stderr  # questions never mix into the JSON
+    assert len(scores) == 1 and scores[0]["right"] == len(answers) - 2 and scores[0]["total"] == len(answers) - 1
+    assert scores[0]["wrong"][0]["check"] == "ping netns0 -> 127.0.0.1" and scores[0]["wrong"][0]["step"] == "2.3"
+    assert "Will netns0 reach 127.0.0.1? [y/n]" in result.stderr  # questions never mix into the JSON
 
 
 def test_predictions_that_run_out_are_a_clear_error(cli_lab: str) -> None:
     result = netstep(cli_lab, "run", "veth", "--predict", "--yes", stdin="r\nmaybe\n")
     assert result.returncode == 1 and "Traceback" not in result.stderr, show(result)
-    assert "Answer r (reachable) or u (unreachable)." in result.stdout
-    assert "--predict reads one answer a line" in result.stderr, show(result)
+    assert "Answer y (it gets through), n (it does not), or press Enter to skip." in result.stdout
+    assert "predictions are read one a line" in result.stderr, show(result)
+
+
+def _expected_outcomes(text: str) -> list[str]:
+    """Whatever in `text` tells how a check will come out: the lesson's expectation or a result."""
+    return re.findall(r"(?i)expect(?:ed)? (?:un)?reachable|got (?:un)?reachable|\b(?:un)?reachable \(|"
+                      r"✔|✘|you said", text)
+
+
+def _before_each_step(output: str, steps) -> dict[str, str]:
+    """For each step, what the terminal showed from its heading to the moment it ran."""
+    shown = {}
+    for step in steps:
+        start = output.index(f"Step {step.ref}: {step.title}")
+        shown[step.ref] = output[start:output.index(f"Applied step {step.ref}", start)]
+    return shown
 
 
 @pytest.mark.parametrize("right", [True, False], ids=["all-right", "all-wrong"])
-def test_predictions_in_a_terminal(cli_lab: str, right: bool) -> None:
+def test_a_terminal_run_asks_by_default_and_shows_no_answer_first(cli_lab: str, right: bool) -> None:
+    """`run` on a terminal, without options: before each step with checks, each question
+    once, naming what is tried; nothing on screen tells an outcome before the step runs;
+    expected and actual come together after it."""
     answers = veth_answers(right)
     pending = list(answers)
     asked: list[str] = []
 
     def reply(text: str) -> str | None:
-        if text.rstrip().endswith("[r/u]"):
+        if text.rstrip().endswith("[y/n]"):
             asked.append(text.rstrip().splitlines()[-1])
-            return pending.pop(0) + "\n"
+            return {"r": "y", "u": "n"}[pending.pop(0)] + "\n"
         if "Press Enter to apply this step" in text:
             return "\n"
         return None
 
-    argv = [sys.executable, "-m", "netstep", "--lab", cli_lab, "run", "veth", "--predict"]
+    argv = [sys.executable, "-m", "netstep", "--lab", cli_lab, "run", "veth"]
     code, output = converse_on_pty(argv, reply, columns=160)
     assert code == 0, output[-3000:]
-    assert not pending and len(asked) == len(answers)
+    lesson = Course.load().find("veth")
+    questions = [f"Will {c.source} reach {'internet (203.0.113.8)' if c.target == 'internet' else c.target}? [y/n]"
+                 for step in lesson.steps for c in step.checks]
+    assert asked == questions, asked  # each asked once, in order
+    for ref, text in _before_each_step(output, lesson.steps).items():
+        assert not _expected_outcomes(text), f"step {ref} told an outcome before it ran:\n{text}"
     assert f"predictions: {len(answers) if right else 0} of {len(answers)} right (lesson2)" in output, output[-3000:]
-    # the question comes before the step's result, and the step view does not give the answer away
-    first = output.index("ping netns0 -> 127.0.0.1: reachable or unreachable?")
-    assert "expect reachable" not in output[:first] and "expected reachable" not in output[:first]
-    assert output.index("Applied step 2.3") > first
+    assert "expected reachable, got reachable" in output  # after the step: expected and actual together
+
+
+def test_enter_skips_a_question(cli_lab: str) -> None:
+    asked: list[str] = []
+
+    def reply(text: str) -> str | None:
+        if text.rstrip().endswith("[y/n]"):
+            asked.append(text.rstrip().splitlines()[-1])
+            return "\n" if len(asked) > 1 else "y\n"  # the first answered, every other one skipped
+        if "Press Enter to apply this step" in text:
+            return "\n"
+        return None
+
+    code, output = converse_on_pty([sys.executable, "-m", "netstep", "--lab", cli_lab, "run", "veth"], reply,
+                                   columns=160)
+    assert code == 0, output[-3000:]
+    assert len(asked) == sum(len(s.checks) for s in Course.load().find("veth").steps)
+    assert "predictions: 1 of 1 right (lesson2)" in output, output[-3000:]
+
+
+@pytest.mark.parametrize("option", ["--no-predict", "--yes", "--json"])
+def test_no_question_with_no_predict_yes_or_json(cli_lab: str, option: str) -> None:
+    """--no-predict, --yes and --json never ask, on a terminal too; nor do they show an answer first."""
+    def reply(text: str) -> str | None:
+        if text.rstrip().endswith("[y/n]"):
+            return "q\n"  # a question asked: the run stops, and the test fails below
+        if "Press Enter to apply this step" in text:
+            return "\n"
+        return None
+
+    argv = [sys.executable, "-m", "netstep", "--lab", cli_lab, "run", "veth", option]
+    code, output = converse_on_pty(argv, reply, columns=160)
+    assert code == 0 and "[y/n]" not in output, output[-3000:]
+    assert "predictions:" not in output
+    if option != "--json":
+        lesson = Course.load().find("veth")
+        assert "The checks ask:" in output and "Will netns0 reach 127.0.0.1?" in output  # the questions, shown
+        for ref, text in _before_each_step(output, lesson.steps).items():
+            assert not _expected_outcomes(text), f"step {ref} told an outcome before it ran:\n{text}"
+    else:
+        assert '"ok": true' in output and '"ok": false' not in output
+
+
+def test_q_at_a_question_stops_the_run(cli_lab: str) -> None:
+    def reply(text: str) -> str | None:
+        if text.rstrip().endswith("[y/n]"):
+            return "q\n"
+        if "Press Enter to apply this step" in text:
+            return "\n"
+        return None
+
+    code, output = converse_on_pty([sys.executable, "-m", "netstep", "--lab", cli_lab, "run", "veth"], reply,
+                                   columns=160)
+    assert code == 0 and "Applied step 2.2" in output and "Applied step 2.3" not in output, output[-3000:]
 
 
 # -- typing a lesson by hand ------------------------------------------------------------------
@@ -206,7 +288,10 @@ def test_an_exercise_from_start_to_solution(cli_lab: str) -> None:
 @pytest.mark.parametrize(("args", "words"), [
     (["verify", "9.9"], "There is no step '9.9'"),
     (["hint", "exercise42"], "There is no exercise"),
-    (["start", "nothing"], "There is no lesson 'nothing'"),
+    (["start", "nothing"], "There is no lesson or exercise 'nothing'"),
+    (["start", "exercis3"], "Did you mean exercise3?"),
+    (["run", "brige"], "There is no lesson 'brige'. Did you mean bridge?"),
+    (["verify", "2.9"], "There is no step '2.9'. Did you mean 2.6?"),
 ])
 def test_bad_targets_are_clear_errors(cli_lab: str, args: list[str], words: str) -> None:
     result = netstep(cli_lab, *args)

@@ -150,6 +150,16 @@ def test_each_notebook_step_is_scene_run_cell_then_explanation():
             if step.after:
                 assert all(step.after not in c.source for c in between)
                 assert cells[run + 1].cell_type == "markdown" and cells[run + 1].source == step.after
+            # No answer before the question: the scene holds the questions, never an expectation
+            # nor the commands; the commands come after "type it yourself", folded away.
+            for check in step.checks:
+                assert f"Will {check.source} " in scene and check.expect not in scene.split("The checks ask:")[-1]
+            if step.commands:
+                typed = next(i for i in range(heading, run) if cells[i].source.startswith("%%netstep"))
+                shown = [i for i in range(heading, run) if f"{step.commands[0].where}# {step.commands[0].text}"
+                         in cells[i].source]
+                assert shown == [run - 1] and typed < run - 1, f"{step.ref}: the commands come after the typing"
+                assert cells[run - 1].source.startswith("<details>\n<summary>Show me the commands</summary>")
 
 
 @needs_root

@@ -27,7 +27,7 @@ from netstep.core.results import StepResult
 from netstep.course.checks import Check, CheckResult
 from netstep.course.essentials import Essential, derived
 from netstep.course.lessons import Command, parse_lines
-from netstep.errors import NetstepError
+from netstep.errors import NetstepError, did_you_mean
 from netstep.ops import apply as executor
 from netstep.render import RenderMixin
 from netstep.state.compare import differences
@@ -112,7 +112,8 @@ def target_of(engine: Engine, ref: str | None = None) -> Target:
             try:
                 lesson = engine.course.find(ref)
             except NetstepError:
-                raise NetstepError(f"There is no step '{ref}'. Name a step as `2.4` (lesson 2, step 4), a "
+                near = did_you_mean(ref, [s.ref for s in steps] + engine.course.names())
+                raise NetstepError(f"There is no step '{ref}'.{near} Name a step as `2.4` (lesson 2, step 4), a "
                                    "lesson, or an exercise as `exercise2`; `python -m netstep list` shows them."
                                    ) from None
             index = engine.course.start_of(lesson) + len(lesson.steps) - 1
@@ -127,7 +128,9 @@ def exercise_target(engine: Engine, lesson_ref: str) -> Target:
     try:
         lesson = engine.course.find(lesson_ref)
     except NetstepError:
-        raise NetstepError(f"There is no exercise 'exercise{lesson_ref}': name one as `exercise2`, the "
+        near = did_you_mean(f"exercise{lesson_ref}", [f"exercise{le.number}" for le in engine.course.lessons
+                                                      if le.exercise is not None])
+        raise NetstepError(f"There is no exercise 'exercise{lesson_ref}'.{near} Name one as `exercise2`, the "
                            "\"Your turn\" of lesson 2.") from None
     exercise = lesson.exercise
     if exercise is None:

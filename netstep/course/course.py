@@ -12,7 +12,7 @@ from pathlib import Path
 
 from netstep.course.lessons import FILE_RE, Lesson, Step, lessons_dir, parse_lesson
 from netstep.course.scale import bridge_lesson
-from netstep.errors import NetstepError
+from netstep.errors import NetstepError, did_you_mean
 from netstep.render import RenderMixin
 
 
@@ -71,5 +71,9 @@ class Course(RenderMixin):
             self.lessons.sort(key=lambda item: item.number)
             return lesson
         names = ", ".join(f"{le.name} ({le.slug})" for le in self.lessons)
-        raise NetstepError(f"There is no lesson '{ref}'. The lessons are: {names}; or give `all`, "
-                           "or the path of a lesson file.")
+        raise NetstepError(f"There is no lesson '{ref}'.{did_you_mean(ref, self.names())} The lessons are: "
+                           f"{names}; or the path of a lesson file (`run` and `check` also take `all`).")
+
+    def names(self) -> list[str]:
+        """What names a lesson, for a mistyped one's nearest match: `lesson4`, `bridge`."""
+        return [name for le in self.lessons for name in (le.name, le.slug)]

@@ -2,7 +2,9 @@
 
 A prediction is "reachable" or "unreachable" for one check, and it is right when the
 kernel's outcome agrees (the outcome, not the lesson's expectation: a prediction is about
-the network). Plain data; the front ends ask the questions and draw the answers.
+the network). A question names only what is tried ("Will netns0 reach 10.0.2.2?"), never
+what the lesson expects: that comes with the result. Plain data; the front ends ask the
+questions and draw the answers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.errors import NetstepError
 from netstep.render import RenderMixin
 
-ANSWERS = {"r": "reachable", "reachable": "reachable", "u": "unreachable", "unreachable": "unreachable"}
+ANSWERS = {"r": "reachable", "reachable": "reachable", "u": "unreachable", "unreachable": "unreachable",
+           "y": "reachable", "yes": "reachable", "n": "unreachable", "no": "unreachable"}
 
 
 def answer_of(text: str) -> str | None:
-    """`r`, `u`, `reachable` or `unreachable` (any case) as the outcome it names, else None."""
+    """`y`/`r`, `n`/`u` (or the words: yes, reachable, no, unreachable; any case) as the
+    outcome it names, else None."""
     return ANSWERS.get(text.strip().lower())
 
 
@@ -36,8 +40,18 @@ def answers_of(words: Iterable[str], count: int) -> list[str]:
 
 
 def question(check: Check, internet: str | None = None) -> str:
-    """The question a check asks, without its answer."""
-    return f"{check.describe(internet)}: reachable or unreachable?"
+    """The question a check asks, without its answer: "Will netns0 reach 10.0.2.2?", and
+    for tcp and http "Will netns0 connect to 10.0.2.15:5005?". The target keeps the name the
+    lesson gives it: "internet (203.0.113.8)"."""
+    verb = "reach" if check.kind == "ping" else "connect to"
+    return f"Will {check.source} {verb} {target_words(check, internet)}?"
+
+
+def target_words(check: Check, internet: str | None = None) -> str:
+    """A check's target as the lesson writes it, the internet host's address beside its name."""
+    if check.target != "internet" or not internet:
+        return check.destination()
+    return f"internet ({check.destination(internet)})"
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class Prediction(RenderMixin):
 
     result: CheckResult
     said: str  # reachable | unreachable
+    step: str = ""  # the step's ref ("2.3"), for the summary
 
     @property
     def right(self) -> bool:
@@ -60,8 +75,10 @@ class Prediction(RenderMixin):
         return result.detail or result.reason
 
 
-def predicted(results: list[CheckResult], said: list[str]) -> list[Prediction]:
-    return [Prediction(result, answer) for result, answer in zip(results, said, strict=True)]
+def predicted(results: list[CheckResult], said: list[str | None], step: str = "") -> list[Prediction]:
+    """The predictions made for a step's checks, in order; a question skipped (None) makes none."""
+    return [Prediction(result, answer, step) for result, answer in zip(results, said, strict=True)
+            if answer is not None]
 
 
 @dataclass
@@ -85,5 +102,6 @@ class Score(RenderMixin):
 
     def as_json(self) -> dict:
         return {"event": "predictions", "of": self.title, "right": self.right, "total": self.total,
-                "wrong": [{"check": p.result.check.describe(), "to": p.result.to, "predicted": p.said,
-                           "actual": p.result.actual, "reason": p.result.reason} for p in self.wrong]}
+                "wrong": [{"step": p.step, "check": p.result.check.describe(), "to": p.result.to,
+                           "predicted": p.said, "actual": p.result.actual, "reason": p.result.reason}
+                          for p in self.wrong]}

@@ -233,7 +233,7 @@ def note_text(paragraph: str) -> Text:
 
 def questions_view(step: Step, internet: str) -> Group:
     """A step's checks as questions for a show of hands, the answers held back."""
-    rows = [Text("Ask the room: hands up for reachable, or not?", style="bold yellow")]
+    rows = [Text("Ask the room: hands up for yes, or not?", style="bold yellow")]
     for n, check in enumerate(step.checks, 1):
         rows.append(Text.assemble((f" {n}. ", "bold"), (question(check, internet), "bold")))
     rows.append(Text("→, space or a reveals the answers: the step runs and its checks show what the kernel did.",

@@ -14,14 +14,22 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from netstep.core.grading import Hint, Solution, Verdict
-from netstep.course.lessons import Exercise
-from netstep.course.predictions import Prediction, Score
+from netstep.course.checks import CheckResult
+from netstep.course.lessons import Exercise, Lesson
+from netstep.course.predictions import Prediction, Score, question
+
+
+def route(result: CheckResult) -> str:
+    """Where a check went, its target named as the lesson names it: `netns1 → internet (203.0.113.8)`."""
+    check = result.check
+    to = f"internet ({result.to})" if check.target == "internet" else result.to
+    return f"{check.source} → {to}"
 
 
 def prediction_view(prediction: Prediction) -> RenderableType:
     mark, style = ("✔", "green") if prediction.right else ("✘", "bold red")
     result = prediction.result
-    return Text.assemble((f"{mark} ", style), (f"{result.check.kind} {result.check.source} → {result.to}", "bold"),
+    return Text.assemble((f"{mark} ", style), (f"{result.check.kind} {route(result)}", "bold"),
                          ("  you said ", "dim"), prediction.said, (", it was ", "dim"),
                          (result.actual, "green" if result.actual == "reachable" else "yellow"),
                          (f": {prediction.why}", "dim"))
@@ -41,17 +49,20 @@ def questions_view(ref: str, questions: list[str], said: list[str]) -> Renderabl
     example = ", ".join('"r"' if i % 2 == 0 else '"u"' for i in range(len(questions)))
     return Group(Text(f"Step {ref} asks:", style="bold"),
                  *(Text(f"  {i}. {q}") for i, q in enumerate(questions, 1)),
-                 Text(f"Record your answers in order, r (reachable) or u (unreachable): t.predict({example})",
-                      style="dim"))
+                 Text(f"Record your answers in order, r (reachable: yes) or u (unreachable: no): "
+                      f"t.predict({example})", style="dim"))
 
 
 def score_view(score: Score) -> RenderableType:
+    """How the predictions came out: a count of its own, apart from how the checks came out,
+    and each wrong one under its step's number."""
     style = "bold green" if score.right == score.total else "bold"
     parts: list[RenderableType] = [Text(f"predictions: {score.right} of {score.total} right ({score.title})",
                                         style=style)]
     for wrong in score.wrong:
         result = wrong.result
-        parts.append(Text.assemble(("  ✘ ", "red"), f"{result.check.kind} {result.check.source} → {result.to}: ",
+        step = f"step {wrong.step}, " if wrong.step else ""
+        parts.append(Text.assemble(("  ✘ ", "red"), f"{step}{result.check.kind} {route(result)}: ",
                                    f"you said {wrong.said}; it was {result.actual}, ", (wrong.why, "dim")))
     return Group(*parts)
 
@@ -88,6 +99,29 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
 
 def exercise_view(exercise: Exercise) -> RenderableType:
     return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose))
+
+
+def goals_view(lesson: Lesson, internet: str | None = None) -> RenderableType:
+    """What a lesson asks of the student, step by step: each step's title and the questions
+    its checks will ask, never their answers nor the step's commands (those are for the
+    student to find; `hint` gives them in stages)."""
+    parts: list[RenderableType] = [Text(lesson.title, style="bold underline")]
+    if lesson.intro:
+        parts.append(Markdown(lesson.intro))
+    parts.append(Text("What each step asks of you:", style="bold"))
+    for step in lesson.steps:
+        parts.append(Text.assemble((f"  {step.ref}  ", "bold"), step.title))
+        parts += [Text(f"        {question(check, internet)}", style="dim") for check in step.checks]
+    return Group(*parts)
+
+
+def exercise_goals_view(exercise: Exercise, internet: str | None = None) -> RenderableType:
+    """An exercise's task, then the questions its checks will ask of the student's lab."""
+    parts = [exercise_view(exercise)]
+    if exercise.checks:
+        parts.append(Text("When you are done, the checks ask:", style="bold"))
+        parts += [Text(f"  {question(check, internet)}", style="dim") for check in exercise.checks]
+    return Group(*parts)
 
 
 HINT_STAGES = {"written": "hint", "idea": "what is missing", "blanks": "the command, with blanks to fill",

@@ -26,7 +26,7 @@ from netstep.core.results import OwnResult, StepResult
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.course.course import Course
 from netstep.course.lessons import Exercise, Lesson, Step
-from netstep.course.predictions import Prediction, Score
+from netstep.course.predictions import Prediction, Score, question
 from netstep.kernel.registry import natural
 from netstep.present import coaching
 from netstep.state.diff import Diff
@@ -184,7 +184,7 @@ def _(result: CheckResult) -> RenderableType:
     text = Text.assemble(
         (f"{mark} ", style),
         (f"{check.kind:<4} ", "bold"),
-        (f"{check.source} → {result.to}", ""),
+        (coaching.route(result), ""),
         ("  expected ", "dim"), (check.expect, ""),
         (f" ({check.reason})" if check.reason else "", ""),
         (f", as {check.because}" if check.because else "", "dim"),
@@ -224,13 +224,14 @@ def check_lines(results: list[CheckResult]) -> list[RenderableType]:
 
 
 def _questions_in_groups(checks: list[Check]) -> list[Text]:
-    groups: dict[tuple, list[Check]] = {}
+    """Many checks asked in a line per kind, with no answer: which of them get through?"""
+    groups: dict[str, list[Check]] = {}
     for c in checks:
-        groups.setdefault((c.kind, c.expect, c.reason), []).append(c)
-    return [Text.assemble((f"{len(group)} × {kind:<4} ", "bold"),
+        groups.setdefault(c.kind, []).append(c)
+    return [Text.assemble((f"  {len(group)} × {kind:<4} ", "bold"),
                           _span([c.source for c in group], [c.destination() for c in group]),
-                          (f": expect {expect}" + (f" ({reason})" if reason else ""), "dim"))
-            for (kind, expect, reason), group in groups.items()]
+                          (": which get through?", "dim"))
+            for kind, group in groups.items()]
 
 
 def _span(sources: list[str], targets: list[str]) -> str:
@@ -248,30 +249,19 @@ def commands_view(step: Step) -> RenderableType:
     return Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True)
 
 
-def question(check: Check, internet: str | None = None, *, answer: bool = True) -> Text:
-    """What a check asks; with `answer`, what the lesson expects too."""
-    route = check.describe(internet).split(" ", 1)[1].replace(" -> ", " → ")
-    text = Text.assemble((f"{check.kind:<4} ", "bold"), route)
-    if answer:
-        text.append(f": expect {check.expectation()}", style="dim")
-    else:
-        text.append(": reachable or unreachable?", style="dim")
-    return text
-
-
-def step_intro(step: Step, *, predicting: bool = False) -> RenderableType:
-    """A step before it runs: its heading, the prose that sets the scene, the question its
-    checks ask (the answer held back when the student predicts) and the commands. Nothing
-    here tells what the step will do: that comes with the result, and step.after."""
+def step_intro(step: Step, *, asking: bool = False, internet: str | None = None) -> RenderableType:
+    """A step before it runs: its heading, the prose that sets the scene, the questions its
+    checks ask (unless the student is about to be asked them one by one) and the commands.
+    Never what the checks expect: that comes with the result, and step.after."""
     parts: list[RenderableType] = [Text(f"Step {step.ref}: {step.title}", style="bold")]
     if step.before:
         parts.append(Markdown(step.before))
-    if step.checks:
+    if step.checks and not asking:
         parts.append(Text("The checks ask:", style="bold"))
-        if len(step.checks) > MANY and not predicting:
+        if len(step.checks) > MANY:
             parts.extend(_questions_in_groups(step.checks))
         else:
-            parts.extend(question(c, answer=not predicting) for c in step.checks)
+            parts.extend(Text(f"  {question(c, internet)}") for c in step.checks)
     if step.commands:
         parts.append(commands_view(step))
     return Group(*parts)
