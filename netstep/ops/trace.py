@@ -43,6 +43,7 @@ class Trace(RenderMixin):
     finding: Finding
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    lab: Snapshot | None = None  # the lab's configuration the path was walked on (for its diagram)
 
     @property
     def reachable(self) -> bool:
@@ -168,7 +169,7 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
     if "rule" in finding.evidence and finding.where:  # netfilter, which the walk does not see, stopped it
         forward, reply = cut(forward, finding.where, finding.why), None
-    return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
+    return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started, lab=snapshot)
 
 
 def cut(path: Path, ns: str, why: str) -> Path:

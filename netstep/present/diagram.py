@@ -22,8 +22,10 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from netstep.errors import NetstepError
+from netstep.ops.trace import Trace
 from netstep.present import views
-from netstep.state.diagram import Box, Device, Diagram, Item
+from netstep.state.diagram import Box, Device, Diagram, Item, lab_diagram, stop_of, traced
+from netstep.state.snapshot import Snapshot
 
 FONT = "Helvetica,Arial,sans-serif"
 INK, LINE, FAINT, PANEL = "#24292f", "#57606a", "#8c959f", "#f6f8fa"
@@ -34,6 +36,15 @@ NO_DOT = "No picture: Graphviz's `dot` is not installed here (`apt install graph
 
 class DrawingUnavailable(NetstepError):
     """Graphviz's `dot` is missing or failed."""
+
+
+def trace_diagram(trace: Trace, internet: str = "") -> Diagram:
+    """The lab the trace was walked on, with its path there and back and where it stopped."""
+    check = trace.check
+    title = f"trace {check.source} → {trace.result.to}" + (f":{check.port}" if check.port else "") + f" ({check.kind})"
+    base = lab_diagram(trace.lab or Snapshot(), title=title, internet=internet)
+    stop = stop_of(trace.forward, trace.reply, trace.reachable, trace.finding.where, trace.finding.why)
+    return traced(base, trace.forward, trace.reply, stop)
 
 
 # -- DOT ------------------------------------------------------------------------------------------
@@ -63,10 +74,13 @@ def dot(diagram: Diagram) -> str:
         style = {"+": f', color="{MARKS["+"]}", penwidth=2.2', "-": f', color="{FAINT}", style=dashed'}
         out.append(f"  {_end(cable.a, cable.b, diagram, ports)} -> {_end(cable.b, cable.a, diagram, ports)}"
                    f" [{('id=' + _q(_cable_id(cable.a, cable.b)))}{style.get(cable.mark, '')}];")
-    for leg in diagram.legs:
+    for leg in diagram.legs:  # drawn from the cable's upper end, as the cable is, so it runs beside it
+        cable = next((c for c in diagram.cables if {c.a, c.b} == {leg.start, leg.end}), None)
+        upper, lower, way = (leg.start, leg.end, "forward") if cable is None or cable.a == leg.start \
+            else (leg.end, leg.start, "back")
         dashed = ", style=dashed" if leg.reply else ""
-        out.append(f"  {_end(leg.start, leg.end, diagram, ports)} -> {_end(leg.end, leg.start, diagram, ports)}"
-                   f' [id="leg{leg.number}", dir=forward, arrowsize=0.7, constraint=false, color="{PATH}", '
+        out.append(f"  {_end(upper, lower, diagram, ports)} -> {_end(lower, upper, diagram, ports)}"
+                   f' [id="leg{leg.number}", dir={way}, arrowsize=0.7, color="{PATH}", '
                    f'fontcolor="{PATH}", penwidth=2, label=" {leg.number} "{dashed}];')
     if diagram.stop is not None:
         stop = diagram.stop

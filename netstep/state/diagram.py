@@ -184,7 +184,8 @@ def stop_of(forward: Path, reply: Path | None, reachable: bool, where: str | Non
         return Stop(end.ns, f"✔ answered by {end.ns} ({end.lookup.dst})", True) if end else None
     last = (reply or forward).end
     ns = where or (last.ns if last else "")
-    return Stop(ns, f"✘ {ns}: {why}" if why else f"✘ {ns}", False) if ns else None
+    said = why if why.startswith(f"{ns} ") else f"{ns}: {why}" if why else ns
+    return Stop(ns, f"✘ {said}", False) if ns else None
 
 
 # -- building ---------------------------------------------------------------------------------
