@@ -127,10 +127,8 @@ def _table(box: Box, ports: dict) -> str:
     rows.append(f'<TR><TD COLSPAN="2" ALIGN="LEFT" BGCOLOR="{PANEL}">{sign}<B>{_h(box.ns)}</B>'
                 f'<FONT POINT-SIZE="10" COLOR="{LINE}">  {_h(ROLES[box.role])}</FONT></TD></TR>')
     bottom = [d for d in box.devices if (d.facing == "down" or d.link.kind == "bridge") and not _bridged(box, d)]
-    for device in box.devices:
-        if device in up or device in bottom or _bridged(box, device):
-            continue
-        rows.append(_line("device", _device_text(device)))
+    inside = [d for d in box.devices if d not in up and d not in bottom and not _bridged(box, d)]
+    rows += [_line("device" if i == 0 else "", _device_text(d)) for i, d in enumerate(inside)]
     for label, items in (("route", box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
         rows += [_line(label if i == 0 else "", [(item, item.text)]) for i, item in enumerate(items)]
     if bottom:
