@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from support import needs_root, real_lesson_files, unique_name
+from support import needs_root, real_lesson_files
 from test_exact_diffs import _key, changes, read_lab, watched
 
 from netstep.core.engine import Engine
@@ -182,81 +182,68 @@ def _marks(diagram) -> set[tuple[str, str, str, str]]:
 @needs_root
 @needs_dot
 @pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons in lessons/")
-def test_every_step_of_the_course_is_drawn_as_the_kernel_has_it():
+def test_every_step_of_the_course_is_drawn_as_the_kernel_has_it(lab):
     course = Course.load()
     sysctls = watched(course)
-    lab = Lab(unique_name("draw"))
-    lab.lock()
-    try:
-        engine = Engine(lab, course)
-        wrong = []
-        reading = read_lab(lab, sysctls)
-        for step in course.steps:
-            before = engine.moments.last()
-            result = engine.apply_next(run_checks=False, show=False)
-            after_reading = read_lab(lab, sysctls)
-            diagram = lab_diagram(engine.moments.last(), before, change=result.diff, internet=lab.internet,
-                                  title=f"after step {step.ref}")
-            model = _model(diagram)
-            seen = {
-                "namespaces": set(after_reading),
-                "devices": {(ns, dev) for ns, parts in after_reading.items() for dev in parts["devices"]},
-                "addresses": {(ns, a) for ns, parts in after_reading.items() for a in parts["addresses"]},
-                "ports": _read_ports(after_reading),
-            }
-            for part in seen:
-                if model[part] != seen[part]:
-                    wrong.append(f"{step.ref} {part}: missing {seen[part] - model[part]}, "
-                                 f"extra {model[part] - seen[part]}")
-            veths = sum(1 for parts in after_reading.values() for text in parts["devices"].values()
-                        if text.startswith("veth "))
-            assert veths == 2 * len([c for c in diagram.cables if c.mark != "-"]), step.ref
-            expected = changes(reading, after_reading)
-            if _marks(diagram) != expected:
-                wrong.append(f"{step.ref} marks: missing {expected - _marks(diagram)}, "
-                             f"extra {_marks(diagram) - expected}")
-            root = ET.fromstring(svg(diagram))  # valid XML, every step
-            assert root[0].text == f"after step {step.ref}"
-            reading = after_reading
-        assert not wrong, "\n".join(wrong)
-    finally:
-        lab.destroy()
-        lab.close()
+    engine = Engine(lab, course)
+    wrong = []
+    reading = read_lab(lab, sysctls)
+    for step in course.steps:
+        before = engine.moments.last()
+        result = engine.apply_next(run_checks=False, show=False)
+        after = read_lab(lab, sysctls)
+        diagram = lab_diagram(engine.moments.last(), before, change=result.diff, internet=lab.internet,
+                              title=f"after step {step.ref}")
+        model = _model(diagram)
+        seen = {
+            "namespaces": set(after),
+            "devices": {(ns, dev) for ns, parts in after.items() for dev in parts["devices"]},
+            "addresses": {(ns, a) for ns, parts in after.items() for a in parts["addresses"]},
+            "ports": _read_ports(after),
+        }
+        wrong += [f"{step.ref} {part}: missing {seen[part] - model[part]}, extra {model[part] - seen[part]}"
+                  for part in seen if model[part] != seen[part]]
+        veths = sum(1 for parts in after.values() for text in parts["devices"].values() if text.startswith("veth "))
+        assert veths == 2 * len([c for c in diagram.cables if c.mark != "-"]), step.ref
+        expected, marked = changes(reading, after), _marks(diagram)
+        if marked != expected:
+            wrong.append(f"{step.ref} marks: missing {expected - marked}, extra {marked - expected}")
+        root = ET.fromstring(svg(diagram))  # valid XML, every step
+        assert root[0].text == f"after step {step.ref}"
+        reading = after
+    assert not wrong, "\n".join(wrong)
 
 
 @needs_root
 @needs_dot
-def test_a_real_trace_is_drawn_along_its_hops(tmp_path):
+def test_a_real_trace_is_drawn_along_its_hops(cli_lab, tmp_path):
     """Lesson 6 done: netns0 reaches the internet host and the reply comes back: each pair
     of hops is one numbered leg, there then back, ending at the namespace that answered."""
     from support import netstep_cli
 
-    name = unique_name("drawtr")
+    name = cli_lab
+    assert netstep_cli(name, "run", "masquerade", "--yes").returncode == 0
+    lab = Lab(name)
+    lab.lock()
     try:
-        assert netstep_cli(name, "run", "masquerade", "--yes").returncode == 0
-        lab = Lab(name)
-        lab.lock()
-        try:
-            found = Engine(lab).trace("netns0", "internet")
-            diagram = trace_diagram(found, lab.internet)
-        finally:
-            lab.close()
-        assert found.reachable and found.reply is not None
-        pairs = [(a, b, path is found.reply) for path in (found.forward, found.reply) for a, b in pairwise(path.hops)]
-        assert len(pairs) == 4 and len(diagram.legs) == len(pairs)  # netns0, host, upstream, and back
-        for number, (leg, (a, b, back)) in enumerate(zip(diagram.legs, pairs, strict=True), 1):
-            left, came = diagram.box(a.ns).device(a.lookup.dev), diagram.box(b.ns).device(b.arrived_on)
-            assert leg.number == number and leg.reply == back, leg
-            assert leg.start[0] == a.ns and leg.start[1] in (left.name, *left.ports), (leg, a)
-            assert leg.end[0] == b.ns and leg.end[1] in (came.name, *came.ports), (leg, b)
-        out = tmp_path / "trace.svg"
-        result = netstep_cli(name, "trace", "netns0", "internet", "--svg", str(out))
-        assert result.returncode == 0, result.stderr
-        root = ET.parse(out).getroot()
-        edges = {g.get("id") for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("leg")}
-        assert edges == {f"leg{n}" for n in range(1, len(pairs) + 1)}  # (in the order dot writes them)
-        inspected = tmp_path / "lab.svg"
-        assert netstep_cli(name, "inspect", "--svg", str(inspected)).returncode == 0
-        assert ET.parse(inspected).getroot()[0].text == f"lab '{name}'"
+        found = Engine(lab).trace("netns0", "internet")
+        diagram = trace_diagram(found, lab.internet)
     finally:
-        Lab(name).destroy()
+        lab.close()
+    assert found.reachable and found.reply is not None
+    pairs = [(a, b, path is found.reply) for path in (found.forward, found.reply) for a, b in pairwise(path.hops)]
+    assert len(pairs) == 4 and len(diagram.legs) == len(pairs)  # netns0, host, upstream, and back
+    for number, (leg, (a, b, back)) in enumerate(zip(diagram.legs, pairs, strict=True), 1):
+        left, came = diagram.box(a.ns).device(a.lookup.dev), diagram.box(b.ns).device(b.arrived_on)
+        assert leg.number == number and leg.reply == back, leg
+        assert leg.start[0] == a.ns and leg.start[1] in (left.name, *left.ports), (leg, a)
+        assert leg.end[0] == b.ns and leg.end[1] in (came.name, *came.ports), (leg, b)
+    out = tmp_path / "trace.svg"
+    result = netstep_cli(name, "trace", "netns0", "internet", "--svg", str(out))
+    assert result.returncode == 0, result.stderr
+    root = ET.parse(out).getroot()
+    edges = {g.get("id") for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("leg")}
+    assert edges == {f"leg{n}" for n in range(1, len(pairs) + 1)}  # (in the order dot writes them)
+    inspected = tmp_path / "lab.svg"
+    assert netstep_cli(name, "inspect", "--svg", str(inspected)).returncode == 0
+    assert ET.parse(inspected).getroot()[0].text == f"lab '{name}'"
