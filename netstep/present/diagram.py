@@ -228,7 +228,7 @@ def _accessible(drawn: str, diagram: Diagram) -> str:
     title = diagram.title or "The lab"
     desc = "\n".join(text_lines(diagram))
     opening = body[:body.index(">") + 1]
-    tag = opening.replace("<svg", '<svg class="netstep-diagram" role="img" aria-labelledby="netstep-title"'
+    tag = opening.replace("<svg", '<svg class="netstep-diagram" role="img"'
                           ' style="max-width:100%;height:auto"', 1)
     tag = re.sub(r"\s+", " ", tag)
     return (f"{tag}\n<title>{_h(title)}</title>\n<desc>{_h(desc)}</desc>" + body[len(opening):]).strip() + "\n"
