@@ -99,5 +99,6 @@ def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str
     if shoot:  # the first diagram, as Chromium drew it: a picture, not a blank
         (tmp_path / "diagram.png").write_bytes(run.shot)
         ink = run.ink
+        print(f"{name}: its first diagram in Chromium: {ink}")
         assert ink and ink["width"] > 300 and ink["height"] > 200, f"{name}: no diagram drawn: {ink}"
         assert 0.01 < ink["ink"] < 0.5 and ink["colours"] > 8, f"{name}: the diagram is blank: {ink}"

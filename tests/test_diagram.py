@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from itertools import pairwise
@@ -208,6 +209,9 @@ def test_every_step_of_the_course_is_drawn_as_the_kernel_has_it(lab):
         expected, marked = changes(reading, after), _marks(diagram)
         if marked != expected:
             wrong.append(f"{step.ref} marks: missing {expected - marked}, extra {marked - expected}")
+        laid = subprocess.run(["dot", "-Tsvg"], input=dot(diagram), capture_output=True, text=True, check=True)
+        if laid.stderr:  # (a port named but not drawn, say: the cable would end anywhere)
+            wrong.append(f"{step.ref} dot warns: {laid.stderr.strip()}")
         root = ET.fromstring(svg(diagram))  # valid XML, every step
         assert root[0].text == f"after step {step.ref}"
         reading = after

@@ -112,6 +112,8 @@ def _end(end: tuple[str, str], other: tuple[str, str], diagram: Diagram, ports: 
     side = ""
     if box and far and box.rank != far.rank:
         side = ":s" if box.rank < far.rank else ":n"
+    elif end[0] == other[0]:  # both ends in one namespace: a loop on the box's right side
+        side = ":e"
     return f"{_q(end[0])}:{ports[end]}{side}"
 
 
@@ -128,7 +130,7 @@ def _table(box: Box, ports: dict) -> str:
                 f'<FONT POINT-SIZE="10" COLOR="{LINE}">  {_h(ROLES[box.role])}</FONT></TD></TR>')
     bottom = [d for d in box.devices if (d.facing == "down" or d.link.kind == "bridge") and not _bridged(box, d)]
     inside = [d for d in box.devices if d not in up and d not in bottom and not _bridged(box, d)]
-    rows += [_line("device" if i == 0 else "", _device_text(d)) for i, d in enumerate(inside)]
+    rows += [_line("device" if i == 0 else "", _device_text(d), ports[(box.ns, d.name)]) for i, d in enumerate(inside)]
     for label, items in (("route", box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
         rows += [_line(label if i == 0 else "", [(item, item.text)]) for i, item in enumerate(items)]
     if bottom:
@@ -180,10 +182,13 @@ def _device_text(device: Device) -> list[tuple[Item, str]]:
     return [(device.item, " ".join(w for w in words if w)), *((a, a.text) for a in device.addresses)]
 
 
-def _line(label: str, pieces: list[tuple[Item, str]]) -> str:
+def _line(label: str, pieces: list[tuple[Item, str]], port: str = "") -> str:
+    """A line of a box: a faint label, then the text (a device's cell keeps its port: a cable
+    between two devices of one namespace, or of two containers, ends there)."""
     title = f'<FONT POINT-SIZE="9" COLOR="{FAINT}">{_h(label)}</FONT>' if label else ""
+    named = f' PORT="{port}"' if port else ""
     return (f'<TR><TD ALIGN="LEFT" VALIGN="TOP">{title}</TD>'
-            f'<TD ALIGN="LEFT" BALIGN="LEFT">{_segments(pieces)}</TD></TR>')
+            f'<TD ALIGN="LEFT" BALIGN="LEFT"{named}>{_segments(pieces)}</TD></TR>')
 
 
 def _segments(pieces: list[tuple[Item, str]], sep: str = "  ") -> str:
@@ -211,7 +216,7 @@ def svg(diagram: Diagram) -> str:
     except ImportError:
         raise DrawingUnavailable("Drawing the lab needs the Python package graphviz: `pip install graphviz`.") from None
     try:
-        drawn = graphviz.pipe("dot", "svg", dot(diagram).encode("utf-8")).decode("utf-8")
+        drawn = graphviz.pipe("dot", "svg", dot(diagram).encode("utf-8"), quiet=True).decode("utf-8")
     except graphviz.ExecutableNotFound:
         raise DrawingUnavailable("Drawing the lab needs Graphviz's `dot`, which is not installed: "
                                  "`apt install graphviz` (or ./quickstart.sh) brings it.") from None
