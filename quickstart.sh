@@ -20,13 +20,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages: iproute2 (ip), iptables, iputils-ping, conntrack, util-linux (nsenter,
-# unshare, findmnt), and a Python with venv.
+# unshare, findmnt), graphviz (dot, which draws the lab's diagrams), and a Python with venv.
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v dot >/dev/null || need+=(graphviz)
 command -v python3 >/dev/null || need+=(python3)
 if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   need+=(python3-venv)

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("namespace", nargs="?", default="host")
     inspect.add_argument("--all", action="store_true", help="every namespace of the lab")
     inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--svg", metavar="FILE",
+                         help="also draw the whole lab to FILE (SVG), what changed since the last step marked")
     trace = sub.add_parser("trace", help="send one probe and show, hop by hop, what the kernel did with it")
     trace.add_argument("source", metavar="FROM", help="the namespace it leaves from: host, netns0, upstream, ...")
     trace.add_argument("target", metavar="TO[:PORT]", help="an address (or `internet`), with a port for tcp/http")
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("icmp", "tcp", "http"):
         probe.add_argument(f"--{flag}", dest="probe", action="store_const", const="ping" if flag == "icmp" else flag)
     trace.add_argument("--json", action="store_true")
+    trace.add_argument("--svg", metavar="FILE", help="also draw the path on the lab's diagram, to FILE (SVG)")
     sub.add_parser("diff", help="what changed since the last step")
     rollback = sub.add_parser("rollback", help="roll back the current lesson (--all: everything)")
     rollback.add_argument("--all", action="store_true")
@@ -185,6 +188,12 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
         for name in names:
             engine.lab.require(name)
         snap = engine.snapshot(names)
+        if args.svg:
+            from netstep.state.diagram import lab_diagram
+
+            whole = snap if args.all else engine.snapshot()
+            drawn = lab_diagram(whole, engine.moments.last(), title=f"lab '{args.lab}'", internet=engine.lab.internet)
+            _write_svg(args.svg, drawn, None if args.json else out)
         if args.json:
             from netstep.state.snapshot import to_json
 
@@ -200,11 +209,31 @@ def cmd_trace(args, out: LazyConsole, err: LazyConsole) -> int:
     target, port, kind = parse_target(args.target, args.probe)
     with opened(args) as engine:
         found = engine.trace(args.source, target, port=port, kind=kind)
+        internet = engine.lab.internet
+    if args.svg:
+        from netstep.present.diagram import trace_diagram
+
+        _write_svg(args.svg, trace_diagram(found, internet), None if args.json else out)
     if args.json:
         print(json.dumps(found.as_json()), flush=True)
     else:
         out.print(found)
     return 0 if found.reachable else 1
+
+
+def _write_svg(path: str, diagram, out: LazyConsole | None) -> None:
+    """Draw `diagram` to the SVG file `path` (a clear error without Graphviz, or for a bad path)."""
+    from netstep.present.diagram import svg
+
+    drawn = svg(diagram)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n' + drawn)
+    except OSError as exc:
+        raise NetstepError(f"--svg {path}: cannot write it ({exc.strerror}). Name a file in a folder that exists.") \
+            from None
+    if out is not None:  # (not with --json: stdout is JSON only)
+        out.print(f"[dim]drew the lab to {path}[/]")
 
 
 def cmd_diff(args, out: LazyConsole, err: LazyConsole) -> int:

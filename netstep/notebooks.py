@@ -52,6 +52,10 @@ under it, and look at what the step did.
   takes your commands back.
 - **Looking around.** `t.inspect("netns0")` shows a namespace's devices, addresses,
   routes, neighbours, iptables rules and sysctls.
+- **Pictures.** After each step a diagram of the lab shows its namespaces, the veth
+  pairs between them, the bridge and the addresses, with what the step added in green
+  (`+`) and what it removed struck through; `t.picture()` draws the lab now, and
+  `t.trace("netns0", "internet")` draws a probe's path on it, hop by hop.
 
 Each lesson notebook starts by bringing the lab to the state its lesson starts from, so
 you can open any of them first. Its last cell removes the lab.

@@ -42,7 +42,9 @@ from netstep.course.predictions import Prediction, Score, answers_of, predicted,
 from netstep.errors import NetstepError
 from netstep.ops.trace import Trace
 from netstep.present import coaching, traces, views  # noqa: F401 (traces: a Trace draws through the views)
+from netstep.present.diagram import Picture, trace_diagram
 from netstep.render import RenderMixin
+from netstep.state.diagram import lab_diagram
 from netstep.state.diff import Diff
 from netstep.state.snapshot import Snapshot
 
@@ -89,6 +91,25 @@ class Predicted(RenderMixin):
 
     def __getattr__(self, name: str):
         return getattr(self.result, name)
+
+
+@dataclass
+class Pictured(RenderMixin):
+    """A move's (or a trace's) own output, followed by the lab's diagram after it."""
+
+    result: RenderMixin
+    picture: Picture
+
+    def __getattr__(self, name: str):
+        if name in ("result", "picture"):  # (not set yet: a copy being made)
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+    def _repr_mimebundle_(self, include=(), exclude=(), **kwargs) -> dict:
+        own = RenderMixin._repr_mimebundle_(self.result, include, exclude, **kwargs)
+        drawn = self.picture._repr_mimebundle_()
+        return {"text/plain": own.get("text/plain", "") + "\n" + drawn["text/plain"],
+                "text/html": own.get("text/html", "") + drawn["text/html"]}
 
 
 _current: Tutor | None = None
@@ -180,10 +201,12 @@ class Tutor(RenderMixin):
             if target.position <= self.engine.position:
                 return Notice(f"Step {target.ref} is done already: `t.status()` says where the lab is.")
             if target.position > self.engine.position + 1 or self._typed():
-                return self._marked(target.ref, self._move(grading.solution, self.engine, target))
+                return self.solution(ref)
         upcoming = self.engine.next_step()
+        before = self._call(self.engine.moments.last)
         result = self._move(self.engine.apply_next)
-        return self._marked(upcoming.ref if upcoming else "", result)
+        return self._pictured(self._marked(upcoming.ref if upcoming else "", result), before, result.diff,
+                              f"after step {result.step.ref}: {result.step.title}")
 
     # -- predict, then see ---------------------------------------------------------------
 
@@ -227,7 +250,8 @@ class Tutor(RenderMixin):
             what = "the exercise" if target.exercise else f"step {target.ref}"
             return Notice(f"Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run it, "
                           "then verify again (`t.hint()` helps).")
-        return self._marked(target.ref, self._move(grading.verify, self.engine, target))
+        verdict = self._marked(target.ref, self._move(grading.verify, self.engine, target))
+        return self._pictured(verdict, None, None, f"your lab, checked against {_named(target.ref)}")
 
     def _typed(self) -> bool:
         """Whether the student changed the lab since the course's last move (by cell or by shell)."""
@@ -240,7 +264,22 @@ class Tutor(RenderMixin):
     def solution(self, ref: str | None = None) -> grading.Solution | Predicted:
         """Run what is missing for step `ref`, then verify it."""
         target = self._call(grading.target_of, self.engine, ref)
-        return self._marked(target.ref, self._move(grading.solution, self.engine, target))
+        before = self._call(self.engine.moments.last)
+        solved = self._marked(target.ref, self._move(grading.solution, self.engine, target))
+        return self._pictured(solved, before, None, f"after the solution of {_named(target.ref)}")
+
+    def _pictured(self, result, before: Snapshot | None, change: Diff | None, title: str) -> Pictured:
+        """`result` with the lab's diagram after it: what changed since `before` marked
+        (`change`: the move's own diff, when it has one)."""
+        after = self._call(self.engine.moments.last)
+        return Pictured(result, Picture(lab_diagram(after, before, title=title, internet=self.lab.internet,
+                                                    change=change)))
+
+    def picture(self) -> Picture:
+        """The lab as a diagram, now: what changed since the last step (your own work) marked."""
+        before = self._call(self.engine.moments.last)
+        now = self._call(self.engine.snapshot)
+        return Picture(lab_diagram(now, before, title=f"lab '{self.lab.name}' now", internet=self.lab.internet))
 
     def back(self) -> StepResult:
         """Roll back the last step applied."""
@@ -273,10 +312,12 @@ class Tutor(RenderMixin):
 
     # -- looking ------------------------------------------------------------------------------
 
-    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
-        """Send one probe and show its path there and back, and where and why it stopped:
-        `t.trace("netns0", "internet")`, `t.trace("host", "10.0.2.15", port=5005, kind="http")`."""
-        return self._call(lambda: self.engine.trace(source, target, port=port, kind=kind))
+    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Pictured:
+        """Send one probe and show its path there and back, and where and why it stopped, in
+        words and drawn on the lab's diagram: `t.trace("netns0", "internet")`,
+        `t.trace("host", "10.0.2.15", port=5005, kind="http")`. (Its `.result` is the Trace.)"""
+        found: Trace = self._call(lambda: self.engine.trace(source, target, port=port, kind=kind))
+        return Pictured(found, Picture(trace_diagram(found, self.lab.internet)))
 
     def inspect(self, *namespaces: str) -> Snapshot:
         names = list(namespaces) or self.lab.namespace_names()
@@ -356,6 +397,15 @@ def _(tutor: Tutor):
 @views.renderable.register
 def _(asked: Questions):
     return coaching.questions_view(asked.ref, asked.questions, asked.said)
+
+
+def _named(ref: str) -> str:
+    return ref if ref.lower().startswith("exercise") else f"step {ref}"
+
+
+@views.renderable.register
+def _(pictured: Pictured):
+    return Group(views.renderable(pictured.result), pictured.picture)
 
 
 @views.renderable.register

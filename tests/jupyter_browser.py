@@ -16,6 +16,7 @@ through `window.jupyterapp`, JupyterLab's own commands, not by clicking.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.cookiejar
 import json
@@ -156,6 +157,8 @@ class NotebookRun:
     cells: list[dict] = field(default_factory=list)  # the notebook's cells as JupyterLab holds them
     html: list[str] = field(default_factory=list)  # the rendered HTML of each output area, as displayed
     finished: bool = False  # run-all came back and the kernel went idle
+    shot: bytes = b""  # a PNG of the element asked for (`shoot`), as the browser drew it
+    ink: dict = field(default_factory=dict)  # that picture's size, share of non-white pixels and colours
 
     @property
     def code_cells(self) -> list[dict]:
@@ -253,16 +256,47 @@ class Browser:
             self._playwright.stop()
             shutil.rmtree(self._profile, ignore_errors=True)
 
-    def run_notebook(self, lab: Lab, path: str, timeout: float = 300) -> NotebookRun:
-        """Open path (relative to the server's root) in JupyterLab, run all cells, wait for idle."""
+    def run_notebook(self, lab: Lab, path: str, timeout: float = 300, shoot: str = "") -> NotebookRun:
+        """Open path (relative to the server's root) in JupyterLab, run all cells, wait for idle;
+        then take a screenshot of the first element `shoot` (a CSS selector) names, if any."""
         page = self.context.new_page()
         start = time.monotonic()
+        shot, ink = b"", {}
         try:
             page.goto(f"{lab.url}/lab?token={lab.token}", timeout=timeout * 1000)
             page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout * 1000)
             result = page.evaluate(_RUN_ALL, [path, int(timeout * 1000)])
+            found = page.query_selector(shoot) if shoot else None
+            if found is not None:
+                found.scroll_into_view_if_needed()
+                shot = found.screenshot()
+                ink = page.evaluate(_INK, base64.b64encode(shot).decode())
         finally:
             seconds = time.monotonic() - start
             page.close()
         return NotebookRun(path=path, seconds=seconds, cells=result.get("cells", []),
-                           html=result.get("html", []), finished=bool(result.get("finished")))
+                           html=result.get("html", []), finished=bool(result.get("finished")), shot=shot, ink=ink)
+
+
+# A PNG read back in the page: its size, the share of pixels that are not (near) white, and
+# how many colours it has. A blank picture has no ink and one colour.
+_INK = """
+async (b64) => {
+  const img = new Image();
+  img.src = "data:image/png;base64," + b64;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.width; canvas.height = img.height;
+  const g = canvas.getContext("2d");
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, canvas.width, canvas.height).data;
+  let ink = 0;
+  const colours = new Set();
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i] < 200 || d[i + 1] < 200 || d[i + 2] < 200) ink++;
+    colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+  }
+  return {width: canvas.width, height: canvas.height, ink: ink / (canvas.width * canvas.height),
+          colours: colours.size};
+}
+"""

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from support import LABS_ROOT, REPO, needs_root, real_lesson_files
 
+from netstep.course.course import Course
+
 pytestmark = [needs_root, pytest.mark.skipif(len(real_lesson_files()) < 7, reason="needs the seven lessons")]
 pytest.importorskip("nbconvert")
 
@@ -26,8 +28,12 @@ def test_notebooks_html_writes_a_readable_book(tmp_path: Path) -> None:
     assert pages == sorted(["index.html", "00-start-here.html", *lessons])
     index = (out / "index.html").read_text()
     assert all(f'href="{name}"' in index for name in lessons)
+    course = Course.load()
     for name in lessons:
         page = (out / name).read_text()
+        # One diagram of the lab after each step, in order, drawn as SVG (its title first)
+        steps = [s.ref for s in course.lessons[lessons.index(name)].steps]
+        assert re.findall(r'<svg [^>]*class="netstep-diagram"[^>]*>\s*<title>after step ([\d.]+):', page) == steps, name
         assert "What changed" in page, name
         assert "✔" in page and "✘" not in page, name  # every check ran, as expected
         # No cell wrote to stderr (the template's stylesheet names that type, in single quotes).

@@ -25,6 +25,7 @@ from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
 from netstep.course.course import Course
 
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+PICTURED = "04-bridge.ipynb"  # the notebook whose first diagram is screenshot
 pytestmark = [needs_root, pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                              reason="needs Debian's chromium (./quickstart.sh setup-tests)")]
 
@@ -72,10 +73,11 @@ def test_the_harness_sees_an_error_and_the_cells_it_never_ran(jupyter: tuple[Lab
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str, name: str) -> None:
+def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str, name: str, tmp_path: Path) -> None:
     lab, browser = jupyter
+    shoot = "svg.netstep-diagram" if name == PICTURED else ""
     try:
-        run = browser.run_notebook(lab, name)
+        run = browser.run_notebook(lab, name, shoot=shoot)
     finally:
         lab.shutdown_kernels()  # the kernel holds the lab; the next notebook needs it
     print(f"\n{run.report()}")
@@ -92,3 +94,11 @@ def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str
     assert "you said" in html, f"{name}: no prediction marked"
     assert f"predictions: {total} of {total} right (so far)" in html, f"{name}: the predictions were not scored"
     assert "&lt;netstep." not in html and "StepResult(" not in html, f"{name}: a raw repr instead of HTML"
+    steps = Course.load().find(name[3:-6]).steps
+    assert len(re.findall(r'<svg [^>]*class="netstep-diagram"', html)) >= len(steps), f"{name}: a step without diagram"
+    if shoot:  # the first diagram, as Chromium drew it: a picture, not a blank
+        (tmp_path / "diagram.png").write_bytes(run.shot)
+        ink = run.ink
+        print(f"{name}: its first diagram in Chromium: {ink}")
+        assert ink and ink["width"] > 300 and ink["height"] > 200, f"{name}: no diagram drawn: {ink}"
+        assert 0.01 < ink["ink"] < 0.5 and ink["colours"] > 8, f"{name}: the diagram is blank: {ink}"

@@ -258,6 +258,8 @@ def test_a_notebook_traces_with_t_trace_and_draws_it_as_html() -> None:
             assert found.finding.where == "host" and "ip_forward = 0" in found.finding.why, found.as_json()
             html = found._repr_mimebundle_()["text/html"]
             assert "where: " in html and "ip_forward = 0" in html and "netns0" in html
+            drawn = html[html.index('<svg class="netstep-diagram"'):]  # the words first, then the picture
+            assert 'id="leg1"' in drawn and 'id="leg2"' not in drawn and "✘ host does not forward packets" in drawn
         finally:
             tutor.reset()
     finally:

@@ -125,7 +125,7 @@ fi
 
 # 1. Debian packages, only those missing.
 need=()
-for pkg in iproute2 iptables iputils-ping conntrack util-linux python3 python3-venv; do
+for pkg in iproute2 iptables iputils-ping conntrack util-linux python3 python3-venv graphviz; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -26,6 +26,7 @@ from netstep.state import evidence
 from netstep.state.evidence import RouteLookup, RouteLookups, RuleCount
 from netstep.state.explain import Crossing, Finding, Observation, explain
 from netstep.state.paths import Hop, Path, Wiring
+from netstep.state.snapshot import Snapshot
 
 PROBES = ("ping", "tcp", "http")
 QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
@@ -42,6 +43,7 @@ class Trace(RenderMixin):
     finding: Finding
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    lab: Snapshot | None = None  # the lab's configuration the path was walked on (for its diagram)
 
     @property
     def reachable(self) -> bool:
@@ -145,7 +147,8 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
             forward, reply = cut(forward, finding.stop, finding.why), None
     elif "rule" in finding.evidence and finding.where:
         forward, reply = cut_at(forward, finding.where, finding.why), None
-    return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started)
+    return Trace(check, result, forward, reply, finding, notes, time.monotonic() - started,
+                 lab=snapshot)
 
 
 def cut(path: Path, stop: Crossing, why: str) -> Path:
