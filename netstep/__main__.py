@@ -1,12 +1,37 @@
+"""`python -m netstep` and the `netstep` command: one command of the command line, in a
+process of its own."""
+
 import gc
+import io
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 
-from netstep.cli import main
-from netstep.session import whole_process
+from netstep.cli import build_parser, main
+from netstep.session import enter_backend, leave_backend, whole_process
 
-whole_process()
-status = main()
-# The process ends here, and the OS takes back its memory: freezing every object spares
-# the interpreter's last collections on the way out (~40 ms once pyroute2 is loaded).
-gc.freeze()
-sys.exit(status)
+
+def entry() -> int:
+    """Run the command in sys.argv and return its exit status; the process then ends."""
+    # First, while this process has one thread: an ordinary user joins the lab's user
+    # namespace. (A bad command line is left to main(), which says what is wrong.)
+    try:
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(sys.argv[1:])
+    except SystemExit:
+        args = None
+    if args is not None:
+        enter_backend(args)
+    whole_process()
+    try:
+        status = main()
+    finally:
+        if args is not None:
+            leave_backend(args)  # (a reset of an ordinary user's lab stops its holder, whatever happened)
+    # The process ends here, and the OS takes back its memory: freezing every object spares
+    # the interpreter's last collections on the way out (~40 ms once pyroute2 is loaded).
+    gc.freeze()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

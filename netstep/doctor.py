@@ -15,12 +15,24 @@ TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "ip
          "iptables-save": "iptables", "conntrack": "conntrack"}
 
 
-def diagnose(*, host: bool = False) -> list[tuple[bool, str]]:
-    """What matters for the course here; with `host`, for host mode in this namespace."""
+def diagnose(*, host: bool = False, proc_sys: str = "/proc/sys") -> list[tuple[bool, str]]:
+    """What matters for the course here; with `host`, for host mode in this namespace. An
+    ordinary user's labs live in user namespaces of their own: whether the kernel allows
+    them is read from `proc_sys` (a test points it at a folder of its own)."""
     findings: list[tuple[bool, str]] = []
     root = os.geteuid() == 0
-    findings.append((root, "running as root" if root else
-                     "not root: netstep creates namespaces and needs root; run it with sudo"))
+    allowed = True  # may this process make the namespaces of a lab?
+    if root:
+        findings.append((True, "running as root"))
+    else:
+        findings.append((True, "not root: each lab lives in a user namespace of your own, where netstep is root "
+                               "over the lab's namespaces alone"))
+        userns = user_namespaces(proc_sys)
+        allowed = all(ok for ok, _ in userns)
+        findings += userns
+        if host:
+            findings.append((False, "host mode changes this machine's own network and needs root: run "
+                                    "`doctor --host` and the course's --host commands as root"))
     for tool, package in TOOLS.items():
         found = shutil.which(tool)
         findings.append((bool(found), f"{tool} found at {found}" if found else
@@ -39,11 +51,52 @@ def diagnose(*, host: bool = False) -> list[tuple[bool, str]]:
         findings.append((True, "Docker is installed: it sets the FORWARD policy to DROP in the machine's own "
                                "namespace; the sandbox is not affected"))
     findings.append(_library())
-    if root and all(shutil.which(t) for t in TOOLS):
-        findings.append(_try_lab())
-        if host:
+    if all(shutil.which(t) for t in TOOLS) and allowed:
+        findings.append(_try_lab(user=not root))
+        if host and root:
             findings += _host_findings()
     return findings
+
+
+def _sysctl(proc_sys: str, key: str) -> str | None:
+    try:
+        with open(os.path.join(proc_sys, *key.split("."))) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def user_namespaces(proc_sys: str = "/proc/sys") -> list[tuple[bool, str]]:
+    """Whether an ordinary user may make a user namespace with a network namespace in it,
+    and where not, the exact fix (every sysctl here needs root to change; add the line to
+    /etc/sysctl.d/ to keep it after a reboot)."""
+    found: list[tuple[bool, str]] = []
+    if _sysctl(proc_sys, "user.max_user_namespaces") == "0":
+        found.append((False, "user.max_user_namespaces = 0: the kernel gives nobody a user namespace. Ask root for "
+                             "`sysctl -w user.max_user_namespaces=15000` (and the same line in "
+                             "/etc/sysctl.d/60-netstep.conf)"))
+    if _sysctl(proc_sys, "kernel.unprivileged_userns_clone") == "0":
+        found.append((False, "kernel.unprivileged_userns_clone = 0 (a Debian-patched kernel): only root may make a "
+                             "user namespace. Ask root for `sysctl -w kernel.unprivileged_userns_clone=1` (and the "
+                             "same line in /etc/sysctl.d/60-netstep.conf)"))
+    if _sysctl(proc_sys, "kernel.apparmor_restrict_unprivileged_userns") == "1":
+        unshare = os.path.realpath(shutil.which("unshare") or "/usr/bin/unshare")
+        found.append((False, "kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 24.04 and later): a user "
+                             "namespace is made, but confined to a profile without capabilities, so making a "
+                             "network namespace in it fails. Either ask root for `sysctl -w "
+                             "kernel.apparmor_restrict_unprivileged_userns=0` (for every program), or for an "
+                             "AppArmor profile that grants `userns,` to the program netstep makes its namespace "
+                             f"with, util-linux's unshare, by its real path ({unshare}; not a symlink or a venv "
+                             "path): /etc/apparmor.d/netstep-unshare holding `abi <abi/4.0>, include "
+                             f"<tunables/global> profile netstep-unshare {unshare} flags=(unconfined) {{ userns, }}`, "
+                             "then `apparmor_parser -r /etc/apparmor.d/netstep-unshare`. Not on the Python "
+                             "interpreter: that would let every Python program make user namespaces; a small "
+                             "program that only makes namespaces grants less"))
+    if not found:
+        limit = _sysctl(proc_sys, "user.max_user_namespaces")
+        found.append((True, "unprivileged user namespaces are allowed" +
+                      (f" (user.max_user_namespaces = {limit})" if limit else "")))
+    return found
 
 
 def _lesson_names() -> tuple[set[str], set[str]]:
@@ -91,9 +144,10 @@ def _host_findings() -> list[tuple[bool, str]]:
     return findings
 
 
-def _try_lab() -> tuple[bool, str]:
+def _try_lab(*, user: bool = False) -> tuple[bool, str]:
     """What a lab needs, tried in a scratch network and mount namespace that go with the
-    process: a namespace pinned by a bind mount (as a lab keeps its namespaces), a veth
+    process (for an ordinary `user`, in a user namespace of their own, as their labs are):
+    a namespace pinned by a bind mount (as a lab keeps its namespaces), a veth
     pair brought up with an address, and iptables adding and listing a rule. With `ip`,
     not netstep's own netlink client: doctor runs where netstep may not (pyroute2, its
     netlink library, takes ~0.1 s to load; whether it is installed is checked apart)."""
@@ -102,14 +156,16 @@ def _try_lab() -> tuple[bool, str]:
               "ip addr add 192.0.2.1/24 dev doctor0 && iptables -w -A FORWARD -i doctor0 -j ACCEPT && "
               "iptables -w -S FORWARD")
     try:
-        result = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-ec",
-                                 script], capture_output=True, text=True, timeout=30)
+        result = subprocess.run(["unshare", *(["--user", "--map-root-user"] if user else []), "--net", "--mount",
+                                 "--propagation", "private", "--", "sh", "-ec", script],
+                                capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"a scratch namespace could not be made: {exc}"
     if result.returncode != 0 or "doctor0" not in result.stdout:
         return False, f"namespaces, their bind mounts, veth pairs or iptables do not work here: {result.stderr.strip()}"
-    return True, ("a scratch namespace, pinned by a bind mount, with a veth pair, an address and an iptables rule "
-                  "worked (and is gone)")
+    where = "a user namespace of your own: " if user else ""
+    return True, (f"{where}a scratch namespace, pinned by a bind mount, with a veth pair, an address and an "
+                  "iptables rule worked (and is gone)")
 
 
 def _library() -> tuple[bool, str]:

@@ -1,6 +1,7 @@
-"""Opening a lab for a command of the command line: root and tools checked first, the
-lab's options (--host, --internet, --upstream) validated, its lock held while the
-command runs."""
+"""Opening a lab for a command of the command line: its backend entered first (an ordinary
+user's lab lives in a user namespace of their own: netstep.core.backend), privileges and
+tools checked, the lab's options (--host, --internet, --upstream) validated, its lock held
+while the command runs."""
 
 from __future__ import annotations
 
@@ -23,13 +24,35 @@ TOOLS = {"nsenter": "util-linux", "unshare": "util-linux", "findmnt": "util-linu
          "iptables": "iptables", "iptables-save": "iptables", "conntrack": "conntrack", "ip": "iproute2"}
 
 
+def enter_backend(args) -> None:
+    """Enter the backend of the command `args` parsed, first thing in `python -m netstep`:
+    an ordinary user joins the lab's holder while the process has one thread (the kernel's
+    rule). What goes wrong is said when the command needs its lab (require_root_and_tools)."""
+    from netstep.core import backend
+
+    backend.enter(args.command, args.lab, host=args.host, html=bool(getattr(args, "html", None)))
+
+
+def leave_backend(args) -> None:
+    """After the command: a reset of an ordinary user's lab also stops its holder."""
+    from netstep.core import backend
+
+    if args.command == "reset":
+        backend.current().stop_holder()
+
+
 def require_root_and_tools(*tools: str) -> None:
-    """Refuse, in one paragraph, to go on without root or without `tools` (by default the
-    programs a lab runs inside its namespaces), before anything is touched."""
+    """Refuse, in one paragraph, to go on without the privileges a lab needs (root, or an
+    ordinary user's own user namespace, joined: see enter_backend) or without `tools` (by
+    default the programs a lab runs inside its namespaces), before anything is touched."""
+    from netstep.core import backend
+
+    backend.current().require()
     if os.geteuid() != 0:
         raise NetstepError(
-            "netstep needs root: it creates network namespaces and changes their devices, routes and "
-            "rules. Run it as root, for example `sudo .venv/bin/python -m netstep ...`."
+            "netstep needs root, or an ordinary user's own user namespace, which `python -m netstep` joins "
+            "as it starts (not a program importing netstep): it creates network namespaces and changes their "
+            "devices, routes and rules. Run it as `python -m netstep ...`, or as root."
         )
     missing = [t for t in tools or ("iptables", "iptables-save", "conntrack") if not shutil.which(t)]
     if missing:

@@ -22,10 +22,12 @@ from netstep.errors import NetstepError
 # shared container folder there and enter the namespace.
 # No umount on the way out: an unmount would propagate into the lab's folder and unpin
 # its namespaces, while the mount namespace dying with the shell propagates nothing.
+# findmnt lists every mount on the path, hidden ones too (in an ordinary user's lab, the
+# machine's /run/netns under the lab's own /run): the last is the one in sight.
 SCRIPT = r"""
 set -e
 dir="$1"; netns="$2"; label="$3"
-mount --make-private "$(findmnt -n -o TARGET --target /run/netns)"
+mount --make-private "$(findmnt -n -o TARGET --target /run/netns | tail -n 1)"
 mount --rbind "$dir" /run/netns
 # The article's `nsenter --net=/var/run/netns/netns0`: /var/run is a symlink to /run on
 # current systems; where it is a folder of its own, its netns folder gets the lab's too.

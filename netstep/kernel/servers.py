@@ -1,7 +1,7 @@
 """The lab's HTTP servers, found by their command line.
 
 A server is `python -m netstep.kernel.httpd ... --lab LAB_FOLDER` (see that module). netstep
-finds its servers in /proc by that exact --lab argument, never by pid files: a netstep
+finds its servers in /proc by that exact --lab argument and its own user, never by pid files: a netstep
 killed right after starting one leaves a server that may not have written anything yet,
 and a `reset` must still stop it. A process netstep did not start is never signalled.
 """
@@ -55,6 +55,8 @@ def _options_if_ours(pid: int, lab_dir: str) -> dict[str, str] | None:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().decode(errors="replace").split("\0")
+        if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+            return None  # another user's lab of the same name (each user's /run/netstep is their own)
     except (FileNotFoundError, ProcessLookupError):
         return None
     options = {flag: value for flag, value in itertools.pairwise(argv) if flag.startswith("--")}

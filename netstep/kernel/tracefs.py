@@ -20,6 +20,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from netstep.errors import NetstepError
+from netstep.kernel import userns
 
 ETH_P_IP = 0x0800
 OWN_MOUNT = "/run/netstep/tracefs"
@@ -80,6 +81,9 @@ class DropWatch:
         self.close()
 
     def _open(self) -> None:
+        if userns.inside():
+            raise NetstepError("they need root (tracefs is the machine's, not a user namespace's), so the "
+                               "verdict is proven from the kernel's counters alone.")
         root = _mounted_tracefs()
         if root is None:
             root = f"{OWN_MOUNT}.{os.getpid()}"

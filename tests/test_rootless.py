@@ -1,0 +1,243 @@
+"""An ordinary user takes the course in a user namespace of their own (netstep.core.backend).
+
+The doctor tests read a fake /proc/sys and need nothing. The others make Unix users with
+useradd (removed again, their processes ended by pid, even when a test fails) and run
+`python -m netstep` as them with runuser: the test venv's interpreter lives under /root,
+so they run the system's python3 of the same version on this checkout and the venv's
+site-packages, which any user can read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from conftest import machine_network_state
+from support import REPO, needs_root, unique_name
+
+from netstep.doctor import user_namespaces
+
+# -- doctor, on a fake /proc/sys ------------------------------------------------------------
+
+
+def fake_proc_sys(folder: Path, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        path = folder.joinpath(*key.split("."))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+    return str(folder)
+
+
+@pytest.mark.parametrize(("values", "says"), [
+    ({"user.max_user_namespaces": "0"}, ["user.max_user_namespaces = 0", "sysctl -w user.max_user_namespaces=15000"]),
+    ({"user.max_user_namespaces": "63000", "kernel.unprivileged_userns_clone": "0"},
+     ["kernel.unprivileged_userns_clone = 0", "sysctl -w kernel.unprivileged_userns_clone=1"]),
+    ({"user.max_user_namespaces": "63000", "kernel.apparmor_restrict_unprivileged_userns": "1"},
+     ["Ubuntu 24.04", "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0", "userns,",
+      "apparmor_parser -r /etc/apparmor.d/netstep-unshare", "not a symlink", "every Python program"]),
+])
+def test_doctor_names_what_forbids_user_namespaces_and_the_fix(tmp_path: Path, values: dict[str, str],
+                                                               says: list[str]) -> None:
+    found = user_namespaces(fake_proc_sys(tmp_path, values))
+    assert len(found) == 1 and found[0][0] is False, found
+    for words in says:
+        assert words in found[0][1]
+    if "kernel.apparmor_restrict_unprivileged_userns" in values:  # the profile names the real binary
+        assert os.path.realpath(shutil.which("unshare") or "/usr/bin/unshare") in found[0][1]
+
+
+def test_doctor_says_user_namespaces_are_allowed(tmp_path: Path) -> None:
+    allowed = {"user.max_user_namespaces": "63000", "kernel.unprivileged_userns_clone": "1",
+               "kernel.apparmor_restrict_unprivileged_userns": "0"}
+    assert user_namespaces(fake_proc_sys(tmp_path, allowed)) == [
+        (True, "unprivileged user namespaces are allowed (user.max_user_namespaces = 63000)")]
+    both = {"user.max_user_namespaces": "0", "kernel.unprivileged_userns_clone": "0"}
+    assert [ok for ok, _ in user_namespaces(fake_proc_sys(tmp_path / "b", both))] == [False, False]
+
+
+# -- as ordinary users ----------------------------------------------------------------------
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+_users = itertools.count()
+
+
+def _why_no_user_python() -> str | None:
+    if not os.path.exists(SYSTEM_PYTHON):
+        return f"no {SYSTEM_PYTHON} for an ordinary user to run"
+    version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    if version != str(tuple(sys.version_info[:2])):
+        return f"{SYSTEM_PYTHON} is Python {version}, the tests' venv {sys.version_info[:2]}"
+    if not shutil.which("useradd") or not shutil.which("runuser"):
+        return "needs useradd and runuser"
+    return None
+
+
+needs_users = pytest.mark.skipif(_why_no_user_python() is not None, reason=_why_no_user_python() or "")
+
+
+class User:
+    """An ordinary Unix user made for a test; `netstep(...)` runs `python -m netstep` as them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.uid = pwd.getpwnam(name).pw_uid
+        self.records = f"/tmp/netstep-{self.uid}"
+
+    def run(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "COLUMNS": "300",
+               "NO_COLOR": "1", "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "HOME": "/tmp"}
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                               *argv], cwd="/tmp", capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def netstep(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self.run(SYSTEM_PYTHON, "-m", "netstep", *args, timeout=timeout)
+
+    def pids(self) -> list[int]:
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and _owner(p) == self.uid]
+
+    def processes_end(self) -> bool:
+        """True once no process of the user is left (a killed holder is reaped by init a moment later)."""
+        for _ in range(300):
+            if not self.pids():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def holder(self, lab: str = "default") -> int:
+        with open(f"{self.records}/{lab}.holder") as f:
+            return json.load(f)["pid"]
+
+
+def _owner(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def make_user():
+    """A factory of ordinary users; at the end their processes (by pid), records and
+    accounts are removed, whatever happened."""
+    made: list[User] = []
+
+    def factory() -> User:
+        name = f"nst{os.getpid() % 100000}u{next(_users)}"
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
+                       check=True, capture_output=True)
+        user = User(name)
+        made.append(user)
+        return user
+
+    try:
+        yield factory
+    finally:
+        for user in made:
+            for pid in user.pids():
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(user.records, ignore_errors=True)
+            subprocess.run(["userdel", user.name], capture_output=True)
+
+
+def checks_and_diffs(stdout: str) -> list[dict]:
+    """The JSON lines of a run, without what differs between two runs of the same course:
+    times, and the counters of the evidence (other packets, IPv6's among them, are counted too)."""
+    out = []
+    for line in stdout.splitlines():
+        item = json.loads(line)
+        item.pop("ms", None)
+        item.pop("evidence", None)
+        out.append(item)
+    return out
+
+
+@needs_root
+@needs_users
+def test_whole_course_as_an_ordinary_user_matches_root(make_user, tmp_path: Path) -> None:
+    before = machine_network_state()
+    user = make_user()
+    ran = user.netstep("run", "all", "--yes", "--json")
+    assert ran.returncode == 0, ran.stderr
+    theirs = checks_and_diffs(ran.stdout)
+    assert theirs and all(item["ok"] for item in theirs if "ok" in item)
+    lab = unique_name("rootless")
+    root = subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "run", "all", "--yes", "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "netstep", "--lab", lab, "reset"], cwd=REPO, capture_output=True)
+    assert root.returncode == 0, root.stderr
+    assert theirs == checks_and_diffs(root.stdout), "an ordinary user's course differs from root's"
+
+    # The lab persists between commands; trace says in one line what needs root.
+    assert user.netstep("back").returncode == 0
+    inspect = user.netstep("inspect", "--all", "--json")
+    assert inspect.returncode == 0 and "netns0" in inspect.stdout
+    traced = user.netstep("trace", "netns0", "172.18.0.99")
+    assert "drop reasons are not available: they need root" in traced.stdout
+    refused = user.netstep("--host", "inspect")
+    assert refused.returncode == 1
+    assert "host mode changes this machine's own network and needs root" in refused.stderr
+
+    # Reset leaves nothing: no process of the user, no record.
+    holder = user.holder()
+    reset = user.netstep("reset")
+    assert reset.returncode == 0, reset.stderr
+    assert user.processes_end() and not os.path.exists(f"/proc/{holder}")
+    assert os.listdir(user.records) == []
+    assert machine_network_state() == before
+
+
+@needs_root
+@needs_users
+def test_two_users_each_with_a_lab_named_default_stay_apart(make_user) -> None:
+    alice, bob = make_user(), make_user()
+    runs = [subprocess.Popen(["runuser", "-u", u.name, "--", "env", f"PYTHONPATH={REPO}:"
+                              f"{sysconfig.get_paths()['purelib']}", SYSTEM_PYTHON, "-m", "netstep", "run", "lesson2",
+                              "--yes", "--json"], cwd="/tmp", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for u in (alice, bob)]
+    for proc in runs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert all(item["ok"] for item in checks_and_diffs(out) if "ok" in item)
+    a_holder = alice.holder()
+    assert os.stat(f"{alice.records}").st_mode & 0o777 == 0o700
+    assert os.stat(f"{alice.records}/default.holder").st_mode & 0o777 == 0o600
+
+    # Bob cannot enter Alice's holder, read her records or her lab's files, or signal it.
+    entered = bob.run("nsenter", "-t", str(a_holder), "-U", "-m", "-n", "--preserve-credentials", "true")
+    assert entered.returncode != 0
+    for path in (f"{alice.records}/default.holder", f"/proc/{a_holder}/root/run/netstep/labs/default/journal.json"):
+        read = bob.run("cat", path)
+        assert read.returncode != 0 and "Permission denied" in read.stderr, read
+    assert bob.run("kill", "-9", str(a_holder)).returncode != 0
+
+    # Bob's reset of `default` is his own lab's.
+    assert bob.netstep("reset").returncode == 0
+    assert bob.processes_end()
+    still = alice.netstep("inspect", "netns0", "--json")
+    assert still.returncode == 0 and "ceth0" in still.stdout
+
+    # A kill -9 of Alice's holder loses only her lab; reset clears what is left, and a new lab starts.
+    os.kill(a_holder, signal.SIGKILL)
+    for _ in range(200):
+        if not os.path.exists(f"/proc/{a_holder}/ns"):
+            break
+        time.sleep(0.01)
+    assert alice.netstep("reset").returncode == 0
+    assert alice.processes_end() and os.listdir(alice.records) == []
+    again = alice.netstep("run", "lesson1", "--yes", "--json")
+    assert again.returncode == 0, again.stderr
+    assert alice.netstep("reset").returncode == 0
