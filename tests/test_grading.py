@@ -44,7 +44,12 @@ def typed(lab: Lab, *lines: str, strict: bool = True) -> None:
     script = []
     for line in lines:
         ns, _, command = line.partition("# ")
-        run = command if ns == "host" else f"ip netns exec {ns} sh -c {shlex.quote(command)}"
+        if ns == "host":
+            run = command
+        elif ns == "upstream":  # the lab's router is not among the shell's `ip netns` names
+            run = f"nsenter --net={lab.path_of(ns)} sh -c {shlex.quote(command)}"
+        else:
+            run = f"ip netns exec {ns} sh -c {shlex.quote(command)}"
         script.append(f"{run} || {{ echo {shlex.quote('failed: ' + line)} >&2; exit 1; }}" if strict
                       else f"{run} 2>/dev/null")
     made = not os.path.isdir("/run/netns")

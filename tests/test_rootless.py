@@ -23,8 +23,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from conftest import machine_network_state
-from support import REPO, needs_root, unique_name
+from support import REPO, machine_network_state, needs_root, unique_name
 
 from netstep.doctor import user_namespaces
 

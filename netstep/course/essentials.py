@@ -302,7 +302,7 @@ def derived(before: Snapshot, after: Snapshot) -> list[Essential]:
             for key, value in now.sysctls:
                 if old_sysctls.get(key) != value:
                     out.append(Essential(ns, "sysctl", f"{key} = {value}"))
-    return [e for e in out if e is not None]  # (a chain made, -N, has no essential of its own)
+    return out
 
 
 def _route_text(key: tuple[str, str, str]) -> str:
@@ -310,13 +310,13 @@ def _route_text(key: tuple[str, str, str]) -> str:
     return " ".join(p for p in (dst, f"via {via}" if via else "", f"dev {dev}" if dev else "") if p)
 
 
-def _rule_essential(ns: str, rule: str, present: bool) -> Essential | None:
+def _rule_essential(ns: str, rule: str, present: bool) -> Essential:
     words = shlex.split(rule)
     table, op, chain, rest = words[0], words[1], words[2], words[3:]
     if op == "-P":
         return Essential(ns, "rule", f"policy {table} {chain} {rest[0] if present else 'ACCEPT'}")
     if op == "-N":
-        return None  # a chain of one's own is a means, not an end: the rules in it are graded
+        return Essential(ns, "chain", chain if table == "filter" else f"-t {table} {chain}", present)
     spec = " ".join(shlex.quote(w) for w in rest)
     return Essential(ns, "rule", f"{'' if table == 'filter' else f'-t {table} '}{chain} {spec}", present)
 

@@ -182,11 +182,9 @@ class _Parser:
             if fence:
                 end = self._fence_end(lines, i, fence.group(1))
                 lang = fence.group(2)
-                if lang in EXECUTABLE and self.only:
-                    raise self.error(n, f"a {lang} block cannot be inside a '{self.only[0]} only' section: "
-                                        "only prose differs between the modes")
                 if lang in EXECUTABLE:
-                    self._block(lang, lines[i + 1 : end], n + 1)
+                    if self._kept():  # (a block in the other mode's section is not this course's)
+                        self._block(lang, lines[i + 1 : end], n + 1)
                 elif self._kept():
                     self.prose.extend(lines[i : end + 1])
                 i = end + 1
@@ -194,9 +192,9 @@ class _Parser:
             only = ONLY_RE.match(line.strip())
             if only or line.strip() == END_ONLY:
                 self._mark(only.group(1) if only else None, n)
-            elif self.only and (line.startswith("# ") or line.startswith("## ")):
+            elif self.only and line.startswith("# "):
                 raise self.error(self.only[1], f"this '{self.only[0]} only' section has no {END_ONLY} before the "
-                                               "next heading")
+                                               "lesson's title")
             elif not self._kept():
                 pass
             elif line.startswith("# ") and not self.title:
