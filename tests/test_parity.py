@@ -157,6 +157,8 @@ class RealShell:
         """Run `line` in namespace `where` and return what it said; the test fails if it
         fails (or, with `fails`, if it does not)."""
         typed = line if where == "host" else f"ip netns exec {where} {line}"
+        if where == "upstream":  # the lab's frame, not a container: `ip netns` does not list it
+            typed = f"nsenter --net={self.lab.path_of('upstream')} {line}"
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(f"{typed}\necho \"@@rc=$?@@\"\n")
         self.process.stdin.flush()
@@ -215,10 +217,11 @@ def inverse(action: Action) -> list[str]:
 def take_back(shell: RealShell, commands: list[Command]) -> None:
     gone: set[str] = set()
     for command in reversed(commands):
-        if command.where in gone:
+        where = command.action.ns  # `host# nsenter --net=... CMD` runs CMD in another namespace
+        if where in gone:
             continue
         for line in inverse(command.action):
-            shell.type(command.where, line)
+            shell.type(where, line)
         if isinstance(command.action, AddNetns):
             gone.add(command.action.name)
 
