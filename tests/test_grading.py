@@ -182,6 +182,20 @@ EXERCISES = {
         ["host# iptables -I FORWARD 1 -s 172.18.0.20 -o eth0 -j REJECT"],
         ["host# iptables -A INPUT -s 172.18.0.20 -j DROP"],
         "host needs an iptables rule FORWARD -j DROP|REJECT"),
+    8: (["host# iptables -N DOCKER-USER", "host# iptables -A FORWARD -j DOCKER-USER",
+         "host# iptables -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 5005 --ctdir ORIGINAL ! -s 10.0.2.2 "
+         "-j DROP"],
+        ["host# iptables -N DOCKER-USER", "host# iptables -I FORWARD 1 -j DOCKER-USER",
+         "host# iptables -A DOCKER-USER -s 10.0.2.2 -j RETURN",
+         "host# iptables -A DOCKER-USER -p tcp -d 172.18.0.10 --dport 5000 -j REJECT"],
+        # filtered by the port the client typed, which no forwarded packet carries: netns1 gets in
+        ["host# iptables -N DOCKER-USER", "host# iptables -I FORWARD -j DOCKER-USER",
+         "host# iptables -A DOCKER-USER -p tcp --dport 5005 ! -s 10.0.2.2 -j DROP"],
+        "http netns1 -> 10.0.2.15:5005"),
+    10: (["host# iptables -A FORWARD -i br0 -o br0 -j DROP"],
+         ["host# iptables -I FORWARD -s 172.18.0.0/16 -d 172.18.0.0/16 -j REJECT"],
+         ["host# iptables -A INPUT -i br0 -j DROP"],
+         "host needs an iptables rule FORWARD -j DROP|REJECT"),
 }
 
 

@@ -207,6 +207,9 @@ def inverse(action: Action) -> list[str]:
     if isinstance(action, Iptables) and action.args[0] in ("-A", "-D", "-N"):
         op = {"-A": "-D", "-D": "-A", "-N": "-X"}[action.args[0]]
         return [Iptables(action.ns, table=action.table, args=(op, *action.args[1:])).command()]
+    if isinstance(action, Iptables) and action.args[0] == "-I":
+        rule = action.args[3:] if action.args[2:3] and action.args[2].isdigit() else action.args[2:]
+        return [Iptables(action.ns, table=action.table, args=("-D", action.args[1], *rule)).command()]
     if isinstance(action, SetMaster):
         return [f"ip link set {action.name} nomaster"] if action.master else []
     if isinstance(action, (SetLinkUp, MoveLink, HttpServer)):

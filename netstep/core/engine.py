@@ -34,8 +34,8 @@ from netstep.ops import probes
 from netstep.ops.trace import Trace, trace
 from netstep.ops.witness import Witness
 from netstep.state.diff import Diff, diff
-from netstep.state.evidence import RouteLookups
-from netstep.state.snapshot import CACHE_PARTS, Snapshot, from_json, to_json
+from netstep.state.evidence import RouteLookups, RuleCount, moved_since, read_rule_counts
+from netstep.state.snapshot import CACHE_PARTS, COUNT_PARTS, Snapshot, from_json, to_json
 
 
 class Engine:
@@ -161,10 +161,11 @@ class Engine:
             self.moments.remember(after)
         change = diff(before, after, title=step.title) if read else Diff(title=step.title)
         result = StepResult(step, "apply", change, internet=self.lab.internet)
+        counts = self._counts(step) if run_checks and show else {}
         if run_checks:
             result.checks = self.run_checks(step.checks)
         if run_checks and show:
-            result.shown = self._shown(step)
+            result.shown = self._shown(step, counts)
         result.elapsed = time.monotonic() - started
         return result
 
@@ -448,7 +449,14 @@ class Engine:
         """What changed since the last step: the student's own work, typically."""
         return diff(self.moments.last(), self.moments.read(), title="since the last step")
 
-    def _shown(self, step: Step) -> Snapshot | None:
+    def _counts(self, step: Step) -> dict[str, list[RuleCount]]:
+        """The rule counters of the namespaces a `show counters` names, read before the
+        step's checks: what the checks made each rule count is the difference."""
+        names = {ns for show in step.shows if show.what == "counters" for ns in show.namespaces}
+        return {ns: read_rule_counts(lambda argv, ns=ns: self.lab.exec(ns, argv))
+                for ns in sorted(names) if self.lab.has_namespace(ns)}
+
+    def _shown(self, step: Step, counts: dict[str, list[RuleCount]] | None = None) -> Snapshot | None:
         """What the step's `show` blocks name, after its checks. The configuration is the one
         the move just read (`Moments.last()` holds every namespace's); only the caches a
         show names (ARP, the bridge's table, conntrack) are read now, since checks change
@@ -456,7 +464,7 @@ class Engine:
         an iptables-save and a conntrack process per show."""
         wanted: dict[str, set[str]] = {}
         for show in step.shows:
-            parts = set(CACHE_PARTS) if show.what == "all" else {show.what} & set(CACHE_PARTS)
+            parts = set(CACHE_PARTS) if show.what == "all" else {show.what} & {*CACHE_PARTS, *COUNT_PARTS}
             for ns in show.namespaces:
                 if self.lab.has_namespace(ns):
                     wanted.setdefault(ns, set()).update(parts)
@@ -468,5 +476,8 @@ class Engine:
             if ns not in last:  # not known to the last move (cannot happen after one): read it whole
                 states[ns] = self.snapshot([ns])[ns]
             else:
-                states[ns] = replace(last[ns], **self.lab.read_caches(ns, parts))
+                states[ns] = replace(last[ns], **self.lab.read_caches(ns, parts - set(COUNT_PARTS)))
+            if "counters" in parts and ns in (counts or {}):
+                after = read_rule_counts(lambda argv, ns=ns: self.lab.exec(ns, argv))
+                states[ns] = replace(states[ns], counters=moved_since(counts[ns], after))
         return Snapshot(states)

@@ -44,6 +44,9 @@ RULE_OPTIONS = {
     "--to-destination": True, "--to-source": True, "--ctstate": True, "--state": True,
     "--dst-type": True, "--src-type": True, "--comment": True, "--to-ports": True,
 }
+# conntrack's view of a connection (lesson 8): the original destination port, before DNAT
+# rewrote it, and which direction of the connection a packet travels.
+RULE_OPTIONS.update({"--ctorigdstport": True, "--ctorigsrc": True, "--ctorigdst": True, "--ctdir": True})
 
 
 def split(line: str) -> list[str]:

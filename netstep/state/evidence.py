@@ -275,6 +275,21 @@ def counted(before: list[RuleCount], after: list[RuleCount]) -> list[RuleCount]:
             for r in after if r.packets > then.get((r.table, r.chain, r.rule), 0)]
 
 
+def moved_since(before: list[RuleCount], after: list[RuleCount]) -> tuple[str, ...]:
+    """Every rule, and every policy worth reading (DROP, or one that counted), with the
+    packets it counted between two readings, +0 included: a rule that did not count is as
+    telling as one that did."""
+    then = {(r.table, r.chain, r.rule): r.packets for r in before}
+    lines = []
+    for r in after:
+        moved = max(r.packets - then.get((r.table, r.chain, r.rule), 0), 0)
+        if r.rule.startswith("policy ") and r.target == "ACCEPT" and not moved:
+            continue
+        lines.append(f"{r.table} {r.chain} {r.rule.removeprefix(f'-A {r.chain} ')}: "
+                     f"+{moved} {'packet' if moved == 1 else 'packets'}")
+    return tuple(lines)
+
+
 def read_rule_counts(run: Callable[[list[str]], object]) -> list[RuleCount]:
     """Read the counters through `run(argv)` (a namespace's exec), which returns a CompletedProcess."""
     return parse_rule_counts(run(["iptables-save", "-c"]).stdout)  # type: ignore[attr-defined]

@@ -15,7 +15,10 @@ from netstep.render import RenderMixin
 
 CONFIG_PARTS = ("links", "addresses", "routes", "rules", "sysctls")
 CACHE_PARTS = ("neighbours", "fdb", "conntrack")
-PARTS = CONFIG_PARTS + CACHE_PARTS
+# What a step's checks made the rules count (`show counters`): read around the checks, never
+# part of a plain snapshot.
+COUNT_PARTS = ("counters",)
+PARTS = CONFIG_PARTS + CACHE_PARTS + COUNT_PARTS
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class NamespaceState(RenderMixin):
     neighbours: tuple[str, ...] = ()
     fdb: tuple[str, ...] = ()
     conntrack: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ()  # "filter INPUT policy DROP: +0 packets", during a step's checks
 
     def part(self, name: str) -> tuple:
         if name == "links":
@@ -110,5 +114,6 @@ def from_json(data: dict) -> Snapshot:
         for key in ("addresses", "routes", "rules", "neighbours", "fdb", "conntrack"):
             raw[key] = tuple(raw[key])
         raw["sysctls"] = tuple(tuple(kv) for kv in raw["sysctls"])
+        raw["counters"] = tuple(raw.get("counters", ()))
         states[name] = NamespaceState(**raw)
     return Snapshot(states)
