@@ -348,7 +348,7 @@ def test_lesson_numbers_increase_from_one(real_course: Course) -> None:
 @needs_lessons
 def test_course_has_the_articles_seven_lessons_first(real_course: Course) -> None:
     numbers = [lesson.number for lesson in real_course.lessons]
-    assert numbers[:7] == [1, 2, 3, 4, 5, 6, 7], f"lessons present: {[Path(le.path).name for le in real_course.lessons]}"
+    assert numbers[:7] == [1, 2, 3, 4, 5, 6, 7], [Path(le.path).name for le in real_course.lessons]
 
 
 @needs_lessons

@@ -334,7 +334,7 @@ def _check_rule(rule: list[str]) -> None:
             raise ValueError(f"iptables option '{word}' is not in netstep's grammar")
         count = RULE_OPTION_VALUES.get(word, 1) if RULE_OPTIONS[word] else 0
         if i + count >= len(rule):
-            raise ValueError(f"iptables option '{word}' needs {count} value{'s' if count > 1 else ''}")
+            raise ValueError(f"iptables option '{word}' needs {'a value' if count == 1 else f'{count} values'}")
         for value in rule[i + 1 : i + 1 + count]:
             if not IPT_VALUE.match(value) and not (word == "--comment" and re.match(r"^[\w .:-]+$", value)):
                 raise ValueError(f"'{value}' is not a valid value for {word}")
