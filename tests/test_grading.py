@@ -196,6 +196,23 @@ EXERCISES = {
          ["host# iptables -I FORWARD -s 172.18.0.0/16 -d 172.18.0.0/16 -j REJECT"],
          ["host# iptables -A INPUT -i br0 -j DROP"],
          "host needs an iptables rule FORWARD -j DROP|REJECT"),
+    9: (["host# iptables -t nat -A OUTPUT -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT "
+         "--to-destination 172.18.0.10:5000", "host# sysctl -w net.ipv4.conf.br0.route_localnet=1",
+         "host# iptables -t nat -A POSTROUTING -o br0 -m addrtype --src-type LOCAL -j MASQUERADE"],
+        ["host# iptables -t nat -I OUTPUT 1 -p tcp --dport 5005 -m addrtype --dst-type LOCAL -j DNAT "
+         "--to-destination 172.18.0.10:5000", "host# sysctl -w net.ipv4.conf.all.route_localnet=1",
+         "host# iptables -t nat -A POSTROUTING -s 127.0.0.0/8 -o br0 -j SNAT --to-source 172.18.0.1"],
+        ["host# iptables -t nat -A OUTPUT -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT "
+         "--to-destination 172.18.0.10:5000", "host# sysctl -w net.ipv4.conf.br0.route_localnet=1"],
+        "http host -> 127.0.0.1:5005"),
+    11: (["host# iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
+          "host# ip link set eth0 mtu 1400",
+          "host# iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"],
+         ["host# ip link set dev eth0 mtu 1400", "host# iptables -I OUTPUT -p icmp --icmp-type 3/4 -j DROP",
+          "host# iptables -t mangle -A FORWARD -i eth0 -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360"],
+         ["host# iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
+          "host# ip link set eth0 mtu 1400"],
+         "http upstream -> 10.0.2.15:5005/100000"),
 }
 
 

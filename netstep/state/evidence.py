@@ -125,7 +125,8 @@ def delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -
 
 INTERESTING = frozenset({
     "Ip.InReceives", "Ip.InAddrErrors", "Ip.InNoRoutes", "Ip.ForwDatagrams", "Ip.InDiscards", "Ip.InDelivers",
-    "Ip.OutRequests", "Ip.OutDiscards", "Ip.OutNoRoutes", "Ip.OutTransmits", "Icmp.InEchos", "Icmp.InEchoReps",
+    "Ip.OutRequests", "Ip.OutDiscards", "Ip.OutNoRoutes", "Ip.OutTransmits", "Ip.FragFails", "Icmp.InEchos",
+    "Icmp.InEchoReps",
     "Icmp.OutEchos", "Icmp.OutEchoReps", "Icmp.InDestUnreachs", "Icmp.OutDestUnreachs", "Icmp.InTimeExcds",
     "Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.OutRsts", "Tcp.InSegs", "Tcp.OutSegs",
 })

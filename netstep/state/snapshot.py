@@ -29,6 +29,8 @@ class Link:
     master: str | None = None
     peer: str | None = None  # "ceth0@netns0" for a veth whose other end is elsewhere
     mac: str = ""
+    mtu: int | None = None  # None: the kernel's default for its kind (DEFAULT_MTU)
+    hairpin: bool = False  # a bridge port that may send a frame back out where it came in
 
     def describe(self) -> str:
         bits = [self.kind, "UP" if self.up else "DOWN"]
@@ -36,7 +38,18 @@ class Link:
             bits.append(f"master {self.master}")
         if self.peer:
             bits.append(f"peer {self.peer}")
+        if self.mtu:
+            bits.append(f"mtu {self.mtu}")
+        if self.hairpin:
+            bits.append("hairpin on")
         return " ".join(bits)
+
+
+DEFAULT_MTU = {"loopback": 65536}  # every other kind of link the lab makes starts at 1500
+
+
+def default_mtu(kind: str) -> int:
+    return DEFAULT_MTU.get(kind, 1500)
 
 
 @dataclass(frozen=True)
