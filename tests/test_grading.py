@@ -173,7 +173,7 @@ EXERCISES = {
         ["netns1# ip route del default", "netns1# ip route add 10.0.2.0/24 via 172.18.0.1 dev ceth1"],
         ["netns1# ip route add 10.0.2.0/24 via 172.18.0.1"],
         "netns1 should have no route default"),
-    6: (["host# iptables -A FORWARD -s 172.18.0.20/32 -j DROP"],
+    6: (["host# iptables -A FORWARD -s 172.18.0.20/32 ! -o br0 -j DROP"],
         ["host# iptables -I FORWARD 1 -s 172.18.0.20 -o eth0 -j REJECT"],
         ["host# iptables -A INPUT -s 172.18.0.20 -j DROP"],
         "host needs an iptables rule FORWARD -j DROP|REJECT"),

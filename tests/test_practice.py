@@ -271,16 +271,17 @@ def test_an_exercise_from_start_to_solution(cli_lab: str) -> None:
     assert started.returncode == 0 and "keep one container in" in started.stdout, show(started)
     failing = netstep(cli_lab, "verify", "exercise6")
     assert failing.returncode == 1
-    assert "missing rule filter -A FORWARD -s 172.18.0.20/32 -j DROP in host" in failing.stdout, show(failing)
-    hints = [netstep(cli_lab, "hint", "exercise6").stdout for _ in range(3)]
+    assert "host needs an iptables rule FORWARD -j DROP|REJECT" in failing.stdout, show(failing)
+    hints = [netstep(cli_lab, "hint", "exercise6").stdout for _ in range(5)]  # the lesson's two, then staged
     assert "FORWARD chain" in hints[0] and "172.18.0.20" in hints[1], hints
-    assert "host# iptables -A FORWARD -s 172.18.0.20/32 -j DROP" in hints[2], hints
-    typed = netstep(cli_lab, "shell", stdin="iptables -A FORWARD -s 172.18.0.20 -j DROP\n")
+    assert "needs a rule in the FORWARD chain" in hints[2] and "____" in hints[3], hints
+    assert "host# iptables -A FORWARD -s 172.18.0.20/32 ! -o br0 -j DROP" in hints[4], hints
+    typed = netstep(cli_lab, "shell", stdin="iptables -A FORWARD -s 172.18.0.20 -o eth0 -j DROP\n")
     assert typed.returncode == 0
     passing = netstep(cli_lab, "verify", "exercise6")
     assert passing.returncode == 0 and "Well done" in passing.stdout, show(passing)
     moved = netstep(cli_lab, "next")  # going on takes the exercise back first
-    assert moved.returncode == 0 and "taken back first" in moved.stdout and "Applied step 7.1" in moved.stdout, \
+    assert moved.returncode == 0 and "removed what you added" in moved.stdout and "Applied step 7.1" in moved.stdout, \
         show(moved)
     assert json.loads(netstep(cli_lab, "verify", "7.1", "--json").stdout)["differences"] == []
 
