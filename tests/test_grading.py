@@ -468,3 +468,16 @@ def test_a_move_that_cannot_complete_leaves_the_lab_where_it_was_and_names_reset
     result = engine.apply_next(run_checks=False)  # and the next move lands
     assert len(result.reconciled.removed) >= 2
     assert same(read(engine), course_state(engine, engine.position))
+
+
+@needs_root
+def test_verify_again_and_again_gives_the_same_answer(lab: Lab) -> None:
+    """A student calls verify again and again: an ICMP error a router owes (5.1's "net
+    unreachable" from the upstream) comes every time, never rate-limited into silence."""
+    engine = Engine(lab)
+    list(engine.goto(engine.course.start_of(engine.course.find("gateway"))))
+    target = target_of(engine)
+    assert target.ref == "5.1"
+    for _ in range(4):
+        verdict = verify(engine, target, adopt=False)
+        assert verdict.ok, [(r.check.describe(), r.actual, r.reason) for r in verdict.checks]
