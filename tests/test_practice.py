@@ -276,11 +276,11 @@ def test_an_exercise_from_start_to_solution(cli_lab: str) -> None:
     failing = netstep(cli_lab, "verify", "exercise6")
     assert failing.returncode == 1
     assert "host needs an iptables rule FORWARD -j DROP|REJECT" in failing.stdout, show(failing)
-    hints = [netstep(cli_lab, "hint", "exercise6").stdout for _ in range(5)]
-    assert "FORWARD chain" in hints[0] and "172.18.0.20" in hints[1], hints  # the exercise's own hints first
-    assert "a rule in the FORWARD chain" in hints[2] and "iptables" not in hints[2], hints
-    assert "host# iptables -A FORWARD -s ____ -j ____" in hints[3], hints
-    assert "host# iptables -A FORWARD -s 172.18.0.20/32 -j DROP" in hints[4], hints
+    hints = [netstep(cli_lab, "hint", "exercise6").stdout for _ in range(5)]  # the lesson's two, then staged
+    assert "FORWARD chain" in hints[0] and "172.18.0.20" in hints[1], hints
+    assert "needs a rule in the FORWARD chain" in hints[2] and "iptables" not in hints[2], hints
+    assert "host# iptables -A FORWARD -s ____ ! -o ____ -j ____" in hints[3], hints
+    assert "host# iptables -A FORWARD -s 172.18.0.20/32 ! -o br0 -j DROP" in hints[4], hints
     typed = netstep(cli_lab, "shell", stdin="iptables -A FORWARD -s 172.18.0.20 -o eth0 -j REJECT\n")
     assert typed.returncode == 0
     passing = netstep(cli_lab, "verify", "exercise6")

@@ -21,14 +21,13 @@ import re
 from dataclasses import dataclass, field
 
 from netstep.core.engine import Engine
-from netstep.core.reconcile import Change, reconcile
+from netstep.core.reconcile import Change
 from netstep.core.reference import CommandState, read, states
 from netstep.core.results import StepResult
 from netstep.course.checks import Check, CheckResult
 from netstep.course.essentials import Essential, derived
 from netstep.course.lessons import Command, parse_lines
 from netstep.errors import NetstepError, did_you_mean
-from netstep.ops import apply as executor
 from netstep.render import RenderMixin
 from netstep.state.compare import differences
 from netstep.state.snapshot import Snapshot, to_json
@@ -85,6 +84,11 @@ class Hint(RenderMixin):
     remaining: int = 0  # commands missing after this one
     stage: str = "text"  # "written", "idea", "blanks", "command", "text"
 
+    def as_json(self) -> dict:
+        return {"event": "hint", "step": self.target.ref, "stage": self.stage, "text": self.text,
+                "command": None if self.command is None else f"{self.command.where}# {self.command.text}",
+                "remaining": self.remaining}
+
 
 @dataclass
 class Solution(RenderMixin):
@@ -94,6 +98,11 @@ class Solution(RenderMixin):
     verdict: Verdict
     removed: list[str] = field(default_factory=list)  # what was in the way, as commands that took it away
     restored: list[str] = field(default_factory=list)  # what was then set as the course has it
+
+    def as_json(self) -> dict:
+        return {"event": "solution", "step": self.verdict.target.ref, "ok": self.verdict.ok,
+                "ran": [f"{c.where}# {c.text}" for c in self.ran], "removed": self.removed,
+                "restored": self.restored, "verdict": self.verdict.as_json()}
 
 
 def target_of(engine: Engine, ref: str | None = None) -> Target:
@@ -208,6 +217,7 @@ def _adopt(engine: Engine, target: Target, actual: Snapshot) -> None:
         before = kept if kept is not None else found.positions[index]
         engine.journal.adopt(index, engine.steps[index].ref, to_json(before))
     engine.settle_on(actual, position=True)
+    engine.keep_student_servers()  # a server the step starts, started by hand, is the position's now
 
 
 def missing(engine: Engine, target: Target) -> list[Command]:
@@ -371,6 +381,6 @@ def solution(engine: Engine, target: Target) -> Solution:
 def _force(engine: Engine, expected: Snapshot) -> list[Change]:
     """Set the lab to `expected`, keeping the position's state for the moves after."""
     engine.keep_position()
-    done = reconcile(lambda: read(engine), lambda action: executor.apply(engine.lab, action), expected)
+    done = engine.land(expected, read=lambda: read(engine))
     engine.settle_on(read(engine), position=False)
     return done.changes

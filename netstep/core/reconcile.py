@@ -379,9 +379,7 @@ def reconcile(read: Callable[[], Snapshot], apply: Callable[[Action], None], tar
     if not same(actual, target):
         left = [ns for ns in target.namespaces if actual.namespaces.get(ns) is None
                 or actual[ns].config() != target[ns].config()]
-        raise NetstepError(
-            f"netstep could not bring the lab back to where the course stands: {', '.join(left) or 'a namespace'} "
-            "still differs. `python -m netstep reset` removes the lab; `start` then rebuilds any lesson.")
+        raise NetstepError(f"{', '.join(left) or 'a namespace'} still differed after every change.")
     return done
 
 
