@@ -40,6 +40,7 @@ from netstep.course.course import Course
 from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.errors import NetstepError
+from netstep.i18n import N_
 from netstep.ops.trace import Trace
 from netstep.present import coaching, traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.present.diagram import Picture, trace_diagram
@@ -227,7 +228,7 @@ class Tutor(RenderMixin):
 
     def score(self) -> Score:
         """Your predictions so far, in this notebook: how many were right, and the wrong ones."""
-        return Score("so far", list(self._predictions))
+        return Score(N_("so far"), list(self._predictions))
 
     def _marked(self, ref: str, result):
         """`result`, with the predictions for step `ref` marked against its checks (if any were made)."""
