@@ -5,6 +5,7 @@ solution, grade and show blocks in the same order, so the two can never drift; a
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -87,3 +88,40 @@ def test_list_shows_the_chinese_titles(env):
     assert shown.returncode == 0, shown.stderr
     assert "网络命名空间，一套独立的网络栈" in shown.stdout and "标题" in shown.stdout
     assert "A network namespace is a network stack of its own" not in shown.stdout
+
+
+def test_chinese_lines_up_at_80_columns_in_a_pty():
+    """rich measures a Chinese character as two columns: the course table's borders line up."""
+    import pty
+
+    from rich.cells import cell_len
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    environ.update(COLUMNS="80", LINES="40", TERM="xterm", NO_COLOR="1")
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "netstep", "--lang", "zh", "list"], stdin=follower,
+                                stdout=follower, stderr=follower, env=environ, cwd=ROOT)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode().replace("\r", ""))  # (bold stays with NO_COLOR)
+    lines = [line for line in shown.splitlines() if line.strip()]
+    table = [line.rstrip() for line in lines if line[:1] in "┏┃┡│└"]
+    assert any("网络命名空间" in line for line in table)
+    assert len(table) > 8 and {cell_len(line) for line in table} == {cell_len(table[0])}
+    assert all(cell_len(line) <= 80 for line in lines)
+    column = [i for i, ch in enumerate(table[0]) if ch == "┳"]
+    for line in table:  # each border at the same column of the screen, wide characters counted twice
+        positions = [cell_len(line[:i]) for i, ch in enumerate(line) if ch in "┳┃╇│┴"][: len(column) + 2]
+        assert positions[1:-1] == [cell_len(table[0][:i]) for i in column] or line[:1] in "┏┡└"
