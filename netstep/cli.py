@@ -14,95 +14,105 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 
+from netstep import i18n
 from netstep.console import LazyConsole
 from netstep.console import text as _text
 from netstep.errors import Interrupted, NetstepError, Terminated
+from netstep.i18n import LANGUAGES, _, fill
 from netstep.session import engine_for, lab_for, opened, require_root_and_tools
 from netstep.stepping import cmd_next, cmd_run, print_checks
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m netstep", description="Container networking, step by step.")
-    parser.add_argument("--lab", default="default", help="which lab to use (default: default)")
+    parser = argparse.ArgumentParser(prog="python -m netstep", description=_("Container networking, step by step."))
+    parser.add_argument("--lab", default="default", help=_("which lab to use (default: default)"))
+    parser.add_argument("--lang", choices=tuple(LANGUAGES),
+                        help=_("the language netstep speaks: zh or en (default: from LANGUAGE, LC_ALL, LC_MESSAGES, "
+                               "LANG, else en)"))
     parser.add_argument("--host", action="store_true",
-                        help="host mode: the lab host is this machine's own namespace (for a VM of your own)")
-    parser.add_argument("--internet", metavar="ADDRESS", help="the internet host in host mode (default: 8.8.8.8)")
+                        help=_("host mode: the lab host is this machine's own namespace (for a VM of your own)"))
+    parser.add_argument("--internet", metavar="ADDRESS", help=_("the internet host in host mode (default: 8.8.8.8)"))
     parser.add_argument("--upstream", metavar="NETNS_FILE",
-                        help="host mode: a namespace file that plays the upstream in checks")
+                        help=_("host mode: a namespace file that plays the upstream in checks"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("list", help="list the lessons")
-    run = sub.add_parser("run", help="run a lesson (or `all`), step by step")
+    sub.add_parser("list", help=_("list the lessons"))
+    run = sub.add_parser("run", help=_("run a lesson (or `all`), step by step"))
     run.add_argument("lesson")
-    run.add_argument("--yes", action="store_true", help="do not pause before each step")
-    run.add_argument("--json", action="store_true", help="print each check as a JSON line")
+    run.add_argument("--yes", action="store_true", help=_("do not pause before each step"))
+    run.add_argument("--json", action="store_true", help=_("print each check as a JSON line"))
     run.add_argument("--containers", type=int, metavar="N",
-                     help="lesson 4 (the bridge) with N containers, every pair checked")
+                     help=_("lesson 4 (the bridge) with N containers, every pair checked"))
     run.add_argument("--predict", action=argparse.BooleanOptionalAction, default=None,
-                     help="before each step, predict what each check will show: y or n, Enter skips "
+                     help=_("before each step, predict what each check will show: y or n, Enter skips "
                           "(default: asked on a terminal, not with --yes or --json; --predict asks even "
-                          "from a pipe)")
-    start = sub.add_parser("start", help="bring the lab to a lesson's start (or exerciseN's), applying none of it")
+                          "from a pipe)"))
+    start = sub.add_parser("start", help=_("bring the lab to a lesson's start (or exerciseN's), applying none of it"))
     start.add_argument("lesson", metavar="LESSON|exerciseN",
-                       help="a lesson (lesson2, veth or 2): the lab goes to its start; or exerciseN, lesson N's "
-                            "\"Your turn\": the lab goes to lesson N's end, where the exercise starts")
-    verify = sub.add_parser("verify", help="compare the lab with the course after STEP, then run its checks")
-    verify.add_argument("step", nargs="?", help="2.4, a lesson (its last step) or exercise2; default: the next step")
+                       help=_("a lesson (lesson2, veth or 2): the lab goes to its start; or exerciseN, lesson N's "
+                            "\"Your turn\": the lab goes to lesson N's end, where the exercise starts"))
+    verify = sub.add_parser("verify", help=_("compare the lab with the course after STEP, then run its checks"))
+    verify.add_argument("step", nargs="?", help=_("2.4, a lesson (its last step) or exercise2; default: the next step"))
     verify.add_argument("--json", action="store_true")
-    for name, what in (("hint", "the next command you are missing for STEP"),
-                       ("solution", "run what is missing for STEP, then verify it")):
+    for name, what in (("hint", _("the next command you are missing for STEP")),
+                       ("solution", _("run what is missing for STEP, then verify it"))):
         command = sub.add_parser(name, help=what)
-        command.add_argument("step", nargs="?", help="as for verify")
+        command.add_argument("step", nargs="?", help=_("as for verify"))
         command.add_argument("--json", action="store_true")
-    next_ = sub.add_parser("next", help="apply the next step")
-    next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
-    sub.add_parser("back", help="roll back the last step")
-    check = sub.add_parser("check", help="run a lesson's final checks against the lab as it is")
-    check.add_argument("lesson", nargs="?", help="a lesson (lesson2, veth, 2), or `all`: every finished lesson's "
-                       "(the last one decides the exit status); default: the checks of the step the lab is at")
+    next_ = sub.add_parser("next", help=_("apply the next step"))
+    next_.add_argument("--json", action="store_true", help=_("print the step and each check as JSON lines"))
+    sub.add_parser("back", help=_("roll back the last step"))
+    check = sub.add_parser("check", help=_("run a lesson's final checks against the lab as it is"))
+    check.add_argument("lesson", nargs="?", help=_("a lesson (lesson2, veth, 2), or `all`: every finished lesson's "
+                       "(the last one decides the exit status); default: the checks of the step the lab is at"))
     check.add_argument("--json", action="store_true")
-    inspect = sub.add_parser("inspect", help="show a namespace's devices, routes, rules, ...")
+    inspect = sub.add_parser("inspect", help=_("show a namespace's devices, routes, rules, ..."))
     inspect.add_argument("namespace", nargs="?", default="host")
-    inspect.add_argument("--all", action="store_true", help="every namespace of the lab")
+    inspect.add_argument("--all", action="store_true", help=_("every namespace of the lab"))
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--svg", metavar="FILE",
-                         help="also draw the whole lab to FILE (SVG), what changed since the last step marked")
-    trace = sub.add_parser("trace", help="send one probe and show, hop by hop, what the kernel did with it")
-    trace.add_argument("source", metavar="FROM", help="the namespace it leaves from: host, netns0, upstream, ...")
-    trace.add_argument("target", metavar="TO[:PORT]", help="an address (or `internet`), with a port for tcp/http")
+                         help=_("also draw the whole lab to FILE (SVG), what changed since the last step marked"))
+    trace = sub.add_parser("trace", help=_("send one probe and show, hop by hop, what the kernel did with it"))
+    trace.add_argument("source", metavar="FROM", help=_("the namespace it leaves from: host, netns0, upstream, ..."))
+    trace.add_argument("target", metavar="TO[:PORT]", help=_("an address (or `internet`), with a port for tcp/http"))
     probe = trace.add_mutually_exclusive_group()
     for flag in ("icmp", "tcp", "http"):
         probe.add_argument(f"--{flag}", dest="probe", action="store_const", const="ping" if flag == "icmp" else flag)
     trace.add_argument("--json", action="store_true")
-    trace.add_argument("--svg", metavar="FILE", help="also draw the path on the lab's diagram, to FILE (SVG)")
-    sub.add_parser("diff", help="what changed since the last step")
-    rollback = sub.add_parser("rollback", help="roll back the current lesson (--all: everything)")
+    trace.add_argument("--svg", metavar="FILE", help=_("also draw the path on the lab's diagram, to FILE (SVG)"))
+    sub.add_parser("diff", help=_("what changed since the last step"))
+    rollback = sub.add_parser("rollback", help=_("roll back the current lesson (--all: everything)"))
     rollback.add_argument("--all", action="store_true")
-    sub.add_parser("reset", help="remove the lab entirely")
-    shell = sub.add_parser("shell", help="a root shell on the lab host (or in a namespace)")
+    sub.add_parser("reset", help=_("remove the lab entirely"))
+    shell = sub.add_parser("shell", help=_("a root shell on the lab host (or in a namespace)"))
     shell.add_argument("namespace", nargs="?", default="host")
-    sub.add_parser("doctor", help="check that this machine can run the course")
-    books = sub.add_parser("notebooks", help="write the Jupyter notebooks generated from the lessons")
-    books.add_argument("--out", default="notebooks", help="folder to write to (default: notebooks)")
+    sub.add_parser("doctor", help=_("check that this machine can run the course"))
+    books = sub.add_parser("notebooks", help=_("write the Jupyter notebooks generated from the lessons"))
+    books.add_argument("--out", default="notebooks", help=_("folder to write to (default: notebooks)"))
     books.add_argument("--html", metavar="DIR",
-                       help="instead, run every notebook on a lab of its own and write the course as web pages to DIR")
-    demo = sub.add_parser("demo", help="instructor demo: the course on a projector, one step at a time")
-    demo.add_argument("--lab", default=argparse.SUPPRESS, help="which lab to use (as before the command)")
-    demo.add_argument("--from", dest="from_lesson", metavar="N", help="start at lesson N (fast-forward first)")
-    demo.add_argument("--to", dest="to_lesson", metavar="M", help="stop after lesson M")
+                       help=_("instead, run every notebook on a lab of its own and write the course as web pages "
+                              "to DIR"))
+    demo = sub.add_parser("demo", help=_("instructor demo: the course on a projector, one step at a time"))
+    demo.add_argument("--lab", default=argparse.SUPPRESS, help=_("which lab to use (as before the command)"))
+    demo.add_argument("--from", dest="from_lesson", metavar="N", help=_("start at lesson N (fast-forward first)"))
+    demo.add_argument("--to", dest="to_lesson", metavar="M", help=_("stop after lesson M"))
     demo.add_argument("--auto", type=float, metavar="SECONDS",
-                      help="advance every SECONDS by itself; at the end roll back, remove the lab and exit")
-    demo.add_argument("--rollback-on-exit", action="store_true", help="roll back and remove the lab on quitting")
+                      help=_("advance every SECONDS by itself; at the end roll back, remove the lab and exit"))
+    demo.add_argument("--rollback-on-exit", action="store_true", help=_("roll back and remove the lab on quitting"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    choose_language(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     out, err = LazyConsole(), LazyConsole(stderr=True)
+    if i18n.note():
+        err.plain(i18n.note())
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         from netstep.core.lab import validate_lab_name
@@ -114,12 +124,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, Terminated) as exc:
         where = f" {exc.where}" if isinstance(exc, Interrupted) else ""
-        err.print("netstep: interrupted; the step in progress was undone, the lab is consistent." + where,
+        err.print(_("netstep: interrupted; the step in progress was undone, the lab is consistent.") + where,
                   markup=False, soft_wrap=True)
         return 130
     finally:
         # A SIGTERM after the work is done (while Python exits) just ends the process.
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def choose_language(argv: list[str]) -> str:
+    """The language of this process: `--lang` if the command line has it (read before the
+    parser is built: its help is translated), else the environment's (netstep.i18n)."""
+    asked = None
+    for i, word in enumerate(argv):
+        if word == "--lang" and i + 1 < len(argv):
+            asked = argv[i + 1]
+        elif word.startswith("--lang="):
+            asked = word.partition("=")[2]
+    if asked not in LANGUAGES:
+        asked = None  # (the parser then says what --lang takes)
+    return i18n.use(asked)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -149,7 +173,7 @@ def cmd_check(args, out: LazyConsole, err: LazyConsole) -> int:
         else:
             current = engine.current_step()
             if current is None:
-                raise NetstepError("No step is applied yet: name a lesson, as in `check lesson2`.")
+                raise NetstepError(_("No step is applied yet: name a lesson, as in `check lesson2`."))
             checks, label, step = current.checks, current.lesson.name, current.ref
         results = engine.run_checks(checks)
         print_checks(results, args, out, label, step)
@@ -164,8 +188,8 @@ def _check_all(engine, args, out: LazyConsole) -> int:
     course = engine.course
     done = [le for le in course.lessons if course.start_of(le) + len(le.steps) <= engine.position]
     if not done:
-        raise NetstepError("No lesson is finished yet, so no lesson's end can be checked: `check` runs the "
-                           "checks of the step the lab is at.")
+        raise NetstepError(_("No lesson is finished yet, so no lesson's end can be checked: `check` runs the "
+                             "checks of the step the lab is at."))
     names = set(engine.lab.namespace_names())
     ok = True
     for lesson in done:
@@ -174,9 +198,9 @@ def _check_all(engine, args, out: LazyConsole) -> int:
         results = engine.run_checks(checks)
         if not args.json:
             held = sum(r.ok for r in results)
-            note = "" if last else " (later lessons may have changed this)"
-            out.print(_text((f"{lesson.name}'s end: ", "bold"), f"{held} of {len(results)} as the lesson expects"
-                            f"{note}"))
+            line = (_("{lesson}'s end: {held} of {total} as the lesson expects") if last else
+                    _("{lesson}'s end: {held} of {total} as the lesson expects (later lessons may have changed this)"))
+            out.print(_text(*fill(line, "", lesson=(lesson.name, "bold"), held=str(held), total=str(len(results)))))
         if last or args.json:  # (the earlier ones in a line each: `check lessonN` lists them)
             print_checks(results, args, out, lesson.name)
         if last:
@@ -194,7 +218,8 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
             from netstep.state.diagram import lab_diagram
 
             whole = snap if args.all else engine.snapshot()
-            drawn = lab_diagram(whole, engine.moments.last(), title=f"lab '{args.lab}'", internet=engine.lab.internet)
+            drawn = lab_diagram(whole, engine.moments.last(), title=_("lab '{lab}'").format(lab=args.lab),
+                                internet=engine.lab.internet)
             _write_svg(args.svg, drawn, None if args.json else out)
         if args.json:
             from netstep.state.snapshot import to_json
@@ -232,10 +257,10 @@ def _write_svg(path: str, diagram, out: LazyConsole | None) -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n' + drawn)
     except OSError as exc:
-        raise NetstepError(f"--svg {path}: cannot write it ({exc.strerror}). Name a file in a folder that exists.") \
-            from None
+        raise NetstepError(_("--svg {path}: cannot write it ({error}). Name a file in a folder that exists.").format(
+            path=path, error=exc.strerror)) from None
     if out is not None:  # (not with --json: stdout is JSON only)
-        out.print(f"[dim]drew the lab to {path}[/]")
+        out.print(_text((_("drew the lab to {path}").format(path=path), "dim")))
 
 
 def cmd_diff(args, out: LazyConsole, err: LazyConsole) -> int:
@@ -248,10 +273,12 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         moves = engine.rollback_all() if args.all else engine.rollback_lesson()
         for result in moves:
-            out.print(_text(("rolled back ", "dim"), f"{result.step.ref} {result.step.title}"))
+            out.print(_text(*fill(_("rolled back {ref} {title}"), "dim", ref=result.step.ref,
+                                  title=result.step.title)))
         where = engine.current_step()
-        out.print("The lab is now at the start of the course." if where is None
-                  else f"The lab is now after step {where.ref}: {where.title}.")
+        out.print(_("The lab is now at the start of the course.") if where is None
+                  else _("The lab is now after step {ref}: {title}.").format(ref=where.ref, title=where.title),
+                  markup=False)
         return 0
 
 
@@ -267,12 +294,12 @@ def cmd_reset(args, out: LazyConsole, err: LazyConsole) -> int:
     finally:
         lab.close()
     for problem in problems:
-        err.print(_text(("netstep: could not undo: ", "yellow"), problem), soft_wrap=True)
+        err.print(_text((_("netstep: could not undo: "), "yellow"), problem), soft_wrap=True)
     if orphaned:
-        out.plain(f"Lab '{args.lab}' removed: its network namespace was gone, so only its files and its own "
-                  "namespaces were left, and nothing else was touched.")
+        out.plain(_("Lab '{lab}' removed: its network namespace was gone, so only its files and its own "
+                    "namespaces were left, and nothing else was touched.").format(lab=args.lab))
     else:
-        out.plain(f"Lab '{args.lab}' removed: its namespaces, servers and files are gone.")
+        out.plain(_("Lab '{lab}' removed: its namespaces, servers and files are gone.").format(lab=args.lab))
     return 1 if problems else 0
 
 
@@ -283,8 +310,9 @@ def cmd_shell(args, out: LazyConsole, err: LazyConsole) -> int:
     engine = engine_for(args)
     engine.lab.close()  # the lock is not held while the student works by hand
     engine.lab.require(args.namespace)
-    out.print(f"[dim]A root shell in {args.namespace} of lab '{args.lab}'. `ip netns list` shows the lab's "
-              "containers. Type exit to leave; then `python -m netstep diff` shows what you changed.[/]")
+    out.print(_text((_("A root shell in {ns} of lab '{lab}'. `ip netns list` shows the lab's "
+                       "containers. Type exit to leave; then `python -m netstep diff` shows what you changed.").format(
+        ns=args.namespace, lab=args.lab), "dim")))
     out.file.flush()
     return open_shell(engine.lab, args.namespace)
 
@@ -302,7 +330,7 @@ def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
 
     problems = 0
     for ok, message in diagnose(host=args.host):
-        out.print(("[green]✔[/] " if ok else "[red]✘[/] ") + message, soft_wrap=True)
+        out.print(_text(("✔ ", "green") if ok else ("✘ ", "red"), message), soft_wrap=True)
         problems += not ok
     return 1 if problems else 0
 
@@ -318,10 +346,10 @@ def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
 
         require_root_and_tools()
         for path in write_book(Course.load(), Path(args.html)):
-            out.plain(f"wrote {path}")
+            out.plain(_("wrote {path}").format(path=path))
         return 0
     for path in write_all(Course.load(), Path(args.out)):
-        out.print(f"wrote {path}", markup=False)
+        out.print(_("wrote {path}").format(path=path), markup=False)
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from netstep.i18n import _
+
 
 class NetstepError(Exception):
     """An error with a message meant for the person at the keyboard."""
@@ -52,4 +54,4 @@ def did_you_mean(word: str, names: Iterable[str]) -> str:
     """" Did you mean bridge?" for the name nearest to a mistyped `word` (difflib's
     measure), or "" when none is near: appended to an error that names a missing thing."""
     near = difflib.get_close_matches(word.strip().lower(), list(dict.fromkeys(names)), n=1, cutoff=0.6)
-    return f" Did you mean {near[0]}?" if near else ""
+    return _(" Did you mean {name}?").format(name=near[0]) if near else ""

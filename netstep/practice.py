@@ -15,6 +15,7 @@ from netstep.core.grading import next_hint, solution, target_of, verify
 from netstep.course.checks import Check
 from netstep.course.predictions import Prediction, Score, answer_of, question
 from netstep.errors import NetstepError, did_you_mean
+from netstep.i18n import _
 
 
 def cmd_start(engine: Engine, args, out) -> int:
@@ -31,23 +32,24 @@ def cmd_start(engine: Engine, args, out) -> int:
         lesson = engine.steps[target.position - 1].lesson
         assert lesson is not None and lesson.exercise is not None
         out.print(exercise_goals_view(lesson.exercise, internet))
-        out.print(f"Do the task in `python -m netstep shell`; `verify {target.ref}` grades it, `hint {target.ref}` "
-                  "helps.", markup=False)
+        out.print(_("Do the task in `python -m netstep shell`; `verify {ref}` grades it, `hint {ref}` helps.").format(
+            ref=target.ref), markup=False)
         return 0
     try:
         lesson = engine.course.find(ref)
     except NetstepError:
         course = engine.course
         near = did_you_mean(ref, course.names() + [le.exercise.ref for le in course.lessons if le.exercise])
-        raise NetstepError(f"There is no lesson or exercise '{ref}'.{near} Name a lesson as `lesson2`, `veth` or "
-                           "`2`, or a lesson's \"Your turn\" as `exercise2`; `python -m netstep list` shows "
-                           "them.") from None
+        raise NetstepError(_("There is no lesson or exercise '{ref}'.{near} Name a lesson as `lesson2`, `veth` or "
+                             "`2`, or a lesson's \"Your turn\" as `exercise2`; `python -m netstep list` shows "
+                             "them.").format(ref=ref, near=near)) from None
     start = engine.course.start_of(lesson)
     engine.skip_to(start)
     out.print(goals_view(lesson, internet))
     first = lesson.steps[0]
-    out.print(f"The lab is at the start of {lesson.name}: none of its steps is applied. Type step {first.ref}'s "
-              f"commands in `python -m netstep shell` and `verify` them, or apply it with `next`.", markup=False)
+    out.print(_("The lab is at the start of {lesson}: none of its steps is applied. Type step {ref}'s "
+                "commands in `python -m netstep shell` and `verify` them, or apply it with `next`.").format(
+        lesson=lesson.name, ref=first.ref), markup=False)
     return 0
 
 
@@ -91,7 +93,7 @@ def ask(checks: list[Check], internet: str | None, console, stream: TextIO = sys
     """Ask each check's question once and read one answer a line, from a person or a pipe:
     y (or r) for reachable, n (or u) for unreachable, an empty line to skip the question
     (None in the list), q to stop the run (returns STOP)."""
-    console.print("Before it runs: what will each check show? y (yes), n (no); Enter skips, q stops.",
+    console.print(_("Before it runs: what will each check show? y (yes), n (no); Enter skips, q stops."),
                   style="dim", markup=False)
     answers: list[str | None] = []
     for check in checks:
@@ -101,8 +103,9 @@ def ask(checks: list[Check], internet: str | None, console, stream: TextIO = sys
             line = stream.readline()
             if not line:
                 console.print()
-                raise NetstepError(f"No prediction for `{question(check, internet)}`: predictions are read one a "
-                                   "line (y, n, or an empty line to skip), and the input ended.")
+                raise NetstepError(_("No prediction for `{question}`: predictions are read one a "
+                                     "line (y, n, or an empty line to skip), and the input ended.").format(
+                    question=question(check, internet)))
             if not stream.isatty():
                 console.print(line.strip(), markup=False)  # echo what a pipe answered, as a terminal would
             if line.strip().lower() in ("q", "quit"):
@@ -111,7 +114,7 @@ def ask(checks: list[Check], internet: str | None, console, stream: TextIO = sys
             if answer is not None or not line.strip():
                 answers.append(answer)
                 break
-            console.print("Answer y (it gets through), n (it does not), or press Enter to skip.", markup=False)
+            console.print(_("Answer y (it gets through), n (it does not), or press Enter to skip."), markup=False)
     return answers
 
 
@@ -124,6 +127,6 @@ def show_score(score: Score, args, out) -> None:
 
 def show_predictions(predictions: list[Prediction], out) -> None:
     if predictions:
-        out.print("Your predictions", style="bold", markup=False)
+        out.print(_("Your predictions"), style="bold", markup=False)
         for prediction in predictions:
             out.print(prediction)

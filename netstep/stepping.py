@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from netstep.console import LazyConsole
 from netstep.console import text as _text
 from netstep.core.grading import Verdict, advance
+from netstep.i18n import N_, _
 from netstep.session import opened
 
 
@@ -50,14 +51,15 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args, course) as engine:
         engine.sole_writer = True  # the run's moves follow one another: the student is only read for at the first
         if engine.position != start or engine.journal.own:  # (goto takes back the student's own commands)
-            note = f"Bringing lab '{engine.lab.name}' to the start of {lessons[0].name}..."
+            note = _("Bringing lab '{lab}' to the start of {lesson}...").format(lab=engine.lab.name,
+                                                                                 lesson=lessons[0].name)
             if args.json:
                 err.plain(note)
             else:
-                out.print(f"[dim]{note}[/]")
+                out.print(_text((note, "dim")))
             engine.skip_to(start)
         ok = True
-        everything = Score("the run")
+        everything = Score(N_("the run"))
         internet = engine.lab.internet
         for lesson in lessons:
             if not args.json:
@@ -83,8 +85,8 @@ def cmd_run(args, out: LazyConsole, err: LazyConsole) -> int:
         if everything.total and len(lessons) > 1:
             show_score(everything, args, out)
         if not args.json:  # how the checks came out: a line of its own, apart from the predictions
-            out.print("[bold green]Every check came out as expected.[/]" if ok
-                      else "[bold red]Some checks did not come out as expected.[/]")
+            out.print(_text((_("Every check came out as expected."), "bold green")) if ok
+                      else _text((_("Some checks did not come out as expected."), "bold red")))
         return 0 if ok else 1
 
 
@@ -158,7 +160,7 @@ def _intro(step, *, asking: bool, internet: str | None):
 def _confirm(out: LazyConsole) -> bool:
     if not sys.stdin.isatty():
         return True
-    answer = out.input("Press Enter to apply this step, or q to stop: ")
+    answer = out.input(_("Press Enter to apply this step, or q to stop: "))
     return answer.strip().lower() not in ("q", "quit")
 
 
@@ -170,7 +172,7 @@ def cmd_next(args, out: LazyConsole, err: LazyConsole) -> int:
             if args.json:
                 print(json.dumps(result.as_json()), flush=True)
             else:
-                out.plain(f"You already did {result.target.ref} yourself:")
+                out.plain(_("You already did {ref} yourself:").format(ref=result.target.ref))
                 out.print(result)
             return 0
         if step is not None and not args.json:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypeVar
 from rich.console import Group
 from rich.text import Text
 
+from netstep import i18n
 from netstep.core import grading
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
@@ -40,6 +41,7 @@ from netstep.course.course import Course
 from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.errors import NetstepError
+from netstep.i18n import N_
 from netstep.ops.trace import Trace
 from netstep.present import coaching, traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.present.diagram import Picture, trace_diagram
@@ -134,8 +136,15 @@ class Status(RenderMixin):
 class Tutor(RenderMixin):
     """A course on one lab, driven from Python. Shown, it says where the lab stands."""
 
-    def __init__(self, lab: str | None = None, *, course: Course | None = None) -> None:
+    def __init__(self, lab: str | None = None, *, course: Course | None = None, lang: str | None = None) -> None:
+        """`lang`: 'zh' or 'en' (default: from the environment, as the command line's --lang)."""
         global _current
+        if lang is not None and lang not in i18n.LANGUAGES:
+            raise NetstepError(i18n._("Tutor(lang={lang!r}): netstep speaks {languages}.").format(
+                lang=lang, languages=", ".join(i18n.LANGUAGES)))
+        i18n.use(lang)  # before the course is read: its lessons come in the language chosen
+        if i18n.note():
+            print(i18n.note())
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netstep")
         self._iprs: list[IPRoute] = []
         self.lab = Lab(lab or os.environ.get("NETSTEP_LAB", "notebook"))
@@ -227,7 +236,7 @@ class Tutor(RenderMixin):
 
     def score(self) -> Score:
         """Your predictions so far, in this notebook: how many were right, and the wrong ones."""
-        return Score("so far", list(self._predictions))
+        return Score(N_("so far"), list(self._predictions))
 
     def _marked(self, ref: str, result):
         """`result`, with the predictions for step `ref` marked against its checks (if any were made)."""

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from netstep.i18n import N_, _
 from netstep.render import RenderMixin
 
 KINDS = ("ping", "tcp", "http")
-EXPECTS = ("reachable", "unreachable")
+EXPECTS = (N_("reachable"), N_("unreachable"))  # (translated where shown)
 REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "too-big")
-REASON_TEXT = {
-    "no-route": "Network is unreachable (no route)",
-    "host-unreachable": "Destination Host Unreachable (ARP got no answer)",
-    "net-unreachable": "Destination Net Unreachable",
-    "refused": "Connection refused",
-    "no-answer": "no answer (silence)",
-    "filtered": "blocked by a firewall rule",
-    "too-big": "Message too long (larger than the path's MTU)",
+REASON_TEXT = {  # (translated where shown)
+    "no-route": N_("Network is unreachable (no route)"),
+    "host-unreachable": N_("Destination Host Unreachable (ARP got no answer)"),
+    "net-unreachable": N_("Destination Net Unreachable"),
+    "refused": N_("Connection refused"),
+    "no-answer": N_("no answer (silence)"),
+    "filtered": N_("blocked by a firewall rule"),
+    "too-big": N_("Message too long (larger than the path's MTU)"),
 }
 
 
@@ -38,8 +39,8 @@ class Condition:
 
     def describe(self, seen: str | None) -> str:
         if seen is None:
-            return f"{self.ns} has no {self.key}"
-        return f"{self.key} is {seen} in {self.ns}"
+            return _("{ns} has no {key}").format(ns=self.ns, key=self.key)
+        return _("{key} is {value} in {ns}").format(key=self.key, value=seen, ns=self.ns)
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,12 @@ class Check(RenderMixin):
 
     def expectation(self) -> str:
         """`unreachable (no-answer)`, with the other outcome of a check that has a condition."""
-        text = self.expect + (f" ({self.reason})" if self.reason else "")
+        text = _(self.expect) + (f" ({self.reason})" if self.reason else "")
         if self.when and self.otherwise:
             other, reason = self.otherwise
-            text += (f" if {self.when.ns} {self.when.key}={self.when.value}, else {other}"
-                     + (f" ({reason})" if reason else ""))
+            text = _("{expect} if {ns} {key}={value}, else {other}").format(
+                expect=text, ns=self.when.ns, key=self.when.key, value=self.when.value,
+                other=_(other) + (f" ({reason})" if reason else ""))
         return text
 
     def settled(self, seen: str | None) -> Check:

@@ -13,6 +13,7 @@ from pathlib import Path
 from netstep.course.lessons import FILE_RE, Lesson, Step, lessons_dir, parse_lesson
 from netstep.course.scale import bridge_lesson
 from netstep.errors import NetstepError, did_you_mean
+from netstep.i18n import _, language
 from netstep.render import RenderMixin
 
 
@@ -23,8 +24,10 @@ class Course(RenderMixin):
     @classmethod
     def load(cls, folder: str | os.PathLike | None = None, *, mode: str = "sandbox") -> Course:
         """The course as the students of `mode` read it: sandbox, or host (`--host`)."""
-        folder = Path(folder) if folder else lessons_dir()
-        files = sorted(p for p in folder.glob("*.md") if FILE_RE.match(p.name))
+        files = sorted(p for p in Path(folder or lessons_dir()).glob("*.md") if FILE_RE.match(p.name))
+        if not folder:  # the course's own lessons: each in the chosen language where it is translated
+            files = [p.parent / language() / p.name if (p.parent / language() / p.name).exists() else p
+                     for p in files]
         return cls([parse_lesson(p, mode) for p in files], mode=mode)
 
     containers: int | None = None  # lesson 4 rebuilt with this many containers (netstep.course.scale)
@@ -71,8 +74,9 @@ class Course(RenderMixin):
             self.lessons.sort(key=lambda item: item.number)
             return lesson
         names = ", ".join(f"{le.name} ({le.slug})" for le in self.lessons)
-        raise NetstepError(f"There is no lesson '{ref}'.{did_you_mean(ref, self.names())} The lessons are: "
-                           f"{names}; or the path of a lesson file (`run` and `check` also take `all`).")
+        raise NetstepError(_("There is no lesson '{ref}'.{near} The lessons are: {names}; or the path of a lesson "
+                             "file (`run` and `check` also take `all`).").format(
+            ref=ref, near=did_you_mean(ref, self.names()), names=names))
 
     def names(self) -> list[str]:
         """What names a lesson, for a mistyped one's nearest match: `lesson4`, `bridge`."""

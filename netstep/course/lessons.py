@@ -30,6 +30,7 @@ SIZED_PING_RE = re.compile(r"^ping\s+(?:-M\s+do\s+-s\s+(\d+)|-s\s+(\d+)\s+-M\s+d
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
 EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution", "grade")
 EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
+EXERCISE_HEADINGS = (EXERCISE, "轮到你了")  # ... in each language the lessons are written in
 MODES = ("sandbox", "host")
 # `<!-- host mode only -->` ... `<!-- end -->`: prose for one mode's students (invisible on
 # a Markdown viewer, which shows both).
@@ -208,7 +209,7 @@ class _Parser:
                     raise self.error(n, "a step heading needs a title")
                 if self.exercise:
                     raise self.error(n, f"the '{EXERCISE}' section comes last in a lesson")
-                if title.startswith(EXERCISE):
+                if title.startswith(EXERCISE_HEADINGS):
                     if not self.steps:
                         raise self.error(n, f"a '{EXERCISE}' section follows the lesson's steps")
                     self.exercise = Exercise(title=title, line=n)

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.errors import NetstepError
+from netstep.i18n import _, ngettext
 from netstep.render import RenderMixin
 
 ANSWERS = {"r": "reachable", "reachable": "reachable", "u": "unreachable", "unreachable": "unreachable",
-           "y": "reachable", "yes": "reachable", "n": "unreachable", "no": "unreachable"}
+           "y": "reachable", "yes": "reachable", "n": "unreachable", "no": "unreachable",
+           "是": "reachable", "能": "reachable", "否": "unreachable", "不能": "unreachable"}
 
 
 def answer_of(text: str) -> str | None:
@@ -32,10 +34,13 @@ def answers_of(words: Iterable[str], count: int) -> list[str]:
     found = [answer_of(word) for word in words]
     bad = [w for w, a in zip(words, found, strict=True) if a is None]
     if bad:
-        raise NetstepError(f"'{bad[0]}' is not a prediction: say r (reachable) or u (unreachable) for each check.")
+        raise NetstepError(_("'{word}' is not a prediction: say r (reachable) or u (unreachable) for each check.")
+                           .format(word=bad[0]))
     if len(found) != count:
-        raise NetstepError(f"The next step has {count} check(s), and {len(found)} prediction(s) were given: "
-                           "give one r or u for each, in order.")
+        raise NetstepError(ngettext("The next step has {count} check, and {given} prediction(s) were given: "
+                                    "give one r or u for each, in order.",
+                                    "The next step has {count} checks, and {given} prediction(s) were given: "
+                                    "give one r or u for each, in order.", count).format(count=count, given=len(found)))
     return [a for a in found if a is not None]
 
 
@@ -43,15 +48,15 @@ def question(check: Check, internet: str | None = None) -> str:
     """The question a check asks, without its answer: "Will netns0 reach 10.0.2.2?", and
     for tcp and http "Will netns0 connect to 10.0.2.15:5005?". The target keeps the name the
     lesson gives it: "internet (203.0.113.8)"."""
-    verb = "reach" if check.kind == "ping" else "connect to"
-    return f"Will {check.source} {verb} {target_words(check, internet)}?"
+    ask = _("Will {source} reach {target}?") if check.kind == "ping" else _("Will {source} connect to {target}?")
+    return ask.format(source=check.source, target=target_words(check, internet))
 
 
 def target_words(check: Check, internet: str | None = None) -> str:
     """A check's target as the lesson writes it, the internet host's address beside its name."""
     if check.target != "internet" or not internet:
         return check.destination()
-    return f"internet ({check.destination(internet)})"
+    return _("internet ({address})").format(address=check.destination(internet))
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Prediction(RenderMixin):
         """The kernel's reason for the outcome, in words."""
         result = self.result
         if result.actual == "unreachable":
-            return REASON_TEXT.get(result.reason, result.detail or result.reason)
+            return _(REASON_TEXT.get(result.reason, result.detail or result.reason))
         return result.detail or result.reason
 
 

@@ -17,82 +17,88 @@ from netstep.core.grading import Hint, Solution, Verdict
 from netstep.course.checks import CheckResult
 from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, question
+from netstep.i18n import N_, _, fill, ngettext
 
 
 def route(result: CheckResult) -> str:
     """Where a check went, its target named as the lesson names it: `netns1 → internet (203.0.113.8)`."""
     check = result.check
-    to = f"internet ({result.to})" if check.target == "internet" else result.to
+    to = _("internet ({address})").format(address=result.to) if check.target == "internet" else result.to
     return f"{check.source} → {to}"
 
 
 def prediction_view(prediction: Prediction) -> RenderableType:
     mark, style = ("✔", "green") if prediction.right else ("✘", "bold red")
     result = prediction.result
-    return Text.assemble((f"{mark} ", style), (f"{result.check.kind} {route(result)}", "bold"),
-                         ("  you said ", "dim"), prediction.said, (", it was ", "dim"),
-                         (result.actual, "green" if result.actual == "reachable" else "yellow"),
-                         (f": {prediction.why}", "dim"))
+    return Text.assemble(*fill(_("{mark} {check}  you said {said}, it was {actual}: {why}"), "dim",
+                               mark=(mark, style), check=(f"{result.check.kind} {route(result)}", "bold"),
+                               said=_(prediction.said),
+                               actual=(_(result.actual), "green" if result.actual == "reachable" else "yellow"),
+                               why=(prediction.why, "dim")))
 
 
 def predictions_view(predictions: list[Prediction]) -> RenderableType:
-    return Group(Text("Your predictions", style="bold"), *(prediction_view(p) for p in predictions))
+    return Group(Text(_("Your predictions"), style="bold"), *(prediction_view(p) for p in predictions))
 
 
 def questions_view(ref: str, questions: list[str], said: list[str]) -> RenderableType:
     if not questions:
-        return Text(f"Step {ref} runs no checks: there is nothing to predict.")
+        return Text(_("Step {ref} runs no checks: there is nothing to predict.").format(ref=ref))
     if said:
-        return Group(Text(f"Your predictions for step {ref}, recorded:", style="bold"),
-                     *(Text(f"  {i}. {q} → {answer}") for i, (q, answer) in enumerate(zip(questions, said,
+        return Group(Text(_("Your predictions for step {ref}, recorded:").format(ref=ref), style="bold"),
+                     *(Text(f"  {i}. {q} → {_(answer)}") for i, (q, answer) in enumerate(zip(questions, said,
                                                                                           strict=True), 1)))
     example = ", ".join('"r"' if i % 2 == 0 else '"u"' for i in range(len(questions)))
-    return Group(Text(f"Step {ref} asks:", style="bold"),
+    return Group(Text(_("Step {ref} asks:").format(ref=ref), style="bold"),
                  *(Text(f"  {i}. {q}") for i, q in enumerate(questions, 1)),
-                 Text(f"Record your answers in order, r (reachable: yes) or u (unreachable: no): "
-                      f"t.predict({example})", style="dim"))
+                 Text(_("Record your answers in order, r (reachable: yes) or u (unreachable: no): "
+                        "t.predict({example})").format(example=example), style="dim"))
 
 
 def score_view(score: Score) -> RenderableType:
     """How the predictions came out: a count of its own, apart from how the checks came out,
     and each wrong one under its step's number."""
     style = "bold green" if score.right == score.total else "bold"
-    parts: list[RenderableType] = [Text(f"predictions: {score.right} of {score.total} right ({score.title})",
-                                        style=style)]
+    parts: list[RenderableType] = [Text(_("predictions: {right} of {total} right ({of})").format(
+        right=score.right, total=score.total, of=_(score.title)), style=style)]
     for wrong in score.wrong:
         result = wrong.result
-        step = f"step {wrong.step}, " if wrong.step else ""
-        parts.append(Text.assemble(("  ✘ ", "red"), f"{step}{result.check.kind} {route(result)}: ",
-                                   f"you said {wrong.said}; it was {result.actual}, ", (wrong.why, "dim")))
+        line = (_("step {step}, {check}: you said {said}; it was {actual}, {why}") if wrong.step
+                else _("{check}: you said {said}; it was {actual}, {why}"))
+        parts.append(Text.assemble(("  ✘ ", "red"), *fill(line, "", step=wrong.step,
+                                                           check=f"{result.check.kind} {route(result)}",
+                                                           said=_(wrong.said), actual=_(result.actual),
+                                                           why=(wrong.why, "dim"))))
     return Group(*parts)
 
 
 def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType]) -> RenderableType:
     target = verdict.target
     head = Text.assemble(("✔ " if verdict.ok else "✘ ", "green" if verdict.ok else "bold red"),
-                         (f"{target.ref}: {target.title}", "bold"))
+                         (_("{ref}: {title}").format(ref=target.ref, title=target.title), "bold"))
     parts: list[RenderableType] = [head]
     if verdict.problems:
-        parts.append(Text("Not there yet:", style="bold"))
+        parts.append(Text(_("Not there yet:"), style="bold"))
         parts += [Text(f"  • {line}") for line in verdict.problems]
     if verdict.checks or verdict.skipped:
-        parts.append(Text("Checks", style="bold"))
+        parts.append(Text(_("Checks"), style="bold"))
         parts += [check_view(result) for result in verdict.checks]
-        parts += [Text(f"✘ {check.describe()}: not run, there is no {check.source}", style="red")
+        parts += [Text(_("✘ {check}: not run, there is no {source}").format(check=check.describe(),
+                                                                              source=check.source), style="red")
                   for check in verdict.skipped]
     if verdict.notes:
-        parts.append(Text("Not needed for this, but different from the course's own lab (fine):", style="dim"))
+        parts.append(Text(_("Not needed for this, but different from the course's own lab (fine):"), style="dim"))
         parts += [Text(f"  · {line}", style="dim") for line in verdict.notes]
     if verdict.adopted:
-        parts.append(Text(f"Counted as done: `next` goes on after {target.ref}; `back` takes your work back.",
-                          style="green"))
+        parts.append(Text(_("Counted as done: `next` goes on after {ref}; `back` takes your work back.").format(
+            ref=target.ref), style="green"))
     elif verdict.ok and target.exercise:
-        parts.append(Text("Well done. Your work stays in the lab until the course moves on (next, start, run, "
-                          "back, rollback), which takes it back first.", style="green"))
+        parts.append(Text(_("Well done. Your work stays in the lab until the course moves on (next, start, run, "
+                            "back, rollback), which takes it back first."), style="green"))
     elif verdict.ok:
-        parts.append(Text("It works.", style="green"))
+        parts.append(Text(_("It works."), style="green"))
     else:
-        parts.append(Text("`hint` gives a hint, a little more each time; `solution` finishes it for you.",
+        parts.append(Text(_("`hint` gives a hint, a little more each time; `solution` finishes it for you."),
                           style="dim"))
     return Group(*parts)
 
@@ -108,7 +114,7 @@ def goals_view(lesson: Lesson, internet: str | None = None) -> RenderableType:
     parts: list[RenderableType] = [Text(lesson.title, style="bold underline")]
     if lesson.intro:
         parts.append(Markdown(lesson.intro))
-    parts.append(Text("What each step asks of you:", style="bold"))
+    parts.append(Text(_("What each step asks of you:"), style="bold"))
     for step in lesson.steps:
         parts.append(Text.assemble((f"  {step.ref}  ", "bold"), step.title))
         parts += [Text(f"        {question(check, internet)}", style="dim") for check in step.checks]
@@ -119,42 +125,44 @@ def exercise_goals_view(exercise: Exercise, internet: str | None = None) -> Rend
     """An exercise's task, then the questions its checks will ask of the student's lab."""
     parts = [exercise_view(exercise)]
     if exercise.checks:
-        parts.append(Text("When you are done, the checks ask:", style="bold"))
+        parts.append(Text(_("When you are done, the checks ask:"), style="bold"))
         parts += [Text(f"  {question(check, internet)}", style="dim") for check in exercise.checks]
     return Group(*parts)
 
 
-HINT_STAGES = {"written": "hint", "idea": "what is missing", "blanks": "the command, with blanks to fill",
-               "command": "the command", "text": "hint"}
+HINT_STAGES = {"written": N_("hint"), "idea": N_("what is missing"), "blanks": N_("the command, with blanks to fill"),
+               "command": N_("the command"), "text": N_("hint")}
 
 
 def hint_view(hint: Hint) -> RenderableType:
-    head = Text(f"Hint for {hint.target.ref} ({HINT_STAGES.get(hint.stage, 'hint')}): {hint.target.title}",
-                style="bold")
+    head = Text(_("Hint for {ref} ({stage}): {title}").format(
+        ref=hint.target.ref, stage=_(HINT_STAGES.get(hint.stage, "hint")), title=hint.target.title), style="bold")
     if hint.command is None:
         body: RenderableType = Text(hint.text)
     else:
         body = Syntax(f"{hint.command.where}# {hint.command.text}", "console", theme="ansi_dark",
                       background_color="default", word_wrap=True)
-    after = {"idea": "Ask again for the command with blanks.", "blanks": "Ask again for the whole command."}
+    after = {"idea": _("Ask again for the command with blanks."), "blanks": _("Ask again for the whole command.")}
     more = [Text(after[hint.stage], style="dim")] if hint.stage in after else []
     if hint.remaining:
-        more.append(Text(f"({hint.remaining} more command(s) missing after this one)", style="dim"))
+        more.append(Text(ngettext("({count} more command missing after this one)",
+                                  "({count} more commands missing after this one)", hint.remaining).format(
+            count=hint.remaining), style="dim"))
     return Group(head, body, *more)
 
 
 def solution_view(solution: Solution, check_view: Callable[[object], RenderableType]) -> RenderableType:
     parts: list[RenderableType] = []
     if solution.removed:
-        parts.append(Text("Removed what was in the way:", style="bold"))
+        parts.append(Text(_("Removed what was in the way:"), style="bold"))
         parts.append(Syntax("\n".join(solution.removed), "console", theme="ansi_dark", background_color="default",
                             word_wrap=True))
     ran = [f"{c.where}# {c.text}" for c in solution.ran] + solution.restored
     if ran:
-        parts.append(Text("Ran for you:", style="bold"))
+        parts.append(Text(_("Ran for you:"), style="bold"))
         parts.append(Syntax("\n".join(ran), "console", theme="ansi_dark", background_color="default",
                             word_wrap=True))
     elif not solution.removed:
-        parts.append(Text("No command was missing.", style="bold"))
+        parts.append(Text(_("No command was missing."), style="bold"))
     parts.append(verdict_view(solution.verdict, check_view))
     return Group(*parts)

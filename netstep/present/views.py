@@ -19,7 +19,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from netstep import render
+from netstep import i18n, render
 from netstep.core.grading import Hint, Solution, Verdict
 from netstep.core.reconcile import Reconciliation
 from netstep.core.results import OwnResult, StepResult
@@ -27,16 +27,22 @@ from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.course.course import Course
 from netstep.course.lessons import Exercise, Lesson, Step
 from netstep.course.predictions import Prediction, Score, question
+from netstep.i18n import N_, fill
 from netstep.kernel.registry import natural
 from netstep.present import coaching
 from netstep.state.diff import Diff
 from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
 
-TITLES = {
-    "links": "Devices", "addresses": "Addresses", "routes": "Routes", "rules": "iptables rules",
-    "sysctls": "Sysctls", "neighbours": "Neighbours (ARP)", "fdb": "Bridge forwarding table",
-    "conntrack": "Connection tracking", "counters": "Counted by the checks",
+TITLES = {  # translated where drawn (title())
+    "links": N_("Devices"), "addresses": N_("Addresses"), "routes": N_("Routes"), "rules": N_("iptables rules"),
+    "sysctls": N_("Sysctls"), "neighbours": N_("Neighbours (ARP)"), "fdb": N_("Bridge forwarding table"),
+    "conntrack": N_("Connection tracking"), "counters": N_("Counted by the checks"),
 }
+
+
+def title(part: str) -> str:
+    """A part's title in the chosen language."""
+    return i18n._(TITLES[part])
 
 
 @singledispatch
@@ -66,22 +72,24 @@ def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS
     only the entries that record a rewrite, and a count of the others."""
     rows: list[tuple[Text, Text]] = []
     shown = [part for part in parts if state.part(part) or part not in CACHE_PARTS]
-    width = max((len(TITLES[part]) for part in shown), default=0)
+    width = max((Text(title(part)).cell_len for part in shown), default=0)
     for part in shown:
         entries = state.part(part)
         if part == "conntrack" and nat_only:
             kept = [entry for entry in entries if translated(entry)]
             lines = [Text(entry) for entry in kept]
             if len(kept) < len(entries):
-                lines.append(Text(f"(and {len(entries) - len(kept)} more, which no NAT rule rewrote)", style="dim"))
+                lines.append(Text(i18n._("(and {count} more, which no NAT rule rewrote)").format(
+                    count=len(entries) - len(kept)), style="dim"))
         elif part == "links":
             lines = [Text.assemble((link.name, "bold"), ": ", _link_text(link.describe())) for link in state.links]
         elif part == "rules":
             lines = [_rule_text(rule) for rule in entries]
         else:
             lines = [Text(entry) for entry in entries]
-        for i, line in enumerate(lines or [Text("(none)", style="dim")]):
-            rows.append((Text(f"{TITLES[part] if i == 0 else '':<{width}}  ", style="bold cyan"), line))
+        for i, line in enumerate(lines or [Text(i18n._("(none)"), style="dim")]):
+            label = Text(title(part) if i == 0 else "", style="bold cyan")
+            rows.append((label.append(" " * (width - label.cell_len + 2)), line))
     return Panel(Hanging(rows), title=f"[bold]{state.name}[/]", title_align="left", expand=False)
 
 
@@ -138,7 +146,7 @@ def _(snapshot: Snapshot) -> RenderableType:
 @renderable.register
 def _(d: Diff) -> RenderableType:
     if not d:
-        return Text("No change to devices, addresses, routes, rules or sysctls.", style="dim")
+        return Text(i18n._("No change to devices, addresses, routes, rules or sysctls."), style="dim")
     width = max(len(ns.name) for ns in d.namespaces)
     return Hanging([(Text.assemble((sign, f"bold {style}"), " ", (f"{name:<{width}}", "cyan"), " "),
                      Text(line, style=style)) for sign, name, line, style in _diff_lines(d)])
@@ -147,8 +155,8 @@ def _(d: Diff) -> RenderableType:
 # A namespace made or removed is told in those words: its sysctls are the kernel's defaults
 # (rp_filter, bridge-nf-call-iptables, ...), which no lesson has named yet. (The JSON diff
 # still lists each one: it is exactly what changed in the kernel.)
-WHOLE = {"added": ("+", "green", "namespace created, with the kernel's default settings"),
-         "removed": ("-", "red", "namespace removed, with its settings")}
+WHOLE = {"added": ("+", "green", N_("namespace created, with the kernel's default settings")),
+         "removed": ("-", "red", N_("namespace removed, with its settings"))}
 
 
 def _diff_lines(d: Diff):
@@ -156,11 +164,11 @@ def _diff_lines(d: Diff):
     for ns in d.namespaces:
         if ns.status != "changed":
             sign, style, line = WHOLE[ns.status]
-            yield sign, ns.name, line, style
+            yield sign, ns.name, i18n._(line), style
         for part in ns.parts:
             if ns.status != "changed" and part.part == "sysctls":
                 continue
-            label = TITLES[part.part].lower()
+            label = title(part.part).lower()
             for line in part.removed:
                 yield "-", ns.name, f"{label}: {line}", "red"
             for old, new in part.changed:
@@ -168,12 +176,13 @@ def _diff_lines(d: Diff):
             for line in part.added:
                 yield "+", ns.name, f"{label}: {line}", "green"
             if part.reordered:
-                yield "~", ns.name, f"{label}: same entries, new order", "yellow"
+                yield "~", ns.name, i18n._("{part}: same entries, new order").format(part=label), "yellow"
 
 
 @renderable.register
 def _(check: Check) -> RenderableType:
-    return Text(f"{check.describe()}: expect {check.expectation()}")
+    return Text(i18n._("{check}: expect {expectation}").format(check=check.describe(),
+                                                               expectation=check.expectation()))
 
 
 @renderable.register
@@ -181,16 +190,13 @@ def _(result: CheckResult) -> RenderableType:
     mark, style = ("✔", "green") if result.ok else ("✘", "bold red")
     check = result.check
     seen = REASON_TEXT.get(result.reason, result.detail) if result.actual == "unreachable" else result.detail
-    text = Text.assemble(
-        (f"{mark} ", style),
-        (f"{check.kind:<4} ", "bold"),
-        (coaching.route(result), ""),
-        ("  expected ", "dim"), (check.expect, ""),
-        (f" ({check.reason})" if check.reason else "", ""),
-        (f", as {check.because}" if check.because else "", "dim"),
-        (", got ", "dim"), (result.actual, "green" if result.actual == "reachable" else "yellow"),
-        (f": {seen}", "dim"),
-    )
+    expect = outcome(check.expect) + (f" ({check.reason})" if check.reason else "")
+    fields = dict(mark=(mark, style), kind=(f"{check.kind:<4}", "bold"), route=coaching.route(result),
+                  expect=expect, actual=(outcome(result.actual), "green" if result.actual == "reachable" else "yellow"),
+                  seen=i18n._(seen), because=check.because)
+    line = (i18n._("{mark} {kind} {route}  expected {expect}, as {because}, got {actual}: {seen}") if check.because
+            else i18n._("{mark} {kind} {route}  expected {expect}, got {actual}: {seen}"))
+    text = Text.assemble(*fill(line, "dim", **fields))
     if result.actual == "unreachable" and result.detail and result.detail not in seen:
         text.append(f" [{result.detail}]", style="dim")
     if result.actual == "unreachable" and result.why:  # where and why, from the kernel's evidence
@@ -202,6 +208,11 @@ def _(result: CheckResult) -> RenderableType:
 # reads 870 alike lines, and drawing them was most of such a run's time. Every check that
 # did not come out as expected is still shown on its own; `--json` lists each one.
 MANY = 12
+
+
+def outcome(word: str) -> str:
+    """reachable / unreachable (course.checks.EXPECTS) in the chosen language."""
+    return i18n._(word)
 
 
 def check_lines(results: list[CheckResult]) -> list[RenderableType]:
@@ -216,10 +227,11 @@ def check_lines(results: list[CheckResult]) -> list[RenderableType]:
     for r in counted:
         groups.setdefault(r.check.kind, []).append(r)
     for kind, group in groups.items():
-        lines.append(Text.assemble(
-            ("✔ ", "green"), (f"{len(group)} × {kind:<4} ", "bold"),
-            _span([r.check.source for r in group], [r.to for r in group]),
-            ": ", ("reachable", "green"), (", as expected", "dim")))
+        lines.append(Text.assemble(*fill(
+            i18n._("{mark} {count} × {kind} {span}: {reachable}, as expected"), "dim", mark=("✔", "green"),
+            count=(str(len(group)), "bold"), kind=(f"{kind:<4}", "bold"),
+            span=_span([r.check.source for r in group], [r.to for r in group]),
+            reachable=(outcome("reachable"), "green"))))
     return lines
 
 
@@ -228,20 +240,23 @@ def _questions_in_groups(checks: list[Check]) -> list[Text]:
     groups: dict[str, list[Check]] = {}
     for c in checks:
         groups.setdefault(c.kind, []).append(c)
-    return [Text.assemble((f"  {len(group)} × {kind:<4} ", "bold"),
-                          _span([c.source for c in group], [c.destination() for c in group]),
-                          (": which get through?", "dim"))
+    return [Text.assemble(*fill(i18n._("  {count} × {kind} {span}: which get through?"), "dim",
+                                count=(str(len(group)), "bold"), kind=(f"{kind:<4}", "bold"),
+                                span=_span([c.source for c in group], [c.destination() for c in group])))
             for kind, group in groups.items()]
 
 
 def _span(sources: list[str], targets: list[str]) -> str:
     """'from netns0 … netns29 to 30 addresses': where a group of checks goes."""
-    def few(names: list[str], what: str) -> str:
+    def few(names: list[str], many: str) -> str:
         names = sorted(set(names), key=natural)
         if len(names) <= 2:
-            return " and ".join(names)
-        return f"{names[0]} … {names[-1]} ({len(names)} {what})"
-    return f"from {few(sources, 'namespaces')} to {few(targets, 'addresses')}"
+            return i18n._("{first} and {second}").format(first=names[0], second=names[1]) if len(names) == 2 \
+                else names[0]
+        return many.format(first=names[0], last=names[-1], count=len(names))
+    return i18n._("from {sources} to {targets}").format(
+        sources=few(sources, i18n._("{first} … {last} ({count} namespaces)")),
+        targets=few(targets, i18n._("{first} … {last} ({count} addresses)")))
 
 
 def commands_view(step: Step) -> RenderableType:
@@ -253,11 +268,12 @@ def step_intro(step: Step, *, asking: bool = False, internet: str | None = None)
     """A step before it runs: its heading, the prose that sets the scene, the questions its
     checks ask (unless the student is about to be asked them one by one) and the commands.
     Never what the checks expect: that comes with the result, and step.after."""
-    parts: list[RenderableType] = [Text(f"Step {step.ref}: {step.title}", style="bold")]
+    parts: list[RenderableType] = [Text(i18n._("Step {ref}: {title}").format(ref=step.ref, title=step.title),
+                                         style="bold")]
     if step.before:
         parts.append(Markdown(step.before))
     if step.checks and not asking:
-        parts.append(Text("The checks ask:", style="bold"))
+        parts.append(Text(i18n._("The checks ask:"), style="bold"))
         if len(step.checks) > MANY:
             parts.extend(_questions_in_groups(step.checks))
         else:
@@ -280,11 +296,12 @@ def _(result: StepResult) -> RenderableType:
         parts.append(reconciled_view(result.reconciled))
     if result.reconciled and result.direction == "undo" and result.diff.title.startswith("your own"):
         return Group(*parts)  # the move was only that: the student's work taken back
-    verb = "Applied" if result.direction == "apply" else "Rolled back"
-    parts.append(Text.assemble((f"{verb} step {step.ref}: ", "bold"), (step.title, "bold cyan")))
-    parts.append(Panel(renderable(result.diff), title="What changed", title_align="left", expand=False))
+    moved = i18n._("Applied step {ref}: {title}") if result.direction == "apply" else \
+        i18n._("Rolled back step {ref}: {title}")
+    parts.append(Text.assemble(*fill(moved, "bold", ref=(step.ref, "bold"), title=(step.title, "bold cyan"))))
+    parts.append(Panel(renderable(result.diff), title=i18n._("What changed"), title_align="left", expand=False))
     if result.checks:
-        parts.append(Text("Checks", style="bold"))
+        parts.append(Text(i18n._("Checks"), style="bold"))
         parts.extend(check_lines(result.checks))
     if result.shown is not None:
         for show in step.shows:
@@ -297,12 +314,13 @@ def _(result: StepResult) -> RenderableType:
 
 def reconciled_view(done: Reconciliation) -> RenderableType:
     """What a move took back of the student's own changes, and what it put back, by command."""
-    parts: list[RenderableType] = [Text("The lab differed from where the course stands; first, netstep", style="bold")]
+    parts: list[RenderableType] = [Text(i18n._("The lab differed from where the course stands; first, netstep"),
+                                         style="bold")]
     if done.removed:
-        parts.append(Text("removed what you added:"))
+        parts.append(Text(i18n._("removed what you added:")))
         parts += [Text(f"  - {change.describe()}", style="red") for change in done.removed]
     if done.restored:
-        parts.append(Text("put back or set again what the course had:"))
+        parts.append(Text(i18n._("put back or set again what the course had:")))
         parts += [Text(f"  + {change.describe()}", style="green") for change in done.restored]
     return Group(*parts)
 
@@ -319,14 +337,14 @@ def _(lesson: Lesson) -> RenderableType:
 
 @renderable.register
 def _(course: Course) -> RenderableType:
-    table = Table(title="netstep: the course", title_justify="left")
+    table = Table(title=i18n._("netstep: the course"), title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("Lesson", style="cyan", no_wrap=True)
-    table.add_column("Title")
-    table.add_column("Steps", justify="right")
+    table.add_column(i18n._("Lesson"), style="cyan", no_wrap=True)
+    table.add_column(i18n._("Title"))
+    table.add_column(i18n._("Steps"), justify="right")
     for lesson in course.lessons:
-        title = lesson.title.split(":", 1)[-1].strip()
-        table.add_row(str(lesson.number), lesson.slug, title, str(len(lesson.steps)))
+        heading = lesson.title.replace("：", ":").split(":", 1)[-1].strip()
+        table.add_row(str(lesson.number), lesson.slug, heading, str(len(lesson.steps)))
     return table
 
 
@@ -335,7 +353,7 @@ def _(result: OwnResult) -> RenderableType:
     code = "\n".join(f"{c.where}# {c.text}" for c in result.commands)
     return Group(
         Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True),
-        Panel(renderable(result.diff), title="What changed", title_align="left", expand=False),
+        Panel(renderable(result.diff), title=i18n._("What changed"), title_align="left", expand=False),
     )
 
 

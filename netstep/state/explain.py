@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from netstep.i18n import _
 from netstep.state.evidence import Flow, RuleCount
 from netstep.state.paths import Hop, Path, Wiring
 
@@ -190,12 +191,13 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
     end = forward.end
     if reason in ("reply", "connected") or reason.startswith("HTTP"):
         if end is not None and end.action == "left":
-            return Finding(end.ns, f"answered from beyond {end.ns}'s {end.lookup.dev}", evidence)
+            return Finding(end.ns, _("answered from beyond {ns}'s {dev}").format(ns=end.ns, dev=end.lookup.dev),
+                           evidence)
         where = end.ns if end else None
-        return Finding(where, f"answered by {where}", evidence)
+        return Finding(where, _("answered by {ns}").format(ns=where), evidence)
     if reason == "no-route" and forward.hops:
         first = forward.hops[0]
-        why = f"{first.ns} has no route to {forward.dst}"
+        why = _("{ns} has no route to {dst}").format(ns=first.ns, dst=forward.dst)
         return Finding(first.ns, why, {**evidence, "route": first.lookup.as_json()})
     rule = blamed(seen.rules, forward, reply, kind)
     if rule is not None:
@@ -209,12 +211,14 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         if broken is not None and broken.ns in owners:
             return Finding(broken.ns, broken.problem, {**evidence, "route": broken.lookup.as_json()})
         where = owners[0] if owners else None
-        return Finding(where, f"{where or sender} answered: {detail.split(',')[0]}", evidence)
+        return Finding(where, _("{ns} answered: {answer}").format(ns=where or sender, answer=detail.split(",")[0]),
+                       evidence)
     dropped = counted_drop(seen.rules, on_path(forward, reply))
     if dropped is not None:
         ns, rule = dropped
-        what = f"policy {rule.target}" if rule.rule.startswith("policy") else f"the rule `{rule.rule}`"
-        why = f"dropped by {rule.table} {rule.chain} {what} in {ns}"
+        why = (_("dropped by {table} {chain} policy {target} in {ns}") if rule.rule.startswith("policy") else
+               _("dropped by {table} {chain} the rule `{rule}` in {ns}")).format(
+            table=rule.table, chain=rule.chain, target=rule.target, rule=rule.rule, ns=ns)
         return Finding(ns, why, {**evidence, "rule": rule.describe()})
     broken = forward.broken
     if broken is not None and confirms(broken, seen.moved):
@@ -222,25 +226,28 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
     if forward.delivered and reply is not None and reply.broken is not None:
         back = reply.broken
         if confirms(reply.hops[0], seen.moved, reply_of=kind):
-            arrived = f"reached {end.ns}" if end else "arrived"
-            return Finding(back.ns, f"{arrived}; {_no_way_back(back, reply)}{_unmasked(forward, reply, seen)}",
+            arrived = _("reached {ns}").format(ns=end.ns) if end else _("arrived")
+            return Finding(back.ns, _("{arrived}; {no_way_back}{unmasked}").format(
+                arrived=arrived, no_way_back=_no_way_back(back, reply), unmasked=_unmasked(forward, reply, seen)),
                            {**evidence, "route": back.lookup.as_json()})
     if seen.drops:
-        return Finding(None, f"the kernel dropped it: {seen.drops[0]}", evidence)
-    return Finding(None, "no counter, route or rule shows where it went", evidence)
+        return Finding(None, _("the kernel dropped it: {reason}").format(reason=seen.drops[0]), evidence)
+    return Finding(None, _("no counter, route or rule shows where it went"), evidence)
 
 
 def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: dict) -> Finding:
-    verb = "rejected" if rule.target == "REJECT" else "dropped"
-    why = f"{verb} by {rule.named(crossing.ns)}"
+    why = (_("rejected by {rule}") if rule.target == "REJECT" else _("dropped by {rule}")).format(
+        rule=rule.named(crossing.ns))
     if crossing.bridge:
-        why += (f", as it crossed the bridge {crossing.bridge} (br_netfilter hands bridged frames to iptables: "
-                "bridge-nf-call-iptables = 1)")
+        why += _(", as it crossed the bridge {bridge} (br_netfilter hands bridged frames to iptables: "
+                 "bridge-nf-call-iptables = 1)").format(bridge=crossing.bridge)
     elif crossing.back:
-        why += f" on the way back ({crossing.chain}, {crossing.src} -> {crossing.dst})"
+        why += _(" on the way back ({chain}, {src} -> {dst})").format(chain=crossing.chain, src=crossing.src,
+                                                                      dst=crossing.dst)
     answer = rule.rule.split("--reject-with ")[1].split()[0] if "--reject-with" in rule.rule else ""
     if rule.target == "REJECT" and answer in REJECT_READS and reason != "no-answer":
-        why += f"; the REJECT answers {answer}, which the source reads as “{REJECT_READS[answer]}”"
+        why += _("; the REJECT answers {answer}, which the source reads as “{reads}”").format(
+            answer=answer, reads=REJECT_READS[answer])
     corrected = "filtered" if rule.target == "REJECT" and reason not in ("filtered", "no-answer") else ""
     found = {**evidence, "rule": rule.describe()}
     return Finding(crossing.ns, why, found, seen="filtered" if corrected else "no-answer", reason=corrected,
@@ -255,13 +262,13 @@ def _unmasked(forward: Path, reply: Path, seen: Observation) -> str:
               for rules in seen.rules.values() for rule in rules)
     if not routers or reply.dst != forward.src or nat or any(flow.snat for flow in seen.flows):
         return ""
-    return (f": {routers[-1]} forwarded it with its source {forward.src} unchanged "
-            "(no MASQUERADE or SNAT rule rewrote it)")
+    return _(": {router} forwarded it with its source {src} unchanged (no MASQUERADE or SNAT rule rewrote it)"
+             ).format(router=routers[-1], src=forward.src)
 
 
 def _no_way_back(hop: Hop, reply: Path) -> str:
     if hop.arrived_on is None and hop.lookup.error:
-        return f"{hop.ns} has no route back to {reply.dst}"
+        return _("{ns} has no route back to {dst}").format(ns=hop.ns, dst=reply.dst)
     return hop.problem
 
 
@@ -269,13 +276,14 @@ def _refused(forward: Path, seen: Observation, evidence: dict) -> Finding:
     end = forward.end
     where = end.ns if end and end.action == "delivered" else None
     target = f"{forward.dst}:{seen.port}" if seen.port else forward.dst
-    why = f"nothing listens on {target} in {where}" if where else "the connection was refused"
+    why = (_("nothing listens on {target} in {ns}").format(target=target, ns=where) if where
+           else _("the connection was refused"))
     dnat = [rule for rule in seen.rules.get(where or "", []) if rule.target == "DNAT"]
     note = _skipped_dnat(forward, seen, where)
     if note:
         why += f"; {note}"
     elif dnat:
-        why += f"; {dnat[0].describe()} counted it"
+        why += _("; {rule} counted it").format(rule=dnat[0].describe())
     return Finding(where, why, evidence)
 
 
@@ -287,6 +295,6 @@ def _skipped_dnat(forward: Path, seen: Observation, where: str | None) -> str:
     prerouting = [r for r in rules if r.table == "nat" and r.chain == "PREROUTING" and r.target == "DNAT"]
     output = [r for r in rules if r.table == "nat" and r.chain == "OUTPUT" and r.target == "DNAT"]
     if prerouting and not output:
-        return (f"DNAT did not apply: {where}'s own packets skip PREROUTING's nat rules "
-                f"(`{prerouting[0].rule}` counted nothing; nat OUTPUT has no DNAT)")
+        return _("DNAT did not apply: {ns}'s own packets skip PREROUTING's nat rules "
+                 "(`{rule}` counted nothing; nat OUTPUT has no DNAT)").format(ns=where, rule=prerouting[0].rule)
     return ""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from netstep.i18n import _
 from netstep.state.evidence import RouteLookup
 from netstep.state.snapshot import Snapshot
 
@@ -167,7 +168,7 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
     `dnat`: the namespaces that rewrite the destination (conntrack says), and to what."""
     hops: list[Hop] = []
     ns, dev_in, original = start, arrived_on, dst
-    for _ in range(MAX_HOPS):
+    for _hop in range(MAX_HOPS):
         dst = (dnat or {}).get(ns, dst)  # before routing: nat PREROUTING, or OUTPUT where it was sent
         result = lookup(ns, dst, src if dev_in else None, dev_in)
         sending = dev_in is None
@@ -186,12 +187,14 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
             break
         if not found:
             if owning:
-                problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but {owning[0].down} is down, "
-                           f"on the way to {owning[0].ns}: ARP gets no answer")
+                problem = _("{ns} sends it out of {dev} to {hop}, but {down} is down, on the way to {far}: ARP "
+                            "gets no answer").format(ns=ns, dev=result.dev, hop=hop_to, down=owning[0].down,
+                                                     far=owning[0].ns)
             else:
-                others = ", ".join(sorted({end.ns for end in ends if not end.down})) or "nobody"
-                problem = (f"{ns} sends it out of {result.dev} to {hop_to}, but nobody on that link has {hop_to} "
-                           f"(there: {others}): ARP gets no answer")
+                others = ", ".join(sorted({end.ns for end in ends if not end.down})) or _("nobody")
+                problem = _("{ns} sends it out of {dev} to {hop}, but nobody on that link has {hop} "
+                            "(there: {others}): ARP gets no answer").format(ns=ns, dev=result.dev, hop=hop_to,
+                                                                           others=others)
             hops.append(Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason="NEIGH_FAILED"))
             break
         end = found[0]
@@ -202,15 +205,15 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
 
 def _refused(wiring: Wiring, ns: str, dev_in: str | None, result: RouteLookup, dst: str, sending: bool) -> Hop:
     if sending:
-        problem = f"{ns} has no route to {dst}"
+        problem = _("{ns} has no route to {dst}").format(ns=ns, dst=dst)
         reason = "IP_OUTNOROUTES"
     elif result.error == errno.EHOSTUNREACH and not wiring.forwarding(ns):
-        problem = f"{ns} does not forward packets: net.ipv4.ip_forward = 0"
+        problem = _("{ns} does not forward packets: net.ipv4.ip_forward = 0").format(ns=ns)
         reason = "IP_INADDRERRORS"
     elif result.error == errno.EXDEV:
-        problem = f"{ns} drops it: reverse path filter (rp_filter) on {dev_in}"
+        problem = _("{ns} drops it: reverse path filter (rp_filter) on {dev}").format(ns=ns, dev=dev_in)
         reason = "IP_RPFILTER"
     else:
-        problem = f"{ns} has no route to {dst} (for a packet arriving on {dev_in})"
+        problem = _("{ns} has no route to {dst} (for a packet arriving on {dev})").format(ns=ns, dst=dst, dev=dev_in)
         reason = "IP_INNOROUTES"
     return Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason=reason)
