@@ -73,10 +73,11 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
         ns, ipr = link["ns"], lab.ipr(link["ns"])
         if link["kind"] == "veth" and link.get("peer"):
             peer = link["peer"]
-            ipr.link("add", ifname=link["name"], kind="veth", peer=peer["name"])
-            if peer["ns"] != ns:
-                index = lookup.index_of(lab, ns, peer["name"])
-                lookup.with_fd(lab, peer["ns"], lambda fd, i=index, p=ipr: p.link("set", index=i, net_ns_fd=fd))
+            if peer["ns"] != ns:  # made straight in its namespace: its name may be taken here (eth0)
+                lookup.with_fd(lab, peer["ns"], lambda fd, p=ipr, link=link, peer=peer: p.link(
+                    "add", ifname=link["name"], kind="veth", peer={"ifname": peer["name"], "net_ns_fd": fd}))
+            else:
+                ipr.link("add", ifname=link["name"], kind="veth", peer=peer["name"])
             lab.tune_link(peer["ns"], peer["name"])
             ends.append(peer)
         else:
