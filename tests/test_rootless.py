@@ -102,7 +102,8 @@ class User:
 
     def run(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "COLUMNS": "300",
-               "NO_COLOR": "1", "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "HOME": self.home}
+               "NO_COLOR": "1", "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "HOME": self.home,
+               "SHELL": "/bin/sh"}  # (tmux runs its commands in $SHELL; the user's own is nologin)
         return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
                                *argv], cwd="/tmp", capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -299,5 +300,62 @@ def test_a_lesson_notebook_as_an_ordinary_user(make_user) -> None:
     scratch = next(text for source, text in texts.items() if source.startswith('ipr = t.ipr("host")'))
     assert "scratch1" in scratch, scratch  # pyroute2 on a netlink socket handed over from the lab
     # The last cell's t.reset() left nothing: no process of the user, no record; the machine untouched.
+    assert user.processes_end() and os.listdir(user.records) == []
+    assert machine_network_state() == before
+
+
+TMUX = shutil.which("tmux")
+
+
+@needs_root
+@needs_users
+@pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
+def test_the_demo_in_tmux_as_an_ordinary_user(make_user) -> None:
+    """The demo (Textual, threads of its own: python -m netstep joined the lab before them)
+    in the user's own tmux at 120x36: steps applied and rolled back by keys, the lab's
+    picture drawn, --rollback-on-exit, then reset leaves nothing."""
+    before = machine_network_state()
+    user = make_user()
+    session = "netstep-demo"
+    done = f"{user.home}/rc"
+    python = f"PYTHONPATH={REPO}:{sysconfig.get_paths()['purelib']} HOME={user.home} {SYSTEM_PYTHON}"
+    command = (f"cd /tmp && env -u COLUMNS -u LINES NO_COLOR=1 TERM=xterm-256color {python} -m netstep demo "
+               f"--rollback-on-exit; echo $? > {done}; sleep 30")
+    total = len(Course.load().steps)
+
+    def tmux(*args: str) -> str:
+        return user.run(TMUX, *args, timeout=30).stdout
+
+    def wait_for(text: str, limit: float = 120.0) -> str:  # a guard against a hang, not a timing
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            shown = tmux("capture-pane", "-p", "-t", session)
+            if text in shown:
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared on the screen:\n{tmux('capture-pane', '-p', '-t', session)}")
+
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", command)
+        wait_for("Next: step 1.1")
+        assert "upstream · router" in wait_for("Quit")
+        for n in (1, 2, 3):
+            tmux("send-keys", "-t", session, "Right")
+            wait_for(f"{n}/{total} steps applied")
+        assert "netns0" in wait_for("lo DOWN")  # the picture: netns0 exists, its loopback is down
+        tmux("send-keys", "-t", session, "Left")
+        assert f"2/{total} steps applied" in wait_for("Rolled back")
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(done) as f:
+            assert f.read().strip() == "0"
+        kept = user.netstep("inspect", "--all", "--json")  # the holder kept the lab, rolled back to the start
+        assert kept.returncode == 0 and '"host"' in kept.stdout and "netns0" not in kept.stdout, kept
+    finally:
+        tmux("kill-server")
+        shutil.rmtree(f"/tmp/tmux-{user.uid}", ignore_errors=True)
+    assert user.netstep("reset").returncode == 0
     assert user.processes_end() and os.listdir(user.records) == []
     assert machine_network_state() == before
