@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import machine_network_state
-from support import REPO, needs_root, unique_name
+from support import REPO, needs_root, unique_name, wait_for_screen
 
 from netstep.course.course import Course
 from netstep.doctor import user_namespaces
@@ -326,14 +326,8 @@ def test_the_demo_in_tmux_as_an_ordinary_user(make_user) -> None:
     def tmux(*args: str) -> str:
         return user.run(TMUX, *args, timeout=30).stdout
 
-    def wait_for(text: str, limit: float = 120.0) -> str:  # a guard against a hang, not a timing
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            shown = tmux("capture-pane", "-p", "-t", session)
-            if text in shown:
-                return shown
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared on the screen:\n{tmux('capture-pane', '-p', '-t', session)}")
+    def wait_for(text: str) -> str:
+        return wait_for_screen(lambda: tmux("capture-pane", "-p", "-t", session), text, 120.0)
 
     try:
         tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", command)
