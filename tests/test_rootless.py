@@ -250,6 +250,20 @@ def test_two_users_each_with_a_lab_named_default_stay_apart(make_user) -> None:
     assert alice.netstep("reset").returncode == 0
 
 
+@needs_root
+@needs_users
+def test_doctor_as_an_ordinary_user_tries_what_a_lab_needs_in_a_user_namespace(make_user) -> None:
+    """What the host kernel must give a class's users (veth, bridge, nf_nat, nf_conntrack),
+    tried where their labs live: in a user namespace of their own."""
+    user = make_user()
+    doctor = user.netstep("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "✔ unprivileged user namespaces are allowed" in doctor.stdout
+    assert "✔ a user namespace of your own: a scratch namespace, pinned by a bind mount, with a veth pair, an " \
+        "address, a bridge, an iptables rule and a MASQUERADE worked (and is gone)" in doctor.stdout
+    assert user.processes_end()
+
+
 # What an ordinary user's nbclient runs: a notebook, in an ordinary Jupyter kernel of their own.
 EXECUTE = """
 import sys, nbformat
