@@ -214,23 +214,38 @@ in_ns host iptables -P FORWARD DROP >/dev/null
 inspect; echo "step 6.5 $(( ($(now) - t0) / 1000 ))" >&3
 ping_check 6.5 netns0 203.0.113.8
 ping_check 6.5 netns0 10.0.2.15
+ping_check 6.5 netns0 172.18.0.20
 
 # 6.6 Open only the paths the containers need
 t0=$(now); inspect
 in_ns host iptables -A FORWARD -i br0 ! -o br0 -j ACCEPT >/dev/null
 in_ns host iptables -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT >/dev/null
+in_ns host iptables -A FORWARD -i br0 -o br0 -j ACCEPT >/dev/null
 inspect; echo "step 6.6 $(( ($(now) - t0) / 1000 ))" >&3
 ping_check 6.6 netns0 203.0.113.8
 ping_check 6.6 netns1 203.0.113.8
+ping_check 6.6 netns0 172.18.0.20
+ping_check 6.6 netns1 172.18.0.10
 
-# 6.7 Put the open policy back
+# 6.7 Knock from outside
+t0=$(now); inspect
+in_ns upstream ip route add 172.18.0.0/16 via 10.0.2.15 >/dev/null
+inspect; echo "step 6.7 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 6.7 upstream 172.18.0.10
+ping_check 6.7 netns0 203.0.113.8
+
+# 6.8 Put the open policy back
 t0=$(now); inspect
 in_ns host iptables -D FORWARD -i br0 ! -o br0 -j ACCEPT >/dev/null
 in_ns host iptables -D FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT >/dev/null
+in_ns host iptables -D FORWARD -i br0 -o br0 -j ACCEPT >/dev/null
 in_ns host iptables -P FORWARD ACCEPT >/dev/null
-inspect; echo "step 6.7 $(( ($(now) - t0) / 1000 ))" >&3
-ping_check 6.7 netns0 203.0.113.8
-ping_check 6.7 netns1 203.0.113.8
+in_ns upstream ip route delete 172.18.0.0/16 via 10.0.2.15 >/dev/null
+inspect; echo "step 6.8 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 6.8 netns0 203.0.113.8
+ping_check 6.8 netns1 203.0.113.8
+ping_check 6.8 netns0 172.18.0.20
+ping_check 6.8 upstream 172.18.0.10
 
 # 7.1 Start a server in netns0
 t0=$(now); inspect

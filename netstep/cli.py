@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true")
     for name, what in (("hint", "the next command you are missing for STEP"),
                        ("solution", "run what is missing for STEP, then verify it")):
-        sub.add_parser(name, help=what).add_argument("step", nargs="?", help="as for verify")
+        command = sub.add_parser(name, help=what)
+        command.add_argument("step", nargs="?", help="as for verify")
+        command.add_argument("--json", action="store_true")
     next_ = sub.add_parser("next", help="apply the next step")
     next_.add_argument("--json", action="store_true", help="print the step and each check as JSON lines")
     sub.add_parser("back", help="roll back the last step")

@@ -61,13 +61,20 @@ def cmd_verify(engine: Engine, args, out) -> int:
 
 
 def cmd_hint(engine: Engine, args, out) -> int:
-    out.print(next_hint(engine, target_of(engine, args.step)))
+    found = next_hint(engine, target_of(engine, args.step))
+    if args.json:
+        print(json.dumps(found.as_json()), flush=True)
+    else:
+        out.print(found)
     return 0
 
 
 def cmd_solution(engine: Engine, args, out) -> int:
     done = solution(engine, target_of(engine, args.step))
-    out.print(done)
+    if args.json:
+        print(json.dumps(done.as_json()), flush=True)
+    else:
+        out.print(done)
     return 0 if done.verdict.ok else 1
 
 

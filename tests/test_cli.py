@@ -98,10 +98,10 @@ def refs_through(course: Course, number: int) -> list[str]:
 # -- list --------------------------------------------------------------------------------------
 
 
-def test_list_prints_the_seven_lessons(course: Course, cli_lab: str) -> None:
+def test_list_prints_every_lesson(course: Course, cli_lab: str) -> None:
     result = netstep(cli_lab, "list")
     assert_ok(result)
-    assert len(course.lessons) == 7
+    assert len(course.lessons) >= 7 and [le.number for le in course.lessons[:7]] == list(range(1, 8))
     for lesson in course.lessons:
         title = re.sub(r"^Lesson \d+:\s*", "", lesson.title)
         line = next((ln for ln in result.stdout.splitlines() if lesson.slug in ln.split()

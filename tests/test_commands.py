@@ -89,6 +89,20 @@ ACCEPTED = [
      Iptables("host", table="filter", args=("-A", "FORWARD", "-o", "br0", "-m", "conntrack", "--ctstate",
                                             "RELATED,ESTABLISHED", "-j", "ACCEPT")),
      "iptables -A FORWARD -o br0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+    ("host", "iptables -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 5005 --ctdir ORIGINAL ! -s 10.0.2.2 -j DROP",
+     Iptables("host", table="filter", args=("-A", "DOCKER-USER", "-p", "tcp", "-m", "conntrack", "--ctorigdstport",
+                                            "5005", "--ctdir", "ORIGINAL", "!", "-s", "10.0.2.2", "-j", "DROP")),
+     "iptables -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 5005 --ctdir ORIGINAL ! -s 10.0.2.2 -j DROP"),
+    ("host", "iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT "
+             "--to-destination 172.18.0.10:5000",
+     Iptables("host", table="nat", args=("-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-p", "tcp",
+                                         "--dport", "5005", "-j", "DNAT", "--to-destination", "172.18.0.10:5000")),
+     "iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT "
+     "--to-destination 172.18.0.10:5000"),
+    ("host", "iptables -A DOCKER-USER -m conntrack --ctorigdst 10.0.2.16 --ctorigsrc 10.0.2.2 -j RETURN",
+     Iptables("host", table="filter", args=("-A", "DOCKER-USER", "-m", "conntrack", "--ctorigdst", "10.0.2.16",
+                                            "--ctorigsrc", "10.0.2.2", "-j", "RETURN")),
+     "iptables -A DOCKER-USER -m conntrack --ctorigdst 10.0.2.16 --ctorigsrc 10.0.2.2 -j RETURN"),
     ("host", "iptables -I FORWARD 2 -i br0 -j ACCEPT",
      Iptables("host", table="filter", args=("-I", "FORWARD", "2", "-i", "br0", "-j", "ACCEPT")),
      "iptables -I FORWARD 2 -i br0 -j ACCEPT"),
@@ -221,7 +235,10 @@ REJECTED = [
     ("ip netns add host", ["'host' cannot name a container namespace"]),
     ("ip netns add upstream", ["'upstream' cannot name a container namespace"]),
     ("ip link add veth0 type vxlan", ["ip link add NAME type veth peer name PEER"]),
-    ("ip link set veth0 mtu 9000", ["ip link set NAME up|down"]),
+    ("ip link set veth0 mtu 20", ["from 68 to 65535"]),
+    ("bridge link set dev veth0 hairpin maybe", ["hairpin on|off"]),
+    ("bridge fdb add 02:00:00:00:00:01 dev veth0", ["bridge link set dev NAME hairpin on|off"]),
+    ("iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN", ["needs 2 values"]),
     # iptables
     ("iptables -A FORWARD --foo bar -j ACCEPT", ["'--foo'", "not in netstep's grammar"]),
     ("iptables -A FORWARD -s 10.0.0.0/8 --set-xmark 1 -j ACCEPT", ["'--set-xmark'"]),
@@ -284,3 +301,19 @@ def test_words_are_split_as_a_posix_shell_splits_them(line):
 def test_an_empty_quoted_word_stays_a_word_and_is_refused(line):
     with pytest.raises(ValueError):
         parse(line)
+
+
+@pytest.mark.parametrize("line, command", [
+    ("ip link set eth0 mtu 1400", "ip link set eth0 mtu 1400"),
+    ("ip link set dev eth0 mtu 1500", "ip link set eth0 mtu 1500"),
+    ("bridge link set dev veth0 hairpin on", "bridge link set dev veth0 hairpin on"),
+    ("bridge link set veth0 hairpin off", "bridge link set dev veth0 hairpin off"),
+    ("iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
+     "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"),
+    ("iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
+     "iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP"),
+    ("iptables -t nat -A POSTROUTING -o br0 -m addrtype --src-type LOCAL -j MASQUERADE",
+     "iptables -t nat -A POSTROUTING -o br0 -m addrtype --src-type LOCAL -j MASQUERADE"),
+])
+def test_lessons_9_and_11_commands_parse_and_say_themselves(line: str, command: str) -> None:
+    assert parse(line).command() == command

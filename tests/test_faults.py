@@ -40,16 +40,16 @@ class Fault:
 REJECT_WORDS = ["rejected by host filter FORWARD rule 1 `-s 172.18.0.20 -j REJECT`", "“Connection refused”"]
 FAULTS = {
     # the issue's own case: a student's REJECT answers with icmp-port-unreachable, which is no closed port
-    "forward-reject-ping": Fault("6.7", ["host# iptables -I FORWARD 1 -s 172.18.0.20 -j REJECT"],
+    "forward-reject-ping": Fault("6.8", ["host# iptables -I FORWARD 1 -s 172.18.0.20 -j REJECT"],
                                  "ping netns1 -> internet reachable", "host", REJECT_WORDS, "filtered"),
-    "forward-reject-tcp": Fault("6.7", ["host# iptables -A FORWARD -s 172.18.0.20 -o eth0 -j REJECT"],
+    "forward-reject-tcp": Fault("6.8", ["host# iptables -A FORWARD -s 172.18.0.20 -o eth0 -j REJECT"],
                                 "tcp netns1 -> internet:9 unreachable", "host",
                                 ["rejected by host filter FORWARD rule 1 `-s 172.18.0.20 -o eth0 -j REJECT`"],
                                 "filtered"),
-    "forward-drop": Fault("6.7", ["host# iptables -I FORWARD 1 -s 172.18.0.20 -j DROP"],
+    "forward-drop": Fault("6.8", ["host# iptables -I FORWARD 1 -s 172.18.0.20 -j DROP"],
                           "ping netns1 -> internet unreachable", "host",
                           ["dropped by host filter FORWARD rule 1 `-s 172.18.0.20 -j DROP`"], "no-answer"),
-    "forward-drop-reply": Fault("6.7", ["host# iptables -A FORWARD -d 172.18.0.20 -j DROP"],
+    "forward-drop-reply": Fault("6.8", ["host# iptables -A FORWARD -d 172.18.0.20 -j DROP"],
                                 "ping netns1 -> internet unreachable", "host",
                                 ["dropped by host filter FORWARD rule 1 `-d 172.18.0.20 -j DROP`", "on the way back"],
                                 "no-answer", back=True),
@@ -73,24 +73,24 @@ FAULTS = {
                                "no-answer", back=True),
     "missing-route": Fault("5.3", ["netns0# ip route del default"], "ping netns0 -> 10.0.2.15 unreachable",
                            "netns0", ["netns0 has no route to 10.0.2.15"], "no-route"),
-    "missing-route-on-the-way": Fault("6.7", ["host# ip route del default"], "ping netns0 -> internet unreachable",
+    "missing-route-on-the-way": Fault("6.8", ["host# ip route del default"], "ping netns0 -> internet unreachable",
                                       "host", ["host has no route to 203.0.113.8"], "net-unreachable"),
     "link-down": Fault("4.5", ["host# ip link set veth1 down"], "ping netns0 -> 172.18.0.20 unreachable",
                        "netns0", ["veth1 in host is down", "on the way to netns1"]),
     "missing-address": Fault("4.5", ["netns1# ip addr del 172.18.0.20/16 dev ceth1"],
                              "ping netns0 -> 172.18.0.20 unreachable", "netns0",
                              ["nobody on that link has 172.18.0.20"]),
-    "missing-masquerade": Fault("6.7", ["host# iptables -t nat -D POSTROUTING -s 172.18.0.0/16 ! -o br0 -j MASQUERADE"],
+    "missing-masquerade": Fault("6.8", ["host# iptables -t nat -D POSTROUTING -s 172.18.0.0/16 ! -o br0 -j MASQUERADE"],
                                 "ping netns0 -> internet unreachable", "upstream",
                                 ["no route back to 172.18.0.10", "no MASQUERADE or SNAT"], back=True),
 }
-if BRIDGE_NETFILTER:  # the lesson 4 check that issue 19 saw answered with "?" at step 6.6 (the policy DROP
-    # of 6.5 and, as yet, no rule that lets bridged frames pass)
+if BRIDGE_NETFILTER:  # the lesson 4 check that issue 19 saw answered with "?" (the policy DROP of 6.5 and
+    # no rule that lets bridged frames pass: the lesson's 6.6 adds one, which the fault takes away)
     FAULTS["bridged-policy-drop"] = Fault(
-        "6.6", [], "ping netns0 -> 172.18.0.20 reachable", "host",
+        "6.6", ["host# iptables -D FORWARD -i br0 -o br0 -j ACCEPT"], "ping netns0 -> 172.18.0.20 reachable", "host",
         ["dropped by host filter FORWARD policy DROP", "crossed the bridge br0"], "no-answer")
-    FAULTS["bridged-policy-drop-expected"] = Fault(  # a lesson showing the break: proven, not waited for
-        "6.6", [], "ping netns0 -> 172.18.0.20 unreachable", "host",
+    FAULTS["bridged-policy-drop-expected"] = Fault(  # the lesson's 6.5 shows the break: proven, not waited for
+        "6.5", [], "ping netns0 -> 172.18.0.20 unreachable", "host",
         ["dropped by host filter FORWARD policy DROP", "crossed the bridge br0"], "no-answer")
 
 
@@ -156,7 +156,7 @@ def test_a_reject_is_told_from_a_port_where_nothing_listens(make_lab, course: Co
     """Both read "Connection refused" at the socket; the REJECT rule's counter tells them apart."""
     lab = make_lab("fa")
     engine = Engine(lab, course)
-    at(engine, "6.7")
+    at(engine, "6.8")
     # --reject-with is beyond the course's grammar: the real iptables makes the rule
     rule = ["iptables", "-A", "FORWARD", "-s", "172.18.0.20", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
     assert lab.exec("host", rule).returncode == 0

@@ -44,7 +44,12 @@ def typed(lab: Lab, *lines: str, strict: bool = True) -> None:
     script = []
     for line in lines:
         ns, _, command = line.partition("# ")
-        run = command if ns == "host" else f"ip netns exec {ns} sh -c {shlex.quote(command)}"
+        if ns == "host":
+            run = command
+        elif ns == "upstream":  # the lab's router is not among the shell's `ip netns` names
+            run = f"nsenter --net={lab.path_of(ns)} sh -c {shlex.quote(command)}"
+        else:
+            run = f"ip netns exec {ns} sh -c {shlex.quote(command)}"
         script.append(f"{run} || {{ echo {shlex.quote('failed: ' + line)} >&2; exit 1; }}" if strict
                       else f"{run} 2>/dev/null")
     made = not os.path.isdir("/run/netns")
@@ -173,10 +178,41 @@ EXERCISES = {
         ["netns1# ip route del default", "netns1# ip route add 10.0.2.0/24 via 172.18.0.1 dev ceth1"],
         ["netns1# ip route add 10.0.2.0/24 via 172.18.0.1"],
         "netns1 should have no route default"),
-    6: (["host# iptables -A FORWARD -s 172.18.0.20/32 -j DROP"],
+    6: (["host# iptables -A FORWARD -s 172.18.0.20/32 ! -o br0 -j DROP"],
         ["host# iptables -I FORWARD 1 -s 172.18.0.20 -o eth0 -j REJECT"],
         ["host# iptables -A INPUT -s 172.18.0.20 -j DROP"],
         "host needs an iptables rule FORWARD -j DROP|REJECT"),
+    8: (["host# iptables -N DOCKER-USER", "host# iptables -A FORWARD -j DOCKER-USER",
+         "host# iptables -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 5005 --ctdir ORIGINAL ! -s 10.0.2.2 "
+         "-j DROP"],
+        ["host# iptables -N DOCKER-USER", "host# iptables -I FORWARD 1 -j DOCKER-USER",
+         "host# iptables -A DOCKER-USER -s 10.0.2.2 -j RETURN",
+         "host# iptables -A DOCKER-USER -p tcp -d 172.18.0.10 --dport 5000 -j REJECT"],
+        # filtered by the port the client typed, which no forwarded packet carries: netns1 gets in
+        ["host# iptables -N DOCKER-USER", "host# iptables -I FORWARD -j DOCKER-USER",
+         "host# iptables -A DOCKER-USER -p tcp --dport 5005 ! -s 10.0.2.2 -j DROP"],
+        "http netns1 -> 10.0.2.15:5005"),
+    10: (["host# iptables -A FORWARD -i br0 -o br0 -j DROP"],
+         ["host# iptables -I FORWARD -s 172.18.0.0/16 -d 172.18.0.0/16 -j REJECT"],
+         ["host# iptables -A INPUT -i br0 -j DROP"],
+         "host needs an iptables rule FORWARD -j DROP|REJECT"),
+    9: (["host# iptables -t nat -A OUTPUT -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT "
+         "--to-destination 172.18.0.10:5000", "host# sysctl -w net.ipv4.conf.br0.route_localnet=1",
+         "host# iptables -t nat -A POSTROUTING -o br0 -m addrtype --src-type LOCAL -j MASQUERADE"],
+        ["host# iptables -t nat -I OUTPUT 1 -p tcp --dport 5005 -m addrtype --dst-type LOCAL -j DNAT "
+         "--to-destination 172.18.0.10:5000", "host# sysctl -w net.ipv4.conf.all.route_localnet=1",
+         "host# iptables -t nat -A POSTROUTING -s 127.0.0.0/8 -o br0 -j SNAT --to-source 172.18.0.1"],
+        ["host# iptables -t nat -A OUTPUT -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT "
+         "--to-destination 172.18.0.10:5000", "host# sysctl -w net.ipv4.conf.br0.route_localnet=1"],
+        "http host -> 127.0.0.1:5005"),
+    11: (["host# iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
+          "host# ip link set eth0 mtu 1400",
+          "host# iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"],
+         ["host# ip link set dev eth0 mtu 1400", "host# iptables -I OUTPUT -p icmp --icmp-type 3/4 -j DROP",
+          "host# iptables -t mangle -A FORWARD -i eth0 -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360"],
+         ["host# iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
+          "host# ip link set eth0 mtu 1400"],
+         "http upstream -> 10.0.2.15:5005/100000"),
 }
 
 
@@ -380,3 +416,104 @@ def test_after_any_typing_every_move_lands_on_its_position(make_lab, plan) -> No
         assert same(read(engine), course_state(engine, 0)), differences(read(engine), course_state(engine, 0))
     finally:
         typed(lab, "host# ip netns delete strayns 2>/dev/null || true")
+
+
+def _listen(argv_prefix: list[str], address: str, port: int) -> subprocess.Popen:
+    """An HTTP server started by `argv_prefix` (nsenter into a namespace, or unshare), listening when returned."""
+    code = (f"import http.server as h; s = h.ThreadingHTTPServer(({address!r}, {port}), "
+            "h.SimpleHTTPRequestHandler); print('up', flush=True); s.serve_forever()")
+    server = subprocess.Popen([*argv_prefix, "python3", "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, cwd="/tmp")
+    assert server.stdout.readline().strip() == "up"
+    return server
+
+
+@needs_root
+def test_a_move_stops_the_servers_the_student_started_in_the_lab_and_nothing_else(lab: Lab) -> None:
+    """Issue 19, section 3: servers the student started in the lab's namespaces are
+    stopped by moves, found by their namespace; a process there that listens on nothing
+    (their shell, a sleep) and a server in a namespace outside the lab are left alone."""
+    engine = Engine(lab)
+    list(engine.goto(engine.course.start_of(engine.course.find("dnat"))))
+    into = ["nsenter", f"--net={lab.path_of('netns1')}"]
+    theirs = _listen(into, "172.18.0.20", 8000)
+    idle = subprocess.Popen([*into, "sleep", "120"])
+    outside = _listen(["unshare", "--net"], "127.0.0.1", 8000)
+    try:
+        result = engine.apply_next(run_checks=False)
+        stopped = [c.describe() for c in result.reconciled.removed if c.describe().startswith("stopped ")]
+        assert len(stopped) == 1, result.reconciled.as_json()
+        assert stopped[0].startswith("stopped netns1# ") and "python3 -c" in stopped[0], stopped
+        assert f"(pid {theirs.pid}, listening on tcp 172.18.0.20:8000)" in stopped[0], stopped
+        assert theirs.wait(timeout=5) is not None
+        assert idle.poll() is None and outside.poll() is None
+    finally:
+        for process in (theirs, idle, outside):
+            process.kill()
+            process.wait()
+
+
+@needs_root
+def test_a_server_the_student_started_for_an_adopted_step_stays_until_that_step_is_undone(lab: Lab) -> None:
+    engine = Engine(lab)
+    list(engine.goto(engine.course.start_of(engine.course.find("dnat"))))
+    server = _listen(["nsenter", f"--net={lab.path_of('netns0')}"], "172.18.0.10", 5000)
+    try:
+        verdict = verify(engine, target_of(engine))
+        assert verdict.ok and verdict.adopted, (verdict.problems, [(r.check.describe(), r.actual) for r in
+                                                                   verdict.checks])
+        result = engine.apply_next()  # 7.2: the adopted 7.1's server is the position's, and still serves
+        assert not result.reconciled and server.poll() is None
+        list(engine.goto(engine.course.start_of(engine.course.find("dnat"))))
+        assert server.wait(timeout=5) is not None
+        assert same(read(engine), course_state(engine, engine.position))
+    finally:
+        server.kill()
+        server.wait()
+
+
+@needs_root
+def test_a_move_that_cannot_complete_leaves_the_lab_where_it_was_and_names_reset(lab: Lab, monkeypatch) -> None:
+    """Issue 19, section 3: never in between. A change of the reconciliation fails (made
+    to fail here on its second action); the lab is brought back as it was, the student's
+    work included, and the error says `reset` is there."""
+    from netstep.core import engine as engine_module
+    from netstep.errors import NetstepError
+
+    engine = Engine(lab)
+    list(engine.goto(engine.course.start_of(engine.course.find("masquerade"))))
+    typed(lab, "host# iptables -A FORWARD -s 172.18.0.99 -j DROP", "host# ip route add 192.0.2.0/24 dev eth0",
+          "netns0# ip link set lo down")
+    before = read(engine)
+    real = engine_module.executor.apply
+    calls = []
+
+    def second_fails(lab_, action, **kw):
+        calls.append(action)
+        if len(calls) == 2:
+            raise NetstepError(f"`{action.command()}` failed (made to fail by the test).")
+        return real(lab_, action, **kw)
+
+    monkeypatch.setattr(engine_module.executor, "apply", second_fails)
+    with pytest.raises(NetstepError) as failed:
+        engine.apply_next(run_checks=False)
+    monkeypatch.undo()
+    assert "back as it was" in str(failed.value) and "reset" in str(failed.value), failed.value
+    assert same(read(engine), before), differences(read(engine), before)
+    assert engine.position == engine.course.start_of(engine.course.find("masquerade"))
+    result = engine.apply_next(run_checks=False)  # and the next move lands
+    assert len(result.reconciled.removed) >= 2
+    assert same(read(engine), course_state(engine, engine.position))
+
+
+@needs_root
+def test_verify_again_and_again_gives_the_same_answer(lab: Lab) -> None:
+    """A student calls verify again and again: an ICMP error a router owes (5.1's "net
+    unreachable" from the upstream) comes every time, never rate-limited into silence."""
+    engine = Engine(lab)
+    list(engine.goto(engine.course.start_of(engine.course.find("gateway"))))
+    target = target_of(engine)
+    assert target.ref == "5.1"
+    for _ in range(4):
+        verdict = verify(engine, target, adopt=False)
+        assert verdict.ok, [(r.check.describe(), r.actual, r.reason) for r in verdict.checks]

@@ -156,7 +156,12 @@ class RealShell:
     def type(self, where: str, line: str, *, fails: bool = False) -> str:
         """Run `line` in namespace `where` and return what it said; the test fails if it
         fails (or, with `fails`, if it does not)."""
-        typed = line if where == "host" else f"ip netns exec {where} {line}"
+        if where == "host":
+            typed = line
+        elif where == "upstream":  # the lab's router is not among the shell's `ip netns` names
+            typed = f"nsenter --net={self.lab.path_of(where)} {line}"
+        else:
+            typed = f"ip netns exec {where} {line}"
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(f"{typed}\necho \"@@rc=$?@@\"\n")
         self.process.stdin.flush()
@@ -202,6 +207,9 @@ def inverse(action: Action) -> list[str]:
     if isinstance(action, Iptables) and action.args[0] in ("-A", "-D", "-N"):
         op = {"-A": "-D", "-D": "-A", "-N": "-X"}[action.args[0]]
         return [Iptables(action.ns, table=action.table, args=(op, *action.args[1:])).command()]
+    if isinstance(action, Iptables) and action.args[0] == "-I":
+        rule = action.args[3:] if action.args[2:3] and action.args[2].isdigit() else action.args[2:]
+        return [Iptables(action.ns, table=action.table, args=("-D", action.args[1], *rule)).command()]
     if isinstance(action, SetMaster):
         return [f"ip link set {action.name} nomaster"] if action.master else []
     if isinstance(action, (SetLinkUp, MoveLink, HttpServer)):
@@ -212,10 +220,11 @@ def inverse(action: Action) -> list[str]:
 def take_back(shell: RealShell, commands: list[Command]) -> None:
     gone: set[str] = set()
     for command in reversed(commands):
-        if command.where in gone:
+        where = command.action.ns  # (`host# nsenter --net=... iptables -N MINE` acts in netns9)
+        if where in gone:
             continue
         for line in inverse(command.action):
-            shell.type(command.where, line)
+            shell.type(where, line)
         if isinstance(command.action, AddNetns):
             gone.add(command.action.name)
 

@@ -24,8 +24,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from conftest import machine_network_state
-from support import REPO, needs_root, unique_name, wait_for_screen
+from support import REPO, machine_network_state, needs_root, unique_name, wait_for_screen
 
 from netstep.course.course import Course
 from netstep.doctor import user_namespaces

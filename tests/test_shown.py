@@ -60,3 +60,24 @@ def test_a_long_line_wraps_under_its_own_column():
     drawn = console.file.getvalue().splitlines()
     at = next(i for i, line in enumerate(drawn) if "routes:" in line)
     assert drawn[at + 1].startswith(" " * len("+ host ")) and drawn[at + 1].strip(), drawn
+
+
+def test_counters_show_what_each_rule_counted_between_two_readings():
+    """`show counters`: the packets each rule counted during a step's checks, +0 included;
+    an ACCEPT policy only when it counted, a DROP policy always."""
+    from netstep.state.evidence import moved_since, parse_rule_counts
+
+    before = parse_rule_counts("*filter\n:INPUT DROP [4:240]\n:FORWARD ACCEPT [10:600]\n:OUTPUT ACCEPT [3:180]\n"
+                               "[4:240] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+                               "*nat\n:PREROUTING ACCEPT [0:0]\n[2:120] -A PREROUTING -d 10.0.2.15/32 -j DNAT "
+                               "--to-destination 172.18.0.10:5000\nCOMMIT\n")
+    after = parse_rule_counts("*filter\n:INPUT DROP [4:240]\n:FORWARD ACCEPT [22:1300]\n:OUTPUT ACCEPT [3:180]\n"
+                              "[4:240] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+                              "*nat\n:PREROUTING ACCEPT [0:0]\n[3:180] -A PREROUTING -d 10.0.2.15/32 -j DNAT "
+                              "--to-destination 172.18.0.10:5000\nCOMMIT\n")
+    assert moved_since(before, after) == (
+        "filter INPUT policy DROP: +0 packets",
+        "filter FORWARD policy ACCEPT: +12 packets",
+        "filter INPUT -p tcp -m tcp --dport 22 -j ACCEPT: +0 packets",
+        "nat PREROUTING -d 10.0.2.15/32 -j DNAT --to-destination 172.18.0.10:5000: +1 packet",
+    )

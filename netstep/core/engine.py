@@ -20,7 +20,7 @@ from dataclasses import replace
 from netstep.core.journal import Journal
 from netstep.core.lab import Lab
 from netstep.core.moments import Moments
-from netstep.core.reconcile import Reconciliation, reconcile, same
+from netstep.core.reconcile import Change, Reconciliation, reconcile, same
 from netstep.core.results import OwnResult, StepResult
 from netstep.core.signals import SignalGuard
 from netstep.course.actions import Action
@@ -34,8 +34,8 @@ from netstep.ops import probes
 from netstep.ops.trace import Trace, trace
 from netstep.ops.witness import Witness
 from netstep.state.diff import Diff, diff
-from netstep.state.evidence import RouteLookups
-from netstep.state.snapshot import CACHE_PARTS, Snapshot, from_json, to_json
+from netstep.state.evidence import RouteLookups, RuleCount, moved_since, read_rule_counts
+from netstep.state.snapshot import CACHE_PARTS, COUNT_PARTS, Snapshot, from_json, to_json
 
 
 class Engine:
@@ -161,10 +161,11 @@ class Engine:
             self.moments.remember(after)
         change = diff(before, after, title=step.title) if read else Diff(title=step.title)
         result = StepResult(step, "apply", change, internet=self.lab.internet)
+        counts = self._counts(step) if run_checks and show else {}
         if run_checks:
             result.checks = self.run_checks(step.checks)
         if run_checks and show:
-            result.shown = self._shown(step)
+            result.shown = self._shown(step, counts)
         result.elapsed = time.monotonic() - started
         return result
 
@@ -365,24 +366,22 @@ class Engine:
 
     def follow_student(self) -> Reconciliation:
         """Bring the lab back to its course position if the student changed it, naming what
-        was taken away and put back. Rules and routes are found by content, so a move never
-        fails on an index the student's own rule shifted. Host mode's lab host is the
-        machine's own namespace, where netstep changes only what it made: not reconciled."""
-        if self.lab.host_mode:
-            return Reconciliation()
-        if not self.sole_writer:
-            self.lab.notice_outside_changes()
+        was taken away and put back, and stop the servers they started in the lab's own
+        namespaces. Rules and routes are found by content, so a move never fails on an
+        index the student's own rule shifted. Host mode's lab host is the machine's own
+        namespace, where netstep changes only what it made: not reconciled."""
         if self.sole_writer and self.moments.moved and not self.journal.own \
                 and not os.path.exists(self._position_path):
             return Reconciliation()  # this process's own last move left the lab: nothing typed since
+        followed = Reconciliation(self._stop_student_servers())
+        if self.lab.host_mode:
+            return followed
+        if not self.sole_writer:
+            self.lab.notice_outside_changes()
         target = self.position_state()
         actual = self.moments.read()
-        followed = Reconciliation()
         if not same(actual, target):
-            self.moments.changing()
-            with SignalGuard():  # once begun, it finishes: the lab is never left in between
-                followed = reconcile(self.moments.read, lambda action: executor.apply(self.lab, action), target,
-                                     actual=actual)
+            followed.changes += self.land(target, actual=actual).changes
             actual = self.moments.read()
         while self.journal.own:
             self.journal.own_drop()
@@ -390,6 +389,66 @@ class Engine:
             os.unlink(self._position_path)
         self.moments.remember(actual)
         return followed
+
+    def land(self, target: Snapshot, *, actual: Snapshot | None = None,
+             read: Callable[[], Snapshot] | None = None) -> Reconciliation:
+        """Reconcile the lab to `target`, or, if that cannot complete, back to where it was
+        (`actual`, read now if not given): never left in between without saying so, and
+        the error names `reset`, the way out that always works."""
+        read = read or self.moments.read
+        actual = actual if actual is not None else read()
+        position = self.position_state()
+        self.moments.changing()
+        with SignalGuard():  # once begun, it finishes (or goes back)
+            try:
+                return reconcile(read, lambda action: executor.apply(self.lab, action), target, actual=actual)
+            except (NetstepError, OSError) as exc:
+                cause = exc
+            try:
+                reconcile(read, lambda action: executor.apply(self.lab, action), actual)
+                where = "The lab is back as it was before this command"
+            except (NetstepError, OSError) as exc:
+                where = f"Bringing it back as it was failed too ({exc}), so it may be half-way"
+            finally:  # the position stays known: the next move still knows where to bring the lab
+                if not os.path.exists(self._position_path):
+                    self._keep_position(position)
+                self.moments.remember(self.moments.read())
+        raise NetstepError(f"netstep could not bring the lab to where the course stands: {cause} {where}. "
+                           f"`python -m netstep --lab {self.lab.name} reset` removes the lab whatever state it "
+                           "is in; `start` then rebuilds any lesson.") from cause
+
+    @property
+    def _kept_servers_path(self) -> str:
+        return os.path.join(self.lab.dir, "kept-servers.json")
+
+    def _kept_servers(self) -> list[list]:
+        """[pid, command] of the servers a step the student did by hand started (adopted with it)."""
+        try:
+            with open(self._kept_servers_path) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return []
+
+    def keep_student_servers(self) -> None:
+        """The student's servers now belong to the position (a step they did was adopted):
+        later moves stop them only when they undo that step."""
+        kept = [[s.pid, s.command] for s in self.lab.student_servers()]
+        tmp = self._kept_servers_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(kept, f)
+        os.replace(tmp, self._kept_servers_path)
+
+    def _stop_student_servers(self, *, kept_too: bool = False) -> list[Change]:
+        """Stop what the student started that listens in the lab's own namespaces (a kept
+        server of an adopted step only with `kept_too`), as changes that name each."""
+        kept = {(pid, command) for pid, command in self._kept_servers()}
+        found = [s for s in self.lab.student_servers() if kept_too or (s.pid, s.command) not in kept]
+        if kept_too and os.path.exists(self._kept_servers_path):
+            os.unlink(self._kept_servers_path)
+        if not found:
+            return []
+        self.lab.stop_student_servers(found)
+        return [Change(None, True, f"stopped {s.describe()}") for s in found]
 
     def _followed(self, followed: Reconciliation, before: Snapshot | None) -> StepResult:
         step = self.current_step() or self.steps[0]
@@ -402,9 +461,9 @@ class Engine:
         was kept when the step was adopted."""
         before = self.moments.last()
         target = from_json(record["before"])
-        self.moments.changing()
+        self._stop_student_servers(kept_too=True)
         with SignalGuard():
-            reconcile(self.moments.read, lambda action: executor.apply(self.lab, action), target)
+            self.land(target)
             self.journal.pop()
         after = self.moments.read()
         self.moments.remember(after)
@@ -448,7 +507,14 @@ class Engine:
         """What changed since the last step: the student's own work, typically."""
         return diff(self.moments.last(), self.moments.read(), title="since the last step")
 
-    def _shown(self, step: Step) -> Snapshot | None:
+    def _counts(self, step: Step) -> dict[str, list[RuleCount]]:
+        """The rule counters of the namespaces a `show counters` names, read before the
+        step's checks: what the checks made each rule count is the difference."""
+        names = {ns for show in step.shows if show.what == "counters" for ns in show.namespaces}
+        return {ns: read_rule_counts(lambda argv, ns=ns: self.lab.exec(ns, argv))
+                for ns in sorted(names) if self.lab.has_namespace(ns)}
+
+    def _shown(self, step: Step, counts: dict[str, list[RuleCount]] | None = None) -> Snapshot | None:
         """What the step's `show` blocks name, after its checks. The configuration is the one
         the move just read (`Moments.last()` holds every namespace's); only the caches a
         show names (ARP, the bridge's table, conntrack) are read now, since checks change
@@ -456,7 +522,7 @@ class Engine:
         an iptables-save and a conntrack process per show."""
         wanted: dict[str, set[str]] = {}
         for show in step.shows:
-            parts = set(CACHE_PARTS) if show.what == "all" else {show.what} & set(CACHE_PARTS)
+            parts = set(CACHE_PARTS) if show.what == "all" else {show.what} & {*CACHE_PARTS, *COUNT_PARTS}
             for ns in show.namespaces:
                 if self.lab.has_namespace(ns):
                     wanted.setdefault(ns, set()).update(parts)
@@ -468,5 +534,8 @@ class Engine:
             if ns not in last:  # not known to the last move (cannot happen after one): read it whole
                 states[ns] = self.snapshot([ns])[ns]
             else:
-                states[ns] = replace(last[ns], **self.lab.read_caches(ns, parts))
+                states[ns] = replace(last[ns], **self.lab.read_caches(ns, parts - set(COUNT_PARTS)))
+            if "counters" in parts and ns in (counts or {}):
+                after = read_rule_counts(lambda argv, ns=ns: self.lab.exec(ns, argv))
+                states[ns] = replace(states[ns], counters=moved_since(counts[ns], after))
         return Snapshot(states)

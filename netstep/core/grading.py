@@ -21,14 +21,13 @@ import re
 from dataclasses import dataclass, field
 
 from netstep.core.engine import Engine
-from netstep.core.reconcile import Change, reconcile
+from netstep.core.reconcile import Change
 from netstep.core.reference import CommandState, read, states
 from netstep.core.results import StepResult
 from netstep.course.checks import Check, CheckResult
 from netstep.course.essentials import Essential, derived
 from netstep.course.lessons import Command, parse_lines
 from netstep.errors import NetstepError, did_you_mean
-from netstep.ops import apply as executor
 from netstep.render import RenderMixin
 from netstep.state.compare import differences
 from netstep.state.snapshot import Snapshot, to_json
@@ -85,6 +84,11 @@ class Hint(RenderMixin):
     remaining: int = 0  # commands missing after this one
     stage: str = "text"  # "written", "idea", "blanks", "command", "text"
 
+    def as_json(self) -> dict:
+        return {"event": "hint", "step": self.target.ref, "stage": self.stage, "text": self.text,
+                "command": None if self.command is None else f"{self.command.where}# {self.command.text}",
+                "remaining": self.remaining}
+
 
 @dataclass
 class Solution(RenderMixin):
@@ -94,6 +98,11 @@ class Solution(RenderMixin):
     verdict: Verdict
     removed: list[str] = field(default_factory=list)  # what was in the way, as commands that took it away
     restored: list[str] = field(default_factory=list)  # what was then set as the course has it
+
+    def as_json(self) -> dict:
+        return {"event": "solution", "step": self.verdict.target.ref, "ok": self.verdict.ok,
+                "ran": [f"{c.where}# {c.text}" for c in self.ran], "removed": self.removed,
+                "restored": self.restored, "verdict": self.verdict.as_json()}
 
 
 def target_of(engine: Engine, ref: str | None = None) -> Target:
@@ -123,8 +132,8 @@ def target_of(engine: Engine, ref: str | None = None) -> Target:
 
 
 def exercise_target(engine: Engine, lesson_ref: str) -> Target:
-    """The "Your turn" exercise of a lesson: from the lesson's end, its checks and the
-    lesson's final checks (an exercise must not break what the lesson built)."""
+    """The "Your turn" exercise of a lesson: from the lesson's end, graded on its own checks
+    and grade block (what its text asks, no more)."""
     try:
         lesson = engine.course.find(lesson_ref)
     except NetstepError:
@@ -137,31 +146,32 @@ def exercise_target(engine: Engine, lesson_ref: str) -> Target:
         raise NetstepError(f"{lesson.name} has no \"Your turn\" exercise.")
     end = engine.course.start_of(lesson) + len(lesson.steps)
     checks = list(exercise.checks) + list(exercise.grade_checks)
-    checks += [c for c in engine.final_checks(lesson) if not any(_same_probe(c, mine) for mine in checks)]
     return Target(exercise.ref, exercise.title, end, tuple(checks), tuple(exercise.grade), tuple(exercise.hints),
                   goal=exercise.prose, exercise=True)
 
 
-def _same_probe(a: Check, b: Check) -> bool:
-    return (a.kind, a.source, a.target, a.port) == (b.kind, b.source, b.target, b.port)
-
-
 def _expected(engine: Engine, target: Target) -> tuple[Snapshot, Snapshot, list[CommandState]]:
-    """The course's state where the target starts, where it ends, and its commands' states."""
+    """The course's state where the student starts (the lab's position, or the target's
+    start if that is later), where the target ends, and the commands between, with the
+    state after each."""
     found = states(engine)
     if target.exercise:
         return found.positions[target.position], found.exercise_state(target.ref, target.position), \
             found.exercises.get(target.ref, [])
-    return found.positions[target.position - 1], found.positions[target.position], \
-        found.commands[target.position - 1]
+    first = min(engine.position, target.position - 1)
+    commands = [c for index in range(first, target.position) for c in found.commands[index]]
+    return found.positions[first], found.positions[target.position], commands
 
 
 def essentials(engine: Engine, target: Target) -> list[Essential]:
-    """What the target must have: its grade block's essentials, or what its commands change."""
-    if target.essentials:
-        return list(target.essentials)
+    """What the target must have: its grade block's essentials, or what its commands change.
+    A step further ahead than the next one (`verify lesson2` at the lesson's start) needs
+    what every step on the way changes, too."""
     start, end, _ = _expected(engine, target)
-    return derived(start, end)
+    ahead = not target.exercise and engine.position < target.position - 1
+    if target.essentials and not ahead:
+        return list(target.essentials)
+    return [*target.essentials, *(e for e in derived(start, end) if e not in target.essentials)]
 
 
 def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
@@ -207,6 +217,7 @@ def _adopt(engine: Engine, target: Target, actual: Snapshot) -> None:
         before = kept if kept is not None else found.positions[index]
         engine.journal.adopt(index, engine.steps[index].ref, to_json(before))
     engine.settle_on(actual, position=True)
+    engine.keep_student_servers()  # a server the step starts, started by hand, is the position's now
 
 
 def missing(engine: Engine, target: Target) -> list[Command]:
@@ -245,31 +256,38 @@ BLANK = "____"
 VALUES = re.compile(r"(?<![\w.])(\d+\.\d+\.\d+\.\d+(?:/\d+)?|\d+\.\d+\.\d+\.\d+:\d+)(?![\w.])")
 
 
+NAMED_BY = ("set", "dev", "via", "name", "netns", "master", "-i", "-o", "-j", "--to-destination", "--dport", "add",
+            "delete", "del")
+
+
 def blanks(text: str) -> str:
-    """The command with its values left for the student to fill: addresses, and the names
-    after `dev`, `via`, `name`, `netns`, `master`, `-s`, `-d`, `-i`, `-o`, `-j`."""
+    """The command with its values left for the student to fill: addresses, a sysctl's
+    value, and the names after `set`, `dev`, `via`, `name`, `netns`, `master`, `-i`, `-o`, `-j`."""
     words = text.split()
     out = []
     for i, word in enumerate(words):
         before = words[i - 1] if i else ""
-        if VALUES.fullmatch(word) or (before in ("dev", "via", "name", "netns", "master", "-i", "-o", "-j",
-                                                 "--to-destination", "--dport", "add", "delete", "del") \
-                and i >= 3):
+        if VALUES.fullmatch(word) or (before in NAMED_BY and i >= 3):
             out.append(BLANK)
+        elif words[0] == "sysctl" and "=" in word:
+            out.append(word.split("=", 1)[0] + "=" + BLANK)
         else:
             out.append(word)
     return " ".join(out)
 
 
 def idea(engine: Engine, target: Target, command: Command) -> str:
-    """What the command must change, and where, without the command: its essentials."""
-    _, _, commands = _expected(engine, target)
-    previous = _expected(engine, target)[0]
+    """What the command must change, and where, without the command: its essentials (a
+    device's, as the lab has it: "veth0 in host is DOWN, it should be UP")."""
+    previous, _, commands = _expected(engine, target)
+    actual = read(engine)
     for done in commands:
         if (done.where, done.text) == (command.where, command.text):
-            found = derived(previous, done.after)
+            found = [e for e in derived(previous, done.after) if not e.holds(actual)]
             if found:
-                return "What is missing: " + "; ".join(e.idea() for e in found[:2]) + "."
+                return "What is missing: " + "; ".join(
+                    e.problem(actual) if e.what == "device" and e.ns in actual.namespaces
+                    and actual[e.ns].link(e.spec.split()[0]) is not None else e.idea() for e in found[:2]) + "."
         previous = done.after
     return f"Something must still happen in {command.where}."
 
@@ -341,8 +359,6 @@ def solution(engine: Engine, target: Target) -> Solution:
     """
     if not target.exercise and target.position < engine.position:
         raise NetstepError(f"Step {target.ref} is already applied: `back` or `rollback` first to do it again.")
-    if not target.exercise and target.position > engine.position + 1:
-        engine.skip_to(target.position - 1)
     ran: list[Command] = []
     for command in missing(engine, target):
         try:
@@ -365,6 +381,6 @@ def solution(engine: Engine, target: Target) -> Solution:
 def _force(engine: Engine, expected: Snapshot) -> list[Change]:
     """Set the lab to `expected`, keeping the position's state for the moves after."""
     engine.keep_position()
-    done = reconcile(lambda: read(engine), lambda action: executor.apply(engine.lab, action), expected)
+    done = engine.land(expected, read=lambda: read(engine))
     engine.settle_on(read(engine), position=False)
     return done.changes

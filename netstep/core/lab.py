@@ -10,10 +10,16 @@ nothing outside that folder is ever created, changed or removed.
         lab.json       marker: this folder is a netstep lab
         lock           flock'd by the one process using the lab
         journal.json   every action, written before it is applied
+        last.json      the lab's state as the last move left it (`diff` compares with it)
+        position.json  the course position's state, kept before the student's own commands
+        course.json    the course variant the lab was built with (lesson 4's --containers)
+        hints.json     how far each target's staged hints went
+        kept-servers.json  servers the student started for a step that was adopted
         host, upstream namespace files of the lab host and the upstream
         netns/         container namespaces (a shared mount, for `netstep shell`)
 
-The lab's HTTP servers are found by their command line (netstep.kernel.servers), not by files.
+The lab's HTTP servers are found by their command line (netstep.kernel.servers), not by
+files; a student's own servers by the namespace they listen in (netstep.kernel.listeners).
 
 Lab is this lifecycle (lock, build, destroy) and the one door to the lab's pieces, each a
 module of its own: what lab.json records (netstep.core.record), the sandbox's wiring
@@ -38,7 +44,7 @@ from typing import TYPE_CHECKING
 from netstep.core import record, sandbox
 from netstep.core.sandbox import Topology
 from netstep.errors import LabBusy, NetstepError
-from netstep.kernel import namespaces, servers, sysctl
+from netstep.kernel import listeners, namespaces, servers, sysctl
 from netstep.kernel.handles import Handles
 from netstep.kernel.registry import Namespaces
 from netstep.kernel.standin import StandIn
@@ -248,7 +254,8 @@ class Lab:
         self.close_handles()
         self._forget_namespaces()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "last.json", "position.json", "course.json", "hints.json", "lab.json"):
+        for sub in ("journal.json", "last.json", "position.json", "course.json", "hints.json", "lab.json",
+                    "kept-servers.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
@@ -268,6 +275,8 @@ class Lab:
     def _cleanup_kernel_state(self) -> None:
         self._forget_namespaces()
         self.stop_servers()
+        with suppress(OSError):  # a student's server would keep a removed namespace alive, unseen
+            listeners.stop(self.student_servers())
         self.standin.delete_link()
         self.handles.close()
         if os.path.isdir(self.netns_dir):
@@ -394,6 +403,19 @@ class Lab:
     def stop_servers(self, ns: str | None = None, address: str | None = None, port: int | None = None) -> None:
         """Stop the lab's HTTP servers (in `ns`, on `address`:`port`, or all): see netstep.kernel.servers."""
         servers.stop(self.dir, ns, address, port)
+
+    def own_namespaces(self) -> dict[str, str]:
+        """The namespaces the lab made, name -> pinned file: never the machine's own (host
+        mode's lab host) nor an upstream file the user lent."""
+        return {ns: path for ns in self.namespace_names()
+                if (path := self.path_of(ns)) is not None and path.startswith(self.dir + os.sep)}
+
+    def student_servers(self) -> list[listeners.Listener]:
+        """Processes a student started that listen in the lab's own namespaces (see netstep.kernel.listeners)."""
+        return listeners.find(self.own_namespaces(), self.dir)
+
+    def stop_student_servers(self, found: list[listeners.Listener]) -> None:
+        listeners.stop(found)
 
     # -- state -----------------------------------------------------------------------
 

@@ -111,6 +111,12 @@ class Moments:
                     wanted.add(action.name)
             elif isinstance(action, DeleteNetns):
                 carriers[action.name] = None
+        if any(".conf." in key and not key.split(".conf.", 1)[1].startswith(("all.", "default."))
+               for key in self._sysctls()):
+            # A device's own sysctls (net.ipv4.conf.br0.route_localnet) come and go with it.
+            rules_of.update(a.ns for a in actions if isinstance(a, (AddLink, DeleteLink, MoveLink, Restore)))
+            rules_of.update(a.to for a in actions if isinstance(a, MoveLink))
+            rules_of.update(a.peer_ns for a in actions if isinstance(a, AddLink) and a.peer_ns)
         known = self.last()
         for ns in list(names):
             if ns not in carriers:

@@ -26,16 +26,18 @@ from netstep.course.actions import (
     Address,
     DeleteLink,
     DeleteNetns,
+    Hairpin,
     Iptables,
     MoveLink,
     Restore,
     Route,
     SetLinkUp,
     SetMaster,
+    SetMtu,
     Sysctl,
 )
 from netstep.errors import NetstepError
-from netstep.state.snapshot import NamespaceState, Snapshot
+from netstep.state.snapshot import NamespaceState, Snapshot, default_mtu
 
 FRAME = ("host", "upstream")  # the lab's own namespaces: never created or deleted here
 
@@ -207,6 +209,10 @@ def plan_link_state(actual: Snapshot, target: Snapshot) -> list[Change]:
             current = have.link(link.name) if have is not None else None
             if current is not None and current.up != link.up:
                 out.append(Change(SetLinkUp(ns, name=link.name, up=link.up), not link.up))
+            if current is not None and current.mtu != link.mtu:
+                out.append(Change(SetMtu(ns, name=link.name, mtu=link.mtu or default_mtu(link.kind)), False))
+            if current is not None and current.hairpin != link.hairpin:
+                out.append(Change(Hairpin(ns, name=link.name, on=link.hairpin), not link.hairpin))
     return out
 
 
@@ -373,9 +379,7 @@ def reconcile(read: Callable[[], Snapshot], apply: Callable[[Action], None], tar
     if not same(actual, target):
         left = [ns for ns in target.namespaces if actual.namespaces.get(ns) is None
                 or actual[ns].config() != target[ns].config()]
-        raise NetstepError(
-            f"netstep could not bring the lab back to where the course stands: {', '.join(left) or 'a namespace'} "
-            "still differs. `python -m netstep reset` removes the lab; `start` then rebuilds any lesson.")
+        raise NetstepError(f"{', '.join(left) or 'a namespace'} still differed after every change.")
     return done
 
 

@@ -5,6 +5,9 @@
     upstream   the router and "the internet": eth0 10.0.2.2/24, the internet host
                203.0.113.8 on lo, forwarding on, no reverse-path filter
 
+Both send every ICMP error they owe (no rate limit), so a check gives the same answer
+however often it runs.
+
 Built once, when a sandbox lab is made (netstep.core.lab.Lab.lock).
 """
 
@@ -54,3 +57,8 @@ def build(lab: LabAccess, topo: Topology) -> None:
     lab.write_sysctl("host", "net.ipv4.ip_forward", "0")
     for conf in ("all", "default", "eth0"):
         lab.write_sysctl("upstream", f"net.ipv4.conf.{conf}.rp_filter", "0")
+    # A router tells every sender why its packet cannot pass, each time: the kernel's
+    # default (icmp_ratelimit 1000 ms a destination) answers a check run again within a
+    # second (a student's second `verify`) with silence instead of "net unreachable".
+    for ns in ("host", "upstream"):
+        lab.write_sysctl(ns, "net.ipv4.icmp_ratelimit", "0")

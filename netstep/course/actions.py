@@ -111,6 +111,29 @@ class SetMaster(Action):
 
 
 @dataclass(frozen=True)
+class SetMtu(Action):
+    """`ip link set NAME mtu N`: the largest packet the link sends; its undo sets the old one."""
+
+    name: str = ""
+    mtu: int = 1500
+
+    def command(self) -> str:
+        return f"ip link set {self.name} mtu {self.mtu}"
+
+
+@dataclass(frozen=True)
+class Hairpin(Action):
+    """`bridge link set dev NAME hairpin on|off`: whether the bridge may send a frame back
+    out of the port it came in by (a container reaching itself through the host)."""
+
+    name: str = ""
+    on: bool = True
+
+    def command(self) -> str:
+        return f"bridge link set dev {self.name} hairpin {'on' if self.on else 'off'}"
+
+
+@dataclass(frozen=True)
 class Address(Action):
     dev: str = ""
     cidr: str = ""
@@ -203,5 +226,5 @@ def _quote(arg: str) -> str:
 ACTIONS = {
     cls.__name__: cls
     for cls in (AddNetns, DeleteNetns, AddLink, DeleteLink, SetLinkUp, MoveLink, SetMaster, Address, Route,
-                Iptables, Sysctl, HttpServer, Restore)
+                Iptables, Sysctl, HttpServer, Restore, SetMtu, Hairpin)
 }

@@ -14,7 +14,7 @@ from netstep.render import RenderMixin
 
 KINDS = ("ping", "tcp", "http")
 EXPECTS = ("reachable", "unreachable")
-REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered")
+REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "too-big")
 REASON_TEXT = {
     "no-route": "Network is unreachable (no route)",
     "host-unreachable": "Destination Host Unreachable (ARP got no answer)",
@@ -22,6 +22,7 @@ REASON_TEXT = {
     "refused": "Connection refused",
     "no-answer": "no answer (silence)",
     "filtered": "blocked by a firewall rule",
+    "too-big": "Message too long (larger than the path's MTU)",
 }
 
 
@@ -57,6 +58,9 @@ class Check(RenderMixin):
     when: Condition | None = field(default=None, compare=False)
     otherwise: tuple[str, str | None] | None = field(default=None, compare=False)  # where `when` does not hold
     because: str = field(default="", compare=False)  # once settled: the condition as read
+    # `ping -M do -s 1472 ...`: the echo's payload in bytes, sent with Don't Fragment (None: a small echo)
+    size: int | None = None
+    path: str = ""  # an http check's `ADDR:PORT/PATH`: what it asks for, and reads to the last byte
 
     def expectation(self) -> str:
         """`unreachable (no-answer)`, with the other outcome of a check that has a condition."""
@@ -76,11 +80,12 @@ class Check(RenderMixin):
         return replace(self, expect=expect, reason=reason, otherwise=None, because=self.when.describe(seen))
 
     def describe(self, internet: str | None = None) -> str:
-        return f"{self.kind} {self.source} -> {self.destination(internet)}"
+        kind = f"{self.kind} -M do -s {self.size}" if self.size is not None else self.kind
+        return f"{kind} {self.source} -> {self.destination(internet)}"
 
     def destination(self, internet: str | None = None) -> str:
         addr = internet if (self.target == "internet" and internet) else self.target
-        return f"{addr}:{self.port}" if self.port else addr
+        return (f"{addr}:{self.port}" if self.port else addr) + self.path
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ from netstep.course.actions import (
     Address,
     DeleteLink,
     DeleteNetns,
+    Hairpin,
     HttpServer,
     Iptables,
     MoveLink,
     Route,
     SetLinkUp,
     SetMaster,
+    SetMtu,
     Sysctl,
 )
 
@@ -43,7 +45,14 @@ RULE_OPTIONS = {
     "--dport": True, "--sport": True, "-j": True, "--jump": True,
     "--to-destination": True, "--to-source": True, "--ctstate": True, "--state": True,
     "--dst-type": True, "--src-type": True, "--comment": True, "--to-ports": True,
+    "--tcp-flags": True, "--clamp-mss-to-pmtu": False, "--set-mss": True, "--icmp-type": True,
 }
+# conntrack's view of a connection (lesson 8): the original destination port, before DNAT
+# rewrote it, and which direction of the connection a packet travels.
+RULE_OPTIONS.update({"--ctorigdstport": True, "--ctorigsrc": True, "--ctorigdst": True, "--ctdir": True})
+# Options whose number of values is not one (RULE_OPTIONS says whether they take any):
+# `--tcp-flags MASK COMPARED` (`SYN,RST SYN`: the flags looked at, then those that must be set).
+RULE_OPTION_VALUES = {"--tcp-flags": 2}
 
 
 def split(line: str) -> list[str]:
@@ -83,7 +92,10 @@ def parse_words(words: list[str], where: str) -> Action:
         return _http_server(words[1:], where)
     if tool == "nsenter":
         return _nsenter(words[1:])
-    raise ValueError(f"unknown command '{tool}': lessons can use ip, iptables, sysctl and python3 -m http.server")
+    if tool == "bridge":
+        return _bridge(words[1:], where)
+    raise ValueError(f"unknown command '{tool}': lessons can use ip, bridge, iptables, sysctl and "
+                     "python3 -m http.server")
 
 
 def _name(word: str, what: str = "device") -> str:
@@ -188,8 +200,30 @@ def _ip_link(words: list[str], where: str) -> Action:
             return SetMaster(where, name=_name(rest[0]), master=_name(rest[2]))
         if len(rest) == 2 and rest[1] == "nomaster":
             return SetMaster(where, name=_name(rest[0]), master="")
-        raise ValueError("expected: ip link set NAME up|down|netns NS|master BRIDGE|nomaster")
+        if len(rest) == 3 and rest[1] == "mtu":
+            return SetMtu(where, name=_name(rest[0]), mtu=_mtu(rest[2]))
+        raise ValueError("expected: ip link set NAME up|down|netns NS|master BRIDGE|nomaster|mtu N")
     raise ValueError(f"'ip link {verb}' is not supported: use add, set or delete")
+
+
+def _mtu(word: str) -> int:
+    if not word.isdigit() or not 68 <= int(word) <= 65535:
+        raise ValueError(f"'{word}' is not an MTU netstep sets: a number of bytes from 68 to 65535 (below 68 a "
+                         "link carries no IPv4 at all)")
+    return int(word)
+
+
+def _bridge(words: list[str], where: str) -> Action:
+    """`bridge link set dev NAME hairpin on|off`, iproute2's tool for a bridge's ports."""
+    usage = "expected: bridge link set dev NAME hairpin on|off"
+    if words[:2] != ["link", "set"]:
+        raise ValueError(f"'bridge {' '.join(words[:2])}' is not supported: {usage}")
+    rest = words[2:]
+    if rest[:1] == ["dev"]:
+        rest = rest[1:]
+    if len(rest) != 3 or rest[1] != "hairpin" or rest[2] not in ("on", "off"):
+        raise ValueError(usage)
+    return Hairpin(where, name=_name(rest[0]), on=rest[2] == "on")
 
 
 def _target_ns(word: str) -> str:
@@ -301,12 +335,13 @@ def _check_rule(rule: list[str]) -> None:
             continue
         if word not in RULE_OPTIONS:
             raise ValueError(f"iptables option '{word}' is not in netstep's grammar")
-        if i + 1 >= len(rule):
-            raise ValueError(f"iptables option '{word}' needs a value")
-        value = rule[i + 1]
-        if not IPT_VALUE.match(value) and not (word == "--comment" and re.match(r"^[\w .:-]+$", value)):
-            raise ValueError(f"'{value}' is not a valid value for {word}")
-        i += 2
+        count = RULE_OPTION_VALUES.get(word, 1) if RULE_OPTIONS[word] else 0
+        if i + count >= len(rule):
+            raise ValueError(f"iptables option '{word}' needs {'a value' if count == 1 else f'{count} values'}")
+        for value in rule[i + 1 : i + 1 + count]:
+            if not IPT_VALUE.match(value) and not (word == "--comment" and re.match(r"^[\w .:-]+$", value)):
+                raise ValueError(f"'{value}' is not a valid value for {word}")
+        i += 1 + count
     if "-j" not in rule and "--jump" not in rule:
         raise ValueError("the rule needs a target: -j ACCEPT, DROP, MASQUERADE, DNAT, RETURN or a chain")
 

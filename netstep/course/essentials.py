@@ -15,6 +15,7 @@ Grade lines read `NAMESPACE has WHAT ...` or `NAMESPACE lacks WHAT ...`:
     netns0 has address 172.18.0.10/16 on ceth0
     netns0 has device ceth0 up
     host has device veth0 master br0
+    host has device eth0 mtu 1400            (and `hairpin on|off`, for a bridge's port)
     host has rule FORWARD -s 172.18.0.20 -j DROP|REJECT
     host has rule -t nat POSTROUTING -s 172.18.0.0/16 -j MASQUERADE
     host has chain MINE                      (a chain of one's own; `-t nat MINE` in another table)
@@ -29,7 +30,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from netstep.state.snapshot import Snapshot
+from netstep.state.snapshot import Snapshot, default_mtu
 
 GRADE_RE = re.compile(r"^(\S+)\s+(has|lacks)\s+(namespace|device|address|route|rule|chain|sysctl)\b\s*(.*)$")
 
@@ -157,6 +158,10 @@ class Essential:
                 out.append(f"{link.name} in {self.ns} should be paired with {value}")
             elif word == "type" and link.kind != value:
                 out.append(f"{link.name} in {self.ns} should be a {value}, not a {link.kind}")
+            elif word == "mtu" and str(mtu := link.mtu or default_mtu(link.kind)) != value:
+                out.append(f"{link.name} in {self.ns} should have mtu {value}, not {mtu}")
+            elif word == "hairpin" and link.hairpin != (value == "on"):
+                out.append(f"{link.name} in {self.ns} should have hairpin {value}")
         return out
 
     def holds(self, snapshot: Snapshot) -> bool:
@@ -185,6 +190,10 @@ class Essential:
                 if word == "peer" and i + 1 < len(rest) and (link.peer or "").split("@")[0] != rest[i + 1]:
                     return False
                 if word == "type" and i + 1 < len(rest) and link.kind != rest[i + 1]:
+                    return False
+                if word == "mtu" and i + 1 < len(rest) and str(link.mtu or default_mtu(link.kind)) != rest[i + 1]:
+                    return False
+                if word == "hairpin" and i + 1 < len(rest) and link.hairpin != (rest[i + 1] == "on"):
                     return False
             return True
         if self.what == "address":
@@ -269,6 +278,10 @@ def derived(before: Snapshot, after: Snapshot) -> list[Essential]:
                 bits.append("up" if link.up else "down")
             if (old is None and link.master) or (old is not None and old.master != link.master):
                 bits.append(f"master {link.master}" if link.master else "nomaster")
+            if (old.mtu if old else None) != link.mtu:
+                bits.append(f"mtu {link.mtu or default_mtu(link.kind)}")
+            if (old.hairpin if old else False) != link.hairpin:
+                bits.append(f"hairpin {'on' if link.hairpin else 'off'}")
             if bits:
                 out.append(Essential(ns, "device", " ".join([link.name, *bits])))
         now_names = {link.name for link in now.links}
@@ -302,7 +315,7 @@ def derived(before: Snapshot, after: Snapshot) -> list[Essential]:
             for key, value in now.sysctls:
                 if old_sysctls.get(key) != value:
                     out.append(Essential(ns, "sysctl", f"{key} = {value}"))
-    return [e for e in out if e is not None]  # (a chain made, -N, has no essential of its own)
+    return out
 
 
 def _route_text(key: tuple[str, str, str]) -> str:
@@ -310,13 +323,13 @@ def _route_text(key: tuple[str, str, str]) -> str:
     return " ".join(p for p in (dst, f"via {via}" if via else "", f"dev {dev}" if dev else "") if p)
 
 
-def _rule_essential(ns: str, rule: str, present: bool) -> Essential | None:
+def _rule_essential(ns: str, rule: str, present: bool) -> Essential:
     words = shlex.split(rule)
     table, op, chain, rest = words[0], words[1], words[2], words[3:]
     if op == "-P":
         return Essential(ns, "rule", f"policy {table} {chain} {rest[0] if present else 'ACCEPT'}")
     if op == "-N":
-        return None  # a chain of one's own is a means, not an end: the rules in it are graded
+        return Essential(ns, "chain", chain if table == "filter" else f"-t {table} {chain}", present)
     spec = " ".join(shlex.quote(w) for w in rest)
     return Essential(ns, "rule", f"{'' if table == 'filter' else f'-t {table} '}{chain} {spec}", present)
 

@@ -25,6 +25,8 @@ FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
 CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?"
                       r"(?:\s+if\s+(\S+)\s+([^\s=]+)=(\S+)\s+else\s+(\w+)(?:\s+\(([\w-]+)\))?)?\s*$")
+# `ping -M do -s 1472 FROM -> ...`: an echo of that payload that may not be fragmented
+SIZED_PING_RE = re.compile(r"^ping\s+(?:-M\s+do\s+-s\s+(\d+)|-s\s+(\d+)\s+-M\s+do)\s+")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
 EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution", "grade")
 EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
@@ -182,11 +184,9 @@ class _Parser:
             if fence:
                 end = self._fence_end(lines, i, fence.group(1))
                 lang = fence.group(2)
-                if lang in EXECUTABLE and self.only:
-                    raise self.error(n, f"a {lang} block cannot be inside a '{self.only[0]} only' section: "
-                                        "only prose differs between the modes")
                 if lang in EXECUTABLE:
-                    self._block(lang, lines[i + 1 : end], n + 1)
+                    if self._kept():  # (a block in the other mode's section is not this course's)
+                        self._block(lang, lines[i + 1 : end], n + 1)
                 elif self._kept():
                     self.prose.extend(lines[i : end + 1])
                 i = end + 1
@@ -194,9 +194,9 @@ class _Parser:
             only = ONLY_RE.match(line.strip())
             if only or line.strip() == END_ONLY:
                 self._mark(only.group(1) if only else None, n)
-            elif self.only and (line.startswith("# ") or line.startswith("## ")):
+            elif self.only and line.startswith("# "):
                 raise self.error(self.only[1], f"this '{self.only[0]} only' section has no {END_ONLY} before the "
-                                               "next heading")
+                                               "lesson's title")
             elif not self._kept():
                 pass
             elif line.startswith("# ") and not self.title:
@@ -345,6 +345,16 @@ class _Parser:
         step.commands.append(Command(where, text, action, n))
 
     def _check(self, line: str, n: int) -> Check:
+        size = None
+        sized = SIZED_PING_RE.match(line)
+        if sized:
+            size = int(sized.group(1) or sized.group(2))
+            if not 0 <= size <= 65507:
+                raise self.error(n, f"a ping's payload is 0 to 65507 bytes, not {size}")
+            line = "ping " + line[sized.end():]
+        elif line.startswith("ping -"):
+            raise self.error(n, "a ping check takes one option, a large echo that may not be fragmented: "
+                                f"'ping -M do -s SIZE FROM -> TARGET ...': {line!r}")
         match = CHECK_RE.match(line)
         if not match:
             raise self.error(n, "a check reads 'KIND FROM -> TARGET reachable|unreachable [(REASON)]', "
@@ -361,6 +371,11 @@ class _Parser:
             self._outcome(other, other_reason, n)
             when, otherwise = Condition(where, key, value), (other, other_reason)
         host, _, port_text = target.partition(":")
+        port_text, slash, path = port_text.partition("/")
+        path = slash + path
+        if path and (kind != "http" or not re.match(r"^/[A-Za-z0-9._/-]*$", path)):
+            raise self.error(n, f"only an http check asks for a path (ADDRESS:PORT/PATH), in plain characters: "
+                                f"'{target}'")
         port = None
         if kind == "ping" and port_text:
             raise self.error(n, "a ping has no port")
@@ -373,7 +388,7 @@ class _Parser:
                 ipaddress.IPv4Address(host)
             except ValueError:
                 raise self.error(n, f"'{host}' is not an IPv4 address or 'internet'") from None
-        return Check(kind, source, host, port, expect, reason, n, when, otherwise)
+        return Check(kind, source, host, port, expect, reason, n, when, otherwise, size=size, path=path)
 
     def _outcome(self, expect: str, reason: str | None, n: int) -> None:
         if expect not in EXPECTS:

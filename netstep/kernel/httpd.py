@@ -3,8 +3,10 @@
 Started by netstep.ops.servers as its own process so that it outlives the command that started
 it: it enters the container's namespace, binds, says "ready" on stdout and serves until
 SIGTERM. Its command line names the lab's folder (--lab): that is how netstep finds it.
-It answers every GET with a short page that names where it runs, and does no reverse DNS
-(which hangs in a namespace without a resolver).
+It answers every GET with a short page that names where it runs, but `GET /N` (a number of
+bytes, up to LARGEST), which gets a page that long: a large answer, as a file download is,
+for lessons on the MTU. It does no reverse DNS (which hangs in a namespace without a
+resolver).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from http.server import BaseHTTPRequestHandler
 
 from netstep.kernel.namespaces import enter
 
+LARGEST = 10_000_000  # bytes a `GET /N` may ask for
+
 
 class Handler(BaseHTTPRequestHandler):
     where = "?"
@@ -25,6 +29,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         host, port = self.server.server_address[:2]
         body = f"Hello from {self.where} ({host}:{port}), asked by {self.client_address[0]}\n".encode()
+        size = self.path.lstrip("/")
+        if size.isdigit() and int(size) <= LARGEST:
+            body = (body * (int(size) // len(body) + 1))[: int(size)]
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))

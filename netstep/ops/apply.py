@@ -21,6 +21,7 @@ from netstep.course.actions import (
     Address,
     DeleteLink,
     DeleteNetns,
+    Hairpin,
     HttpServer,
     Iptables,
     MoveLink,
@@ -28,11 +29,12 @@ from netstep.course.actions import (
     Route,
     SetLinkUp,
     SetMaster,
+    SetMtu,
     Sysctl,
 )
 from netstep.errors import KernelError, NetstepError
 from netstep.kernel import netlink
-from netstep.ops import devices, images, iptables, routes, servers, sysctls
+from netstep.ops import devices, images, iptables, ports, routes, servers, sysctls
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import listening
 
@@ -50,6 +52,8 @@ HANDLERS: dict[type[Action], Callable[[Action, LabAccess], Action]] = {
     Sysctl: sysctls.apply_sysctl,
     HttpServer: servers.apply_http_server,
     Restore: images.apply_restore,
+    SetMtu: ports.apply_set_mtu,
+    Hairpin: ports.apply_hairpin,
 }
 
 

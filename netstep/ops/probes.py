@@ -46,14 +46,14 @@ def run(checks: list[Check], path_of, internet: str, witness=None) -> list[Check
     """
     results: list[CheckResult | None] = [None] * len(checks)
     errors: list[BaseException] = []
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str, bool], list[int]] = {}
     jobs = []
     for i, check in enumerate(checks):
-        if check.kind == "ping":
-            groups.setdefault(check.source, []).append(i)
+        if check.kind == "ping":  # (a large echo that may not be fragmented gets a socket of its own)
+            groups.setdefault((check.source, check.size is not None), []).append(i)
         else:
             jobs.append((check.source, [i]))
-    jobs += list(groups.items())
+    jobs += [(source, indexes) for (source, _), indexes in groups.items()]
 
     def work(source: str, indexes: list[int]) -> None:
         try:
@@ -127,12 +127,12 @@ def _connect_check(check: Check, internet: str, witness=None, index: int = 0) ->
     proof = (lambda: _proven(witness, index, check)) if witness is not None and check.expect == "unreachable" else None
     try:
         actual, reason, detail = connect(_address(check, internet), check.port or 80, _wait_for(check),
-                                         http=check.kind == "http", proof=proof)
+                                         http=check.kind == "http", proof=proof, path=check.path or "/")
     except Proven as proven:
         (actual, reason, detail), finding = proven.args
         return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
                            concluded="evidence", where=finding.where, why=finding.why, evidence=finding.evidence)
-    timed_out = reason == "no-answer" and detail.startswith(("no answer within", "connected, but no"))
+    timed_out = reason == "no-answer" and detail.startswith(("no answer within", "connected, but"))
     return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
                        concluded=_concluded(reason, timed_out))
 
@@ -142,6 +142,8 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
     """ICMP echo to every check's target at once, from this thread's namespace (`indexes`:
     their places in the witness's list)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    if any(c.size is not None for c in checks):  # `ping -M do`: Don't Fragment, nowhere on the way
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
     start = time.monotonic()
     idents = random.sample(range(1, 0xFFFF), len(checks))
     by_ident = dict(zip(idents, range(len(checks)), strict=True))
@@ -186,7 +188,7 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
                     if not sent[i]:  # the wait counts from the first echo, however late it left
                         sent[i], deadline[i] = True, now + _wait_for(check)
                     try:
-                        sock.sendto(_echo(idents[i], seq), (_address(check, internet), 0))
+                        sock.sendto(_echo(idents[i], seq, check.size), (_address(check, internet), 0))
                     except OSError as exc:
                         verdicts[i] = ("unreachable", _ERRNO_REASON.get(exc.errno or 0, "no-answer"),
                                        os.strerror(exc.errno or 0))
@@ -210,8 +212,14 @@ def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witne
     return out
 
 
-def _echo(ident: int, seq: int) -> bytes:
+IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2  # <linux/in.h>; Python's socket module does not name them
+
+
+def _echo(ident: int, seq: int, size: int | None = None) -> bytes:
+    """An echo request; `size` bytes of payload (`ping -s`), else a small one."""
     payload = b"netstep" + struct.pack("!d", time.monotonic())
+    if size is not None:
+        payload = (payload + bytes(max(0, size - len(payload))))[:size]
     header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
     return struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
 
@@ -222,9 +230,10 @@ _ERRNO_REASON = {
     errno.ECONNREFUSED: "refused",
     errno.EPERM: "filtered",
     errno.EACCES: "filtered",
+    errno.EMSGSIZE: "too-big",
 }
-_ICMP_REASON = {0: "net-unreachable", 1: "host-unreachable", 3: "refused", 9: "filtered", 10: "filtered",
-                13: "filtered"}
+_ICMP_REASON = {0: "net-unreachable", 1: "host-unreachable", 3: "refused", 4: "too-big", 9: "filtered",
+                10: "filtered", 13: "filtered"}
 
 
 def _checksum(data: bytes) -> int:
@@ -282,8 +291,9 @@ def _read_icmp(data: bytes, sender: str) -> tuple[int, tuple[str, str, str]] | N
     return None
 
 
-def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False, proof=None):
-    """Open a TCP connection (and, for http, GET /) from this thread's namespace.
+def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = False, proof=None, path: str = "/"):
+    """Open a TCP connection (and, for http, GET `path` and read the whole answer) from this
+    thread's namespace: an answer that stops half way (an MTU black hole) is no answer.
 
     `proof()` is asked while the connection is pending: a (verdict, finding) it returns ends
     the wait, raised as Proven.
@@ -303,21 +313,29 @@ def connect(addr: str, port: int, timeout: float = SILENCE, *, http: bool = Fals
             return "unreachable", reason, os.strerror(exc.errno or 0)
         if not http:
             return "reachable", "connected", f"connected to {addr}:{port}"
+        reply = b""
         try:
-            sock.sendall(f"GET / HTTP/1.0\r\nHost: {addr}:{port}\r\n\r\n".encode())
-            reply = b""
-            while b"\r\n" not in reply and len(reply) < 4096:
-                chunk = sock.recv(4096)
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {addr}:{port}\r\n\r\n".encode())
+            while True:  # HTTP/1.0: the server closes the connection after its answer
+                chunk = sock.recv(65536)
                 if not chunk:
                     break
                 reply += chunk
         except TimeoutError:
-            return "unreachable", "no-answer", "connected, but no HTTP answer"
+            if b"\r\n" not in reply:
+                return "unreachable", "no-answer", "connected, but no HTTP answer"
+            return "unreachable", "no-answer", f"connected, but the answer stopped after {len(reply)} bytes"
         except OSError as exc:
             return "unreachable", _ERRNO_REASON.get(exc.errno or 0, "no-answer"), os.strerror(exc.errno or 0)
         status = reply.split(b"\r\n", 1)[0].decode(errors="replace")
         if not status.startswith("HTTP/"):
             return "unreachable", "no-answer", "connected, but the answer was not HTTP"
-        return "reachable", f"HTTP {status.split()[1]}", status
+        head, _, body = reply.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                       if line.lower().startswith(b"content-length:") and line.split(b":", 1)[1].strip().isdigit()),
+                      None)
+        if length is not None and len(body) < length:
+            return "unreachable", "no-answer", f"the answer ended after {len(body)} of {length} bytes"
+        return "reachable", f"HTTP {status.split()[1]}", status + (f", {len(body)} bytes" if len(body) > 4096 else "")
     finally:
         sock.close()

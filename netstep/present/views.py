@@ -35,7 +35,7 @@ from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Sn
 TITLES = {
     "links": "Devices", "addresses": "Addresses", "routes": "Routes", "rules": "iptables rules",
     "sysctls": "Sysctls", "neighbours": "Neighbours (ARP)", "fdb": "Bridge forwarding table",
-    "conntrack": "Connection tracking",
+    "conntrack": "Connection tracking", "counters": "Counted by the checks",
 }
 
 

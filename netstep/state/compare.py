@@ -14,7 +14,7 @@ from netstep.state.snapshot import Snapshot
 
 Fact = tuple[str, ...]  # ("link", "host", "veth0", "up"), ("route", "host", "172.18.0.0/16 dev br0 ...")
 
-LINK_FIELDS = ("kind", "up", "master", "peer")
+LINK_FIELDS = ("kind", "up", "master", "peer", "mtu", "hairpin")
 
 
 def facts(snapshot: Snapshot) -> dict[Fact, object]:
@@ -97,6 +97,10 @@ def sentence(key: Fact, have: object, want: object) -> str:
         if field == "master":
             return (f"{name} in {ns} has {f'master {have}' if have else 'no master'}, "
                     f"expected {f'master {want}' if want else 'no master'}")
+        if field == "mtu":
+            return f"{name} in {ns} has mtu {have or 'at its default'}, expected {want or 'its default'}"
+        if field == "hairpin":
+            return f"{name} in {ns} has hairpin {'on' if have else 'off'}, expected {'on' if want else 'off'}"
         if field == "peer":
             return f"{name} in {ns} is paired with {have or 'nothing'}, expected {want or 'nothing'}"
         return f"{name} in {ns} is a {have}, expected a {want}"

@@ -125,7 +125,8 @@ def delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -
 
 INTERESTING = frozenset({
     "Ip.InReceives", "Ip.InAddrErrors", "Ip.InNoRoutes", "Ip.ForwDatagrams", "Ip.InDiscards", "Ip.InDelivers",
-    "Ip.OutRequests", "Ip.OutDiscards", "Ip.OutNoRoutes", "Ip.OutTransmits", "Icmp.InEchos", "Icmp.InEchoReps",
+    "Ip.OutRequests", "Ip.OutDiscards", "Ip.OutNoRoutes", "Ip.OutTransmits", "Ip.FragFails", "Icmp.InEchos",
+    "Icmp.InEchoReps",
     "Icmp.OutEchos", "Icmp.OutEchoReps", "Icmp.InDestUnreachs", "Icmp.OutDestUnreachs", "Icmp.InTimeExcds",
     "Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.OutRsts", "Tcp.InSegs", "Tcp.OutSegs",
 })
@@ -273,6 +274,21 @@ def counted(before: list[RuleCount], after: list[RuleCount]) -> list[RuleCount]:
     then = {(r.table, r.chain, r.rule): r.packets for r in before}
     return [replace(r, packets=r.packets - then.get((r.table, r.chain, r.rule), 0))
             for r in after if r.packets > then.get((r.table, r.chain, r.rule), 0)]
+
+
+def moved_since(before: list[RuleCount], after: list[RuleCount]) -> tuple[str, ...]:
+    """Every rule, and every policy worth reading (DROP, or one that counted), with the
+    packets it counted between two readings, +0 included: a rule that did not count is as
+    telling as one that did."""
+    then = {(r.table, r.chain, r.rule): r.packets for r in before}
+    lines = []
+    for r in after:
+        moved = max(r.packets - then.get((r.table, r.chain, r.rule), 0), 0)
+        if r.rule.startswith("policy ") and r.target == "ACCEPT" and not moved:
+            continue
+        lines.append(f"{r.table} {r.chain} {r.rule.removeprefix(f'-A {r.chain} ')}: "
+                     f"+{moved} {'packet' if moved == 1 else 'packets'}")
+    return tuple(lines)
 
 
 def read_rule_counts(run: Callable[[list[str]], object]) -> list[RuleCount]:

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netstep.state.snapshot import Link
+from netstep.state.snapshot import Link, default_mtu
 
 BUILTIN_CHAINS = {
     "filter": {"INPUT", "FORWARD", "OUTPUT"},
@@ -48,9 +48,19 @@ def read_links(ipr, nsid_name) -> tuple[list[Link], dict[int, str]]:
                 master=master,
                 peer=peer,
                 mac=msg.get("IFLA_ADDRESS") or "",
+                mtu=msg.get("IFLA_MTU") if msg.get("IFLA_MTU") not in (None, default_mtu(kind)) else None,
+                hairpin=_hairpin(info),
             )
         )
     return links, names
+
+
+def _hairpin(info) -> bool:
+    """A bridge port's hairpin flag (IFLA_BRPORT_MODE), from its link info."""
+    if not info or info.get("IFLA_INFO_SLAVE_KIND") != "bridge":
+        return False
+    data = info.get("IFLA_INFO_SLAVE_DATA")
+    return bool(data and data.get("IFLA_BRPORT_MODE"))
 
 
 def read_addresses(ipr, names: dict[int, str]) -> list[str]:

@@ -15,7 +15,10 @@ from netstep.render import RenderMixin
 
 CONFIG_PARTS = ("links", "addresses", "routes", "rules", "sysctls")
 CACHE_PARTS = ("neighbours", "fdb", "conntrack")
-PARTS = CONFIG_PARTS + CACHE_PARTS
+# What a step's checks made the rules count (`show counters`): read around the checks, never
+# part of a plain snapshot.
+COUNT_PARTS = ("counters",)
+PARTS = CONFIG_PARTS + CACHE_PARTS + COUNT_PARTS
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Link:
     master: str | None = None
     peer: str | None = None  # "ceth0@netns0" for a veth whose other end is elsewhere
     mac: str = ""
+    mtu: int | None = None  # None: the kernel's default for its kind (DEFAULT_MTU)
+    hairpin: bool = False  # a bridge port that may send a frame back out where it came in
 
     def describe(self) -> str:
         bits = [self.kind, "UP" if self.up else "DOWN"]
@@ -33,7 +38,18 @@ class Link:
             bits.append(f"master {self.master}")
         if self.peer:
             bits.append(f"peer {self.peer}")
+        if self.mtu:
+            bits.append(f"mtu {self.mtu}")
+        if self.hairpin:
+            bits.append("hairpin on")
         return " ".join(bits)
+
+
+DEFAULT_MTU = {"loopback": 65536}  # every other kind of link the lab makes starts at 1500
+
+
+def default_mtu(kind: str) -> int:
+    return DEFAULT_MTU.get(kind, 1500)
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class NamespaceState(RenderMixin):
     neighbours: tuple[str, ...] = ()
     fdb: tuple[str, ...] = ()
     conntrack: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ()  # "filter INPUT policy DROP: +0 packets", during a step's checks
 
     def part(self, name: str) -> tuple:
         if name == "links":
@@ -110,5 +127,6 @@ def from_json(data: dict) -> Snapshot:
         for key in ("addresses", "routes", "rules", "neighbours", "fdb", "conntrack"):
             raw[key] = tuple(raw[key])
         raw["sysctls"] = tuple(tuple(kv) for kv in raw["sysctls"])
+        raw["counters"] = tuple(raw.get("counters", ()))
         states[name] = NamespaceState(**raw)
     return Snapshot(states)

@@ -447,11 +447,13 @@ NOBODY = _nobody_python() if LESSONS else None
 @pytest.mark.parametrize("args", [["run", "1", "--yes"], ["next"], ["reset"], ["inspect"], ["rollback", "--all"]],
                          ids=" ".join)
 def test_not_root_gives_one_clear_message(args: list[str]) -> None:
+    """An ordinary user takes the course in a user namespace (tests/test_rootless.py); host
+    mode, which changes the machine's own network, is refused in one paragraph."""
     argv0, env = NOBODY
     lab = unique_name("nobody")
-    result = subprocess.run([*argv0, "--lab", lab, *args], env=env, cwd="/", capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
-    assert_clean_refusal(result, "needs root")
+    result = subprocess.run([*argv0, "--host", "--lab", lab, *args], env=env, cwd="/", capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert_clean_refusal(result, "host mode changes this machine's own network and needs root")
     assert not os.path.exists(os.path.join("/run/netstep/labs", lab))
     STATS["bad command lines refused"] += 1
 

@@ -28,7 +28,7 @@ PROBE = textwrap.dedent("""
     import json, os, subprocess, sys
     sys.path[:0] = [sys.argv[1], sys.argv[2]]
     assert os.environ.get("NETSTEP_REL_IN_UNSHARE") == "1"
-    from conftest import machine_network_state
+    from support import machine_network_state
     from machine_guard import differences, machine_state
 
     def sh(*argv):
@@ -58,10 +58,11 @@ PROBE = textwrap.dedent("""
     }
     seen = {}
     for what, commands in CHANGES.items():
-        root_before, close_before = machine_network_state(), machine_state()
+        # (mounts under /run/netstep: only this probe's, none; labs of tests running beside it come and go)
+        root_before, close_before = machine_network_state(), machine_state(netstep_marker="/guard-probe/")
         for argv in commands:
             sh(*argv)
-        root_after, close_after = machine_network_state(), machine_state()
+        root_after, close_after = machine_network_state(), machine_state(netstep_marker="/guard-probe/")
         seen[what] = {
             "tests/conftest.py": sorted(k for k in root_before if root_before[k] != root_after[k]),
             "machine_guard.py": sorted(differences(close_before, close_after)),

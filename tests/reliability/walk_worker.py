@@ -143,7 +143,7 @@ def make_machine(box: dict, course: Course, snaps: list, servers: list[int], sta
 
         @rule(lesson=st.integers(0, len(course.lessons) - 1))
         def jump_to_lesson(self, lesson: int) -> None:
-            self.move(f"jump lesson{lesson + 1}", lambda: self.engine.start_lesson(course.lessons[lesson]),
+            self.move(f"jump {course.lessons[lesson].name}", lambda: self.engine.start_lesson(course.lessons[lesson]),
                       model.starts[lesson])
 
         @precondition(lambda self: self.position > 0)

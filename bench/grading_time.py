@@ -1,0 +1,157 @@
+"""How fast verify, hint and solution answer, for every target of lessons 1-7 (issue 19).
+
+    sudo .venv/bin/python bench/grading_time.py               # 3 rounds; prints a Markdown section
+    sudo .venv/bin/python bench/grading_time.py --rounds 1 --lessons 3
+
+A student calls these again and again, so each must answer within 0.5 s (median) on the
+path they see: a terminal (a pty of 120x40, bench/terminal.py) and `--json`, the two
+alternating target by target. For each target (every step and every "Your turn" of the
+lessons), the lab is brought to where the target starts (in this process, not timed),
+then, each a process of its own and timed: `hint` three times (the idea, the command
+with blanks, the command), `verify` before any work (it fails, and its checks say why),
+`solution`, and `verify` again (it passes). The course's states come from the
+machine-wide cache (netstep.core.reference); the first call of a new version builds it,
+so one untimed `verify` runs first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+from terminal import COLUMNS, LINES, run_on_pty  # noqa: E402 (bench/ is on the path only now)
+
+PY = sys.executable
+CALLS = [("baseline: `list` (start-up, no lab read)", "list"),
+         ("hint 1 (the idea)", "hint"), ("hint 2 (blanks)", "hint"), ("hint 3 (the command)", "hint"),
+         ("verify, nothing done (fails)", "verify"), ("solution", "solution"), ("verify, done (passes)", "verify")]
+LIMIT = 0.5
+
+
+def targets(lessons: int) -> list[tuple[str, int]]:
+    """(ref, position the lab starts at) of every step and exercise of the first `lessons` lessons."""
+    from netstep.course.course import Course
+
+    course = Course.load()
+    out = []
+    for lesson in course.lessons[:lessons]:
+        start = course.start_of(lesson)
+        out += [(step.ref, start + i) for i, step in enumerate(lesson.steps)]
+        if lesson.exercise is not None:
+            out.append((lesson.exercise.ref, start + len(lesson.steps)))
+    return out
+
+
+def place(lab_name: str, position: int) -> None:
+    """The lab at `position`, the student's own work taken back, no hint given yet."""
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
+
+    lab = Lab(lab_name)
+    with lab:
+        Engine(lab).skip_to(position)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(lab.dir, "hints.json"))
+
+
+def call(lab: str, command: str, ref: str, terminal: bool) -> tuple[float, float, int, str]:
+    """(wall, CPU of the process and its helpers, exit status, output) of one call."""
+    argv = [PY, "-m", "netstep", "--lab", lab, command, *([] if command == "list" else [ref])]
+    if terminal:
+        took, cpu, status, drawn = run_on_pty(argv, cwd=str(REPO))
+        return took, cpu, status, drawn.decode(errors="replace")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run([*argv, *([] if command == "list" else ["--json"])], capture_output=True, text=True,
+                            cwd=REPO)
+    took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return took, cpu, result.returncode, result.stdout + result.stderr
+
+
+def measure(rounds: int, lessons: int) -> tuple[dict, list[str]]:
+    lab = f"bench-grading-{os.getpid()}"
+    found = targets(lessons)
+    times: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
+    wrong: list[str] = []
+    try:
+        place(lab, found[0][1])
+        call(lab, "verify", found[0][0], terminal=False)  # builds the course's states if this version lacks them
+        for _ in range(rounds):
+            for ref, position in found:
+                for mode in ("terminal", "--json"):
+                    place(lab, position)
+                    for label, command in CALLS:
+                        took, cpu, status, output = call(lab, command, ref, terminal=mode == "terminal")
+                        times.setdefault((label, mode), []).append((took, cpu, ref))
+                        if (label.startswith("verify, done") and status != 0) or "Traceback" in output:
+                            wrong.append(f"{command} {ref} ({mode}): exit {status}: {output[-300:]!r}")
+    finally:
+        subprocess.run([PY, "-m", "netstep", "--lab", lab, "reset"], capture_output=True, cwd=REPO)
+    return times, wrong
+
+
+def markdown(times: dict, rounds: int, lessons: int, count: int) -> str:
+    lines = [
+        f"### verify, hint and solution, every target of lessons 1-{lessons} (bench/grading_time.py)",
+        "",
+        f"{count} targets (each step and each \"Your turn\"), {rounds} round(s); each call a process of its own, "
+        f"on a pty of {COLUMNS}x{LINES} and with `--json`, alternating target by target. Median and slowest "
+        f"over the targets, wall time and CPU time (the process and its helpers: iptables-save, the probes' "
+        f"threads); the limit is {LIMIT} s (median, wall). The ratio is the call's median wall time over "
+        "the baseline's, a `list` run beside it (Python's start and netstep's CLI, no lab read): a "
+        "figure that a loaded machine moves less than the seconds.",
+        "",
+        "| call | terminal: median | slowest | CPU | --json: median | slowest | CPU | ratio to `list` | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = statistics.median(t for mode in ("terminal", "--json") for t, _, _ in times.get((CALLS[0][0], mode), []))
+    for label, _ in CALLS:
+        cells, ok, medians = [], True, []
+        for mode in ("terminal", "--json"):
+            values = times.get((label, mode), [])
+            median = statistics.median(t for t, _, _ in values)
+            cpu = statistics.median(c for _, c, _ in values)
+            worst, _, where = max(values)
+            ok = ok and median <= LIMIT
+            medians.append(median)
+            cells += [f"{median:.2f} s", f"{worst:.2f} s ({where})", f"{cpu:.2f} s"]
+        ratio = f"{statistics.mean(medians) / base:.1f}x" if base else "-"
+        lines.append(f"| {label} | {' | '.join(cells)} | {ratio} | {'yes' if ok else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lessons", type=int, default=7, help="the first N lessons' targets (default 7)")
+    parser.add_argument("--json-out", metavar="FILE", help="also write every timing as JSON")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/grading_time.py makes network namespaces: run it as root", file=sys.stderr)
+        return 1
+    subprocess.run([PY, "-m", "compileall", "-q", str(REPO / "netstep")], check=False, capture_output=True)
+    times, wrong = measure(args.rounds, args.lessons)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({f"{k[0]} | {k[1]}": v for k, v in times.items()}))
+    print(markdown(times, args.rounds, args.lessons, len(targets(args.lessons))))
+    for line in wrong:
+        print("unexpected:", line, file=sys.stderr)
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

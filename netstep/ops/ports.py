@@ -1,0 +1,42 @@
+"""A link's MTU and a bridge port's hairpin: settings of one link that keep its identity.
+
+Each function applies one action and returns its undo, the value it found, announced
+just before the kernel change (netstep.ops.announce).
+"""
+
+from __future__ import annotations
+
+from netstep.course.actions import Action, Hairpin, SetMtu
+from netstep.errors import NetstepError
+from netstep.ops import lookup
+from netstep.ops.access import LabAccess
+from netstep.ops.announce import about_to_change
+
+BRPORT_MODE = "IFLA_BRPORT_MODE"  # the bridge port's hairpin flag, as the kernel names it
+
+
+def apply_set_mtu(action: SetMtu, lab: LabAccess) -> Action:
+    msg = lookup.link_msg(lab, action.ns, action.name)
+    undo = about_to_change(SetMtu(action.ns, name=action.name, mtu=msg.get("IFLA_MTU")))
+    lab.ipr(action.ns).link("set", index=msg["index"], mtu=action.mtu)
+    return undo
+
+
+def hairpin_of(msg) -> bool | None:
+    """A link's hairpin flag, or None for a link that is no bridge's port."""
+    info = msg.get("IFLA_LINKINFO")
+    if not info or info.get("IFLA_INFO_SLAVE_KIND") != "bridge":
+        return None
+    data = info.get("IFLA_INFO_SLAVE_DATA")
+    return bool(data.get(BRPORT_MODE)) if data else False
+
+
+def apply_hairpin(action: Hairpin, lab: LabAccess) -> Action:
+    msg = lookup.link_msg(lab, action.ns, action.name)
+    was = hairpin_of(msg)
+    if was is None:
+        raise NetstepError(f"{action.name} in {action.ns} is not a bridge's port: hairpin is a port's setting "
+                           f"(`ip link set {action.name} master BRIDGE` first).")
+    undo = about_to_change(Hairpin(action.ns, name=action.name, on=was))
+    lab.ipr(action.ns).link("set", index=msg["index"], kind="bridge_slave", mode=int(action.on))
+    return undo
