@@ -1,9 +1,10 @@
 """The course as a book of web pages: every notebook executed, then exported to HTML.
 
 `python -m netstep notebooks --html DIR` is for a reader without a VM: each lesson's
-notebook runs top to bottom in a Jupyter kernel on a lab of its own (as root, like the
-VM's kernel), and the executed notebook becomes DIR/NN-slug.html, with DIR/index.html
-listing them. What a page shows is what the kernel did on this machine, not a mock-up.
+notebook runs top to bottom in a Jupyter kernel on a lab of its own (as whoever runs it:
+root, or an ordinary user, whose labs live in user namespaces of their own), and the
+executed notebook becomes DIR/NN-slug.html, with DIR/index.html listing them. What a
+page shows is what the kernel did on this machine, not a mock-up.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 
+from netstep.core import backend
 from netstep.core.lab import Lab
 from netstep.course.course import Course
 from netstep.errors import NetstepError
@@ -53,7 +55,10 @@ def write_book(course: Course, folder: Path, *, lab_prefix: str = "book") -> Ite
             raise NetstepError(f"{name} did not run to the end: {str(exc).strip().splitlines()[-1]}") from None
         finally:
             _restore_env("NETSTEP_LAB", old)
-            Lab(lab).destroy()
+            if backend.current().user_namespace:
+                backend.drop(lab)
+            else:
+                Lab(lab).destroy()
         body, _ = exporter.from_notebook_node(nb)
         page = folder / (Path(name).stem + ".html")
         page.write_text(body, encoding="utf-8")

@@ -344,7 +344,7 @@ def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     if args.html:
         from netstep.book import write_book
 
-        require_root_and_tools()
+        require_root_and_tools(joined=False)  # (an ordinary user's notebooks join their labs themselves)
         for path in write_book(Course.load(), Path(args.html)):
             out.plain(_("wrote {path}").format(path=path))
         return 0

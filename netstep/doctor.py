@@ -144,17 +144,23 @@ def _host_findings() -> list[tuple[bool, str]]:
     return findings
 
 
+# The kernel's modules a lab uses (built in, or loaded); br_netfilter is optional (lesson 6 says what it changes).
+MODULES = ("bridge", "veth", "nf_nat", "nf_conntrack", "br_netfilter")
+
+
 def _try_lab(*, user: bool = False) -> tuple[bool, str]:
     """What a lab needs, tried in a scratch network and mount namespace that go with the
     process (for an ordinary `user`, in a user namespace of their own, as their labs are):
     a namespace pinned by a bind mount (as a lab keeps its namespaces), a veth
-    pair brought up with an address, and iptables adding and listing a rule. With `ip`,
+    pair brought up with an address, a bridge, and iptables adding a rule and a MASQUERADE
+    (the kernel's bridge, veth, nf_nat and nf_conntrack at work). With `ip`,
     not netstep's own netlink client: doctor runs where netstep may not (pyroute2, its
     netlink library, takes ~0.1 s to load; whether it is installed is checked apart)."""
     script = ("mount -t tmpfs netstep-doctor /run && touch /run/ns && mount --bind /proc/self/ns/net /run/ns && "
               "ip link add doctor0 type veth peer name doctor1 && ip link set doctor0 up && "
-              "ip addr add 192.0.2.1/24 dev doctor0 && iptables -w -A FORWARD -i doctor0 -j ACCEPT && "
-              "iptables -w -S FORWARD")
+              "ip addr add 192.0.2.1/24 dev doctor0 && ip link add doctor2 type bridge && "
+              "iptables -w -A FORWARD -i doctor0 -j ACCEPT && "
+              "iptables -w -t nat -A POSTROUTING -s 192.0.2.0/24 -o doctor0 -j MASQUERADE && iptables -w -S FORWARD")
     try:
         result = subprocess.run(["unshare", *(["--user", "--map-root-user"] if user else []), "--net", "--mount",
                                  "--propagation", "private", "--", "sh", "-ec", script],
@@ -162,10 +168,13 @@ def _try_lab(*, user: bool = False) -> tuple[bool, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"a scratch namespace could not be made: {exc}"
     if result.returncode != 0 or "doctor0" not in result.stdout:
-        return False, f"namespaces, their bind mounts, veth pairs or iptables do not work here: {result.stderr.strip()}"
+        return False, (f"namespaces, their bind mounts, veth pairs, bridges or iptables (its nat table) do not work "
+                       f"here: {result.stderr.strip()}. Where a kernel module is missing, root loads it once: "
+                       f"`modprobe -a {' '.join(MODULES)}`, and lists them in /etc/modules-load.d/netstep.conf "
+                       "to load them at boot")
     where = "a user namespace of your own: " if user else ""
-    return True, (f"{where}a scratch namespace, pinned by a bind mount, with a veth pair, an address and an "
-                  "iptables rule worked (and is gone)")
+    return True, (f"{where}a scratch namespace, pinned by a bind mount, with a veth pair, an address, a bridge, an "
+                  "iptables rule and a MASQUERADE worked (and is gone)")
 
 
 def _library() -> tuple[bool, str]:

@@ -60,8 +60,9 @@ under it, and look at what the step did.
 Each lesson notebook starts by bringing the lab to the state its lesson starts from, so
 you can open any of them first. Its last cell removes the lab.
 
-The kernel of these notebooks must run as root, since creating namespaces needs it: the
-VM built by the repository's `Vagrantfile` sets that up.
+The kernel of these notebooks runs as you: without root, each lab lives in a user
+namespace of your own (where the machine allows them: `python -m netstep doctor` says
+whether it does), and as root, in the machine's own.
 """
 
 

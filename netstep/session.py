@@ -30,7 +30,7 @@ def enter_backend(args) -> None:
     rule). What goes wrong is said when the command needs its lab (require_root_and_tools)."""
     from netstep.core import backend
 
-    backend.enter(args.command, args.lab, host=args.host, html=bool(getattr(args, "html", None)))
+    backend.enter(args.command, args.lab, host=args.host)
 
 
 def leave_backend(args) -> None:
@@ -41,14 +41,15 @@ def leave_backend(args) -> None:
         backend.current().stop_holder()
 
 
-def require_root_and_tools(*tools: str) -> None:
+def require_root_and_tools(*tools: str, joined: bool = True) -> None:
     """Refuse, in one paragraph, to go on without the privileges a lab needs (root, or an
-    ordinary user's own user namespace, joined: see enter_backend) or without `tools` (by
-    default the programs a lab runs inside its namespaces), before anything is touched."""
+    ordinary user's own user namespace, joined: see enter_backend; not `joined` when each
+    lab is opened by a process of its own, as the book's notebooks' are) or without `tools`
+    (by default the programs a lab runs inside its namespaces), before anything is touched."""
     from netstep.core import backend
 
     backend.current().require()
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and (joined or not backend.current().user_namespace):
         raise NetstepError(
             "netstep needs root, or an ordinary user's own user namespace, which `python -m netstep` joins "
             "as it starts (not a program importing netstep): it creates network namespaces and changes their "

@@ -11,6 +11,10 @@
 Every method returns an object that renders itself (HTML in Jupyter, rich text in a
 terminal). A Tutor holds the lab's lock until `close()` or `reset()`.
 
+For an ordinary user, `Tutor()` is a RemoteTutor: the lab's work runs in a process of its
+own that joins the lab's user namespace (netstep.worker; a Jupyter kernel, with its
+threads, cannot join one), and the results come back to be shown here, the same as root's.
+
 A Tutor does its work on one worker thread of its own. Jupyter's interrupt button raises
 KeyboardInterrupt in the main thread, wherever it is; on the worker, an action and the
 journal entry of its undo are never separated by it (the cell stops waiting, the step
@@ -21,9 +25,14 @@ threads of its own).
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -42,6 +51,7 @@ from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, answers_of, predicted, question
 from netstep.errors import NetstepError
 from netstep.i18n import N_
+from netstep.kernel import userns
 from netstep.ops.trace import Trace
 from netstep.present import coaching, traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.present.diagram import Picture, trace_diagram
@@ -92,6 +102,8 @@ class Predicted(RenderMixin):
     predictions: list[Prediction]
 
     def __getattr__(self, name: str):
+        if name in ("result", "predictions"):  # (not set yet: a copy being made, or unpickled)
+            raise AttributeError(name)
         return getattr(self.result, name)
 
 
@@ -103,7 +115,7 @@ class Pictured(RenderMixin):
     picture: Picture
 
     def __getattr__(self, name: str):
-        if name in ("result", "picture"):  # (not set yet: a copy being made)
+        if name in ("result", "picture"):  # (not set yet: a copy being made, or unpickled)
             raise AttributeError(name)
         return getattr(self.result, name)
 
@@ -135,6 +147,11 @@ class Status(RenderMixin):
 
 class Tutor(RenderMixin):
     """A course on one lab, driven from Python. Shown, it says where the lab stands."""
+
+    def __new__(cls, *args: object, **kwargs: object) -> Tutor:
+        if cls is Tutor and os.geteuid() != 0 and not userns.inside():  # an ordinary user (see RemoteTutor)
+            return super().__new__(RemoteTutor)
+        return super().__new__(cls)
 
     def __init__(self, lab: str | None = None, *, course: Course | None = None, lang: str | None = None) -> None:
         """`lang`: 'zh' or 'en' (default: from the environment, as the command line's --lang)."""
@@ -376,6 +393,146 @@ class Tutor(RenderMixin):
         self._close_iprs()
         self._call(self.lab.close)
         self._worker.shutdown()
+
+
+class RemoteTutor(Tutor):
+    """An ordinary user's Tutor: the same methods, each run by a Tutor in a process of its
+    own that joined the lab's user namespace (netstep.worker), its result shown here.
+
+    Interrupted (Jupyter's interrupt button), a call stops waiting and the step finishes
+    there, as on a Tutor's worker thread; the next call first takes that reply. `ipr`'s
+    client is made here, on a netlink socket made in the lab and handed over."""
+
+    def __init__(self, lab: str | None = None, *, course: Course | None = None, lang: str | None = None) -> None:
+        global _current
+        name = lab or os.environ.get("NETSTEP_LAB", "notebook")
+        env = dict(os.environ)
+        if lang is not None:  # the worker reads the language from the environment, as the command line does
+            if lang not in i18n.LANGUAGES:
+                raise NetstepError(i18n._("Tutor(lang={lang!r}): netstep speaks {languages}.").format(
+                    lang=lang, languages=", ".join(i18n.LANGUAGES)))
+            i18n.use(lang)
+            env["LANGUAGE"] = {"zh": "zh_CN"}.get(lang, lang)
+        self._iprs = []
+        self._unanswered = 0
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs:
+            self._process = subprocess.Popen([sys.executable, "-m", "netstep.worker", name, str(theirs.fileno())],
+                                             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                             start_new_session=True, env=env)
+        self._sock = mine
+        try:
+            send(mine, course)
+            kind, value = self._reply()
+            if kind == "error":
+                raise value
+        except BaseException:
+            self._end()
+            raise
+        self.lab = Lab(name)  # (its name and mode, for what a Tutor shows; never opened here)
+        self.engine = _RemoteEngine(self)
+        _current = self
+
+    def _reply(self) -> tuple[str, object]:
+        try:
+            kind, value = receive(self._sock)
+        except EOFError:
+            raise NetstepError("The notebook's lab process ended: run `t = Tutor()` again.") from None
+        if kind == "fd":
+            _, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
+            value = fds[0]
+        return kind, value
+
+    def _remote(self, name: str, *args: object, **kwargs: object):
+        while self._unanswered:  # the replies to calls that were interrupted
+            self._reply()
+            self._unanswered -= 1
+        send(self._sock, (name, args, kwargs))
+        self._unanswered += 1
+        kind, value = self._reply()
+        self._unanswered -= 1
+        if kind == "error":
+            raise value
+        return value
+
+    def ipr(self, ns: str) -> IPRoute:
+        from netstep.kernel.threaded import ThreadedIPRoute
+
+        client = ThreadedIPRoute(socket.socket(fileno=self._remote("ipr", ns)))
+        self._iprs.append(client)
+        return client
+
+    def reset(self) -> Notice:
+        self._close_iprs()  # first: an open socket keeps its namespace alive
+        try:
+            return self._remote("reset")
+        finally:
+            self._end()
+
+    def close(self) -> None:
+        self._close_iprs()
+        if self._process.poll() is None:
+            with suppress(NetstepError, OSError):
+                self._remote("close")
+        self._end()
+
+    def _end(self) -> None:
+        self._sock.close()
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+# The messages between a RemoteTutor and its process: a pickle's length, then the pickle.
+_HEADER = struct.Struct("!Q")
+
+
+def send(sock: socket.socket, message: object) -> None:
+    """One message: its pickle's length, then the pickle."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def receive(sock: socket.socket) -> object:
+    """The next message; EOFError once the other end is closed."""
+    (size,) = _HEADER.unpack(_exactly(sock, _HEADER.size))
+    return pickle.loads(_exactly(sock, size))
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return bytes(data)
+
+
+def _forward(name: str):
+    def call(self: RemoteTutor, *args: object, **kwargs: object):
+        return self._remote(name, *args, **kwargs)
+
+    call.__name__ = name
+    call.__doc__ = getattr(Tutor, name).__doc__
+    return call
+
+
+for _name in ("start", "step", "predict", "score", "verify", "hint", "solution", "picture", "back", "check",
+              "rollback", "run", "undo_mine", "trace", "inspect", "diff", "status"):
+    setattr(RemoteTutor, _name, _forward(_name))
+
+
+class _RemoteEngine:
+    """What a notebook reads of a Tutor's engine (`t.engine.course`), fetched from the lab's process."""
+
+    def __init__(self, tutor: RemoteTutor) -> None:
+        self._tutor = tutor
+
+    def __getattr__(self, name: str):
+        return self._tutor._remote("getattr", f"engine.{name}")
 
 
 # -- how a Tutor's own objects look ---------------------------------------------------------

@@ -142,6 +142,17 @@ def spawn_on_pty(argv: list[str], columns: int, rows: int, env: dict[str, str] |
     return pid, fd
 
 
+def wait_for_screen(capture, text: str, limit: float = 90.0) -> str:
+    """The screen `capture()` reads once it shows `text` (a guard against a hang, not a timing)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        shown = capture()
+        if text in shown:
+            return shown
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared on the screen:\n{capture()}")
+
+
 def run_on_pty(argv: list[str], columns: int, rows: int, timeout: float) -> tuple[int, bytes]:
     """Run argv on a new pseudo-terminal of the given size; return its exit status and output."""
     return _pty_session(argv, columns, rows, timeout)

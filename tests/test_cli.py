@@ -291,8 +291,8 @@ def test_doctor(cli_lab: str) -> None:
     after = set(os.listdir(LABS_ROOT)) if os.path.isdir(LABS_ROOT) else set()
     assert not {n for n in after - before if n.startswith("doctor")}, "doctor left its test lab behind"
     assert not os.path.exists(os.path.join(LABS_ROOT, cli_lab)), "doctor should not build the --lab lab"
-    assert "✔ a scratch namespace, pinned by a bind mount, with a veth pair, an address and an iptables rule " \
-        "worked" in result.stdout
+    assert "✔ a scratch namespace, pinned by a bind mount, with a veth pair, an address, a bridge, an iptables " \
+        "rule and a MASQUERADE worked" in result.stdout
     assert "✔ pyroute2, netstep's netlink library, is installed" in result.stdout
     # Its trial namespace went with its process: nothing of it is where doctor ran.
     assert subprocess.run(["ip", "link", "show", "doctor0"], capture_output=True).returncode != 0

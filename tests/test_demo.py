@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import pytest
-from support import LABS_ROOT, REPO, config_diff, needs_root, run_on_pty, unique_name
+from support import LABS_ROOT, REPO, config_diff, needs_root, run_on_pty, unique_name, wait_for_screen
 
 from netstep.course.course import Course
 from netstep.demo.options import DemoOptions
@@ -385,14 +385,8 @@ def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
     def screen(escapes: bool = False) -> str:
         return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", session)
 
-    def wait_for(text: str, limit: float = 90.0) -> str:  # a guard against a hang, not a timing
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            shown = screen()
-            if text in shown:
-                return shown
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared on the screen:\n{screen()}")
+    def wait_for(text: str) -> str:
+        return wait_for_screen(screen, text)
 
     try:
         tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", command)

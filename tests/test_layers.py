@@ -24,7 +24,7 @@ LAYERS = [
     ("present", ["netstep.present"]),
     ("front ends", ["netstep.cli", "netstep.session", "netstep.stepping", "netstep.console", "netstep.practice",
                     "netstep.tutor", "netstep.magic", "netstep.notebooks", "netstep.shell", "netstep.doctor",
-                    "netstep.book", "netstep.demo", "netstep.__main__", "netstep"]),
+                    "netstep.book", "netstep.demo", "netstep.worker", "netstep.__main__", "netstep"]),
 ]
 
 

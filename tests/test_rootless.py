@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -23,8 +24,9 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from support import REPO, machine_network_state, needs_root, unique_name
+from support import REPO, machine_network_state, needs_root, unique_name, wait_for_screen
 
+from netstep.course.course import Course
 from netstep.doctor import user_namespaces
 
 # -- doctor, on a fake /proc/sys ------------------------------------------------------------
@@ -93,10 +95,14 @@ class User:
         self.name = name
         self.uid = pwd.getpwnam(name).pw_uid
         self.records = f"/tmp/netstep-{self.uid}"
+        self.home = f"/tmp/{name}-home"  # theirs alone, for Jupyter's runtime files
+        os.mkdir(self.home, 0o700)
+        os.chown(self.home, self.uid, pwd.getpwnam(name).pw_gid)
 
     def run(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "COLUMNS": "300",
-               "NO_COLOR": "1", "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "HOME": "/tmp"}
+               "NO_COLOR": "1", "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "HOME": self.home,
+               "SHELL": "/bin/sh"}  # (tmux runs its commands in $SHELL; the user's own is nologin)
         return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
                                *argv], cwd="/tmp", capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -149,6 +155,7 @@ def make_user():
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             shutil.rmtree(user.records, ignore_errors=True)
+            shutil.rmtree(user.home, ignore_errors=True)
             subprocess.run(["userdel", user.name], capture_output=True)
 
 
@@ -240,3 +247,122 @@ def test_two_users_each_with_a_lab_named_default_stay_apart(make_user) -> None:
     again = alice.netstep("run", "lesson1", "--yes", "--json")
     assert again.returncode == 0, again.stderr
     assert alice.netstep("reset").returncode == 0
+
+
+@needs_root
+@needs_users
+def test_doctor_as_an_ordinary_user_tries_what_a_lab_needs_in_a_user_namespace(make_user) -> None:
+    """What the host kernel must give a class's users (veth, bridge, nf_nat, nf_conntrack),
+    tried where their labs live: in a user namespace of their own."""
+    user = make_user()
+    doctor = user.netstep("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "✔ unprivileged user namespaces are allowed" in doctor.stdout
+    assert "✔ a user namespace of your own: a scratch namespace, pinned by a bind mount, with a veth pair, an " \
+        "address, a bridge, an iptables rule and a MASQUERADE worked (and is gone)" in doctor.stdout
+    assert user.processes_end()
+
+
+# What an ordinary user's nbclient runs: a notebook, in an ordinary Jupyter kernel of their own.
+EXECUTE = """
+import sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": sys.argv[3]}}).execute()
+nbformat.write(nb, sys.argv[2])
+"""
+
+
+def cell_texts(nb) -> dict[str, str]:
+    """Each code cell's source -> its outputs' text (colours taken out)."""
+    texts = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            texts[cell.source] = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(
+                o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in cell.get("outputs", [])))
+    return texts
+
+
+@needs_root
+@needs_users
+def test_a_lesson_notebook_as_an_ordinary_user(make_user) -> None:
+    """Tutor() and %%netstep in an ordinary user's own Jupyter kernel (multi-threaded from its
+    start, so the lab's work runs in a process of its own that joined the lab: netstep.worker):
+    lesson 5 filled in by a student who types every step and predicts every check right."""
+    import nbformat
+    from support import filled_notebook
+
+    before = machine_network_state()
+    user = make_user()
+    book = Path(user.home) / "05-gateway.ipynb"
+    book.write_text(filled_notebook(REPO / "notebooks" / "05-gateway.ipynb", right=True, typed=True))
+    os.chown(book, user.uid, -1)
+    ran = user.run(SYSTEM_PYTHON, "-c", EXECUTE, str(book), f"{user.home}/out.ipynb", user.home, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    nb = nbformat.read(f"{user.home}/out.ipynb", as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    texts = cell_texts(nb)
+    assert "RemoteTutor" not in "".join(texts.values())
+    total = sum(len(s.checks) for s in Course.load().find("gateway").steps)
+    assert f"predictions: {total} of {total} right (so far)" in texts["t.score()"], texts["t.score()"]
+    verdicts = [text for source, text in texts.items() if source.startswith('t.verify("5.')]
+    assert verdicts and all("Counted as done" in v and "✘" not in v for v in verdicts), verdicts
+    assert not [s for s, text in texts.items() if "✘" in text], "a check came out other than expected"
+    assert "✔ exercise5" in texts['t.solution("exercise5")']
+    scratch = next(text for source, text in texts.items() if source.startswith('ipr = t.ipr("host")'))
+    assert "scratch1" in scratch, scratch  # pyroute2 on a netlink socket handed over from the lab
+    # The last cell's t.reset() left nothing: no process of the user, no record; the machine untouched.
+    assert user.processes_end() and os.listdir(user.records) == []
+    assert machine_network_state() == before
+
+
+TMUX = shutil.which("tmux")
+
+
+@needs_root
+@needs_users
+@pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
+def test_the_demo_in_tmux_as_an_ordinary_user(make_user) -> None:
+    """The demo (Textual, threads of its own: python -m netstep joined the lab before them)
+    in the user's own tmux at 120x36: steps applied and rolled back by keys, the lab's
+    picture drawn, --rollback-on-exit, then reset leaves nothing."""
+    before = machine_network_state()
+    user = make_user()
+    session = "netstep-demo"
+    done = f"{user.home}/rc"
+    python = f"PYTHONPATH={REPO}:{sysconfig.get_paths()['purelib']} HOME={user.home} {SYSTEM_PYTHON}"
+    command = (f"cd /tmp && env -u COLUMNS -u LINES NO_COLOR=1 TERM=xterm-256color {python} -m netstep demo "
+               f"--rollback-on-exit; echo $? > {done}; sleep 30")
+    total = len(Course.load().steps)
+
+    def tmux(*args: str) -> str:
+        return user.run(TMUX, *args, timeout=30).stdout
+
+    def wait_for(text: str) -> str:
+        return wait_for_screen(lambda: tmux("capture-pane", "-p", "-t", session), text, 120.0)
+
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", command)
+        wait_for("Next: step 1.1")
+        assert "upstream · router" in wait_for("Quit")
+        for n in (1, 2, 3):
+            tmux("send-keys", "-t", session, "Right")
+            wait_for(f"{n}/{total} steps applied")
+        assert "netns0" in wait_for("lo DOWN")  # the picture: netns0 exists, its loopback is down
+        tmux("send-keys", "-t", session, "Left")
+        assert f"2/{total} steps applied" in wait_for("Rolled back")
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(done) as f:
+            assert f.read().strip() == "0"
+        kept = user.netstep("inspect", "--all", "--json")  # the holder kept the lab, rolled back to the start
+        assert kept.returncode == 0 and '"host"' in kept.stdout and "netns0" not in kept.stdout, kept
+    finally:
+        tmux("kill-server")
+        shutil.rmtree(f"/tmp/tmux-{user.uid}", ignore_errors=True)
+    assert user.netstep("reset").returncode == 0
+    assert user.processes_end() and os.listdir(user.records) == []
+    assert machine_network_state() == before

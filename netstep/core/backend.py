@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from netstep.errors import NetstepError
 from netstep.kernel import userns
 
-# The commands that open a lab (`notebooks` only with --html; the others never do).
+# The commands that open a lab. (`notebooks --html` opens one per notebook, in the notebook's
+# kernel: an ordinary user's kernel joins none, its Tutor's process does, see netstep.tutor.)
 LAB_COMMANDS = frozenset({"run", "start", "verify", "hint", "solution", "next", "back", "check", "inspect",
-                          "trace", "diff", "rollback", "reset", "shell", "demo", "notebooks"})
+                          "trace", "diff", "rollback", "reset", "shell", "demo"})
 HOST_NEEDS_ROOT = "host mode changes this machine's own network and needs root: run it as root, or leave out --host."
 
 
@@ -72,7 +73,7 @@ def current() -> Backend:
     return _current
 
 
-def enter(command: str | None, lab: str, *, host: bool, html: bool = True) -> Backend:
+def enter(command: str | None, lab: str, *, host: bool) -> Backend:
     """Choose this process's backend for `command` on `lab` and, for an ordinary user,
     join the lab's holder (starting one if there is none). Never raises: what went wrong
     is kept as the backend's problem, said when a lab is needed (Backend.require)."""
@@ -86,7 +87,7 @@ def enter(command: str | None, lab: str, *, host: bool, html: bool = True) -> Ba
     if host:
         _current = Backend("userns", problem=HOST_NEEDS_ROOT, lab=lab)
         return _current
-    if command not in LAB_COMMANDS or (command == "notebooks" and not html):
+    if command not in LAB_COMMANDS:
         _current = Backend("userns", lab=lab)
         return _current
     try:
@@ -94,6 +95,14 @@ def enter(command: str | None, lab: str, *, host: bool, html: bool = True) -> Ba
     except (userns.UsernsError, OSError) as exc:
         _current = Backend("userns", problem=str(exc), lab=lab)
     return _current
+
+
+def drop(lab: str) -> None:
+    """An ordinary user's `lab`, not joined, let go: its holder stopped and its record
+    removed, so nothing of it is left (the lab's namespaces went with the holder)."""
+    holder = userns.find(lab)
+    if holder is not None:
+        userns.forget(lab, holder)
 
 
 def _join(lab: str) -> Backend:
