@@ -97,3 +97,9 @@ def cli_lab():
             netstep_cli(name, "reset", timeout=60)
         finally:
             Lab(name).destroy()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The VM test first: it takes longer than the rest together, so under pytest-xdist (`-n
+    2`) it starts at once on one worker while the other runs everything else beside it."""
+    items.sort(key=lambda item: item.get_closest_marker("vm") is None)
