@@ -273,6 +273,9 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
     with opened(args) as engine:
         moves = engine.rollback_all() if args.all else engine.rollback_lesson()
         for result in moves:
+            if result.reconciled:  # the student's own changes, taken back before the steps
+                out.print(result.reconciled)
+                continue
             out.print(_text(*fill(_("rolled back {ref} {title}"), "dim", ref=result.step.ref,
                                   title=result.step.title)))
         where = engine.current_step()

@@ -37,6 +37,7 @@ from netstep.course.actions import (
     Sysctl,
 )
 from netstep.errors import NetstepError
+from netstep.render import RenderMixin
 from netstep.state.snapshot import NamespaceState, Snapshot, default_mtu
 
 FRAME = ("host", "upstream")  # the lab's own namespaces: never created or deleted here
@@ -58,7 +59,7 @@ class Change:
 
 
 @dataclass
-class Reconciliation:
+class Reconciliation(RenderMixin):
     """What a move did to bring the lab back to a position before it went on."""
 
     changes: list[Change] = field(default_factory=list)

@@ -312,6 +312,7 @@ def _(result: StepResult) -> RenderableType:
     return Group(*parts)
 
 
+@renderable.register
 def reconciled_view(done: Reconciliation) -> RenderableType:
     """What a move took back of the student's own changes, and what it put back, by command."""
     parts: list[RenderableType] = [Text(i18n._("The lab differed from where the course stands; first, netstep"),
