@@ -20,6 +20,7 @@ from netstep.course.actions import (
     Route,
     SetLinkUp,
     SetMaster,
+    StopServers,
     Sysctl,
 )
 from netstep.course.commands import parse, split
@@ -117,6 +118,10 @@ ACCEPTED = [
      Sysctl("host", key="net.ipv6.conf.all.forwarding", value="1"), "sysctl -w net.ipv6.conf.all.forwarding=1"),
     ("netns0", "python3 -m http.server --bind 172.18.0.10 5000",
      HttpServer("netns0", address="172.18.0.10", port=5000), "python3 -m http.server --bind 172.18.0.10 5000"),
+    # fuser -k: stop what listens on a port in the namespace (the lab's servers)
+    ("netns0", "fuser -k 6000/tcp", StopServers("netns0", port=6000), "fuser -k 6000/tcp"),
+    ("host", "fuser -k -n tcp 8080", StopServers("host", port=8080), "fuser -k 8080/tcp"),
+    ("host", "ip netns exec netns0 fuser -k 6000/tcp", StopServers("netns0", port=6000), "fuser -k 6000/tcp"),
     # ip netns exec: the inner command runs in the named namespace, whatever the prompt.
     ("host", "ip netns exec netns0 ip link set lo up", SetLinkUp("netns0", name="lo", up=True),
      "ip link set lo up"),
@@ -214,6 +219,10 @@ REJECTED = [
     ("ip route add 10.0.0.0/8", ["via GATEWAY", "dev NAME"]),
     ("ip route add default via 172.18.0.1 metric 5", ["unexpected 'metric'"]),
     ("ip route delete 172.18.0.0/16 proto bogus", ["unknown route proto"]),
+    ("fuser 6000/tcp", ["fuser -k PORT/tcp"]),
+    ("fuser -k 6000/udp", ["fuser -k PORT/tcp"]),
+    ("fuser -k 70000/tcp", ["70000", "not a port number"]),
+    ("fuser -k -n tcp", ["fuser -k PORT/tcp"]),
     ("python3 -m http.server --bind 172.18.0.999 5000", ["172.18.0.999", "not an IPv4 address"]),
     ("python3 -m http.server --bind 172.18.0.10 70000", ["70000", "not a port"]),
     # names

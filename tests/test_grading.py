@@ -177,6 +177,10 @@ EXERCISES = {
         ["host# iptables -I FORWARD 1 -s 172.18.0.20 -o eth0 -j REJECT"],
         ["host# iptables -A INPUT -s 172.18.0.20 -j DROP"],
         "host needs an iptables rule FORWARD -j DROP|REJECT"),
+    12: (["netns0# iptables -A INPUT -s 172.18.0.20/32 -p tcp --dport 5000 -j REJECT"],
+         ["netns0# iptables -I INPUT -i ceth0 -s 172.18.0.20 -j DROP"],
+         ["host# iptables -A INPUT -s 172.18.0.20 -p tcp --dport 5000 -j REJECT"],
+         "tcp netns1 -> 172.18.0.10:5000"),
 }
 
 

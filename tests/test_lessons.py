@@ -338,15 +338,18 @@ def test_course_loads_every_file(real_course: Course) -> None:
 
 
 @needs_lessons
-def test_lesson_numbers_are_consecutive_from_one(real_course: Course) -> None:
+def test_lesson_numbers_start_at_one_and_only_grow(real_course: Course) -> None:
+    """Lessons past the article's seven may leave a number out (they are written apart, and
+    each starts where lesson 7 ends), never repeat one."""
     numbers = [lesson.number for lesson in real_course.lessons]
-    assert numbers == list(range(1, len(numbers) + 1))
+    assert numbers[0] == 1 and numbers == sorted(set(numbers))
 
 
 @needs_lessons
-def test_course_has_seven_lessons(real_course: Course) -> None:
+def test_course_has_the_articles_seven_lessons_first(real_course: Course) -> None:
     numbers = [lesson.number for lesson in real_course.lessons]
-    assert numbers == [1, 2, 3, 4, 5, 6, 7], f"lessons present: {[Path(le.path).name for le in real_course.lessons]}"
+    assert numbers[:7] == [1, 2, 3, 4, 5, 6, 7], \
+        f"lessons present: {[Path(le.path).name for le in real_course.lessons]}"
 
 
 @needs_lessons

@@ -36,6 +36,7 @@ from netstep.course.actions import (
     Route,
     SetLinkUp,
     SetMaster,
+    StopServers,
 )
 from netstep.course.course import Course
 from netstep.course.lessons import Command
@@ -157,6 +158,8 @@ class RealShell:
         """Run `line` in namespace `where` and return what it said; the test fails if it
         fails (or, with `fails`, if it does not)."""
         typed = line if where == "host" else f"ip netns exec {where} {line}"
+        if where == "upstream":  # the lab's frame, not in the shell's /run/netns: by its file
+            typed = f"nsenter --net={self.lab.path_of('upstream')} {line}"
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(f"{typed}\necho \"@@rc=$?@@\"\n")
         self.process.stdin.flush()
@@ -185,8 +188,9 @@ class RealShell:
 
 def typed(command: Command) -> bool:
     """Whether the line is typed into the real shell: a server would hold the shell, and
-    what it leaves (a listening socket) is nobody's route, address or rule."""
-    return not isinstance(command.action, HttpServer)
+    what it leaves (a listening socket) is nobody's route, address or rule; stopping one
+    (`fuser -k`) has no server to stop there."""
+    return not isinstance(command.action, (HttpServer, StopServers))
 
 
 def inverse(action: Action) -> list[str]:
@@ -204,18 +208,20 @@ def inverse(action: Action) -> list[str]:
         return [Iptables(action.ns, table=action.table, args=(op, *action.args[1:])).command()]
     if isinstance(action, SetMaster):
         return [f"ip link set {action.name} nomaster"] if action.master else []
-    if isinstance(action, (SetLinkUp, MoveLink, HttpServer)):
+    if isinstance(action, (SetLinkUp, MoveLink, HttpServer, StopServers)):
         return []  # goes with its namespace or link, or was not typed
     raise AssertionError(f"the test cannot take back `{action.command()}` with the real binaries")
 
 
 def take_back(shell: RealShell, commands: list[Command]) -> None:
+    """Each command's inverse, typed where its action ran (`host# nsenter --net=... CMD` and
+    `ip netns exec NS CMD` run in NS, not at their prompt)."""
     gone: set[str] = set()
     for command in reversed(commands):
-        if command.where in gone:
+        if command.action.ns in gone:
             continue
         for line in inverse(command.action):
-            shell.type(command.where, line)
+            shell.type(command.action.ns, line)
         if isinstance(command.action, AddNetns):
             gone.add(command.action.name)
 

@@ -181,6 +181,20 @@ class HttpServer(Action):
 
 
 @dataclass(frozen=True)
+class StopServers(Action):
+    """`fuser -k PORT/tcp`: stop the lab's servers listening on PORT in the namespace, as a
+    container is stopped. `restart`, an undo's, holds the addresses to start them again on."""
+
+    port: int = 0
+    restart: tuple[str, ...] = ()
+
+    def command(self) -> str:
+        if self.restart:
+            return f"(start the HTTP servers on {', '.join(self.restart)} port {self.port} again)"
+        return f"fuser -k {self.port}/tcp"
+
+
+@dataclass(frozen=True)
 class Restore(Action):
     """Undo of a deletion: rebuild what a DeleteLink or DeleteNetns removed.
 
@@ -203,5 +217,5 @@ def _quote(arg: str) -> str:
 ACTIONS = {
     cls.__name__: cls
     for cls in (AddNetns, DeleteNetns, AddLink, DeleteLink, SetLinkUp, MoveLink, SetMaster, Address, Route,
-                Iptables, Sysctl, HttpServer, Restore)
+                Iptables, Sysctl, HttpServer, StopServers, Restore)
 }

@@ -1,6 +1,7 @@
 """Checks: what a lesson expects about reachability, and what came out.
 
-A check names a kind (ping, tcp, http), a source namespace, a target and the expected
+A check names a kind (ping, tcp, http, or bind: can a new socket there take that
+address and port), a source namespace, a target and the expected
 outcome, with the kernel's reason where it matters ("unreachable (host-unreachable)").
 netstep.ops.probes runs them for real; a CheckResult says what was expected, what
 happened and why.
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field, replace
 
 from netstep.render import RenderMixin
 
-KINDS = ("ping", "tcp", "http")
+KINDS = ("ping", "tcp", "http", "bind")
 EXPECTS = ("reachable", "unreachable")
-REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered")
+REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "in-use")
 REASON_TEXT = {
     "no-route": "Network is unreachable (no route)",
     "host-unreachable": "Destination Host Unreachable (ARP got no answer)",
@@ -22,6 +23,7 @@ REASON_TEXT = {
     "refused": "Connection refused",
     "no-answer": "no answer (silence)",
     "filtered": "blocked by a firewall rule",
+    "in-use": "Address already in use (another socket of the namespace holds it)",
 }
 
 

@@ -1,4 +1,4 @@
-"""The command grammar: the subset of ip, iptables and sysctl the course uses.
+"""The command grammar: the subset of ip, iptables, sysctl and fuser the course uses.
 
 `parse(line, where)` turns what a student types into an Action, or raises ValueError with
 a sentence saying what is wrong. Nothing here runs anything: a lesson file can only ever
@@ -24,6 +24,7 @@ from netstep.course.actions import (
     Route,
     SetLinkUp,
     SetMaster,
+    StopServers,
     Sysctl,
 )
 
@@ -83,7 +84,10 @@ def parse_words(words: list[str], where: str) -> Action:
         return _http_server(words[1:], where)
     if tool == "nsenter":
         return _nsenter(words[1:])
-    raise ValueError(f"unknown command '{tool}': lessons can use ip, iptables, sysctl and python3 -m http.server")
+    if tool == "fuser":
+        return _fuser(words[1:], where)
+    raise ValueError(f"unknown command '{tool}': lessons can use ip, iptables, sysctl, python3 -m http.server "
+                     "and fuser -k PORT/tcp")
 
 
 def _name(word: str, what: str = "device") -> str:
@@ -336,3 +340,18 @@ def _http_server(words: list[str], where: str) -> Action:
     if not words[4].isdigit() or not 0 < int(words[4]) < 65536:
         raise ValueError(f"'{words[4]}' is not a port number")
     return HttpServer(where, address=address, port=int(words[4]))
+
+
+def _fuser(words: list[str], where: str) -> Action:
+    """`fuser -k PORT/tcp` (or `fuser -k -n tcp PORT`): stop what listens on the port in this
+    namespace, as a container is stopped. Only the lab's own servers are stopped."""
+    usage = "expected: fuser -k PORT/tcp (stops the lab's servers on PORT in the namespace)"
+    if words[:3] == ["-k", "-n", "tcp"] and len(words) == 4:
+        port = words[3]
+    elif len(words) == 2 and words[0] == "-k" and words[1].endswith("/tcp"):
+        port = words[1].removesuffix("/tcp")
+    else:
+        raise ValueError(usage)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{port}' is not a port number: {usage}")
+    return StopServers(where, port=int(port))

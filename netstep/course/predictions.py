@@ -42,8 +42,9 @@ def answers_of(words: Iterable[str], count: int) -> list[str]:
 def question(check: Check, internet: str | None = None) -> str:
     """The question a check asks, without its answer: "Will netns0 reach 10.0.2.2?", and
     for tcp and http "Will netns0 connect to 10.0.2.15:5005?". The target keeps the name the
-    lesson gives it: "internet (203.0.113.8)"."""
-    verb = "reach" if check.kind == "ping" else "connect to"
+    lesson gives it: "internet (203.0.113.8)". A bind check asks whether a new socket can
+    take the address and port: "Will netns0 bind 127.0.0.1:6000?"."""
+    verb = {"ping": "reach", "bind": "bind"}.get(check.kind, "connect to")
     return f"Will {check.source} {verb} {target_words(check, internet)}?"
 
 

@@ -28,6 +28,7 @@ from netstep.course.actions import (
     Route,
     SetLinkUp,
     SetMaster,
+    StopServers,
     Sysctl,
 )
 from netstep.errors import KernelError, NetstepError
@@ -49,6 +50,7 @@ HANDLERS: dict[type[Action], Callable[[Action, LabAccess], Action]] = {
     Iptables: iptables.apply_iptables,
     Sysctl: sysctls.apply_sysctl,
     HttpServer: servers.apply_http_server,
+    StopServers: servers.apply_stop_servers,
     Restore: images.apply_restore,
 }
 

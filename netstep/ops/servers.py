@@ -1,13 +1,15 @@
 """HTTP servers: started as `python -m netstep.kernel.httpd` inside the namespace, stopped
-by their command line (netstep.kernel.servers)."""
+by their command line (netstep.kernel.servers), one by one or all those on a port
+(`fuser -k PORT/tcp`)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from netstep.course.actions import Action, HttpServer
+from netstep.course.actions import Action, HttpServer, StopServers
 from netstep.errors import KernelError
+from netstep.kernel import servers
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
 
@@ -30,4 +32,19 @@ def apply_http_server(action: HttpServer, lab: LabAccess) -> Action:
                           f"{err[-1] if err else 'no reason given'}")
     proc.stdout.close()
     proc.stderr.close()
+    return undo
+
+
+def apply_stop_servers(action: StopServers, lab: LabAccess) -> Action:
+    """Stop the lab's servers on the port in the namespace; the undo starts them again on
+    the addresses they had. (An undo's `restart` starts them, and its undo stops them.)"""
+    if action.restart:
+        undo = about_to_change(StopServers(action.ns, port=action.port))
+        for address in action.restart:
+            apply_http_server(HttpServer(action.ns, address=address, port=action.port), lab)
+        return undo
+    addresses = tuple(sorted({options.get("--bind", "") for _, options in servers.running(lab.dir)
+                              if options.get("--name") == action.ns and options.get("--port") == str(action.port)}))
+    undo = about_to_change(StopServers(action.ns, port=action.port, restart=addresses))
+    lab.stop_servers(action.ns, None, action.port)
     return undo
