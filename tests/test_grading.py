@@ -45,6 +45,8 @@ def typed(lab: Lab, *lines: str, strict: bool = True) -> None:
     for line in lines:
         ns, _, command = line.partition("# ")
         run = command if ns == "host" else f"ip netns exec {ns} sh -c {shlex.quote(command)}"
+        if ns == "upstream":  # the lab's frame is not in the shell's /run/netns: entered by its file
+            run = f"nsenter --net={lab.path_of('upstream')} sh -c {shlex.quote(command)}"
         script.append(f"{run} || {{ echo {shlex.quote('failed: ' + line)} >&2; exit 1; }}" if strict
                       else f"{run} 2>/dev/null")
     made = not os.path.isdir("/run/netns")
