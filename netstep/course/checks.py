@@ -1,10 +1,10 @@
 """Checks: what a lesson expects about reachability, and what came out.
 
-A check names a kind (ping, tcp, http, or bind: can a new socket there take that
-address and port), a source namespace, a target and the expected
-outcome, with the kernel's reason where it matters ("unreachable (host-unreachable)").
-netstep.ops.probes runs them for real; a CheckResult says what was expected, what
-happened and why.
+A check names a kind (ping, tcp, http, bind: can a new socket there take that address
+and port, or dns: does a name resolve as the namespace's programs resolve it), a source
+namespace, a target and the expected outcome, with the kernel's reason where it matters
+("unreachable (host-unreachable)"). netstep.ops.probes runs them for real; a CheckResult
+says what was expected, what happened and why.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 
 from netstep.render import RenderMixin
 
-KINDS = ("ping", "tcp", "http", "bind")
+KINDS = ("ping", "tcp", "http", "bind", "dns")
+PROBES = KINDS[:3]  # the kinds that send a packet, which trace can follow
 EXPECTS = ("reachable", "unreachable")
-REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "in-use")
+REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "in-use",
+           "not-found", "server-failure", "not-sent")
 REASON_TEXT = {
     "no-route": "Network is unreachable (no route)",
     "host-unreachable": "Destination Host Unreachable (ARP got no answer)",
@@ -24,6 +26,9 @@ REASON_TEXT = {
     "no-answer": "no answer (silence)",
     "filtered": "blocked by a firewall rule",
     "in-use": "Address already in use (another socket of the namespace holds it)",
+    "not-found": "no such name (the DNS server answered NXDOMAIN)",
+    "server-failure": "the DNS server answered, without an address (SERVFAIL or REFUSED)",
+    "not-sent": "the kernel would not send it (Invalid argument)",
 }
 
 
@@ -50,7 +55,7 @@ class Check(RenderMixin):
 
     kind: str
     source: str
-    target: str  # an address, or "internet"
+    target: str  # an address, or "internet" (a dns check's: the name)
     port: int | None
     expect: str
     reason: str | None = None
@@ -78,6 +83,8 @@ class Check(RenderMixin):
         return replace(self, expect=expect, reason=reason, otherwise=None, because=self.when.describe(seen))
 
     def describe(self, internet: str | None = None) -> str:
+        if self.kind == "dns":
+            return f"dns {self.source} {self.target}"
         return f"{self.kind} {self.source} -> {self.destination(internet)}"
 
     def destination(self, internet: str | None = None) -> str:

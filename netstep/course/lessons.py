@@ -25,6 +25,8 @@ FILE_RE = re.compile(r"^(\d\d)-([a-z0-9-]+)\.md$")
 PROMPT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)#\s*(.*)$")
 CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?"
                       r"(?:\s+if\s+(\S+)\s+([^\s=]+)=(\S+)\s+else\s+(\w+)(?:\s+\(([\w-]+)\))?)?\s*$")
+# `dns FROM NAME EXPECT [(REASON)]`: a name has no port and is not an address.
+DNS_RE = re.compile(r"^dns\s+(\S+)\s+([A-Za-z0-9][A-Za-z0-9.-]*)\s+(\w+)(?:\s+\(([\w-]+)\))?\s*$")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
 EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution", "grade")
 EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
@@ -345,6 +347,8 @@ class _Parser:
         step.commands.append(Command(where, text, action, n))
 
     def _check(self, line: str, n: int) -> Check:
+        if line.split()[:1] == ["dns"]:
+            return self._dns_check(line, n)
         match = CHECK_RE.match(line)
         if not match:
             raise self.error(n, "a check reads 'KIND FROM -> TARGET reachable|unreachable [(REASON)]', "
@@ -374,6 +378,14 @@ class _Parser:
             except ValueError:
                 raise self.error(n, f"'{host}' is not an IPv4 address or 'internet'") from None
         return Check(kind, source, host, port, expect, reason, n, when, otherwise)
+
+    def _dns_check(self, line: str, n: int) -> Check:
+        match = DNS_RE.match(line)
+        if not match:
+            raise self.error(n, f"a dns check reads 'dns FROM NAME reachable|unreachable [(REASON)]': {line!r}")
+        source, name, expect, reason = match.groups()
+        self._outcome(expect, reason, n)
+        return Check("dns", source, name.rstrip(".").lower(), None, expect, reason, n)
 
     def _outcome(self, expect: str, reason: str | None, n: int) -> None:
         if expect not in EXPECTS:

@@ -44,6 +44,8 @@ def question(check: Check, internet: str | None = None) -> str:
     for tcp and http "Will netns0 connect to 10.0.2.15:5005?". The target keeps the name the
     lesson gives it: "internet (203.0.113.8)". A bind check asks whether a new socket can
     take the address and port: "Will netns0 bind 127.0.0.1:6000?"."""
+    if check.kind == "dns":
+        return f"Will {check.source} resolve {check.target}?"
     verb = {"ping": "reach", "bind": "bind"}.get(check.kind, "connect to")
     return f"Will {check.source} {verb} {target_words(check, internet)}?"
 

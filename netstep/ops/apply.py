@@ -21,6 +21,8 @@ from netstep.course.actions import (
     Address,
     DeleteLink,
     DeleteNetns,
+    DnsServer,
+    EtcFile,
     HttpServer,
     Iptables,
     MoveLink,
@@ -33,7 +35,7 @@ from netstep.course.actions import (
 )
 from netstep.errors import KernelError, NetstepError
 from netstep.kernel import netlink
-from netstep.ops import devices, images, iptables, routes, servers, sysctls
+from netstep.ops import devices, files, images, iptables, routes, servers, sysctls
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import listening
 
@@ -51,6 +53,8 @@ HANDLERS: dict[type[Action], Callable[[Action, LabAccess], Action]] = {
     Sysctl: sysctls.apply_sysctl,
     HttpServer: servers.apply_http_server,
     StopServers: servers.apply_stop_servers,
+    DnsServer: servers.apply_dns_server,
+    EtcFile: files.apply_etc_file,
     Restore: images.apply_restore,
 }
 

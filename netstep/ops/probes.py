@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.kernel import namespaces
+from netstep.ops import resolve
 
 SILENCE = 0.2  # seconds without an answer that decide an expected failure (when no counter proves it sooner)
 POLL = 0.001  # seconds between two readings of the witness's counters
@@ -34,8 +35,9 @@ PROVEN = {"no-answer": "no reply: the kernel's counters show it was lost",
           "host-unreachable": "no ARP answer can come: nobody on the link has the address"}
 
 
-def run(checks: list[Check], path_of, internet: str, witness=None) -> list[CheckResult]:
-    """Run `checks` at once; `path_of(ns)` gives a namespace's file.
+def run(checks: list[Check], path_of, internet: str, witness=None, resolv=None) -> list[CheckResult]:
+    """Run `checks` at once; `path_of(ns)` gives a namespace's file, `resolv(ns)` the
+    resolv.conf (path, text) its programs read, for dns checks (netstep.ops.resolve).
 
     Pings from one namespace share one raw socket in one thread; each tcp or http check
     has a thread of its own. How long a probe waits for an answer depends on what it
@@ -68,6 +70,9 @@ def run(checks: list[Check], path_of, internet: str, witness=None) -> list[Check
                 found = ping_all([checks[i] for i in indexes], internet, witness=witness, indexes=indexes)
                 for i, result in zip(indexes, found, strict=True):
                     results[i] = result
+            elif checks[indexes[0]].kind == "dns":
+                text = resolv(source) if resolv is not None else ("/etc/resolv.conf", "")
+                results[indexes[0]] = resolve.dns_check(checks[indexes[0]], source, text)
             elif checks[indexes[0]].kind == "bind":
                 results[indexes[0]] = bind_check(checks[indexes[0]], source)
             else:
