@@ -34,6 +34,9 @@ MODES = ("sandbox", "host")
 # `<!-- host mode only -->` ... `<!-- end -->`: prose for one mode's students (invisible on
 # a Markdown viewer, which shows both).
 ONLY_RE = re.compile(r"^<!--\s*(sandbox|host mode) only\s*-->$")
+# In a lesson's introduction: the whole lesson is the sandbox's (its addresses exist only
+# in the sandbox's frame); a host-mode course leaves it out.
+SANDBOX_LESSON = "<!-- lesson: sandbox only -->"
 END_ONLY = "<!-- end -->"
 
 
@@ -118,6 +121,7 @@ class Lesson(RenderMixin):
     steps: list[Step]
     path: str
     exercise: Exercise | None = None
+    modes: tuple[str, ...] = MODES  # the modes whose course has it
 
     @property
     def name(self) -> str:
@@ -163,6 +167,7 @@ class _Parser:
     def __init__(self, path: str, number: int, slug: str, mode: str = "sandbox") -> None:
         self.path, self.number, self.slug, self.mode = path, number, slug, mode
         self.only: tuple[str, int] | None = None  # the mode of the section the parser is in, and its line
+        self.modes = MODES
         self.title = ""
         self.intro: list[str] = []
         self.steps: list[Step] = []
@@ -194,7 +199,11 @@ class _Parser:
                 i = end + 1
                 continue
             only = ONLY_RE.match(line.strip())
-            if only or line.strip() == END_ONLY:
+            if line.strip() == SANDBOX_LESSON:
+                if self.steps:
+                    raise self.error(n, f"{SANDBOX_LESSON} belongs in the lesson's introduction")
+                self.modes = ("sandbox",)
+            elif only or line.strip() == END_ONLY:
                 self._mark(only.group(1) if only else None, n)
             elif self.only and (line.startswith("# ") or line.startswith("## ")):
                 raise self.error(self.only[1], f"this '{self.only[0]} only' section has no {END_ONLY} before the "
@@ -229,7 +238,7 @@ class _Parser:
         if self.exercise and not (self.exercise.solution and self.exercise.checks):
             raise self.error(self.exercise.line, f"a '{EXERCISE}' section needs a solution block and a check block")
         lesson = Lesson(self.number, self.slug, self.title, "\n".join(self.intro).strip(), self.steps, self.path,
-                        self.exercise)
+                        self.exercise, self.modes)
         for index, step in enumerate(self.steps):
             step.lesson, step.index = lesson, index
         if self.exercise:
