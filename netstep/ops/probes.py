@@ -163,7 +163,9 @@ def bind_check(check: Check, source: str) -> CheckResult:
         elapsed = time.monotonic() - start
         reason = "in-use" if exc.errno == errno.EADDRINUSE else "no-answer"
         holders = listeners(port)
-        why = (f"{address}:{port} is taken in {source}: " + "; ".join(holders)) if holders else \
+        # (the why names the program, the same in every lab; the evidence adds its pid)
+        who = sorted({held.split(" held by ")[0] + " of " + _programs(held) for held in holders})
+        why = (f"{address}:{port} is taken in {source}: " + "; ".join(who)) if who else \
             f"{address}:{port} cannot be bound in {source}: {os.strerror(exc.errno or 0)}"
         return CheckResult(check, check.destination(), "unreachable", reason, os.strerror(exc.errno or 0), elapsed,
                            concluded="error", where=source, why=why, evidence={"sockets": holders})
@@ -198,6 +200,13 @@ def listeners(port: int) -> list[str]:
         who = ", ".join(f"pid {pid} ({_command_of(pid)})" for pid in holders[inode]) or "no process (gone)"
         out.append(f"LISTEN {local} held by {who}")
     return out
+
+
+def _programs(held: str) -> str:
+    """'python3 -m netstep.kernel.httpd' from 'LISTEN ... held by pid 812 (python3 -m ...)'."""
+    names = [part.split(" (", 1)[1].rstrip(")") for part in held.split(" held by ")[1].split(", pid ")
+             if " (" in part]
+    return ", ".join(dict.fromkeys(names)) or "no process (gone)"
 
 
 def _command_of(pid: str) -> str:
