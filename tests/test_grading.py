@@ -24,7 +24,9 @@ from netstep.core.grading import advance, hint, next_hint, solution, target_of, 
 from netstep.core.lab import Lab
 from netstep.core.reconcile import same
 from netstep.core.reference import read, states
+from netstep.course.actions import DnsServer, HttpServer
 from netstep.course.essentials import Essential, derived, parse_essential
+from netstep.kernel.servers import DNS, running
 from netstep.shell import shell_argv
 from netstep.state.compare import differences
 from netstep.state.snapshot import Link, NamespaceState, Snapshot
@@ -213,6 +215,10 @@ EXERCISES = {
          ["host# iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
           "host# ip link set eth0 mtu 1400"],
          "http upstream -> 10.0.2.15:5005/100000"),
+    12: (["netns0# iptables -A INPUT -s 172.18.0.20/32 -p tcp --dport 5000 -j REJECT"],
+         ["netns0# iptables -I INPUT -i ceth0 -s 172.18.0.20 -j DROP"],
+         ["host# iptables -A INPUT -s 172.18.0.20 -p tcp --dport 5000 -j REJECT"],
+         "tcp netns1 -> 172.18.0.10:5000"),
 }
 
 
@@ -275,6 +281,39 @@ def test_exercise7_with_a_server_the_student_started(lab: Lab) -> None:
         server.wait()
 
 
+DNS_AT_UPSTREAM = ("upstream# dnsmasq --keep-in-foreground --no-resolv --listen-address=10.0.2.2 "
+                   "--address=/example.com/203.0.113.8")
+
+
+@needs_root
+def test_exercise13_right_answers_pass_and_a_wrong_one_fails(lab: Lab) -> None:
+    """The resolvers are the course's to run (its own small server, as a student's dnsmasq
+    would be); the files are typed in `netstep shell`, through the lab's /etc."""
+    engine = Engine(lab)
+    target, end = _exercise(engine, 13)
+    assert not verify(engine, target).ok
+    answers = (
+        ([DNS_AT_UPSTREAM], ["host# mkdir -p /etc/netns/netns1",
+                             "host# echo 'nameserver 10.0.2.2' > /etc/netns/netns1/resolv.conf"]),
+        ([DNS_AT_UPSTREAM, "netns1# dnsmasq --keep-in-foreground --no-resolv --listen-address=127.0.0.11 "
+                           "--server=10.0.2.2"],  # an embedded resolver of its own
+         ["host# mkdir -p /etc/netns/netns1",
+          "host# printf 'nameserver 127.0.0.11\\n' > /etc/netns/netns1/resolv.conf"]),
+    )
+    for started, files in answers:
+        engine.run_own("\n".join(started))
+        typed(lab, *files)
+        verdict = verify(engine, target)
+        assert verdict.ok, (files, verdict.problems, [(r.check.describe(), r.actual, r.why) for r in verdict.checks])
+        list(engine.goto(end))  # the student's servers stop; the shell's files are theirs to remove
+        assert not [pid for pid, o in running(lab.dir) if o["module"] == DNS], "the student's resolvers run on"
+        typed(lab, "host# rm -r /etc/netns/netns1")
+    engine.run_own(DNS_AT_UPSTREAM)
+    typed(lab, "host# mkdir -p /etc/netns/netns0", "host# echo 'nameserver 10.0.2.2' > /etc/netns/netns0/resolv.conf")
+    verdict = verify(engine, target)
+    assert not verdict.ok and "dns netns1 example.com" in [r.check.describe() for r in verdict.checks if not r.ok]
+
+
 # -- lesson steps typed by hand ---------------------------------------------------------------
 
 
@@ -282,7 +321,7 @@ def test_exercise7_with_a_server_the_student_started(lab: Lab) -> None:
 def test_the_whole_course_typed_with_real_binaries_verifies_step_by_step_and_rolls_back(lab: Lab) -> None:
     engine = Engine(lab)
     for step in engine.course.steps:
-        servers = [c for c in step.commands if c.text.startswith("python3 -m http.server")]
+        servers = [c for c in step.commands if isinstance(c.action, (HttpServer, DnsServer))]
         if servers:  # a server is the course's to run (its own small one); the rest is typed by hand
             engine.run_own("\n".join(f"{c.where}# {c.text}" for c in servers))
         typed(lab, *(f"{c.where}# {c.text}" for c in step.commands if c not in servers))

@@ -528,6 +528,20 @@ def test_a_mode_section_may_hold_a_whole_step_and_its_blocks(tmp_path: Path) -> 
     assert [c.text for c in sandbox.steps[-2].commands] == ["ip netns add netns7"]
 
 
+def test_a_sandbox_only_lesson_is_left_out_of_the_host_mode_course(tmp_path: Path) -> None:
+    write_lesson(tmp_path, "01-both.md", "# Lesson 1: Both\n\n## Step\n\n```console\nhost# ip netns add netns0\n```\n")
+    write_lesson(tmp_path, "02-sandbox.md", "# Lesson 2: Sandbox\n\n<!-- lesson: sandbox only -->\nIntro.\n\n"
+                                            "## Step\n\n```console\nhost# ip netns add netns1\n```\n")
+    sandbox, host = Course.load(tmp_path), Course.load(tmp_path, mode="host")
+    assert [le.number for le in sandbox.lessons] == [1, 2] and [le.number for le in host.lessons] == [1]
+    assert sandbox.lessons[1].intro == "Intro."  # the marker is no prose
+    late = ("# Lesson 3: Late\n\n## Step\n\n<!-- lesson: sandbox only -->\n\n"
+            "```console\nhost# ip netns add netns2\n```\n")
+    with pytest.raises(LessonError, match="belongs in the lesson's introduction"):
+        parse_lesson(write_lesson(tmp_path, "03-late.md", late))
+    assert "dns" not in [le.slug for le in Course.load(mode="host").lessons]  # the course's lesson 13
+
+
 def test_sandbox_students_never_read_host_mode_paragraphs() -> None:
     """The course's own host-mode paragraphs (the stand-in client, the VM's settings) are in
     the host-mode course only, and no marker is left in either; the notebooks are the

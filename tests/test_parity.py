@@ -30,16 +30,20 @@ from netstep.course.actions import (
     AddLink,
     AddNetns,
     Address,
+    DnsServer,
+    EtcFile,
     HttpServer,
     Iptables,
     MoveLink,
     Route,
     SetLinkUp,
     SetMaster,
+    StopServers,
 )
 from netstep.course.course import Course
 from netstep.course.lessons import Command
 from netstep.errors import NetstepError
+from netstep.ops.files import etc_of
 from netstep.shell import shell_argv
 from netstep.state.reader import WATCHED_SYSCTLS
 
@@ -106,10 +110,22 @@ def read_namespace(path: str, sysctls: tuple[str, ...]) -> dict:
 
 
 def read_lab(lab: Lab, sysctls: tuple[str, ...]) -> dict[str, dict]:
+    """Every namespace, and the lab's own /etc (its files: a folder rm -r left empty does
+    not count)."""
     paths = {"host": lab.path_of("host"), "upstream": lab.path_of("upstream")}
     if os.path.isdir(lab.netns_dir):
         paths.update({n: os.path.join(lab.netns_dir, n) for n in sorted(os.listdir(lab.netns_dir))})
-    return {ns: read_namespace(p, sysctls) for ns, p in paths.items() if p and os.path.exists(p)}
+    found = {ns: read_namespace(p, sysctls) for ns, p in paths.items() if p and os.path.exists(p)}
+    return {**found, "/etc": {"files": _etc_files(etc_of(lab.dir))}}
+
+
+def _etc_files(top: str) -> dict[str, str]:
+    out = {}
+    for folder, _, names in os.walk(top):
+        for name in names:
+            with open(os.path.join(folder, name)) as f:
+                out[os.path.relpath(os.path.join(folder, name), top)] = f.read()
+    return out
 
 
 def differences(ours, theirs, where: str = "") -> list[str]:
@@ -190,8 +206,9 @@ class RealShell:
 
 def typed(command: Command) -> bool:
     """Whether the line is typed into the real shell: a server would hold the shell, and
-    what it leaves (a listening socket) is nobody's route, address or rule."""
-    return not isinstance(command.action, HttpServer)
+    what it leaves (a listening socket) is nobody's route, address or rule; stopping one
+    (`fuser -k`) has no server to stop there."""
+    return not isinstance(command.action, (HttpServer, DnsServer, StopServers))
 
 
 def inverse(action: Action) -> list[str]:
@@ -212,12 +229,18 @@ def inverse(action: Action) -> list[str]:
         return [Iptables(action.ns, table=action.table, args=("-D", action.args[1], *rule)).command()]
     if isinstance(action, SetMaster):
         return [f"ip link set {action.name} nomaster"] if action.master else []
-    if isinstance(action, (SetLinkUp, MoveLink, HttpServer)):
+    if isinstance(action, EtcFile) and action.op == "mkdir":
+        return [f"rm -r /etc/netns/{action.netns}"]
+    if isinstance(action, EtcFile) and action.op in ("write", "copy"):
+        return []  # goes with its folder
+    if isinstance(action, (SetLinkUp, MoveLink, HttpServer, DnsServer, StopServers)):
         return []  # goes with its namespace or link, or was not typed
     raise AssertionError(f"the test cannot take back `{action.command()}` with the real binaries")
 
 
 def take_back(shell: RealShell, commands: list[Command]) -> None:
+    """Each command's inverse, typed where its action ran (`host# nsenter --net=... CMD` and
+    `ip netns exec NS CMD` run in NS, not at their prompt)."""
     gone: set[str] = set()
     for command in reversed(commands):
         where = command.action.ns  # (`host# nsenter --net=... iptables -N MINE` acts in netns9)
@@ -283,6 +306,7 @@ def test_the_course_and_its_solutions_leave_what_ip_and_iptables_leave(pair):
     assert not wrong, "\n".join(wrong)
     final = read_lab(theirs, sysctls)  # what was compared last: the course's end, all of it
     assert {"host", "upstream", "netns0", "netns1"} <= final.keys()
+    assert final["/etc"]["files"] == {"resolv.conf": "nameserver 127.0.0.53\noptions edns0 trust-ad\n"}
     assert any("--to-destination 172.18.0.10:5000" in rule for rule in final["host"]["rules"])
 
 

@@ -31,6 +31,7 @@ from support import (
 
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
+from netstep.course.checks import PROBES
 from netstep.course.course import Course
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops.trace import trace
@@ -156,6 +157,8 @@ def test_every_check_of_the_course_traces_to_the_same_verdict(make_lab) -> None:
         step = engine.apply_next(show=False)
         for result in step.checks:
             check = result.check
+            if check.kind not in PROBES:  # a bind or dns check sends nothing trace could follow
+                continue
             found = trace(lab, check.source, check.target, port=check.port, kind=check.kind)
             assert found.result.actual == result.actual, (step.step.ref, check, found.as_json())
             assert found.finding.where, (step.step.ref, check, found.as_json())

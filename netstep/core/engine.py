@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import replace
 
 from netstep.core.journal import Journal
@@ -30,12 +31,16 @@ from netstep.course.lessons import Command, Lesson, Step, parse_lines
 from netstep.course.scale import built_with
 from netstep.errors import NetstepError
 from netstep.ops import apply as executor
-from netstep.ops import probes
+from netstep.ops import files, probes
 from netstep.ops.trace import Trace, trace
 from netstep.ops.witness import Witness
 from netstep.state.diff import Diff, diff
 from netstep.state.evidence import RouteLookups, RuleCount, moved_since, read_rule_counts
 from netstep.state.snapshot import CACHE_PARTS, COUNT_PARTS, Snapshot, from_json, to_json
+
+# Actions whose work no snapshot of the lab holds (processes, the lab's files): a student's
+# own are taken back from the journal, not by reconciling the lab's state.
+UNSEEN = ("HttpServer", "DnsServer", "StopServers", "EtcFile")
 
 
 class Engine:
@@ -383,6 +388,7 @@ class Engine:
         if not same(actual, target):
             followed.changes += self.land(target, actual=actual).changes
             actual = self.moments.read()
+        self._undo_unseen()
         while self.journal.own:
             self.journal.own_drop()
         if os.path.exists(self._position_path):
@@ -450,6 +456,16 @@ class Engine:
         self.lab.stop_student_servers(found)
         return [Change(None, True, f"stopped {s.describe()}") for s in found]
 
+    def _undo_unseen(self) -> None:
+        """Take back the student's own commands whose work no snapshot holds, so no
+        reconciliation can: the servers they started or stopped and the lab's files they
+        wrote, last first, from the journal."""
+        for entry in reversed(self.journal.own):
+            undo = entry.get("undo")
+            if undo and undo.get("type") in UNSEEN:
+                with suppress(NetstepError):  # (a server the student stopped by hand is gone already)
+                    executor.apply(self.lab, Action.from_dict(undo))
+
     def _followed(self, followed: Reconciliation, before: Snapshot | None) -> StepResult:
         step = self.current_step() or self.steps[0]
         return StepResult(step, "undo", diff(before or self.moments.last(), self.moments.last(),
@@ -482,7 +498,8 @@ class Engine:
         checks = [c.settled(self.lab.read_sysctl(c.when.ns, c.when.key)) if c.when else c for c in checks]
         witness = Witness(self.lab, checks, self.moments.last(), RouteLookups(self.lab.ipr))
         try:
-            return probes.run(checks, self.lab.path_of, self.lab.internet, witness)
+            return probes.run(checks, self.lab.path_of, self.lab.internet, witness,
+                              resolv=lambda ns: files.resolv_conf(self.lab.dir, ns))
         finally:
             witness.close()
 

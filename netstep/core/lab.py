@@ -48,6 +48,7 @@ from netstep.kernel import listeners, namespaces, servers, sysctl
 from netstep.kernel.handles import Handles
 from netstep.kernel.registry import Namespaces
 from netstep.kernel.standin import StandIn
+from netstep.ops import files
 from netstep.state.reader import StateReader
 from netstep.state.snapshot import Snapshot
 
@@ -221,6 +222,7 @@ class Lab:
                 self._build_standin()
         else:
             self._build_sandbox()
+            files.seed(self.dir)  # the lab host's own /etc/resolv.conf, as systemd-resolved writes it
         with open(os.path.join(self.dir, "lab.json"), "w") as f:
             json.dump(made, f)
 
@@ -263,6 +265,7 @@ class Lab:
             for entry in os.listdir(self.run_dir):
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.run_dir, entry))
+        files.remove(self.dir)  # the lab's /etc (netstep.ops.files)
         for d in (self.netns_dir, self.run_dir):
             with suppress(FileNotFoundError, OSError):
                 os.rmdir(d)

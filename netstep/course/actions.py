@@ -204,6 +204,61 @@ class HttpServer(Action):
 
 
 @dataclass(frozen=True)
+class DnsServer(Action):
+    """netstep's own small DNS server, typed as dnsmasq is: on `address` port 53 it answers
+    `answers` (name, IPv4 address) itself and sends any other question to `forward`."""
+
+    address: str = ""
+    answers: tuple[tuple[str, str], ...] = ()
+    forward: str = ""
+    start: bool = True
+
+    def command(self) -> str:
+        if not self.start:
+            return f"(stop the DNS server on {self.address})"
+        words = ["dnsmasq --keep-in-foreground --no-resolv", f"--listen-address={self.address}"]
+        words += [f"--address=/{name}/{ip}" for name, ip in self.answers]
+        words += [f"--server={self.forward}"] if self.forward else []
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class StopServers(Action):
+    """`fuser -k PORT/tcp` (the HTTP servers) or `PORT/udp` (the DNS servers): stop the lab's
+    servers on PORT in the namespace, as a container is stopped. `restart`, an undo's, holds
+    the commands that start them again."""
+
+    port: int = 0
+    proto: str = "tcp"
+    restart: tuple[str, ...] = ()
+
+    def command(self) -> str:
+        if self.restart:
+            return "(start again: " + "; ".join(self.restart) + ")"
+        return f"fuser -k {self.port}/{self.proto}"
+
+
+@dataclass(frozen=True)
+class EtcFile(Action):
+    """A namespace's own resolv.conf, /etc/netns/NETNS/resolv.conf, in the lab's /etc
+    (netstep.ops.files): `mkdir -p` its folder, `cp` the host's file there, `echo
+    'nameserver ADDR' >` it, `rm -r` the folder. `restore`, an undo's, puts the folder
+    (`folder`) and the file (`file`, with `content`) back as they were."""
+
+    netns: str = ""
+    op: str = "mkdir"  # mkdir | copy | write | rmdir | restore
+    content: str = ""
+    folder: bool = False
+    file: bool = False
+
+    def command(self) -> str:
+        path = f"/etc/netns/{self.netns}"
+        return {"mkdir": f"mkdir -p {path}", "copy": f"cp /etc/resolv.conf {path}/resolv.conf",
+                "write": f"echo {_quote(self.content.strip())} > {path}/resolv.conf",
+                "rmdir": f"rm -r {path}"}.get(self.op, f"(put {path} back as it was)")
+
+
+@dataclass(frozen=True)
 class Restore(Action):
     """Undo of a deletion: rebuild what a DeleteLink or DeleteNetns removed.
 
@@ -226,5 +281,5 @@ def _quote(arg: str) -> str:
 ACTIONS = {
     cls.__name__: cls
     for cls in (AddNetns, DeleteNetns, AddLink, DeleteLink, SetLinkUp, MoveLink, SetMaster, Address, Route,
-                Iptables, Sysctl, HttpServer, Restore, SetMtu, Hairpin)
+                Iptables, Sysctl, HttpServer, DnsServer, StopServers, EtcFile, Restore, SetMtu, Hairpin)
 }

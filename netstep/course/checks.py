@@ -1,9 +1,10 @@
 """Checks: what a lesson expects about reachability, and what came out.
 
-A check names a kind (ping, tcp, http), a source namespace, a target and the expected
-outcome, with the kernel's reason where it matters ("unreachable (host-unreachable)").
-netstep.ops.probes runs them for real; a CheckResult says what was expected, what
-happened and why.
+A check names a kind (ping, tcp, http, bind: can a new socket there take that address
+and port, or dns: does a name resolve as the namespace's programs resolve it), a source
+namespace, a target and the expected outcome, with the kernel's reason where it matters
+("unreachable (host-unreachable)"). netstep.ops.probes runs them for real; a CheckResult
+says what was expected, what happened and why.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field, replace
 from netstep.i18n import N_, _
 from netstep.render import RenderMixin
 
-KINDS = ("ping", "tcp", "http")
+KINDS = ("ping", "tcp", "http", "bind", "dns")
+PROBES = KINDS[:3]  # the kinds that send a packet, which trace can follow
 EXPECTS = (N_("reachable"), N_("unreachable"))  # (translated where shown)
-REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "too-big")
+REASONS = ("no-route", "host-unreachable", "net-unreachable", "refused", "no-answer", "filtered", "too-big", "in-use",
+           "not-found", "server-failure", "not-sent")
 REASON_TEXT = {  # (translated where shown)
     "no-route": N_("Network is unreachable (no route)"),
     "host-unreachable": N_("Destination Host Unreachable (ARP got no answer)"),
@@ -24,6 +27,10 @@ REASON_TEXT = {  # (translated where shown)
     "no-answer": N_("no answer (silence)"),
     "filtered": N_("blocked by a firewall rule"),
     "too-big": N_("Message too long (larger than the path's MTU)"),
+    "in-use": N_("Address already in use (another socket of the namespace holds it)"),
+    "not-found": N_("no such name (the DNS server answered NXDOMAIN)"),
+    "server-failure": N_("the DNS server answered, without an address (SERVFAIL or REFUSED)"),
+    "not-sent": N_("the kernel would not send it (Invalid argument)"),
 }
 
 
@@ -50,7 +57,7 @@ class Check(RenderMixin):
 
     kind: str
     source: str
-    target: str  # an address, or "internet"
+    target: str  # an address, or "internet" (a dns check's: the name)
     port: int | None
     expect: str
     reason: str | None = None
@@ -82,6 +89,8 @@ class Check(RenderMixin):
         return replace(self, expect=expect, reason=reason, otherwise=None, because=self.when.describe(seen))
 
     def describe(self, internet: str | None = None) -> str:
+        if self.kind == "dns":
+            return f"dns {self.source} {self.target}"
         kind = f"{self.kind} -M do -s {self.size}" if self.size is not None else self.kind
         return f"{kind} {self.source} -> {self.destination(internet)}"
 

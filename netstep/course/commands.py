@@ -1,4 +1,5 @@
-"""The command grammar: the subset of ip, iptables and sysctl the course uses.
+"""The command grammar: the subset of ip, iptables, sysctl, fuser, dnsmasq and of the file
+commands on /etc/netns/NAME/resolv.conf that the course uses.
 
 `parse(line, where)` turns what a student types into an Action, or raises ValueError with
 a sentence saying what is wrong. Nothing here runs anything: a lesson file can only ever
@@ -18,6 +19,8 @@ from netstep.course.actions import (
     Address,
     DeleteLink,
     DeleteNetns,
+    DnsServer,
+    EtcFile,
     Hairpin,
     HttpServer,
     Iptables,
@@ -26,6 +29,7 @@ from netstep.course.actions import (
     SetLinkUp,
     SetMaster,
     SetMtu,
+    StopServers,
     Sysctl,
 )
 
@@ -75,8 +79,21 @@ def split(line: str) -> list[str]:
     return words
 
 
+# `echo 'nameserver ADDR' > /etc/netns/NAME/resolv.conf`: the one redirection the grammar
+# takes, since a namespace's resolv.conf is written that way (no shell runs it either).
+ECHO_RESOLV = re.compile(r"""^(?:sudo\s+)?echo\s+(['"]?)nameserver\s+(\S+?)\1\s*>\s*"""
+                         r"""/etc/netns/([^/\s]+)/resolv\.conf\s*$""")
+
+
 def parse(line: str, where: str = "host") -> Action:
     """Parse one command typed in namespace `where` into an Action."""
+    echo = ECHO_RESOLV.match(line.strip())
+    if echo:
+        try:
+            server = str(ipaddress.IPv4Address(echo.group(2)))
+        except ValueError:
+            raise ValueError(f"'{echo.group(2)}' is not an IPv4 address for a nameserver") from None
+        return EtcFile(where, netns=_ns_name(echo.group(3)), op="write", content=f"nameserver {server}\n")
     return parse_words(split(line), where)
 
 
@@ -94,8 +111,15 @@ def parse_words(words: list[str], where: str) -> Action:
         return _nsenter(words[1:])
     if tool == "bridge":
         return _bridge(words[1:], where)
-    raise ValueError(f"unknown command '{tool}': lessons can use ip, bridge, iptables, sysctl and "
-                     "python3 -m http.server")
+    if tool == "fuser":
+        return _fuser(words[1:], where)
+    if tool == "dnsmasq":
+        return _dnsmasq(words[1:], where)
+    if tool in ("mkdir", "cp", "rm"):
+        return _etc_netns(words, where)
+    raise ValueError(f"unknown command '{tool}': lessons can use ip, bridge, iptables, sysctl, python3 -m "
+                     "http.server, dnsmasq, fuser -k PORT/tcp|udp, and mkdir, cp, echo and rm on "
+                     "/etc/netns/NAME/resolv.conf")
 
 
 def _name(word: str, what: str = "device") -> str:
@@ -371,3 +395,74 @@ def _http_server(words: list[str], where: str) -> Action:
     if not words[4].isdigit() or not 0 < int(words[4]) < 65536:
         raise ValueError(f"'{words[4]}' is not a port number")
     return HttpServer(where, address=address, port=int(words[4]))
+
+
+def _fuser(words: list[str], where: str) -> Action:
+    """`fuser -k PORT/tcp` (or `fuser -k -n tcp PORT`), `/udp` for DNS: stop what listens
+    on the port in this namespace, as a container is stopped. Only the lab's own servers
+    are stopped."""
+    usage = "expected: fuser -k PORT/tcp or PORT/udp (stops the lab's servers on PORT in the namespace)"
+    if words[:2] == ["-k", "-n"] and len(words) == 4 and words[2] in ("tcp", "udp"):
+        proto, port = words[2], words[3]
+    elif len(words) == 2 and words[0] == "-k" and words[1].endswith(("/tcp", "/udp")):
+        port, _, proto = words[1].rpartition("/")
+    else:
+        raise ValueError(usage)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{port}' is not a port number: {usage}")
+    return StopServers(where, port=int(port), proto=proto)
+
+
+DNSMASQ_FLAGS = {"-k", "--keep-in-foreground", "-d", "--no-daemon", "-R", "--no-resolv", "-h", "--no-hosts",
+                 "-z", "--bind-interfaces"}
+
+
+def _dnsmasq(words: list[str], where: str) -> Action:
+    """`dnsmasq --keep-in-foreground --no-resolv --listen-address=ADDR [--address=/NAME/IP ...]
+    [--server=ADDR]`: netstep's own small DNS server on ADDR port 53, answering NAME itself
+    and asking the server for the rest (with neither, every name is unknown)."""
+    usage = ("expected: dnsmasq --keep-in-foreground --no-resolv --listen-address=ADDRESS "
+             "[--address=/NAME/IP ...] [--server=ADDRESS]")
+    address, forward, answers = "", "", []
+    for word in words:
+        flag, _, value = word.partition("=")
+        if word in DNSMASQ_FLAGS:
+            continue
+        if flag in ("--listen-address", "-a") and value and not address:
+            address = _ipv4(value)
+        elif flag in ("--server", "-S") and value and not forward:
+            forward = _ipv4(value)
+        elif flag in ("--address", "-A") and re.match(r"^/[A-Za-z0-9.-]+/[0-9.]+$", value):
+            _, name, ip = value.split("/")
+            answers.append((name.lower().rstrip("."), _ipv4(ip)))
+        else:
+            raise ValueError(f"dnsmasq option '{word}' is not in netstep's grammar: {usage}")
+    if not address:
+        raise ValueError(f"dnsmasq needs --listen-address=ADDRESS: {usage}")
+    if "--no-resolv" not in words and "-R" not in words:
+        raise ValueError(f"dnsmasq without --no-resolv would read /etc/resolv.conf for its servers: {usage}")
+    return DnsServer(where, address=address, answers=tuple(answers), forward=forward)
+
+
+def _ipv4(word: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(word))
+    except ValueError:
+        raise ValueError(f"'{word}' is not an IPv4 address") from None
+
+
+def _etc_netns(words: list[str], where: str) -> Action:
+    """mkdir -p /etc/netns/NAME, cp /etc/resolv.conf /etc/netns/NAME/resolv.conf, rm -r
+    /etc/netns/NAME: a namespace's own resolv.conf, kept in the lab's /etc (never the
+    machine's). Typed from the host: /etc is the host's whatever the network namespace."""
+    usage = ("expected: mkdir -p /etc/netns/NAME, cp /etc/resolv.conf /etc/netns/NAME/resolv.conf, "
+             "echo 'nameserver ADDRESS' > /etc/netns/NAME/resolv.conf or rm -r /etc/netns/NAME")
+    folder = re.compile(r"^/etc/netns/([^/]+)/?$")
+    conf = re.compile(r"^/etc/netns/([^/]+)/resolv\.conf$")
+    if words[0] == "mkdir" and len(words) == 3 and words[1] == "-p" and folder.match(words[2]):
+        return EtcFile(where, netns=_ns_name(folder.match(words[2]).group(1)), op="mkdir")
+    if words[0] == "cp" and len(words) == 3 and words[1] == "/etc/resolv.conf" and conf.match(words[2]):
+        return EtcFile(where, netns=_ns_name(conf.match(words[2]).group(1)), op="copy")
+    if words[0] == "rm" and len(words) == 3 and words[1] in ("-r", "-rf") and folder.match(words[2]):
+        return EtcFile(where, netns=_ns_name(folder.match(words[2]).group(1)), op="rmdir")
+    raise ValueError(usage)

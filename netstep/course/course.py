@@ -23,12 +23,15 @@ class Course(RenderMixin):
 
     @classmethod
     def load(cls, folder: str | os.PathLike | None = None, *, mode: str = "sandbox") -> Course:
-        """The course as the students of `mode` read it: sandbox, or host (`--host`)."""
+        """The course as the students of `mode` read it: sandbox, or host (`--host`), without
+        the lessons that are the sandbox's only; the course's own lessons each in the chosen
+        language where it is translated."""
         files = sorted(p for p in Path(folder or lessons_dir()).glob("*.md") if FILE_RE.match(p.name))
-        if not folder:  # the course's own lessons: each in the chosen language where it is translated
+        if not folder:
             files = [p.parent / language() / p.name if (p.parent / language() / p.name).exists() else p
                      for p in files]
-        return cls([parse_lesson(p, mode) for p in files], mode=mode)
+        lessons = [parse_lesson(p, mode) for p in files]
+        return cls([lesson for lesson in lessons if mode in lesson.modes], mode=mode)
 
     containers: int | None = None  # lesson 4 rebuilt with this many containers (netstep.course.scale)
     mode: str = "sandbox"  # whose prose it holds (netstep.course.lessons.MODES)

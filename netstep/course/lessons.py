@@ -27,6 +27,8 @@ CHECK_RE = re.compile(r"^(\w+)\s+(\S+)\s*->\s*(\S+)\s+(\w+)(?:\s+\(([\w-]+)\))?"
                       r"(?:\s+if\s+(\S+)\s+([^\s=]+)=(\S+)\s+else\s+(\w+)(?:\s+\(([\w-]+)\))?)?\s*$")
 # `ping -M do -s 1472 FROM -> ...`: an echo of that payload that may not be fragmented
 SIZED_PING_RE = re.compile(r"^ping\s+(?:-M\s+do\s+-s\s+(\d+)|-s\s+(\d+)\s+-M\s+do)\s+")
+# `dns FROM NAME EXPECT [(REASON)]`: a name has no port and is not an address.
+DNS_RE = re.compile(r"^dns\s+(\S+)\s+([A-Za-z0-9][A-Za-z0-9.-]*)\s+(\w+)(?:\s+\(([\w-]+)\))?\s*$")
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
 EXECUTABLE = ("console", "check", "show", "notes", "hint", "solution", "grade")
 EXERCISE = "Your turn"  # a `## Your turn: ...` heading starts the lesson's exercise
@@ -35,6 +37,9 @@ MODES = ("sandbox", "host")
 # `<!-- host mode only -->` ... `<!-- end -->`: prose for one mode's students (invisible on
 # a Markdown viewer, which shows both).
 ONLY_RE = re.compile(r"^<!--\s*(sandbox|host mode) only\s*-->$")
+# In a lesson's introduction: the whole lesson is the sandbox's (its addresses exist only
+# in the sandbox's frame); a host-mode course leaves it out.
+SANDBOX_LESSON = "<!-- lesson: sandbox only -->"
 END_ONLY = "<!-- end -->"
 
 
@@ -119,6 +124,7 @@ class Lesson(RenderMixin):
     steps: list[Step]
     path: str
     exercise: Exercise | None = None
+    modes: tuple[str, ...] = MODES  # the modes whose course has it
 
     @property
     def name(self) -> str:
@@ -164,6 +170,7 @@ class _Parser:
     def __init__(self, path: str, number: int, slug: str, mode: str = "sandbox") -> None:
         self.path, self.number, self.slug, self.mode = path, number, slug, mode
         self.only: tuple[str, int] | None = None  # the mode of the section the parser is in, and its line
+        self.modes = MODES
         self.title = ""
         self.intro: list[str] = []
         self.steps: list[Step] = []
@@ -193,7 +200,11 @@ class _Parser:
                 i = end + 1
                 continue
             only = ONLY_RE.match(line.strip())
-            if only or line.strip() == END_ONLY:
+            if line.strip() == SANDBOX_LESSON:
+                if self.steps:
+                    raise self.error(n, f"{SANDBOX_LESSON} belongs in the lesson's introduction")
+                self.modes = ("sandbox",)
+            elif only or line.strip() == END_ONLY:
                 self._mark(only.group(1) if only else None, n)
             elif self.only and line.startswith("# "):
                 raise self.error(self.only[1], f"this '{self.only[0]} only' section has no {END_ONLY} before the "
@@ -228,7 +239,7 @@ class _Parser:
         if self.exercise and not (self.exercise.solution and self.exercise.checks):
             raise self.error(self.exercise.line, f"a '{EXERCISE}' section needs a solution block and a check block")
         lesson = Lesson(self.number, self.slug, self.title, "\n".join(self.intro).strip(), self.steps, self.path,
-                        self.exercise)
+                        self.exercise, self.modes)
         for index, step in enumerate(self.steps):
             step.lesson, step.index = lesson, index
         if self.exercise:
@@ -346,6 +357,8 @@ class _Parser:
         step.commands.append(Command(where, text, action, n))
 
     def _check(self, line: str, n: int) -> Check:
+        if line.split()[:1] == ["dns"]:
+            return self._dns_check(line, n)
         size = None
         sized = SIZED_PING_RE.match(line)
         if sized:
@@ -390,6 +403,14 @@ class _Parser:
             except ValueError:
                 raise self.error(n, f"'{host}' is not an IPv4 address or 'internet'") from None
         return Check(kind, source, host, port, expect, reason, n, when, otherwise, size=size, path=path)
+
+    def _dns_check(self, line: str, n: int) -> Check:
+        match = DNS_RE.match(line)
+        if not match:
+            raise self.error(n, f"a dns check reads 'dns FROM NAME reachable|unreachable [(REASON)]': {line!r}")
+        source, name, expect, reason = match.groups()
+        self._outcome(expect, reason, n)
+        return Check("dns", source, name.rstrip(".").lower(), None, expect, reason, n)
 
     def _outcome(self, expect: str, reason: str | None, n: int) -> None:
         if expect not in EXPECTS:

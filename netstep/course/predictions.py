@@ -47,8 +47,12 @@ def answers_of(words: Iterable[str], count: int) -> list[str]:
 def question(check: Check, internet: str | None = None) -> str:
     """The question a check asks, without its answer: "Will netns0 reach 10.0.2.2?", and
     for tcp and http "Will netns0 connect to 10.0.2.15:5005?". The target keeps the name the
-    lesson gives it: "internet (203.0.113.8)"."""
-    ask = _("Will {source} reach {target}?") if check.kind == "ping" else _("Will {source} connect to {target}?")
+    lesson gives it: "internet (203.0.113.8)". A bind check asks whether a new socket can
+    take the address and port: "Will netns0 bind 127.0.0.1:6000?"."""
+    if check.kind == "dns":
+        return _("Will {source} resolve {name}?").format(source=check.source, name=check.target)
+    ask = {"ping": _("Will {source} reach {target}?"), "bind": _("Will {source} bind {target}?")}.get(
+        check.kind, _("Will {source} connect to {target}?"))
     return ask.format(source=check.source, target=target_words(check, internet))
 
 

@@ -301,6 +301,8 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if step is None or not step.checks or not self.idle:
             return
         check = stage.check_to_trace(step, self.last_result, self.traced)
+        if check is None:
+            return
         self.traced.append(check)
         self._run(f"tracing {check.describe(self.engine.lab.internet)}",
                   lambda: self.engine.trace(check.source, check.target, port=check.port, kind=check.kind),

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from netstep.core.results import StepResult
-from netstep.course.checks import Check, CheckResult
+from netstep.course.checks import PROBES, Check, CheckResult
 from netstep.course.lessons import Lesson, Step
 from netstep.course.predictions import question
 from netstep.state.diff import Diff
@@ -148,11 +148,16 @@ def checks_view(results: Sequence[CheckResult], heading: str = "Checks") -> Rend
     return Group(summary, table)
 
 
-def check_to_trace(step: Step, result: StepResult | None, traced: Sequence[Check]) -> Check:
+def check_to_trace(step: Step, result: StepResult | None, traced: Sequence[Check]) -> Check | None:
     """The check `t` traces next: those that came out unreachable first, then the others,
-    one after the other on each press."""
-    failed = [r.check for r in result.checks if r.actual == "unreachable"] if result and result.step is step else []
-    order = failed + [check for check in step.checks if check not in failed]
+    one after the other on each press; None where no check sends a packet to follow (a
+    bind or dns check's)."""
+    sent = [check for check in step.checks if check.kind in PROBES]
+    failed = [r.check for r in result.checks if r.actual == "unreachable" and r.check in sent] \
+        if result and result.step is step else []
+    order = failed + [check for check in sent if check not in failed]
+    if not order:
+        return None
     pressed = sum(check in step.checks for check in traced)
     return order[pressed % len(order)]
 

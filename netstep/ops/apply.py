@@ -21,6 +21,8 @@ from netstep.course.actions import (
     Address,
     DeleteLink,
     DeleteNetns,
+    DnsServer,
+    EtcFile,
     Hairpin,
     HttpServer,
     Iptables,
@@ -30,11 +32,12 @@ from netstep.course.actions import (
     SetLinkUp,
     SetMaster,
     SetMtu,
+    StopServers,
     Sysctl,
 )
 from netstep.errors import KernelError, NetstepError
 from netstep.kernel import netlink
-from netstep.ops import devices, images, iptables, ports, routes, servers, sysctls
+from netstep.ops import devices, files, images, iptables, ports, routes, servers, sysctls
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import listening
 
@@ -51,6 +54,9 @@ HANDLERS: dict[type[Action], Callable[[Action, LabAccess], Action]] = {
     Iptables: iptables.apply_iptables,
     Sysctl: sysctls.apply_sysctl,
     HttpServer: servers.apply_http_server,
+    StopServers: servers.apply_stop_servers,
+    DnsServer: servers.apply_dns_server,
+    EtcFile: files.apply_etc_file,
     Restore: images.apply_restore,
     SetMtu: ports.apply_set_mtu,
     Hairpin: ports.apply_hairpin,

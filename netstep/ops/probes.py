@@ -2,7 +2,9 @@
 
 A ping is an ICMP echo sent from a raw socket that lives in the source namespace (no
 `ping` process); a tcp check connects; an http check also sends a GET and reads the status
-line. Each result says what was expected, what happened, and the reason the kernel gave:
+line; a bind check only binds a new socket to the address and port, as a second process
+in the namespace would, and names the process whose socket holds them. Each result says
+what was expected, what happened, and the reason the kernel gave:
 no route (sendto fails at once), ARP failure (the local stack's Destination Host
 Unreachable), an ICMP error from a router, a refused connection, or silence. The checks of
 a step run at the same time, each in a thread of its own inside its namespace.
@@ -16,12 +18,15 @@ import random
 import select
 import socket
 import struct
+import sys
 import threading
 import time
+from contextlib import suppress
 from dataclasses import replace
 
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
 from netstep.kernel import namespaces
+from netstep.ops import resolve
 
 SILENCE = 0.2  # seconds without an answer that decide an expected failure (when no counter proves it sooner)
 POLL = 0.001  # seconds between two readings of the witness's counters
@@ -30,8 +35,9 @@ PROVEN = {"no-answer": "no reply: the kernel's counters show it was lost",
           "host-unreachable": "no ARP answer can come: nobody on the link has the address"}
 
 
-def run(checks: list[Check], path_of, internet: str, witness=None) -> list[CheckResult]:
-    """Run `checks` at once; `path_of(ns)` gives a namespace's file.
+def run(checks: list[Check], path_of, internet: str, witness=None, resolv=None) -> list[CheckResult]:
+    """Run `checks` at once; `path_of(ns)` gives a namespace's file, `resolv(ns)` the
+    resolv.conf (path, text) its programs read, for dns checks (netstep.ops.resolve).
 
     Pings from one namespace share one raw socket in one thread; each tcp or http check
     has a thread of its own. How long a probe waits for an answer depends on what it
@@ -64,6 +70,11 @@ def run(checks: list[Check], path_of, internet: str, witness=None) -> list[Check
                 found = ping_all([checks[i] for i in indexes], internet, witness=witness, indexes=indexes)
                 for i, result in zip(indexes, found, strict=True):
                     results[i] = result
+            elif checks[indexes[0]].kind == "dns":
+                text = resolv(source) if resolv is not None else ("/etc/resolv.conf", "")
+                results[indexes[0]] = resolve.dns_check(checks[indexes[0]], source, text)
+            elif checks[indexes[0]].kind == "bind":
+                results[indexes[0]] = bind_check(checks[indexes[0]], source)
             else:
                 results[indexes[0]] = _connect_check(checks[indexes[0]], internet, witness, indexes[0])
         except BaseException as exc:
@@ -135,6 +146,76 @@ def _connect_check(check: Check, internet: str, witness=None, index: int = 0) ->
     timed_out = reason == "no-answer" and detail.startswith(("no answer within", "connected, but"))
     return CheckResult(check, check.destination(internet), actual, reason, detail, time.monotonic() - start,
                        concluded=_concluded(reason, timed_out))
+
+
+def bind_check(check: Check, source: str) -> CheckResult:
+    """Bind a new TCP socket to the check's address and port in this thread's namespace, as
+    a second server would (SO_REUSEADDR on, as Python's servers set it), and let it go. Where
+    the kernel refuses with EADDRINUSE, the evidence is the listening socket in the way and
+    the process that holds it, read from /proc (the thread's own namespace's sockets)."""
+    start = time.monotonic()
+    address, port = check.target, check.port or 0
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+    except OSError as exc:
+        elapsed = time.monotonic() - start
+        reason = "in-use" if exc.errno == errno.EADDRINUSE else "no-answer"
+        holders = listeners(port)
+        # (the why names the program, the same in every lab; the evidence adds its pid)
+        who = sorted({held.split(" held by ")[0] + " of " + _programs(held) for held in holders})
+        why = (f"{address}:{port} is taken in {source}: " + "; ".join(who)) if who else \
+            f"{address}:{port} cannot be bound in {source}: {os.strerror(exc.errno or 0)}"
+        return CheckResult(check, check.destination(), "unreachable", reason, os.strerror(exc.errno or 0), elapsed,
+                           concluded="error", where=source, why=why, evidence={"sockets": holders})
+    finally:
+        sock.close()
+    return CheckResult(check, check.destination(), "reachable", "bound", f"bound {address}:{port}",
+                       time.monotonic() - start, concluded="answer")
+
+
+def listeners(port: int) -> list[str]:
+    """The listening TCP sockets on `port` in this thread's namespace, each with the processes
+    holding it: 'LISTEN 127.0.0.1:6000 held by pid 812 (python3 -m netstep.kernel.httpd)'."""
+    found: dict[str, str] = {}
+    with suppress(OSError), open("/proc/thread-self/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            addr_hex, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                addr = socket.inet_ntoa(struct.pack("<I", int(addr_hex, 16)))
+                found[inode] = f"{addr}:{port}"
+    holders: dict[str, list[str]] = {inode: [] for inode in found}
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        with suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                inode = target[8:-1] if target.startswith("socket:[") else ""
+                if inode in holders and pid not in holders[inode]:
+                    holders[inode].append(pid)
+    out = []
+    for inode, local in found.items():
+        who = ", ".join(f"pid {pid} ({_command_of(pid)})" for pid in holders[inode]) or "no process (gone)"
+        out.append(f"LISTEN {local} held by {who}")
+    return out
+
+
+def _programs(held: str) -> str:
+    """'python3 -m netstep.kernel.httpd' from 'LISTEN ... held by pid 812 (python3 -m ...)'."""
+    names = [part.split(" (", 1)[1].rstrip(")") for part in held.split(" held by ")[1].split(", pid ")
+             if " (" in part]
+    return ", ".join(dict.fromkeys(names)) or "no process (gone)"
+
+
+def _command_of(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    return " ".join(w for w in words[:3] if w).replace(sys.executable, "python3")
 
 
 def ping_all(checks: list[Check], internet: str, interval: float = 0.1, *, witness=None,

@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 
-from netstep.course.checks import Check, CheckResult
+from netstep.course.checks import PROBES, Check, CheckResult
 from netstep.errors import NetstepError
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops import probes
@@ -28,7 +28,6 @@ from netstep.state.explain import Crossing, Finding, Observation, explain
 from netstep.state.paths import Hop, Path, Wiring
 from netstep.state.snapshot import Snapshot
 
-PROBES = ("ping", "tcp", "http")
 QUIET = ("ping_rcv",)  # an echo reply no ping socket asked for: the probe's raw socket took it
 
 

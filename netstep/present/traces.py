@@ -56,6 +56,10 @@ def evidence_lines(evidence: dict) -> list[Text]:
         lines.append(Text.assemble(("conntrack ", "dim"), flow))
     for drop in dict.fromkeys(evidence.get("kernel") or ()):
         lines.append(Text.assemble(("kernel drop ", "dim"), drop))
+    for held in evidence.get("sockets") or ():  # a bind check's: the socket in the way, and its process
+        lines.append(Text.assemble(("socket ", "dim"), held))
+    for line in evidence.get("resolv.conf") or ():  # a dns check's: the file and the nameserver it read
+        lines.append(Text.assemble(("resolv.conf ", "dim"), line))
     return lines
 
 
