@@ -28,7 +28,7 @@ from netstep.kernel import userns
 
 # The commands that open a lab (`notebooks` only with --html; the others never do).
 LAB_COMMANDS = frozenset({"run", "start", "verify", "hint", "solution", "next", "back", "check", "inspect",
-                          "trace", "diff", "rollback", "reset", "shell", "demo", "notebooks"})
+                          "trace", "diff", "rollback", "reset", "shell", "demo", "notebooks", "challenge"})
 HOST_NEEDS_ROOT = "host mode changes this machine's own network and needs root: run it as root, or leave out --host."
 
 
