@@ -512,3 +512,33 @@ def same_as_course(actual, expected) -> bool:
     from netstep.core.reconcile import same
 
     return same(actual, expected)
+
+
+def test_the_lesson_prompt_waits_for_a_two_digit_lesson_when_numbers_skip(tmp_path) -> None:
+    """In a course of lessons 1, 2 and 14, `1` may start `14`: the prompt waits for Enter or
+    the next digit; `9` jumps at once (no lesson 90 or more)."""
+    from support import lesson_markdown, write_lesson
+    from textual.app import App
+
+    from netstep.demo.screens import GotoScreen
+
+    for name in ("01-a.md", "02-b.md", "14-n.md"):
+        write_lesson(tmp_path, name, lesson_markdown(name, [("1", ["host# iptables -N X"], [])]))
+    gapped = Course.load(tmp_path)
+    answers: list = []
+
+    class Holder(App):
+        pass
+
+    async def main() -> None:
+        app = Holder()
+        async with app.run_test(size=(80, 20)) as pilot:
+            for keys in (["1", "4"], ["1", "enter"], ["9"]):
+                app.push_screen(GotoScreen.of(gapped), answers.append)
+                await pilot.pause()
+                for key in keys:
+                    await pilot.press(key)
+                    await pilot.pause()
+
+    asyncio.run(main())
+    assert answers == [14, 1, 9]

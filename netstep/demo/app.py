@@ -373,7 +373,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
 
     def action_goto_prompt(self) -> None:
         if self.idle:
-            self.push_screen(GotoScreen(len(self.engine.course.lessons)), self._goto_answer)
+            self.push_screen(GotoScreen.of(self.engine.course), self._goto_answer)
 
     def _goto_answer(self, number: int | None) -> None:
         if number is None:
