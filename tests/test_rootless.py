@@ -241,3 +241,19 @@ def test_two_users_each_with_a_lab_named_default_stay_apart(make_user) -> None:
     again = alice.netstep("run", "lesson1", "--yes", "--json")
     assert again.returncode == 0, again.stderr
     assert alice.netstep("reset").returncode == 0
+
+
+@needs_root
+@needs_users
+def test_a_challenge_as_an_ordinary_user(make_user) -> None:
+    """`challenge` needs no root: the break, verify, hint and solution in the user's own lab."""
+    user = make_user()
+    listed = user.netstep("challenge")
+    assert listed.returncode == 0 and "forward-off" in listed.stdout, listed.stderr
+    begun = user.netstep("challenge", "forward-off")
+    assert begun.returncode == 0, begun.stderr
+    failed = user.netstep("verify")
+    assert failed.returncode == 1 and "challenge:forward-off" in failed.stdout, failed.stdout + failed.stderr
+    solved = user.netstep("solution")
+    assert solved.returncode == 0 and "What was broken" in solved.stdout, solved.stdout + solved.stderr
+    assert user.netstep("reset").returncode == 0 and user.processes_end()
