@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     challenge = sub.add_parser("challenge", help="list the break-it challenges, or set one up: a working lab, one "
                                "thing broken")
     challenge.add_argument("name", nargs="?", help="the challenge to set up (without: list them, one a line)")
+    challenge.add_argument("--json", action="store_true", help="one JSON object a line")
     for name, what in (("hint", "the next command you are missing for STEP"),
                        ("solution", "run what is missing for STEP, then verify it")):
         sub.add_parser(name, help=what).add_argument("step", nargs="?", help="as for verify")
@@ -308,12 +309,16 @@ def cmd_challenge(args, out: LazyConsole, err: LazyConsole) -> int:
         found = Challenges.load(Course.load().lessons)
         width = max((len(c.name) for c in found.items), default=0)
         for c in found.items:
-            out.plain(f"{c.name:<{width}}  lesson {c.lesson}  {c.story}")
+            out.plain(json.dumps({"name": c.name, "lesson": c.lesson, "story": c.story}) if args.json
+                      else f"{c.name:<{width}}  lesson {c.lesson}  {c.story}")
         return 0
     from netstep.core import challenges
 
     with opened(args) as engine:
         begun = challenges.begin(engine, challenges.catalogue(engine).find(args.name))
+        if args.json:
+            print(json.dumps(begun.as_json(engine.lab.internet)), flush=True)
+            return 0
         from netstep.present.coaching import begun_view
 
         out.print(begun_view(begun, engine.lab.internet))

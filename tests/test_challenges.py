@@ -6,6 +6,7 @@ a move takes the break back. Real labs on the real kernel; the command line thro
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -145,6 +146,14 @@ def test_the_command_line_lists_sets_up_grades_hints_and_solves_through_a_pipe(c
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert "What was broken" in solved.stdout and "sysctl -w net.ipv4.ip_forward=1" in solved.stdout
     assert netstep_cli(cli_lab, "verify", "forward-off").returncode == 0
+
+    as_json = [json.loads(line) for line in netstep_cli(cli_lab, "challenge", "--json").stdout.splitlines()]
+    assert [item["name"] for item in as_json] == ALL.names() and as_json[0]["lesson"] == ALL.items[0].lesson
+    again = netstep_cli(cli_lab, "challenge", "output-missing", "--json")  # (the move takes forward-off's back)
+    event = json.loads(again.stdout)
+    assert event["event"] == "challenge" and event["step"] == "challenge:output-missing" and event["asks"]
+    verdict = json.loads(netstep_cli(cli_lab, "verify", "--json").stdout)
+    assert verdict["step"] == "challenge:output-missing" and not verdict["ok"] and not verdict["notes"]
 
     wrong = netstep_cli(cli_lab, "challenge", "forward-of")
     assert wrong.returncode == 1 and "forward-off" in wrong.stderr and "Traceback" not in wrong.stderr

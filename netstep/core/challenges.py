@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from netstep.core import grading
 from netstep.core.engine import Engine
 from netstep.course.challenges import Challenge, Challenges
+from netstep.course.predictions import question
 from netstep.errors import NetstepError
 from netstep.render import RenderMixin
 
@@ -31,6 +32,11 @@ class Begun(RenderMixin):
 
     challenge: Challenge
     lesson_title: str
+
+    def as_json(self, internet: str | None = None) -> dict:
+        c = self.challenge
+        return {"event": "challenge", "name": c.name, "lesson": c.lesson, "story": c.story, "prose": c.prose,
+                "step": c.ref, "asks": [question(check, internet) for check in c.checks]}
 
 
 def catalogue(engine: Engine) -> Challenges:
