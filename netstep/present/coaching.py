@@ -142,7 +142,9 @@ def hint_view(hint: Hint) -> RenderableType:
                       background_color="default", word_wrap=True)
     after = {"idea": "Ask again for the command with blanks.", "blanks": "Ask again for the whole command."}
     more = [Text(after[hint.stage], style="dim")] if hint.stage in after else []
-    if hint.remaining:
+    if hint.remaining and hint.stage == "written":  # (an exercise's or a challenge's own hints)
+        more.append(Text(f"({hint.remaining} more hint(s) after this one)", style="dim"))
+    elif hint.remaining:
         more.append(Text(f"({hint.remaining} more command(s) missing after this one)", style="dim"))
     return Group(head, body, *more)
 
