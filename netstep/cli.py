@@ -53,8 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help=_("a lesson (lesson2, veth or 2): the lab goes to its start; or exerciseN, lesson N's "
                             "\"Your turn\": the lab goes to lesson N's end, where the exercise starts"))
     verify = sub.add_parser("verify", help=_("compare the lab with the course after STEP, then run its checks"))
-    verify.add_argument("step", nargs="?", help=_("2.4, a lesson (its last step) or exercise2; default: the next step"))
+    verify.add_argument("step", nargs="?", help=_("2.4, a lesson (its last step), exercise2 or a challenge; default: "
+                        "the challenge the lab holds, else the next step"))
     verify.add_argument("--json", action="store_true")
+    challenge = sub.add_parser("challenge", help=_("list the break-it challenges, or set one up: a working lab, one "
+                               "thing broken"))
+    challenge.add_argument("name", nargs="?", help=_("the challenge to set up (without: list them, one a line)"))
+    challenge.add_argument("--json", action="store_true", help=_("one JSON object a line"))
     for name, what in (("hint", _("the next command you are missing for STEP")),
                        ("solution", _("run what is missing for STEP, then verify it"))):
         command = sub.add_parser(name, help=what)
@@ -328,6 +333,31 @@ def cmd_practice(args, out: LazyConsole, err: LazyConsole) -> int:
         return PRACTICE[args.command](engine, args, out)
 
 
+def cmd_challenge(args, out: LazyConsole, err: LazyConsole) -> int:
+    """Without a name, the challenges one a line (no lab needed); with one, set it up."""
+    from netstep.course.challenges import Challenges
+    from netstep.course.course import Course
+
+    if not args.name:
+        found = Challenges.load(Course.load().lessons)
+        width = max((len(c.name) for c in found.items), default=0)
+        for c in found.items:
+            out.plain(json.dumps({"name": c.name, "lesson": c.lesson, "story": c.story}) if args.json
+                      else f"{c.name:<{width}}  lesson {c.lesson}  {c.story}")
+        return 0
+    from netstep.core import challenges
+
+    with opened(args) as engine:
+        begun = challenges.begin(engine, challenges.catalogue(engine).find(args.name))
+        if args.json:
+            print(json.dumps(begun.as_json(engine.lab.internet)), flush=True)
+            return 0
+        from netstep.present.coaching import begun_view
+
+        out.print(begun_view(begun, engine.lab.internet))
+        return 0
+
+
 def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
     from netstep.doctor import diagnose
 
@@ -371,5 +401,5 @@ COMMANDS = {
     "inspect": cmd_inspect, "trace": cmd_trace, "diff": cmd_diff, "rollback": cmd_rollback, "reset": cmd_reset,
     "shell": cmd_shell, "doctor": cmd_doctor, "notebooks": cmd_notebooks,
     "demo": cmd_demo, "start": cmd_practice, "verify": cmd_practice, "hint": cmd_practice,
-    "solution": cmd_practice,
+    "solution": cmd_practice, "challenge": cmd_challenge,
 }

@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from netstep.course.challenges import Challenge, Challenges
 from netstep.course.course import Course
 from netstep.course.lessons import Lesson, Step
 from netstep.course.predictions import question
@@ -94,6 +95,7 @@ def lesson_notebook(lesson: Lesson) -> nbformat.NotebookNode:
         if step.after:
             cells.append(new_markdown_cell(step.after))
     cells += exercise_cells(lesson)
+    cells += challenge_cells(lesson, Challenges.load([lesson]).items)
     cells.append(new_markdown_cell(
         "The same kind of change in Python: `t.ipr(\"host\")` is [pyroute2](https://pyroute2.org)'s "
         "`IPRoute` in the lab host, the library netstep itself speaks netlink with. The engine does not "
@@ -155,6 +157,34 @@ def exercise_cells(lesson: Lesson) -> list:
         new_code_cell(f't.solution("{ref}")'),
         new_markdown_cell("## Your predictions\n\nHow many of this lesson's checks did you call right?"),
         new_code_cell("t.score()"),
+    ]
+
+
+def challenge_cells(lesson: Lesson, found: list[Challenge]) -> list:
+    """"Break it": the lesson's first challenge worked in the notebook (a working lab at the
+    lesson's end, one thing broken), the others named for the student to try."""
+    if not found:
+        return []
+    first, others = found[0], found[1:]
+    more = ""
+    if others:
+        names = ", ".join(f'`t.challenge("{c.name}")`' for c in others)
+        more = f"\n\nMore for this lesson, the same way: {names}."
+    text = (f"## Break it: {first.name}\n\n**{first.story}**\n\n{first.prose}\n\nThe cell below builds the lab at "
+            f"the end of lesson {lesson.number} and breaks one thing in it, without saying what. Find it "
+            "(`t.trace(\"netns0\", \"internet\")`, `t.inspect(\"host\")`), fix it in the `%%netstep` cell, then "
+            "`t.verify()` grades by what works: any repair that brings the checks back passes, one that breaks "
+            f"something else fails.{more}")
+    return [
+        new_markdown_cell(text),
+        new_code_cell(f't.challenge("{first.name}")'),
+        new_code_cell("%%netstep\n# your commands, the repair, one a line: host# ..., netns0# ..."),
+        new_code_cell("t.verify()"),
+        new_markdown_cell("Stuck? Each run of the next cell gives one more hint. The cell after it repairs the "
+                          "lab and says what was broken. The next move of the course (`t.step()`, `t.start()`, "
+                          "`t.back()`) takes the break back."),
+        new_code_cell("t.hint()"),
+        new_code_cell("t.solution()"),
     ]
 
 

@@ -10,8 +10,9 @@ import json
 import sys
 from typing import TextIO
 
+from netstep.core.challenges import target_of
 from netstep.core.engine import Engine
-from netstep.core.grading import next_hint, solution, target_of, verify
+from netstep.core.grading import next_hint, solution, verify
 from netstep.course.checks import Check
 from netstep.course.predictions import Prediction, Score, answer_of, question
 from netstep.errors import NetstepError, did_you_mean

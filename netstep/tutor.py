@@ -40,7 +40,7 @@ from rich.console import Group
 from rich.text import Text
 
 from netstep import i18n
-from netstep.core import grading
+from netstep.core import challenges, grading
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.core.reset import reset_lab
@@ -271,25 +271,41 @@ class Tutor(RenderMixin):
 
     def verify(self, ref: str | None = None) -> grading.Verdict | Predicted:
         """Compare the lab with the course after step `ref` (default: the next step), then run its checks."""
-        target = self._call(grading.target_of, self.engine, ref)
-        if target.position >= self.engine.position and not self._typed():
+        target = self._call(challenges.target_of, self.engine, ref)
+        if target.position >= self.engine.position and not self._typed(target):
             what = "the exercise" if target.exercise else f"step {target.ref}"
+            if target.challenge:
+                return Notice("Nothing typed yet for the challenge: find what is broken (`t.trace`, `t.inspect`), "
+                              "fix it in a `%%netstep` cell, then verify again (`t.hint()` helps).")
             return Notice(f"Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run it, "
                           "then verify again (`t.hint()` helps).")
         verdict = self._marked(target.ref, self._move(grading.verify, self.engine, target))
         return self._pictured(verdict, None, None, f"your lab, checked against {_named(target.ref)}")
 
-    def _typed(self) -> bool:
-        """Whether the student changed the lab since the course's last move (by cell or by shell)."""
-        return bool(self.engine.journal.own) or bool(self._call(self.engine.changes_since_last_step))
+    def challenge(self, name: str | None = None) -> challenges.Begun | Notice:
+        """A break-it challenge: the lab at a lesson's end, one thing broken, unsaid. Find it
+        (`t.trace`, `t.inspect`), fix it in a `%%netstep` cell, then `t.verify()`;
+        `t.hint()` and `t.solution()` as for a step. Without a name, the list."""
+        if name is None:
+            found = challenges.catalogue(self.engine).items
+            return Notice("\n".join(f"{c.name}  (lesson {c.lesson})  {c.story}" for c in found))
+        challenge = challenges.catalogue(self.engine).find(name)
+        return self._move(challenges.begin, self.engine, challenge)
+
+    def _typed(self, target: grading.Target | None = None) -> bool:
+        """Whether the student changed the lab since the course's last move (by cell or by shell),
+        or for a challenge, since its break (which is journaled as the student's own)."""
+        held = challenges.active(self.engine) if target is not None and target.challenge else None
+        hidden = len(held.breaks) if held is not None else 0
+        return len(self.engine.journal.own) > hidden or bool(self._call(self.engine.changes_since_last_step))
 
     def hint(self, ref: str | None = None) -> grading.Hint:
         """The next command you are missing for step `ref` (an exercise's written hints first)."""
-        return self._call(grading.next_hint, self.engine, self._call(grading.target_of, self.engine, ref))
+        return self._call(grading.next_hint, self.engine, self._call(challenges.target_of, self.engine, ref))
 
     def solution(self, ref: str | None = None) -> grading.Solution | Predicted:
         """Run what is missing for step `ref`, then verify it."""
-        target = self._call(grading.target_of, self.engine, ref)
+        target = self._call(challenges.target_of, self.engine, ref)
         before = self._call(self.engine.moments.last)
         solved = self._marked(target.ref, self._move(grading.solution, self.engine, target))
         return self._pictured(solved, before, None, f"after the solution of {_named(target.ref)}")
@@ -566,7 +582,7 @@ def _(asked: Questions):
 
 
 def _named(ref: str) -> str:
-    return ref if ref.lower().startswith("exercise") else f"step {ref}"
+    return ref if ref.lower().startswith(("exercise", "challenge:")) else f"step {ref}"
 
 
 @views.renderable.register

@@ -322,7 +322,8 @@ def test_unknown_namespace_for_inspect(cli_lab: str) -> None:
 EVERY_COMMAND = [["list"], ["run", "1", "--yes"], ["next"], ["back"], ["check", "1"], ["inspect"], ["diff"],
                  ["rollback", "--all"], ["reset"], ["shell"], ["doctor"], ["notebooks", "--out", "/tmp/nsbad"],
                  ["trace", "netns0", "10.0.2.15"],
-                 ["demo", "--auto", "0.1"], ["start", "1"], ["verify"], ["hint"], ["solution"]]
+                 ["demo", "--auto", "0.1"], ["start", "1"], ["verify"], ["hint"], ["solution"],
+                 ["challenge", "forward-off"]]
 
 
 def test_every_command_is_tried_with_a_bad_lab_name() -> None:

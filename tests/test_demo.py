@@ -455,3 +455,86 @@ def test_t_traces_a_check_of_the_step_on_stage(lab):
     found = traced[0]
     assert found.check.source == "netns0" and found.result.actual == "unreachable"
     assert found.finding.where == "upstream" and "no route back" in found.finding.why
+
+
+def test_w_breaks_the_lab_for_the_room_then_repairs_it_and_a_move_takes_it_back(lab):
+    """`w` at lesson 6's end applies one of lesson 6's challenges: its story on stage, what
+    broke never said, the lab no longer the course's and failing its checks; `w` again
+    repairs it and says what it was; `w` once more breaks it another way, and `←` takes
+    that break back (the student's, not a step of the course)."""
+    from netstep.core import challenges, grading
+    from netstep.core.engine import Engine
+    from netstep.core.reference import read, states
+    from netstep.course.challenges import Challenges
+
+    engine = Engine(lab)
+    end = START[6] + len(COURSE.find("6").steps)
+    mine = Challenges.load(COURSE.lessons).of_lesson(6)
+    seen: dict = {}
+
+    async def scenario(pilot) -> None:
+        app = pilot.app
+        await asyncio.to_thread(lambda: [None for _ in engine.goto(end)])
+        lab.close_handles()
+        await press(pilot, "w")
+        held = challenges.active(engine)
+        seen["held"], seen["stage"] = held, stage_text(app)
+        seen["broken"] = await asyncio.to_thread(
+            lambda: grading.verify(engine, challenges.target(engine, held), adopt=False))
+        lab.close_handles()
+        await press(pilot, "w")
+        seen["repaired"] = stage_text(app)
+        seen["after"] = challenges.active(engine)
+        await press(pilot, "w")
+        seen["second"] = challenges.active(engine)
+        await press(pilot, "left")
+        seen["back"] = await asyncio.to_thread(lambda: (engine.position, read(engine)))
+        lab.close_handles()
+        await pilot.press("q")
+
+    run_app(engine, DemoOptions(typing_cps=0), scenario)
+    held = seen["held"]
+    assert held is not None and held.name == mine[0].name
+    assert held.story in " ".join(seen["stage"].split()) and "What's broken?" in seen["stage"]
+    assert not any(c.text in seen["stage"] for c in held.breaks)  # what broke is not said
+    assert not seen["broken"].ok
+    assert "What was broken" in seen["repaired"] and seen["after"] is not None  # repaired, still its lab
+    assert seen["second"] is not None and seen["second"].name == mine[1].name
+    position, state = seen["back"]
+    assert position == end and same_as_course(state, states(engine).positions[end])
+
+
+def same_as_course(actual, expected) -> bool:
+    from netstep.core.reconcile import same
+
+    return same(actual, expected)
+
+
+def test_the_lesson_prompt_waits_for_a_two_digit_lesson_when_numbers_skip(tmp_path) -> None:
+    """In a course of lessons 1, 2 and 14, `1` may start `14`: the prompt waits for Enter or
+    the next digit; `9` jumps at once (no lesson 90 or more)."""
+    from support import lesson_markdown, write_lesson
+    from textual.app import App
+
+    from netstep.demo.screens import GotoScreen
+
+    for name in ("01-a.md", "02-b.md", "14-n.md"):
+        write_lesson(tmp_path, name, lesson_markdown(name, [("1", ["host# iptables -N X"], [])]))
+    gapped = Course.load(tmp_path)
+    answers: list = []
+
+    class Holder(App):
+        pass
+
+    async def main() -> None:
+        app = Holder()
+        async with app.run_test(size=(80, 20)) as pilot:
+            for keys in (["1", "4"], ["1", "enter"], ["9"]):
+                app.push_screen(GotoScreen.of(gapped), answers.append)
+                await pilot.pause()
+                for key in keys:
+                    await pilot.press(key)
+                    await pilot.pause()
+
+    asyncio.run(main())
+    assert answers == [14, 1, 9]

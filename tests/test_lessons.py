@@ -326,6 +326,17 @@ def test_start_of_counts_steps(tmp_path: Path) -> None:
     assert course.start_of(course.lessons[0]) == 0
 
 
+def test_a_course_with_a_gap_in_its_lesson_numbers_loads(tmp_path: Path) -> None:
+    """Lessons are written in parallel: 1, 2 and 14 make a course, 14 found by its number."""
+    for name, title in (("01-a.md", "A"), ("02-b.md", "B"), ("14-n.md", "N")):
+        write_lesson(tmp_path, name, lesson_markdown(title, [("1", [f"host# iptables -N {title}"], [])]))
+    course = Course.load(tmp_path)
+    assert [le.number for le in course.lessons] == [1, 2, 14]
+    assert [s.ref for s in course.steps] == ["1.1", "2.1", "14.1"]
+    assert course.find("14") is course.find("lesson14") is course.lessons[2]
+    assert course.start_of(course.find("14")) == 2
+
+
 # -- the real course ------------------------------------------------------------------------------
 
 

@@ -68,6 +68,8 @@ def test_notebook_executes_and_leaves_no_lab(name):
         assert "StepResult(" not in html and "Snapshot(" not in html and "<netstep." not in html
         if name != "00-start-here.ipynb":
             assert "What changed" in html and "✘" not in html, "a check came out other than expected"
+        if any("t.challenge(" in c.source for c in nb.cells):  # set up, not typed yet, then solved and said
+            assert "Nothing typed yet for the challenge" in html and "What was broken" in html
         assert not os.path.exists(os.path.join(LABS_ROOT, lab)), "the notebook left its lab behind"
     finally:
         Lab(lab).destroy()

@@ -366,3 +366,17 @@ def test_the_demo_in_tmux_as_an_ordinary_user(make_user) -> None:
     assert user.netstep("reset").returncode == 0
     assert user.processes_end() and os.listdir(user.records) == []
     assert machine_network_state() == before
+
+
+def test_a_challenge_as_an_ordinary_user(make_user) -> None:
+    """`challenge` needs no root: the break, verify, hint and solution in the user's own lab."""
+    user = make_user()
+    listed = user.netstep("challenge")
+    assert listed.returncode == 0 and "forward-off" in listed.stdout, listed.stderr
+    begun = user.netstep("challenge", "forward-off")
+    assert begun.returncode == 0, begun.stderr
+    failed = user.netstep("verify")
+    assert failed.returncode == 1 and "challenge:forward-off" in failed.stdout, failed.stdout + failed.stderr
+    solved = user.netstep("solution")
+    assert solved.returncode == 0 and "What was broken" in solved.stdout, solved.stdout + solved.stderr
+    assert user.netstep("reset").returncode == 0 and user.processes_end()

@@ -29,7 +29,7 @@ from netstep.kernel import userns
 # The commands that open a lab. (`notebooks --html` opens one per notebook, in the notebook's
 # kernel: an ordinary user's kernel joins none, its Tutor's process does, see netstep.tutor.)
 LAB_COMMANDS = frozenset({"run", "start", "verify", "hint", "solution", "next", "back", "check", "inspect",
-                          "trace", "diff", "rollback", "reset", "shell", "demo"})
+                          "trace", "diff", "rollback", "reset", "shell", "demo", "challenge"})
 HOST_NEEDS_ROOT = "host mode changes this machine's own network and needs root: run it as root, or leave out --host."
 
 

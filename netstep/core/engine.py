@@ -391,8 +391,9 @@ class Engine:
         self._undo_unseen()
         while self.journal.own:
             self.journal.own_drop()
-        if os.path.exists(self._position_path):
-            os.unlink(self._position_path)
+        for path in (self._position_path, os.path.join(self.lab.dir, "challenge.json")):  # (a challenge's break
+            if os.path.exists(path):  # is the student's to take back: netstep.core.challenges)
+                os.unlink(path)
         self.moments.remember(actual)
         return followed
 

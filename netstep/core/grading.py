@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netstep.core.engine import Engine
 from netstep.core.reconcile import Change
@@ -45,6 +45,9 @@ class Target:
     hints: tuple[str, ...] = ()  # an exercise's written hints
     goal: str = ""  # what the target asks, in the lesson's words (a step's title, an exercise's prose)
     exercise: bool = False
+    challenge: bool = False  # a break-it challenge (netstep.core.challenges): graded by its checks alone
+    fix: tuple[Command, ...] = ()  # a challenge's repair, run by `solution`
+    broken: str = ""  # what a challenge broke, said by `solution`
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Solution(RenderMixin):
     verdict: Verdict
     removed: list[str] = field(default_factory=list)  # what was in the way, as commands that took it away
     restored: list[str] = field(default_factory=list)  # what was then set as the course has it
+    broken: str = ""  # a challenge's: what had been broken
 
     def as_json(self) -> dict:
         return {"event": "solution", "step": self.verdict.target.ref, "ok": self.verdict.ok,
@@ -155,6 +159,8 @@ def _expected(engine: Engine, target: Target) -> tuple[Snapshot, Snapshot, list[
     start if that is later), where the target ends, and the commands between, with the
     state after each."""
     found = states(engine)
+    if target.challenge:  # it starts and ends at the course's own state, which the break left
+        return found.positions[target.position], found.positions[target.position], []
     if target.exercise:
         return found.positions[target.position], found.exercise_state(target.ref, target.position), \
             found.exercises.get(target.ref, [])
@@ -167,6 +173,8 @@ def essentials(engine: Engine, target: Target) -> list[Essential]:
     """What the target must have: its grade block's essentials, or what its commands change.
     A step further ahead than the next one (`verify lesson2` at the lesson's start) needs
     what every step on the way changes, too."""
+    if target.challenge:
+        return list(target.essentials)
     start, end, _ = _expected(engine, target)
     ahead = not target.exercise and engine.position < target.position - 1
     if target.essentials and not ahead:
@@ -176,7 +184,7 @@ def essentials(engine: Engine, target: Target) -> list[Essential]:
 
 def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
     """Grade the lab against `target` by what works; adopt a step that passes."""
-    if not target.exercise and target.position < engine.position:
+    if not target.exercise and not target.challenge and target.position < engine.position:
         raise NetstepError(f"Step {target.ref} is already behind the lab (it stands after "
                            f"{engine.steps[engine.position - 1].ref}): `back` or `rollback` first to do it again.")
     _, expected, _ = _expected(engine, target)
@@ -187,7 +195,10 @@ def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
     verdict.skipped = [c for c in target.checks if c not in runnable]
     verdict.checks = engine.run_checks(runnable)
     verdict.notes = differences(actual, expected)
-    if verdict.ok and adopt and not target.exercise and target.position > engine.position:
+    if target.challenge and not verdict.ok:  # what names the fault is the student's to find (trace, inspect):
+        verdict.notes = []  # the differences from the course's state, and where and why each probe stopped
+        verdict.checks = [replace(r, where=None, why="", evidence=None) for r in verdict.checks]
+    if verdict.ok and adopt and not target.exercise and not target.challenge and target.position > engine.position:
         _adopt(engine, target, actual)
         verdict.adopted = True
     return verdict
@@ -357,10 +368,14 @@ def solution(engine: Engine, target: Target) -> Solution:
     student typed is in the way: a route out of the wrong device, a rule that blocks), the
     lab is brought to the course's own state at the target, and what that removed is named.
     """
-    if not target.exercise and target.position < engine.position:
-        raise NetstepError(f"Step {target.ref} is already applied: `back` or `rollback` first to do it again.")
+    if target.challenge:  # its repair, where the lab still fails (as far as it applies to what the student left)
+        commands = [] if verify(engine, target, adopt=False).ok else list(target.fix)
+    else:
+        if not target.exercise and target.position < engine.position:
+            raise NetstepError(f"Step {target.ref} is already applied: `back` or `rollback` first to do it again.")
+        commands = missing(engine, target)
     ran: list[Command] = []
-    for command in missing(engine, target):
+    for command in commands:
         try:
             engine.run_own(f"{command.where}# {command.text}")
             ran.append(command)
@@ -368,14 +383,14 @@ def solution(engine: Engine, target: Target) -> Solution:
             break  # in the way of something the student typed: the state is set below
     verdict = verify(engine, target)
     removed: list[str] = []
+    restored: list[str] = []
     if not verdict.ok:
         _, expected, _ = _expected(engine, target)
         changes = _force(engine, expected)
         removed = [c.describe() for c in changes if c.removes]
         restored = [c.describe() for c in changes if not c.removes]
         verdict = verify(engine, target)
-        return Solution(ran, verdict, removed, restored)
-    return Solution(ran, verdict, removed)
+    return Solution(ran, verdict, removed, restored, broken=target.broken)
 
 
 def _force(engine: Engine, expected: Snapshot) -> list[Change]:

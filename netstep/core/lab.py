@@ -256,8 +256,8 @@ class Lab:
         self.close_handles()
         self._forget_namespaces()
         self._cleanup_kernel_state()
-        for sub in ("journal.json", "last.json", "position.json", "course.json", "hints.json", "lab.json",
-                    "kept-servers.json"):
+        for sub in ("journal.json", "last.json", "position.json", "course.json", "hints.json", "challenge.json",
+                    "lab.json", "kept-servers.json"):
             for name in (sub, sub + ".tmp"):  # a .tmp is left by a kill in the middle of a rewrite
                 with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))

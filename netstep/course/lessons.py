@@ -426,6 +426,32 @@ class _Parser:
         return Show(words[0], tuple(words[1:]))
 
 
+class LineParser:
+    """A lesson file's line grammar (its commands, checks and grade lines, and where a fenced
+    block ends), for other content written in it: the challenges (netstep.course.challenges)."""
+
+    def __init__(self, path: str) -> None:
+        self._parser = _Parser(path, 0, "")
+
+    def fence_end(self, lines: list[str], start: int, marker: str) -> int:
+        return self._parser._fence_end(lines, start, marker)
+
+    def commands(self, body: list[str], first: int) -> list[Command]:
+        holder = Step(title="")
+        for offset, raw in enumerate(body):
+            if raw.strip():
+                self._parser._command(holder, raw.strip(), first + offset)
+        return holder.commands
+
+    def checks(self, body: list[str], first: int) -> list[Check]:
+        return [self._parser._check(raw.strip(), first + offset) for offset, raw in enumerate(body)
+                if raw.strip() and not raw.strip().startswith("#")]
+
+    def grade(self, holder, body: list[str], first: int) -> None:
+        """A `grade` block into `holder`'s `grade` and `grade_checks`."""
+        self._parser._grade(holder, body, first)
+
+
 def parse_lines(text: str, where: str = "host") -> list[Command]:
     """Commands typed by hand: `netns0# ip ...` lines, or bare commands run in `where`.
 

@@ -22,6 +22,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from netstep.core import challenges, grading
 from netstep.core.engine import Engine
 from netstep.core.results import StepResult
 from netstep.course.lessons import Lesson, Step
@@ -76,6 +77,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         Binding("i", "inspect", "Inspect"),
         Binding("t", "trace", "Trace"),
         Binding("p", "notes", "Notes"),
+        Binding("w", "broken", "What's broken?"),
         Binding("q", "quit", "Quit"),
         Binding("up", "scroll_stage(-1)", show=False),
         Binding("down", "scroll_stage(1)", show=False),
@@ -101,6 +103,8 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.rechecked: list = []  # the results of the last `c`
         self.traced: list = []  # the checks `t` traced, in order
         self.applied: list[str] = []  # the steps applied with →, space or --auto, in order
+        self.broken: list[str] = []  # the challenges `w` applied, in order
+        self.repaired = ""  # the challenge `w` last repaired (pressed again: the next one)
         self.cleanup_problems: list[str] = []  # what removing the lab could not undo
         self._pending: Callable[[], None] | None = None  # a result waiting for the typing to end
         self._quit_requested = False
@@ -170,7 +174,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if action == "trace":
             current = engine.current_step()
             return (self.idle and current is not None and bool(current.checks)) or None
-        if action in ("goto_prompt", "inspect"):
+        if action in ("goto_prompt", "inspect", "broken"):
             return self.idle or None
         if action == "notes":
             return self.on_stage is not None or None
@@ -269,6 +273,57 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self._show(title=Text(step.lesson.title, style="bold cyan"),
                    narration=stage.lesson_card(step.lesson, step, note), result="")
 
+    # -- what's broken? --------------------------------------------------------------------------
+
+    def action_broken(self) -> None:
+        """Break the lab for the room: a challenge of the lesson on stage, its story on stage
+        and nothing of what broke. Pressed while the lab holds it: repair it and say what it
+        was; once more: the lesson's next challenge. The next move takes the break back."""
+        if not self.idle:
+            return
+        held = challenges.active(self.engine)
+        if held is not None and held.name != self.repaired:
+            self.repaired = held.name
+            self._run(f"repairing {held.name}",
+                      lambda: grading.solution(self.engine, challenges.target(self.engine, held)), self._repaired)
+            return
+        pick = self._next_challenge()
+        if pick is None:
+            return
+        self.asking, self.last_result = None, None
+        self.commands.show([])
+        self._run(f"breaking the lab ({pick.name})", lambda: challenges.begin(self.engine, pick), self._broke)
+
+    def _next_challenge(self):
+        """A challenge of the latest lesson reached that has any, one not shown yet if there is one."""
+        found = challenges.catalogue(self.engine)
+        step = self.engine.current_step() or self.engine.next_step()
+        reached = step.lesson.number if step is not None and step.lesson is not None else 0
+        lessons = sorted({c.lesson for c in found.items})
+        lesson = max((n for n in lessons if n <= reached), default=lessons[0] if lessons else None)
+        if lesson is None:
+            return None
+        mine = found.of_lesson(lesson)
+        fresh = [c for c in mine if c.name not in self.broken]
+        return fresh[0] if fresh else mine[len(self.broken) % len(mine)]
+
+    def _broke(self, begun: challenges.Begun) -> None:
+        from netstep.present.coaching import begun_view
+
+        self.broken.append(begun.challenge.name)
+        self.repaired = ""
+        self.on_stage = self.engine.current_step()
+        self._show(title=Text(f"What's broken? {begun.challenge.name}", style="bold red"),
+                   narration=Text("Something in the lab is broken. c runs the lesson's checks, t traces them, i "
+                                  "inspects; w again repairs it and says what it was.", style="italic"),
+                   result=begun_view(begun, self.engine.lab.internet), reveal=True)
+
+    def _repaired(self, solved: grading.Solution) -> None:
+        from netstep.present import views
+
+        self._show(title=Text("What was broken", style="bold green"), narration="",
+                   result=views.renderable(solved), reveal=True)
+
     # -- looking ------------------------------------------------------------------------------
 
     def action_recheck(self) -> None:
@@ -320,7 +375,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
 
     def action_goto_prompt(self) -> None:
         if self.idle:
-            self.push_screen(GotoScreen(len(self.engine.course.lessons)), self._goto_answer)
+            self.push_screen(GotoScreen.of(self.engine.course), self._goto_answer)
 
     def _goto_answer(self, number: int | None) -> None:
         if number is None:

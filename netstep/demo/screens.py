@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from netstep.course.course import Course
 from netstep.present import (
     traces,  # noqa: F401 (a Trace draws through the views)
     views,
@@ -101,7 +102,12 @@ class GotoScreen(ModalScreen["int | None"]):
 
     def __init__(self, lessons: int) -> None:
         super().__init__()
-        self.lessons = lessons
+        self.lessons = lessons  # the highest lesson number: a digit that no longer number could start jumps
+
+    @classmethod
+    def of(cls, course: Course) -> GotoScreen:
+        """The prompt for `course`, whose lesson numbers may skip (1-7 and 14)."""
+        return cls(max((lesson.number for lesson in course.lessons), default=0))
 
     def compose(self) -> ComposeResult:
         with Vertical(id="goto") as box:

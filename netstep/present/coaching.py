@@ -13,6 +13,7 @@ from rich.markdown import Markdown
 from rich.syntax import Syntax
 from rich.text import Text
 
+from netstep.core.challenges import Begun
 from netstep.core.grading import Hint, Solution, Verdict
 from netstep.course.checks import CheckResult
 from netstep.course.lessons import Exercise, Lesson
@@ -92,6 +93,9 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
     if verdict.adopted:
         parts.append(Text(_("Counted as done: `next` goes on after {ref}; `back` takes your work back.").format(
             ref=target.ref), style="green"))
+    elif verdict.ok and target.challenge:
+        parts.append(Text(_("Fixed: it works again. The lab stays as you left it until the course moves on (next, "
+                            "start, rollback), which brings it back to the course's own state."), style="green"))
     elif verdict.ok and target.exercise:
         parts.append(Text(_("Well done. Your work stays in the lab until the course moves on (next, start, run, "
                             "back, rollback), which takes it back first."), style="green"))
@@ -144,7 +148,10 @@ def hint_view(hint: Hint) -> RenderableType:
                       background_color="default", word_wrap=True)
     after = {"idea": _("Ask again for the command with blanks."), "blanks": _("Ask again for the whole command.")}
     more = [Text(after[hint.stage], style="dim")] if hint.stage in after else []
-    if hint.remaining:
+    if hint.remaining and hint.stage == "written":  # (an exercise's or a challenge's own hints)
+        more.append(Text(ngettext("({count} more hint after this one)", "({count} more hints after this one)",
+                                  hint.remaining).format(count=hint.remaining), style="dim"))
+    elif hint.remaining:
         more.append(Text(ngettext("({count} more command missing after this one)",
                                   "({count} more commands missing after this one)", hint.remaining).format(
             count=hint.remaining), style="dim"))
@@ -164,5 +171,25 @@ def solution_view(solution: Solution, check_view: Callable[[object], RenderableT
                             word_wrap=True))
     elif not solution.removed:
         parts.append(Text(_("No command was missing."), style="bold"))
+    if solution.broken:
+        parts.append(Text(_("What was broken:"), style="bold"))
+        parts.append(Markdown(solution.broken))
     parts.append(verdict_view(solution.verdict, check_view))
+    return Group(*parts)
+
+
+def begun_view(begun: Begun, internet: str | None = None) -> RenderableType:
+    """A challenge set up: its story and what its checks will ask, never what was broken."""
+    challenge = begun.challenge
+    parts: list[RenderableType] = [
+        Text(f"Challenge {challenge.name}, at the end of lesson {challenge.lesson}: "
+             f"{begun.lesson_title.split(':', 1)[-1].strip()}", style="bold underline"),
+        Text(challenge.story, style="bold")]
+    if challenge.prose:
+        parts.append(Markdown(challenge.prose))
+    parts.append(Text("When it is fixed, the checks ask:", style="bold"))
+    parts += [Text(f"  {question(check, internet)}", style="dim") for check in challenge.checks]
+    parts.append(Text("Something in the lab is broken. Find it (trace, inspect, the counters) and fix it in "
+                      "`python -m netstep shell`; `verify` grades it, `hint` helps, `solution` repairs it and "
+                      "says what it was.", style="dim"))
     return Group(*parts)

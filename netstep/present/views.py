@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from netstep import i18n, render
+from netstep.core.challenges import Begun
 from netstep.core.grading import Hint, Solution, Verdict
 from netstep.core.reconcile import Reconciliation
 from netstep.core.results import OwnResult, StepResult
@@ -364,5 +365,6 @@ renderable.register(Hint, coaching.hint_view)
 renderable.register(Exercise, coaching.exercise_view)
 renderable.register(Verdict, lambda verdict: coaching.verdict_view(verdict, renderable))
 renderable.register(Solution, lambda solution: coaching.solution_view(solution, renderable))
+renderable.register(Begun, coaching.begun_view)
 
 render.use(renderable)  # every RenderMixin object now draws through this module
