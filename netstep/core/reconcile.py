@@ -37,6 +37,7 @@ from netstep.course.actions import (
     Sysctl,
 )
 from netstep.errors import NetstepError
+from netstep.i18n import _
 from netstep.state.snapshot import NamespaceState, Snapshot, default_mtu
 
 FRAME = ("host", "upstream")  # the lab's own namespaces: never created or deleted here
@@ -259,7 +260,8 @@ def plan_routes(actual: Snapshot, target: Snapshot) -> list[Change]:
             shown = [Change(route_action(ns, r, add=False), True) for r in old if r not in new]
             shown += [Change(route_action(ns, r, add=True), False) for r in new if r not in old]
             if not shown:  # the same routes in another order
-                shown = [Change(route_action(ns, r, add=True), False, f"{ns}# (routes to {dst} put back in order)")
+                said = _("{ns}# (routes to {dst} put back in order)").format(ns=ns, dst=dst)
+                shown = [Change(route_action(ns, r, add=True), False, said)
                          for r in new[:1]]
             out.append(Change(action, shown[0].removes, shown[0].describe()))
             out += [Change(None, c.removes, c.describe()) for c in shown[1:]]
