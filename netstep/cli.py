@@ -20,9 +20,19 @@ from netstep import i18n
 from netstep.console import LazyConsole
 from netstep.console import text as _text
 from netstep.errors import Interrupted, NetstepError, Terminated
-from netstep.i18n import LANGUAGES, _, fill
+from netstep.i18n import LANGUAGES, N_, _, fill
 from netstep.session import engine_for, lab_for, opened, require_root_and_tools
 from netstep.stepping import cmd_next, cmd_run, print_checks
+
+# argparse's own words ("usage:", "options", its errors) go through gettext's default
+# domain, for which netstep has no catalog: they are in netstep's, and argparse is handed
+# netstep's `_` (it looks its `_` up each time it speaks).
+ARGPARSE = (N_("usage: "), N_("positional arguments"), N_("options"), N_("show this help message and exit"),
+            N_("%(prog)s: error: %(message)s\n"), N_("the following arguments are required: %s"),
+            N_("unrecognized arguments: %s"), N_("invalid choice: %(value)r (choose from %(choices)s)"),
+            N_("argument %(argument_name)s: %(message)s"), N_("expected one argument"),
+            N_("invalid %(type)s value: %(value)r"), N_("ambiguous option: %(option)s could match %(matches)s"),
+            N_("not allowed with argument %s"), N_("one of the arguments %s is required"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +158,9 @@ def choose_language(argv: list[str]) -> str:
             asked = word.partition("=")[2]
     if asked not in LANGUAGES:
         asked = None  # (the parser then says what --lang takes)
-    return i18n.use(asked)
+    language = i18n.use(asked)
+    argparse._ = i18n._  # (ARGPARSE)
+    return language
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 
+from netstep.i18n import _, ngettext
+
 TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "iptables": "iptables",
          "iptables-save": "iptables", "conntrack": "conntrack"}
 
@@ -23,33 +25,34 @@ def diagnose(*, host: bool = False, proc_sys: str = "/proc/sys") -> list[tuple[b
     root = os.geteuid() == 0
     allowed = True  # may this process make the namespaces of a lab?
     if root:
-        findings.append((True, "running as root"))
+        findings.append((True, _("running as root")))
     else:
-        findings.append((True, "not root: each lab lives in a user namespace of your own, where netstep is root "
-                               "over the lab's namespaces alone"))
+        findings.append((True, _("not root: each lab lives in a user namespace of your own, where netstep is root "
+                                 "over the lab's namespaces alone")))
         userns = user_namespaces(proc_sys)
-        allowed = all(ok for ok, _ in userns)
+        allowed = all(ok for ok, _said in userns)
         findings += userns
         if host:
-            findings.append((False, "host mode changes this machine's own network and needs root: run "
-                                    "`doctor --host` and the course's --host commands as root"))
+            findings.append((False, _("host mode changes this machine's own network and needs root: run "
+                                      "`doctor --host` and the course's --host commands as root")))
     for tool, package in TOOLS.items():
         found = shutil.which(tool)
-        findings.append((bool(found), f"{tool} found at {found}" if found else
-                         f"{tool} is missing: `apt-get install {package}`"))
+        findings.append((bool(found), _("{tool} found at {path}").format(tool=tool, path=found) if found else
+                         _("{tool} is missing: `apt-get install {package}`").format(tool=tool, package=package)))
     if shutil.which("iptables"):
         version = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout.strip()
         backend = "nf_tables" if "nf_tables" in version else "legacy"
-        findings.append((True, f"{version}: the {backend} backend, which netstep uses for every rule it adds"))
+        findings.append((True, _("{version}: the {backend} backend, which netstep uses for every rule it adds").format(
+            version=version, backend=backend)))
     if os.path.isdir("/proc/sys/net/bridge"):
-        findings.append((True, "br_netfilter is loaded: bridged traffic passes iptables, so a FORWARD policy of "
-                               "DROP also blocks container-to-container traffic on a bridge"))
+        findings.append((True, _("br_netfilter is loaded: bridged traffic passes iptables, so a FORWARD policy of "
+                                 "DROP also blocks container-to-container traffic on a bridge")))
     else:
-        findings.append((True, "br_netfilter is not loaded: bridged traffic skips iptables (the course works "
-                               "either way)"))
+        findings.append((True, _("br_netfilter is not loaded: bridged traffic skips iptables (the course works "
+                                 "either way)")))
     if shutil.which("dockerd") or os.path.exists("/var/run/docker.sock"):
-        findings.append((True, "Docker is installed: it sets the FORWARD policy to DROP in the machine's own "
-                               "namespace; the sandbox is not affected"))
+        findings.append((True, _("Docker is installed: it sets the FORWARD policy to DROP in the machine's own "
+                                 "namespace; the sandbox is not affected")))
     findings.append(_library())
     if all(shutil.which(t) for t in TOOLS) and allowed:
         findings.append(_try_lab(user=not root))
@@ -72,30 +75,31 @@ def user_namespaces(proc_sys: str = "/proc/sys") -> list[tuple[bool, str]]:
     /etc/sysctl.d/ to keep it after a reboot)."""
     found: list[tuple[bool, str]] = []
     if _sysctl(proc_sys, "user.max_user_namespaces") == "0":
-        found.append((False, "user.max_user_namespaces = 0: the kernel gives nobody a user namespace. Ask root for "
-                             "`sysctl -w user.max_user_namespaces=15000` (and the same line in "
-                             "/etc/sysctl.d/60-netstep.conf)"))
+        found.append((False, _("user.max_user_namespaces = 0: the kernel gives nobody a user namespace. Ask root "
+                               "for `sysctl -w user.max_user_namespaces=15000` (and the same line in "
+                               "/etc/sysctl.d/60-netstep.conf)")))
     if _sysctl(proc_sys, "kernel.unprivileged_userns_clone") == "0":
-        found.append((False, "kernel.unprivileged_userns_clone = 0 (a Debian-patched kernel): only root may make a "
-                             "user namespace. Ask root for `sysctl -w kernel.unprivileged_userns_clone=1` (and the "
-                             "same line in /etc/sysctl.d/60-netstep.conf)"))
+        found.append((False, _("kernel.unprivileged_userns_clone = 0 (a Debian-patched kernel): only root may make "
+                               "a user namespace. Ask root for `sysctl -w kernel.unprivileged_userns_clone=1` (and "
+                               "the same line in /etc/sysctl.d/60-netstep.conf)")))
     if _sysctl(proc_sys, "kernel.apparmor_restrict_unprivileged_userns") == "1":
         unshare = os.path.realpath(shutil.which("unshare") or "/usr/bin/unshare")
-        found.append((False, "kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 24.04 and later): a user "
-                             "namespace is made, but confined to a profile without capabilities, so making a "
-                             "network namespace in it fails. Either ask root for `sysctl -w "
-                             "kernel.apparmor_restrict_unprivileged_userns=0` (for every program), or for an "
-                             "AppArmor profile that grants `userns,` to the program netstep makes its namespace "
-                             f"with, util-linux's unshare, by its real path ({unshare}; not a symlink or a venv "
-                             "path): /etc/apparmor.d/netstep-unshare holding `abi <abi/4.0>, include "
-                             f"<tunables/global> profile netstep-unshare {unshare} flags=(unconfined) {{ userns, }}`, "
-                             "then `apparmor_parser -r /etc/apparmor.d/netstep-unshare`. Not on the Python "
-                             "interpreter: that would let every Python program make user namespaces; a small "
-                             "program that only makes namespaces grants less"))
+        found.append((False, _("kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 24.04 and later): a user "
+                               "namespace is made, but confined to a profile without capabilities, so making a "
+                               "network namespace in it fails. Either ask root for `sysctl -w "
+                               "kernel.apparmor_restrict_unprivileged_userns=0` (for every program), or for an "
+                               "AppArmor profile that grants `userns,` to the program netstep makes its namespace "
+                               "with, util-linux's unshare, by its real path ({unshare}; not a symlink or a venv "
+                               "path): /etc/apparmor.d/netstep-unshare holding `{profile}`, then "
+                               "`apparmor_parser -r /etc/apparmor.d/netstep-unshare`. Not on the Python "
+                               "interpreter: that would let every Python program make user namespaces; a small "
+                               "program that only makes namespaces grants less").format(
+            unshare=unshare, profile=f"abi <abi/4.0>, include <tunables/global> profile netstep-unshare {unshare} "
+                                     "flags=(unconfined) { userns, }")))
     if not found:
         limit = _sysctl(proc_sys, "user.max_user_namespaces")
-        found.append((True, "unprivileged user namespaces are allowed" +
-                      (f" (user.max_user_namespaces = {limit})" if limit else "")))
+        found.append((True, _("unprivileged user namespaces are allowed (user.max_user_namespaces = {limit})").format(
+            limit=limit) if limit else _("unprivileged user namespaces are allowed")))
     return found
 
 
@@ -122,25 +126,29 @@ def _host_findings() -> list[tuple[bool, str]]:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     present = sorted({line.split(": ")[1].split("@")[0] for line in links.splitlines()} & devices)
     if present:
-        verb = "exists" if len(present) == 1 else "exist"
-        findings.append((False, f"host mode: {', '.join(present)} already {verb} here and netstep did not make "
-                                "it; the lessons that create them will refuse to run (nothing is touched). "
-                                "Remove them yourself, or use the sandbox (run without --host)."))
+        findings.append((False, ngettext(
+            "host mode: {names} already exists here and netstep did not make it; the lessons that create it will "
+            "refuse to run (nothing is touched). Remove it yourself, or use the sandbox (run without --host).",
+            "host mode: {names} already exist here and netstep did not make them; the lessons that create them "
+            "will refuse to run (nothing is touched). Remove them yourself, or use the sandbox (run without --host).",
+            len(present)).format(names=", ".join(present))))
     else:
-        findings.append((True, f"host mode: none of the lessons' devices ({', '.join(sorted(devices))}) exists yet"))
+        findings.append((True, _("host mode: none of the lessons' devices ({names}) exists yet").format(
+            names=", ".join(sorted(devices)))))
     rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
     taken = sorted(c for c in chains if f"-N {c}" in rules.splitlines())
     if taken:
-        findings.append((False, f"host mode: the chain(s) {', '.join(taken)} already exist; lesson 1 will refuse "
-                                f"to create them. Delete them with `iptables -X` if they are leftovers."))
+        findings.append((False, _("host mode: the chain(s) {chains} already exist; lesson 1 will refuse to create "
+                                  "them. Delete them with `iptables -X` if they are leftovers.").format(
+            chains=", ".join(taken))))
     if "-P FORWARD DROP" in rules.splitlines():
-        docker = " (Docker sets it)" if "-N DOCKER" in rules else ""
-        findings.append((False, f"host mode: the FORWARD policy is DROP{docker}. With br_netfilter loaded, "
-                                "bridged traffic passes FORWARD too, so lesson 4 (netns0 <-> netns1 over br0) and "
-                                "lesson 6 (to the internet) fail. Allow the lab's bridge first, e.g. "
-                                "`iptables -I DOCKER-USER -i br0 -j ACCEPT` and "
-                                "`iptables -I DOCKER-USER -o br0 -j ACCEPT` (or the FORWARD chain without "
-                                "Docker), or use the sandbox, which Docker does not affect."))
+        docker = _(" (Docker sets it)") if "-N DOCKER" in rules else ""
+        findings.append((False, _("host mode: the FORWARD policy is DROP{docker}. With br_netfilter loaded, "
+                                  "bridged traffic passes FORWARD too, so lesson 4 (netns0 <-> netns1 over br0) and "
+                                  "lesson 6 (to the internet) fail. Allow the lab's bridge first, e.g. "
+                                  "`iptables -I DOCKER-USER -i br0 -j ACCEPT` and "
+                                  "`iptables -I DOCKER-USER -o br0 -j ACCEPT` (or the FORWARD chain without "
+                                  "Docker), or use the sandbox, which Docker does not affect.").format(docker=docker)))
     return findings
 
 
@@ -166,19 +174,21 @@ def _try_lab(*, user: bool = False) -> tuple[bool, str]:
                                  "--propagation", "private", "--", "sh", "-ec", script],
                                 capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"a scratch namespace could not be made: {exc}"
+        return False, _("a scratch namespace could not be made: {error}").format(error=exc)
     if result.returncode != 0 or "doctor0" not in result.stdout:
-        return False, (f"namespaces, their bind mounts, veth pairs, bridges or iptables (its nat table) do not work "
-                       f"here: {result.stderr.strip()}. Where a kernel module is missing, root loads it once: "
-                       f"`modprobe -a {' '.join(MODULES)}`, and lists them in /etc/modules-load.d/netstep.conf "
-                       "to load them at boot")
-    where = "a user namespace of your own: " if user else ""
-    return True, (f"{where}a scratch namespace, pinned by a bind mount, with a veth pair, an address, a bridge, an "
-                  "iptables rule and a MASQUERADE worked (and is gone)")
+        return False, _("namespaces, their bind mounts, veth pairs, bridges or iptables (its nat table) do not work "
+                        "here: {error}. Where a kernel module is missing, root loads it once: "
+                        "`modprobe -a {modules}`, and lists them in /etc/modules-load.d/netstep.conf "
+                        "to load them at boot").format(error=result.stderr.strip(), modules=" ".join(MODULES))
+    if user:
+        return True, _("a user namespace of your own: a scratch namespace, pinned by a bind mount, with a veth pair, "
+                       "an address, a bridge, an iptables rule and a MASQUERADE worked (and is gone)")
+    return True, _("a scratch namespace, pinned by a bind mount, with a veth pair, an address, a bridge, an "
+                   "iptables rule and a MASQUERADE worked (and is gone)")
 
 
 def _library() -> tuple[bool, str]:
     """Whether pyroute2 is installed, found without importing it."""
     found = importlib.util.find_spec("pyroute2") is not None
-    return found, ("pyroute2, netstep's netlink library, is installed" if found else
-                   "pyroute2 is missing: install netstep with pip (`pip install -e .`), which brings it")
+    return found, (_("pyroute2, netstep's netlink library, is installed") if found else
+                   _("pyroute2 is missing: install netstep with pip (`pip install -e .`), which brings it"))

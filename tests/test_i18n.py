@@ -106,3 +106,27 @@ def test_help_and_errors_speak_chinese_when_asked():
     wrong = cli("--lang", "zh", "run", "lesson99", "--yes", LANG="en_US.UTF-8")
     assert wrong.returncode == 1 and "没有“lesson99”这一课" in wrong.stderr
     assert "There is no lesson 'lesson99'" in cli("run", "lesson99", "--yes", LANG="en_US.UTF-8").stderr
+
+
+def test_a_probes_words_are_translated_where_shown_and_the_kernels_kept():
+    from netstep.course.checks import said
+
+    try:
+        i18n.use("zh")
+        assert said("echo reply from 10.0.2.2") == "收到 10.0.2.2 的回显应答（echo reply）"
+        refused = said("Connection refused (the answer of a REJECT rule)")
+        assert refused == "Connection refused（这是一条 REJECT 规则的应答）"
+        assert said("connected, but the answer stopped after 12 bytes") == "已连接，但应答在 12 字节后中断"
+        assert said("Network is unreachable") == "Network is unreachable"  # the kernel's own words
+        i18n.use("en")
+        assert said("echo reply from 10.0.2.2") == "echo reply from 10.0.2.2"
+    finally:
+        i18n.use()
+
+
+def test_argparses_own_words_speak_chinese_too():
+    shown = cli("--lang", "zh", "--help")
+    assert "用法：" in shown.stdout and "选项" in shown.stdout and "显示此帮助信息并退出" in shown.stdout
+    assert "usage:" not in shown.stdout and "show this help message" not in shown.stdout
+    wrong = cli("--lang", "zh", "frobnicate")
+    assert wrong.returncode == 2 and "错误" in wrong.stderr and "无效的选择" in wrong.stderr

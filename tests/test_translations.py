@@ -125,3 +125,53 @@ def test_chinese_lines_up_at_80_columns_in_a_pty():
     for line in table:  # each border at the same column of the screen, wide characters counted twice
         positions = [cell_len(line[:i]) for i, ch in enumerate(line) if ch in "┳┃╇│┴"][: len(column) + 2]
         assert positions[1:-1] == [cell_len(table[0][:i]) for i in column] or line[:1] in "┏┡└"
+
+
+# What may stay in English in a Chinese run (issue 22): commands, names, the kernel's and
+# the tools' own words (a route as `ip route` prints it, errno texts, iptables' chains),
+# each with its Chinese explanation beside it. Any other ASCII word of 4+ letters is prose
+# that missed the catalog or the lesson's translation.
+KEPT_IN_ENGLISH = {
+    "host", "netns", "veth", "ceth", "ping", "iptables", "nsenter", "netstep", "shell", "exit", "exec", "COMMAND",
+    "proto", "kernel", "scope", "link", "linkdown", "loopback", "peer", "DOWN", "filter", "upstream", "default",
+    "INPUT", "OUTPUT", "FORWARD", "ROOT", "Linux", "netfilter", "network", "namespace", "route",
+    "sysctl", "Network", "unreachable", "echo", "reply",  # ("Network is unreachable": the kernel's; echo reply: ping's)
+}
+
+
+def _screen_words(shown: str) -> list[str]:
+    """The English words of a run's prose: command lines dropped, then tokens with digits,
+    dots, slashes, dashes, underscores, @ or = (addresses, names, sysctl keys, reason codes)."""
+    lines = [line for line in shown.splitlines() if not re.match(r"\s*│?\s*[\w-]+# ", line)]
+    tokens = re.split(r"[\s│╭╮╰╯─┃━（）()，。：；“”、:;,!?\[\]]+", "\n".join(lines))
+    return [t for t in tokens if re.fullmatch(r"[A-Za-z]{4,}", t)]
+
+
+def _kept(word: str) -> bool:
+    """A word that may stay English, or a piece of one that rich broke at the screen's edge
+    (Chinese wraps between any two characters, so an English word in it may be cut too)."""
+    return any(word == kept or (kept.startswith(word) or kept.endswith(word)) for kept in KEPT_IN_ENGLISH)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs lessons on a lab as root")
+def test_a_chinese_run_shows_no_english_prose_at_80_columns():
+    from support import netstep_cli, run_on_pty, unique_name
+
+    from netstep.core.lab import Lab
+
+    lab = unique_name("zh")
+    try:
+        shown = ""
+        for lesson in ("lesson1", "lesson2"):
+            code, output = run_on_pty([sys.executable, "-m", "netstep", "--lab", lab, "--lang", "zh", "run", lesson,
+                                       "--yes"], columns=80, rows=40, timeout=300)
+            shown += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace").replace("\r", ""))
+            assert code == 0, shown[-2000:]
+        assert "第 2 课" in shown and "所有检查的结果都符合预期" in shown
+        english = sorted({word for word in _screen_words(shown) if not _kept(word)})
+        assert not english, f"English prose in a Chinese run: {english}"
+    finally:
+        try:
+            netstep_cli(lab, "reset", timeout=60)
+        finally:
+            Lab(lab).destroy()

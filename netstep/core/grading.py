@@ -28,6 +28,7 @@ from netstep.course.checks import Check, CheckResult
 from netstep.course.essentials import Essential, derived
 from netstep.course.lessons import Command, parse_lines
 from netstep.errors import NetstepError, did_you_mean
+from netstep.i18n import _
 from netstep.render import RenderMixin
 from netstep.state.compare import differences
 from netstep.state.snapshot import Snapshot, to_json
@@ -117,7 +118,7 @@ def target_of(engine: Engine, ref: str | None = None) -> Target:
         return exercise_target(engine, ref.strip()[len("exercise"):].strip(" -") or "?")
     if ref is None:
         if engine.position >= len(steps):
-            raise NetstepError("The course is finished: name a step to verify, as in `verify 2.4`.")
+            raise NetstepError(_("The course is finished: name a step to verify, as in `verify 2.4`."))
         index = engine.position
     else:
         index = next((i for i, step in enumerate(steps) if step.ref == ref.strip()), -1)
@@ -126,9 +127,9 @@ def target_of(engine: Engine, ref: str | None = None) -> Target:
                 lesson = engine.course.find(ref)
             except NetstepError:
                 near = did_you_mean(ref, [s.ref for s in steps] + engine.course.names())
-                raise NetstepError(f"There is no step '{ref}'.{near} Name a step as `2.4` (lesson 2, step 4), a "
-                                   "lesson, or an exercise as `exercise2`; `python -m netstep list` shows them."
-                                   ) from None
+                raise NetstepError(_("There is no step '{ref}'.{near} Name a step as `2.4` (lesson 2, step 4), a "
+                                     "lesson, or an exercise as `exercise2`; `python -m netstep list` shows them."
+                                     ).format(ref=ref, near=near)) from None
             index = engine.course.start_of(lesson) + len(lesson.steps) - 1
     step = steps[index]
     return Target(step.ref, step.title, index + 1, tuple(step.checks) + tuple(step.grade_checks),
@@ -143,11 +144,11 @@ def exercise_target(engine: Engine, lesson_ref: str) -> Target:
     except NetstepError:
         near = did_you_mean(f"exercise{lesson_ref}", [f"exercise{le.number}" for le in engine.course.lessons
                                                       if le.exercise is not None])
-        raise NetstepError(f"There is no exercise 'exercise{lesson_ref}'.{near} Name one as `exercise2`, the "
-                           "\"Your turn\" of lesson 2.") from None
+        raise NetstepError(_("There is no exercise 'exercise{ref}'.{near} Name one as `exercise2`, the "
+                             "\"Your turn\" of lesson 2.").format(ref=lesson_ref, near=near)) from None
     exercise = lesson.exercise
     if exercise is None:
-        raise NetstepError(f"{lesson.name} has no \"Your turn\" exercise.")
+        raise NetstepError(_("{lesson} has no \"Your turn\" exercise.").format(lesson=lesson.name))
     end = engine.course.start_of(lesson) + len(lesson.steps)
     checks = list(exercise.checks) + list(exercise.grade_checks)
     return Target(exercise.ref, exercise.title, end, tuple(checks), tuple(exercise.grade), tuple(exercise.hints),
@@ -175,7 +176,7 @@ def essentials(engine: Engine, target: Target) -> list[Essential]:
     what every step on the way changes, too."""
     if target.challenge:
         return list(target.essentials)
-    start, end, _ = _expected(engine, target)
+    start, end, _commands = _expected(engine, target)
     ahead = not target.exercise and engine.position < target.position - 1
     if target.essentials and not ahead:
         return list(target.essentials)
@@ -185,9 +186,10 @@ def essentials(engine: Engine, target: Target) -> list[Essential]:
 def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
     """Grade the lab against `target` by what works; adopt a step that passes."""
     if not target.exercise and not target.challenge and target.position < engine.position:
-        raise NetstepError(f"Step {target.ref} is already behind the lab (it stands after "
-                           f"{engine.steps[engine.position - 1].ref}): `back` or `rollback` first to do it again.")
-    _, expected, _ = _expected(engine, target)
+        raise NetstepError(_("Step {ref} is already behind the lab (it stands after {last}): `back` or `rollback` "
+                             "first to do it again.").format(ref=target.ref,
+                                                             last=engine.steps[engine.position - 1].ref))
+    _start, expected, _commands = _expected(engine, target)
     actual = read(engine)
     verdict = Verdict(target)
     verdict.problems = [e.problem(actual) for e in essentials(engine, target) if not e.holds(actual)]
@@ -238,7 +240,7 @@ def missing(engine: Engine, target: Target) -> list[Command]:
     (essentials); only the part that no later command changes again is looked for, so
     "bring veth0 up" is not blamed for a master that a later command sets.
     """
-    start, _, commands = _expected(engine, target)
+    start, _end, commands = _expected(engine, target)
     actual = read(engine)
     effects, previous = [], start
     for done in commands:
@@ -290,17 +292,17 @@ def blanks(text: str) -> str:
 def idea(engine: Engine, target: Target, command: Command) -> str:
     """What the command must change, and where, without the command: its essentials (a
     device's, as the lab has it: "veth0 in host is DOWN, it should be UP")."""
-    previous, _, commands = _expected(engine, target)
+    previous, _end, commands = _expected(engine, target)
     actual = read(engine)
     for done in commands:
         if (done.where, done.text) == (command.where, command.text):
             found = [e for e in derived(previous, done.after) if not e.holds(actual)]
             if found:
-                return "What is missing: " + "; ".join(
+                return _("What is missing: {ideas}.").format(ideas=_("; ").join(
                     e.problem(actual) if e.what == "device" and e.ns in actual.namespaces
-                    and actual[e.ns].link(e.spec.split()[0]) is not None else e.idea() for e in found[:2]) + "."
+                    and actual[e.ns].link(e.spec.split()[0]) is not None else e.idea() for e in found[:2]))
         previous = done.after
-    return f"Something must still happen in {command.where}."
+    return _("Something must still happen in {ns}.").format(ns=command.where)
 
 
 STAGES = ("idea", "blanks", "command")
@@ -323,13 +325,13 @@ def hint(engine: Engine, target: Target, *, given: int = 0, stage: int = 0) -> H
         return Hint(target, command, remaining=len(commands) - 1, stage=kind)
     verdict = verify(engine, target, adopt=False)
     if verdict.problems:
-        return Hint(target, text=f"Every command is there, but {verdict.problems[0]}.")
+        return Hint(target, text=_("Every command is there, but {problem}.").format(problem=verdict.problems[0]))
     if not verdict.ok:
         failed = next((r for r in verdict.checks if not r.ok), None)
         if failed is not None:
-            return Hint(target, text=f"Look at {failed.check.describe()}: it came out {failed.actual}. "
-                        "`trace` shows where the packet goes.")
-    return Hint(target, text="Nothing is missing: run `verify` to have it counted.")
+            return Hint(target, text=_("Look at {check}: it came out {actual}. `trace` shows where the packet goes."
+                                       ).format(check=failed.check.describe(), actual=_(failed.actual)))
+    return Hint(target, text=_("Nothing is missing: run `verify` to have it counted."))
 
 
 def _hints_path(engine: Engine) -> str:
@@ -372,7 +374,8 @@ def solution(engine: Engine, target: Target) -> Solution:
         commands = [] if verify(engine, target, adopt=False).ok else list(target.fix)
     else:
         if not target.exercise and target.position < engine.position:
-            raise NetstepError(f"Step {target.ref} is already applied: `back` or `rollback` first to do it again.")
+            raise NetstepError(_("Step {ref} is already applied: `back` or `rollback` first to do it again.").format(
+                ref=target.ref))
         commands = missing(engine, target)
     ran: list[Command] = []
     for command in commands:
@@ -385,7 +388,7 @@ def solution(engine: Engine, target: Target) -> Solution:
     removed: list[str] = []
     restored: list[str] = []
     if not verdict.ok:
-        _, expected, _ = _expected(engine, target)
+        _start, expected, _commands = _expected(engine, target)
         changes = _force(engine, expected)
         removed = [c.describe() for c in changes if c.removes]
         restored = [c.describe() for c in changes if not c.removes]

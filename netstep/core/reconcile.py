@@ -37,6 +37,7 @@ from netstep.course.actions import (
     Sysctl,
 )
 from netstep.errors import NetstepError
+from netstep.i18n import _
 from netstep.render import RenderMixin
 from netstep.state.snapshot import NamespaceState, Snapshot, default_mtu
 
@@ -260,7 +261,8 @@ def plan_routes(actual: Snapshot, target: Snapshot) -> list[Change]:
             shown = [Change(route_action(ns, r, add=False), True) for r in old if r not in new]
             shown += [Change(route_action(ns, r, add=True), False) for r in new if r not in old]
             if not shown:  # the same routes in another order
-                shown = [Change(route_action(ns, r, add=True), False, f"{ns}# (routes to {dst} put back in order)")
+                said = _("{ns}# (routes to {dst} put back in order)").format(ns=ns, dst=dst)
+                shown = [Change(route_action(ns, r, add=True), False, said)
                          for r in new[:1]]
             out.append(Change(action, shown[0].removes, shown[0].describe()))
             out += [Change(None, c.removes, c.describe()) for c in shown[1:]]
@@ -291,7 +293,7 @@ def plan_rules(actual: Snapshot, target: Snapshot) -> list[Change]:
         have_rules, want_rules = list(have.rules), list(want.rules)
         for text in want_rules:
             if text not in have_rules and rule_parts(text)[1] == "-N":
-                table, _, chain, _ = rule_parts(text)
+                table, _op, chain, _rest = rule_parts(text)
                 out.append(Change(Iptables(ns, table=table, args=("-N", chain)), False))
         chains = dict.fromkeys((rule_parts(t)[0], rule_parts(t)[2]) for t in have_rules + want_rules
                                if rule_parts(t)[1] == "-A")
@@ -321,7 +323,7 @@ def plan_rules(actual: Snapshot, target: Snapshot) -> list[Change]:
                 out.append(Change(Iptables(ns, table=table, args=("-P", chain, new)), new == "ACCEPT"))
         for text in have_rules:
             if text not in want_rules and rule_parts(text)[1] == "-N":
-                table, _, chain, _ = rule_parts(text)
+                table, _op, chain, _rest = rule_parts(text)
                 out.append(Change(Iptables(ns, table=table, args=("-X", chain)), True))
     return out
 

@@ -9,6 +9,7 @@ says what was expected, what happened and why.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from netstep.i18n import N_, _
@@ -32,6 +33,46 @@ REASON_TEXT = {  # (translated where shown)
     "server-failure": N_("the DNS server answered, without an address (SERVFAIL or REFUSED)"),
     "not-sent": N_("the kernel would not send it (Invalid argument)"),
 }
+
+# What a probe says it saw (CheckResult.detail), kept in English as data (--json, the cache)
+# and translated where shown by `said`; anything else (the kernel's own words, an HTTP
+# status line) is shown as the kernel and the tools give it.
+DETAILS = (
+    N_("echo reply from {sender}"), N_("Time to live exceeded, from {sender}"), N_("{reason}, from {sender}"),
+    N_("no reply within {seconds} s"), N_("no answer within {seconds} s"), N_("connected to {address}"),
+    N_("no reply: the kernel's counters show it was lost"),
+    N_("no ARP answer can come: nobody on the link has the address"), N_("the kernel's evidence shows it was lost"),
+    N_("connected, but no HTTP answer"), N_("connected, but the answer stopped after {count} bytes"),
+    N_("connected, but the answer was not HTTP"), N_("the answer ended after {got} of {length} bytes"),
+    N_("{status}, {count} bytes"), N_("{detail} (the answer of a REJECT rule)"),
+)
+_NUMBERS = ("seconds", "count", "got", "length")
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts, last = [], 0
+    for match in re.finditer(r"\{(\w+)\}", template):
+        parts.append(re.escape(template[last:match.start()]))
+        name = match.group(1)
+        parts.append(f"(?P<{name}>[0-9.]+)" if name in _NUMBERS else f"(?P<{name}>.+?)")
+        last = match.end()
+    return re.compile("".join(parts) + re.escape(template[last:]) + r"\Z", re.S)
+
+
+_PATTERNS = [(template, _pattern(template)) for template in DETAILS]
+
+
+def said(detail: str) -> str:
+    """A probe's `detail` in the chosen language: its sentence translated, its fields (an
+    address, a count, the kernel's words) as they are."""
+    for template, pattern in _PATTERNS:
+        match = pattern.match(detail)
+        if match:
+            fields = match.groupdict()
+            if "detail" in fields:
+                fields["detail"] = said(fields["detail"])
+            return _(template).format(**fields)
+    return detail
 
 
 @dataclass(frozen=True)

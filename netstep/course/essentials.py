@@ -30,6 +30,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from netstep.i18n import N_, _
 from netstep.state.snapshot import Snapshot, default_mtu
 
 GRADE_RE = re.compile(r"^(\S+)\s+(has|lacks)\s+(namespace|device|address|route|rule|chain|sysctl)\b\s*(.*)$")
@@ -97,22 +98,26 @@ class Essential:
             words = self.spec.split()
             link = state.link(words[0]) if state is not None and words else None
             if link is not None:
-                return "; ".join(self._device_problems(link, words[1:])) or f"{self.ns} needs {self.spec}"
+                return "; ".join(self._device_problems(link, words[1:])) or \
+                    _("{ns} needs {spec}").format(ns=self.ns, spec=self.spec)
         if self.what == "namespace":
-            return (f"the namespace {self.ns} is missing" if self.present
-                    else f"the namespace {self.ns} should be gone")
+            return (_("the namespace {ns} is missing") if self.present
+                    else _("the namespace {ns} should be gone")).format(ns=self.ns)
         if self.what == "sysctl":
-            key, _, value = self.spec.partition("=")
-            return f"{key.strip()} in {self.ns} should be {value.strip()}"
+            key, _eq, value = self.spec.partition("=")
+            return _("{key} in {ns} should be {value}").format(key=key.strip(), ns=self.ns, value=value.strip())
         if self.what == "rule" and self.spec.startswith("policy "):
-            _, table, chain, policy = self.spec.split()
-            return f"the policy of {chain} ({table} table) in {self.ns} should be {policy}"
+            _policy, table, chain, policy = self.spec.split()
+            return _("the policy of {chain} ({table} table) in {ns} should be {policy}").format(
+                chain=chain, table=table, ns=self.ns, policy=policy)
         if self.what == "rule":
-            return (f"{self.ns} needs an iptables rule {self.spec}" if self.present
-                    else f"{self.ns} should have no iptables rule {self.spec}")
+            return (_("{ns} needs an iptables rule {spec}") if self.present
+                    else _("{ns} should have no iptables rule {spec}")).format(ns=self.ns, spec=self.spec)
+        what = _(WHATS.get(self.what, self.what))
         if self.present:
-            return f"{self.ns} needs {_article(self.what)} {self.what} {self.spec}"
-        return f"{self.ns} should have no {self.what} {self.spec}"
+            return (_("{ns} needs an {what} {spec}") if _article(self.what) == "an"
+                    else _("{ns} needs a {what} {spec}")).format(ns=self.ns, what=what, spec=self.spec)
+        return _("{ns} should have no {what} {spec}").format(ns=self.ns, what=what, spec=self.spec)
 
     def idea(self) -> str:
         """What must change, and where, without giving the command (a hint's first stage)."""
@@ -120,25 +125,28 @@ class Essential:
         if self.what == "route":
             dst = route_key(self.spec)[0]
             if not self.present:
-                return f"a route to {dst} in {self.ns} is in the way"
-            return f"{self.ns} needs a route to {dst}"
+                return _("a route to {dst} in {ns} is in the way").format(dst=dst, ns=self.ns)
+            return _("{ns} needs a route to {dst}").format(ns=self.ns, dst=dst)
         if self.what == "address":
-            dev = words[2] if len(words) > 2 else "a device"
+            dev = words[2] if len(words) > 2 else _("a device")
             if not self.present:
-                return f"an address on {dev} in {self.ns} is extra"
-            return f"{dev} in {self.ns} needs an address"
+                return _("an address on {dev} in {ns} is extra").format(dev=dev, ns=self.ns)
+            return _("{dev} in {ns} needs an address").format(dev=dev, ns=self.ns)
         if self.what == "rule":
             rule = shlex.split(self.spec)
             table, rule = (rule[1], rule[2:]) if rule[:1] == ["-t"] else ("filter", rule)
             if rule[:1] == ["policy"]:
-                return f"the {rule[2]} chain ({rule[1]} table) in {self.ns} needs another policy"
-            return f"{self.ns} needs a rule in the {rule[0]} chain ({table} table)" if self.present \
-                else f"a rule in the {rule[0]} chain ({table} table) of {self.ns} is in the way"
+                return _("the {chain} chain ({table} table) in {ns} needs another policy").format(
+                    chain=rule[2], table=rule[1], ns=self.ns)
+            return (_("{ns} needs a rule in the {chain} chain ({table} table)") if self.present
+                    else _("a rule in the {chain} chain ({table} table) of {ns} is in the way")).format(
+                ns=self.ns, chain=rule[0], table=table)
         if self.what == "sysctl":
-            return f"a setting of {self.ns}'s network stack must change: {self.spec.partition('=')[0].strip()}"
+            return _("a setting of {ns}'s network stack must change: {key}").format(
+                ns=self.ns, key=self.spec.partition("=")[0].strip())
         if self.what == "device" and words:
-            return f"{self.ns} needs a device {words[0]}, set up as the step says" if self.present \
-                else f"the device {words[0]} in {self.ns} should be gone"
+            return (_("{ns} needs a device {name}, set up as the step says") if self.present
+                    else _("the device {name} in {ns} should be gone")).format(ns=self.ns, name=words[0])
         return self.problem()
 
     def _device_problems(self, link, rest: list[str]) -> list[str]:
@@ -146,22 +154,28 @@ class Essential:
         for i, word in enumerate(rest):
             value = rest[i + 1] if i + 1 < len(rest) else ""
             if word == "up" and not link.up:
-                out.append(f"{link.name} in {self.ns} is DOWN, it should be UP")
+                out.append(_("{dev} in {ns} is DOWN, it should be UP").format(dev=link.name, ns=self.ns))
             elif word == "down" and link.up:
-                out.append(f"{link.name} in {self.ns} is UP, it should be DOWN")
+                out.append(_("{dev} in {ns} is UP, it should be DOWN").format(dev=link.name, ns=self.ns))
             elif word == "master" and link.master != value:
-                out.append(f"{link.name} in {self.ns} should be a port of {value}"
-                           + (f", not of {link.master}" if link.master else ""))
+                out.append((_("{dev} in {ns} should be a port of {bridge}, not of {other}") if link.master
+                            else _("{dev} in {ns} should be a port of {bridge}")).format(
+                    dev=link.name, ns=self.ns, bridge=value, other=link.master))
             elif word == "nomaster" and link.master:
-                out.append(f"{link.name} in {self.ns} should be a port of no bridge (it is one of {link.master})")
+                out.append(_("{dev} in {ns} should be a port of no bridge (it is one of {bridge})").format(
+                    dev=link.name, ns=self.ns, bridge=link.master))
             elif word == "peer" and (link.peer or "").split("@")[0] != value:
-                out.append(f"{link.name} in {self.ns} should be paired with {value}")
+                out.append(_("{dev} in {ns} should be paired with {peer}").format(dev=link.name, ns=self.ns,
+                                                                                  peer=value))
             elif word == "type" and link.kind != value:
-                out.append(f"{link.name} in {self.ns} should be a {value}, not a {link.kind}")
+                out.append(_("{dev} in {ns} should be a {kind}, not a {actual}").format(
+                    dev=link.name, ns=self.ns, kind=value, actual=link.kind))
             elif word == "mtu" and str(mtu := link.mtu or default_mtu(link.kind)) != value:
-                out.append(f"{link.name} in {self.ns} should have mtu {value}, not {mtu}")
+                out.append(_("{dev} in {ns} should have mtu {mtu}, not {actual}").format(
+                    dev=link.name, ns=self.ns, mtu=value, actual=mtu))
             elif word == "hairpin" and link.hairpin != (value == "on"):
-                out.append(f"{link.name} in {self.ns} should have hairpin {value}")
+                out.append(_("{dev} in {ns} should have hairpin {value}").format(dev=link.name, ns=self.ns,
+                                                                                 value=value))
         return out
 
     def holds(self, snapshot: Snapshot) -> bool:
@@ -205,7 +219,7 @@ class Essential:
             want = route_key(self.spec)
             return any(_route_matches(route_key(r), want) for r in state.routes)
         if self.what == "sysctl":
-            key, _, value = self.spec.partition("=")
+            key, _eq, value = self.spec.partition("=")
             return dict(state.sysctls).get(key.strip()) == value.strip()
         if self.what == "rule":
             return any(self._rule_matches(rule) for rule in state.rules)
@@ -236,6 +250,10 @@ class Essential:
 
 def _route_matches(have: tuple[str, str, str], want: tuple[str, str, str]) -> bool:
     return have[0] == want[0] and (not want[1] or have[1] == want[1]) and (not want[2] or have[2] == want[2])
+
+
+WHATS = {"namespace": N_("namespace"), "device": N_("device"), "address": N_("address"),  # (translated where said)
+         "route": N_("route"), "rule": N_("rule"), "sysctl": N_("sysctl"), "chain": N_("chain")}
 
 
 def _article(word: str) -> str:
@@ -290,10 +308,10 @@ def derived(before: Snapshot, after: Snapshot) -> list[Essential]:
         old_addresses = set(was.addresses) if was else set()
         for entry in now.addresses:
             if entry not in old_addresses:
-                dev, _, cidr = entry.partition(" ")
+                dev, _sp, cidr = entry.partition(" ")
                 out.append(Essential(ns, "address", f"{cidr} on {dev}"))
         for entry in old_addresses - set(now.addresses):
-            dev, _, cidr = entry.partition(" ")
+            dev, _sp, cidr = entry.partition(" ")
             if dev in now_names:
                 out.append(Essential(ns, "address", f"{cidr} on {dev}", present=False))
         old_routes = {route_key(r) for r in was.routes} if was else set()

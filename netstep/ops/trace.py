@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from netstep.course.checks import PROBES, Check, CheckResult
 from netstep.errors import NetstepError
+from netstep.i18n import _
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops import probes
 from netstep.ops.witness import Witness, flows_of, nat_paths
@@ -94,7 +95,7 @@ def _watch_drops(stack: ExitStack, notes: list[str]) -> DropWatch | None:
     try:
         return stack.enter_context(DropWatch())
     except (OSError, NetstepError) as exc:
-        notes.append(f"the kernel's drop reasons are not available: {exc}")
+        notes.append(_("the kernel's drop reasons are not available: {error}").format(error=exc))
         return None
 
 

@@ -21,7 +21,9 @@ from itertools import pairwise
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from netstep import i18n
 from netstep.errors import NetstepError
+from netstep.i18n import N_
 from netstep.ops.trace import Trace
 from netstep.present import views
 from netstep.state.diagram import Box, Device, Diagram, Item, lab_diagram, stop_of, traced
@@ -31,7 +33,8 @@ FONT = "Helvetica,Arial,sans-serif"
 INK, LINE, FAINT, PANEL = "#24292f", "#57606a", "#8c959f", "#f6f8fa"
 MARKS = {"+": "#1a7f37", "~": "#9a6700", "-": FAINT}  # added, changed, removed
 PATH, STOPPED, ANSWERED = "#0969da", "#cf222e", "#1a7f37"
-NO_DOT = "No picture: Graphviz's `dot` is not installed here (`apt install graphviz` draws the lab); as text:"
+NO_DOT = N_("No picture: Graphviz's `dot` is not installed here (`apt install graphviz` draws the lab); "
+            "as text:")  # (translated where shown)
 
 
 class DrawingUnavailable(NetstepError):
@@ -127,7 +130,7 @@ def _table(box: Box, ports: dict) -> str:
         rows.append(_cells(box, up, ports))
     sign = f'<FONT COLOR="{MARKS[box.mark]}">{box.mark} </FONT>' if box.mark else ""
     rows.append(f'<TR><TD COLSPAN="2" ALIGN="LEFT" BGCOLOR="{PANEL}">{sign}<B>{_h(box.ns)}</B>'
-                f'<FONT POINT-SIZE="10" COLOR="{LINE}">  {_h(ROLES[box.role])}</FONT></TD></TR>')
+                f'<FONT POINT-SIZE="10" COLOR="{LINE}">  {_h(i18n._(ROLES[box.role]))}</FONT></TD></TR>')
     bottom = [d for d in box.devices if (d.facing == "down" or d.link.kind == "bridge") and not _bridged(box, d)]
     inside = [d for d in box.devices if d not in up and d not in bottom and not _bridged(box, d)]
     rows += [_line("device" if i == 0 else "", _device_text(d), ports[(box.ns, d.name)]) for i, d in enumerate(inside)]
@@ -139,7 +142,7 @@ def _table(box: Box, ports: dict) -> str:
             + "".join(rows) + "</TABLE>")
 
 
-ROLES = {"upstream": "router · the internet", "host": "lab host", "container": "container"}
+ROLES = {"upstream": N_("router · the internet"), "host": N_("lab host"), "container": N_("container")}
 
 
 def _bridged(box: Box, device: Device) -> bool:
@@ -230,7 +233,7 @@ def _accessible(drawn: str, diagram: Diagram) -> str:
     """The SVG as an element to put in a page: no XML prolog, a class, a size that fits a
     notebook's cell, and first a <title> and a <desc> (the diagram as text)."""
     body = drawn[drawn.index("<svg"):]
-    title = diagram.title or "The lab"
+    title = diagram.title or i18n._("The lab")
     desc = "\n".join(text_lines(diagram))
     opening = body[:body.index(">") + 1]
     tag = opening.replace("<svg", '<svg class="netstep-diagram" role="img"'
@@ -254,7 +257,7 @@ def _text_rows(diagram: Diagram) -> list[tuple[str, str]]:
 
     out = [("", diagram.title)] if diagram.title else []
     for box in diagram.boxes:
-        out.append((box.mark, f"{box.mark + ' ' if box.mark else ''}{box.ns} ({ROLES[box.role]})"))
+        out.append((box.mark, f"{box.mark + ' ' if box.mark else ''}{box.ns} ({i18n._(ROLES[box.role])})"))
         for device in box.devices:
             pieces = _device_text(device)
             wire = [f"{c.b[0]}:{c.b[1]}" if c.a == (box.ns, device.name) else f"{c.a[0]}:{c.a[1]}"
@@ -291,7 +294,7 @@ class Picture:
             drawn = svg(self.diagram)
         except DrawingUnavailable:
             text = html.escape("\n".join(text_lines(self.diagram)))
-            return f'<p class="netstep-nodot">{html.escape(NO_DOT)}</p><pre>{text}</pre>'
+            return f'<p class="netstep-nodot">{html.escape(i18n._(NO_DOT))}</p><pre>{text}</pre>'
         return f'<div class="netstep-picture">{drawn}</div>'
 
     def _repr_mimebundle_(self, include=(), exclude=(), **kwargs) -> dict:

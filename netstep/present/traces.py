@@ -14,25 +14,30 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from netstep import i18n
+from netstep.course.checks import said
+from netstep.i18n import N_, fill
 from netstep.ops.trace import Trace
 from netstep.present.views import renderable
 from netstep.state.paths import Hop, Path
 
-ACTIONS = {"sent": ("sent", "cyan"), "forwarded": ("forwarded", "cyan"), "delivered": ("✔ delivered", "green"),
-           "dropped": ("✘ dropped", "bold red"), "left": ("→ out of the lab", "cyan")}
+ACTIONS = {"sent": (N_("sent"), "cyan"), "forwarded": (N_("forwarded"), "cyan"),  # (translated where drawn)
+           "delivered": (N_("✔ delivered"), "green"), "dropped": (N_("✘ dropped"), "bold red"),
+           "left": (N_("→ out of the lab"), "cyan")}
 
 
 def path_table(title: str, path: Path | None) -> RenderableType:
     if path is None or not path.hops:
-        return Text.assemble((f"{title}: ", "bold"), ("none (the packet never arrived)", "dim"))
+        return Text.assemble((i18n._("{title}:").format(title=title) + " ", "bold"),
+                             (i18n._("none (the packet never arrived)"), "dim"))
     table = Table(title=Text(title, style="bold"), title_justify="left", box=None, padding=(0, 1), expand=False)
-    table.add_column("namespace", style="bold", no_wrap=True)
-    table.add_column("in", no_wrap=True)
-    table.add_column("what", no_wrap=True)
-    table.add_column("the kernel's decision")
+    table.add_column(i18n._("namespace"), style="bold", no_wrap=True)
+    table.add_column(i18n._("in"), no_wrap=True)
+    table.add_column(i18n._("what"), no_wrap=True)
+    table.add_column(i18n._("the kernel's decision"))
     for hop in path.hops:
         label, style = ACTIONS.get(hop.action, (hop.action, ""))
-        table.add_row(hop.ns, hop.arrived_on or "-", Text(label, style=style), _decision(hop))
+        table.add_row(hop.ns, hop.arrived_on or "-", Text(i18n._(label), style=style), _decision(hop))
     return table
 
 
@@ -49,15 +54,15 @@ def evidence_lines(evidence: dict) -> list[Text]:
     lines = []
     for ns, moved in (evidence.get("counters") or {}).items():
         shown = ", ".join(f"{key} +{value}" for key, value in moved.items())
-        lines.append(Text.assemble(("counters ", "dim"), (ns, "bold"), f": {shown}"))
+        lines.append(Text.assemble(*fill(i18n._("counters {ns}: {shown}"), "dim", ns=(ns, "bold"), shown=shown)))
     for rule in evidence.get("rules") or ():
-        lines.append(Text.assemble(("rule ", "dim"), rule))
+        lines.append(Text.assemble(*fill(i18n._("rule {rule}"), "dim", rule=rule)))
     for flow in evidence.get("conntrack") or ():
-        lines.append(Text.assemble(("conntrack ", "dim"), flow))
+        lines.append(Text.assemble(*fill(i18n._("conntrack {flow}"), "dim", flow=flow)))
     for drop in dict.fromkeys(evidence.get("kernel") or ()):
-        lines.append(Text.assemble(("kernel drop ", "dim"), drop))
+        lines.append(Text.assemble(*fill(i18n._("kernel drop {reason}"), "dim", reason=drop)))
     for held in evidence.get("sockets") or ():  # a bind check's: the socket in the way, and its process
-        lines.append(Text.assemble(("socket ", "dim"), held))
+        lines.append(Text.assemble((i18n._("socket") + " ", "dim"), held))
     for line in evidence.get("resolv.conf") or ():  # a dns check's: the file and the nameserver it read
         lines.append(Text.assemble(("resolv.conf ", "dim"), line))
     return lines
@@ -67,15 +72,17 @@ def evidence_lines(evidence: dict) -> list[Text]:
 def _(trace: Trace) -> RenderableType:
     result, finding = trace.result, trace.finding
     mark, style = ("✔", "green") if trace.reachable else ("✘", "red")
-    head = Text.assemble((f"{mark} {result.actual}", f"bold {style}"), f": {result.detail}")
-    verdict = Text.assemble(("where: ", "bold"), finding.where or "unknown", "\n", ("why: ", "bold"), finding.why)
-    parts: list[RenderableType] = [head, Text(""), path_table("there", trace.forward)]
+    head = Text.assemble((f"{mark} {i18n._(result.actual)}", f"bold {style}"), f": {said(result.detail)}")
+    verdict = Text.assemble(*fill(i18n._("where: {where}"), "bold", where=finding.where or i18n._("unknown")), "\n",
+                            *fill(i18n._("why: {why}"), "bold", why=finding.why))
+    parts: list[RenderableType] = [head, Text(""), path_table(i18n._("there"), trace.forward)]
     if trace.reachable or trace.reply is not None:
-        parts.append(path_table("and back", trace.reply))
+        parts.append(path_table(i18n._("and back"), trace.reply))
     parts += [Text(""), verdict]
     lines = evidence_lines(finding.evidence)
     if lines:
-        parts += [Text(""), Text("evidence", style="bold"), *lines]
+        parts += [Text(""), Text(i18n._("evidence"), style="bold"), *lines]
     parts += [Text(note, style="dim italic") for note in trace.notes]
-    title = f"[bold]trace[/] {trace.check.kind} {trace.check.source} → {result.to}"
+    title = Text.assemble(*fill(i18n._("{trace} {kind} {source} → {to}"), "", trace=(i18n._("trace"), "bold"),
+                                kind=trace.check.kind, source=trace.check.source, to=result.to))
     return Panel(Group(*parts), title=title, title_align="left", expand=False)

@@ -24,7 +24,7 @@ from netstep.core.challenges import Begun
 from netstep.core.grading import Hint, Solution, Verdict
 from netstep.core.reconcile import Reconciliation
 from netstep.core.results import OwnResult, StepResult
-from netstep.course.checks import REASON_TEXT, Check, CheckResult
+from netstep.course.checks import REASON_TEXT, Check, CheckResult, said
 from netstep.course.course import Course
 from netstep.course.lessons import Exercise, Lesson, Step
 from netstep.course.predictions import Prediction, Score, question
@@ -194,12 +194,12 @@ def _(result: CheckResult) -> RenderableType:
     expect = outcome(check.expect) + (f" ({check.reason})" if check.reason else "")
     fields = dict(mark=(mark, style), kind=(f"{check.kind:<4}", "bold"), route=coaching.route(result),
                   expect=expect, actual=(outcome(result.actual), "green" if result.actual == "reachable" else "yellow"),
-                  seen=i18n._(seen), because=check.because)
+                  seen=i18n._(seen) if seen in REASON_TEXT.values() else said(seen), because=check.because)
     line = (i18n._("{mark} {kind} {route}  expected {expect}, as {because}, got {actual}: {seen}") if check.because
             else i18n._("{mark} {kind} {route}  expected {expect}, got {actual}: {seen}"))
     text = Text.assemble(*fill(line, "dim", **fields))
     if result.actual == "unreachable" and result.detail and result.detail not in seen:
-        text.append(f" [{result.detail}]", style="dim")
+        text.append(f" [{said(result.detail)}]", style="dim")
     if result.actual == "unreachable" and result.why:  # where and why, from the kernel's evidence
         text.append(f"\n     ↳ {result.where or '?'}: {result.why}", style="yellow" if result.ok else "red")
     return text
