@@ -895,3 +895,21 @@ def test_the_last_state_file_is_never_stale(make_lab) -> None:
     lab.destroy()  # nothing is written for a lab that is gone
     lab.close()
     assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("command", ["host# ip link delete veth1", "netns1# ip link delete ceth1",
+                                     "host# ip link delete br0"])
+def test_a_deleted_link_comes_back_with_its_mtu_and_hairpin(lab: Lab, tmp_path: Path, command: str) -> None:
+    """Lessons 9 and 11 set a port's hairpin and a link's MTU: a deletion's undo (of the port,
+    of its peer, of its bridge) gives both back, as the kernel held them."""
+    tuned = ["host# ip link set veth1 mtu 1400", "netns1# ip link set ceth1 mtu 1300",
+             "host# bridge link set dev veth1 hairpin on"]
+    course = course_of(tmp_path, ("Wire", [*WIRED, *tuned], []), ("Take apart", [command], []))
+    engine = Engine(lab, course)
+    engine.apply_next()
+    before = config(lab, course)
+    assert "host links veth1: veth UP master br0 peer ceth1@netns1 mtu 1400 hairpin on" in \
+        [f"host links {e}" for e in before["host"].part("links")]
+    engine.apply_next()
+    engine.undo_last()
+    assert_same_config(lab, course, before, f"undo of `{command}`")

@@ -1,9 +1,10 @@
 """Every step's diff is exactly what changed in the kernel.
 
 The whole course is walked step by step. Around each step every namespace of the lab is
-read from outside netstep (`ip -j -d link`, `ip -j addr`, `ip -j route`, `iptables-save`
-and the sysctls, through nsenter), and the changes found there must be the changes the
-step's diff lists: nothing missing, nothing extra. A step that changes nothing must say so.
+read from outside netstep (`ip -j -d link` with each link's MTU and a bridge port's
+hairpin, `ip -j addr`, `ip -j route`, `iptables-save` and the sysctls, through nsenter),
+and the changes found there must be the changes the step's diff lists: nothing missing,
+nothing extra. A step that changes nothing must say so.
 """
 
 from __future__ import annotations
@@ -65,9 +66,12 @@ def read_namespace(path: str, sysctls: tuple[str, ...]) -> dict[str, dict[str, s
     for link in links:
         peer = link.get("link") or (f"#{link.get('link_index')}@{link.get('link_netnsid')}"
                                     if "link_index" in link else "")
+        info = link.get("linkinfo", {})
+        hairpin = info.get("info_slave_data", {}).get("hairpin", False) if info.get("info_slave_kind") == "bridge" \
+            else False
         devices[link["ifname"]] = " ".join(map(str, (
-            link.get("linkinfo", {}).get("info_kind", "loopback" if link["ifname"] == "lo" else "ether"),
-            "UP" in link["flags"], link.get("master", ""), peer)))
+            info.get("info_kind", "loopback" if link["ifname"] == "lo" else "ether"),
+            "UP" in link["flags"], link.get("master", ""), peer, f"mtu {link['mtu']}", f"hairpin {hairpin}")))
     addresses = {}
     for link in json.loads(_in(path, "ip", "-j", "addr", "show")):
         for a in link.get("addr_info", []):

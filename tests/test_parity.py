@@ -32,13 +32,16 @@ from netstep.course.actions import (
     Address,
     DnsServer,
     EtcFile,
+    Hairpin,
     HttpServer,
     Iptables,
     MoveLink,
     Route,
     SetLinkUp,
     SetMaster,
+    SetMtu,
     StopServers,
+    Sysctl,
 )
 from netstep.course.course import Course
 from netstep.course.lessons import Command
@@ -211,8 +214,31 @@ def typed(command: Command) -> bool:
     return not isinstance(command.action, (HttpServer, DnsServer, StopServers))
 
 
-def inverse(action: Action) -> list[str]:
-    """What takes `action` back with the real binaries (an exercise's, in the binaries' lab)."""
+def setting_before(shell: RealShell, action: Action) -> str:
+    """What the setting `action` changes holds now, read with the real binaries, for its
+    inverse (an MTU, a port's hairpin, a sysctl's value); "" for an action that sets none."""
+    def said(line: str) -> str:  # what the command printed, without the shell's echoed prompts
+        return "".join(x for x in shell.type(action.ns, line).splitlines() if not x.startswith("[netstep "))
+
+    if isinstance(action, SetMtu):
+        return str(json.loads(said(f"ip -j link show {action.name}"))[0]["mtu"])
+    if isinstance(action, Hairpin):
+        port = json.loads(said(f"bridge -d -j link show dev {action.name}"))[0]
+        return "on" if port.get("hairpin") else "off"
+    if isinstance(action, Sysctl):
+        return said(f"sysctl -n {action.key}").strip()
+    return ""
+
+
+def inverse(action: Action, was: str = "") -> list[str]:
+    """What takes `action` back with the real binaries (an exercise's, in the binaries' lab);
+    `was`: the setting it changed, as setting_before read it."""
+    if isinstance(action, SetMtu):
+        return [f"ip link set {action.name} mtu {was}"]
+    if isinstance(action, Hairpin):
+        return [f"bridge link set dev {action.name} hairpin {was}"]
+    if isinstance(action, Sysctl):
+        return [f"sysctl -w {action.key}={was}"]
     if isinstance(action, AddNetns):
         return [f"ip netns delete {action.name}"]
     if isinstance(action, AddLink):
@@ -238,15 +264,16 @@ def inverse(action: Action) -> list[str]:
     raise AssertionError(f"the test cannot take back `{action.command()}` with the real binaries")
 
 
-def take_back(shell: RealShell, commands: list[Command]) -> None:
-    """Each command's inverse, typed where its action ran (`host# nsenter --net=... CMD` and
-    `ip netns exec NS CMD` run in NS, not at their prompt)."""
+def take_back(shell: RealShell, commands: list[Command], was: list[str]) -> None:
+    """Type the inverses of `commands`, last first, each where its action ran (`host#
+    nsenter --net=... CMD` and `ip netns exec NS CMD` run in NS, not at their prompt);
+    `was[i]`: what command i's setting held."""
     gone: set[str] = set()
-    for command in reversed(commands):
+    for command, before in reversed(list(zip(commands, was, strict=True))):
         where = command.action.ns  # (`host# nsenter --net=... iptables -N MINE` acts in netns9)
         if where in gone:
             continue
-        for line in inverse(command.action):
+        for line in inverse(command.action, before):
             shell.type(where, line)
         if isinstance(command.action, AddNetns):
             gone.add(command.action.name)
@@ -296,12 +323,14 @@ def test_the_course_and_its_solutions_leave_what_ip_and_iptables_leave(pair):
         solution = lesson.exercise.solution if lesson.exercise else []
         if solution:
             engine.run_own("\n".join(f"{c.where}# {c.text}" for c in solution))
+            was = []
             for command in solution:
+                was.append(setting_before(shell, command.action))
                 if typed(command):
                     shell.type(command.where, command.text)
             after(f"{lesson.exercise.ref}'s solution")
             engine.undo_own()
-            take_back(shell, solution)
+            take_back(shell, solution, was)
             after(f"{lesson.exercise.ref}'s solution taken back")
     assert not wrong, "\n".join(wrong)
     final = read_lab(theirs, sysctls)  # what was compared last: the course's end, all of it

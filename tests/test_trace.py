@@ -267,3 +267,42 @@ def test_a_notebook_traces_with_t_trace_and_draws_it_as_html() -> None:
             tutor.reset()
     finally:
         Lab(name).destroy()
+
+
+# Silent losses of lessons 9 and 11, explained by what the kernel shows: (step, source, target,
+# where, words of the reason). The route lookups are the kernel's own (`ip route get ... from`).
+QUIET_LOSSES = [
+    ("9.2", "host", "127.0.0.1", "host", ["route_localnet = 0", "`ip route get 172.18.0.10 from 127.0.0.1` fails"]),
+    ("9.3", "host", "127.0.0.1", "netns0", ["martian", "from 127.0.0.1", "`ip route get 172.18.0.10 from 127.0.0.1 "
+                                                                          "iif ceth0` fails"]),
+    ("11.2", "netns0", "10.0.2.2", "host", ["MTU of eth0 (1400)", "Ip.FragFails", "“fragmentation needed” it owed "
+                                            "172.18.0.10 was dropped by host filter OUTPUT"]),
+    ("11.2", "upstream", "10.0.2.15", "host", ["MTU of eth0 (1400)", "owed 172.18.0.10 was dropped"]),
+    ("11.2", "host", "10.0.2.2", "host", ["refuses to send it", "MTU of eth0 (1400)"]),
+    ("11.4", "netns0", "10.0.2.2", "netns0", ["refuses to send it", "MTU of ceth0 (1400)"]),
+]
+
+
+@pytest.mark.skipif(len(real_lesson_files()) < 11, reason="needs lessons 9 and 11 in lessons/")
+def test_the_silent_losses_of_lessons_9_and_11_say_what_the_kernel_shows(make_lab) -> None:
+    """A loopback source, a martian, the bridge's hairpin rule and an MTU black hole: every
+    failing check of lessons 9 and 11 names where and why (no "no counter, route or rule");
+    the dropped "fragmentation needed" is the rule's doing, never the probe's."""
+    course = Course.load()
+    refs = [s.ref for s in course.steps]
+    engine = Engine(make_lab("quiet"), course)
+    found = {}
+    for lesson in ("9", "11"):
+        engine.skip_to(refs.index(f"{lesson}.1"))
+        for _ in [s for s in course.steps if s.ref.split(".")[0] == lesson]:
+            result = engine.apply_next(show=False)
+            for check in result.checks:
+                assert check.ok, check
+                if check.actual == "unreachable" and check.reason != "refused":
+                    assert check.where and "no counter" not in check.why, (result.step.ref, check.why, check.evidence)
+                    found[result.step.ref, check.check.source, check.check.target] = (check.where, check.why)
+    for ref, source, target, where, words in QUIET_LOSSES:
+        assert (ref, source, target) in found, (ref, source, target, sorted(found))
+        seen_where, why = found[ref, source, target]
+        assert seen_where == where and all(w in why for w in words), (ref, source, target, why)
+        assert "dropped by filter OUTPUT the rule" not in why  # (the rule dropped the ICMP, not the probe)

@@ -18,7 +18,7 @@ from netstep.course.actions import (
     SetLinkUp,
     SetMaster,
 )
-from netstep.ops import images, lookup, routes
+from netstep.ops import images, lookup, ports, routes
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
 
@@ -120,6 +120,8 @@ def give_state(lab: LabAccess, ns: str, name: str, state: dict) -> None:
     ipr, index = lab.ipr(ns), lookup.index_of(lab, ns, name)
     if state.get("master"):
         ipr.link("set", index=index, master=lookup.index_of(lab, ns, state["master"]))
+        if state.get("hairpin"):  # a port's flag goes with its master
+            ports.set_hairpin(lab, ns, index, True)
     for cidr in state.get("addresses", ()):
         lookup.add_address(lab, ns, index, cidr)
     if state.get("up"):

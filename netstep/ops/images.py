@@ -1,7 +1,8 @@
 """Images: what a deletion removes, read first, and how to put it back (Restore).
 
-An image holds links (both ends of a veth, a bridge's ports), their addresses, masters
-and up states, and the routes that used them, per destination in the kernel's order.
+An image holds links (both ends of a veth, a bridge's ports), their addresses, masters,
+up states, MTUs and hairpin flags, and the routes that used them, per destination in the
+kernel's order.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from netstep.course.actions import Action, Address, DeleteLink, DeleteNetns, Res
 from netstep.errors import NetstepError
 from netstep.ops import lookup, routes
 from netstep.ops.access import LabAccess
+from netstep.ops.ports import hairpin_of, set_hairpin
+from netstep.state.snapshot import default_mtu
 
 
 def capture(lab: LabAccess, wanted: dict[str, list[str]]) -> dict:
@@ -36,13 +39,23 @@ def capture(lab: LabAccess, wanted: dict[str, list[str]]) -> dict:
 
 
 def end_image(lab: LabAccess, ns: str, name: str, msg=None) -> dict:
-    """Link `name`'s up state, master and addresses; `msg`: its link message, if read already."""
+    """Link `name`'s up state, master, addresses, MTU and hairpin flag (lesson 11 narrows
+    links, lesson 9 turns hairpin on: a deleted link comes back with both); `msg`: its link
+    message, if read already."""
     if msg is None:
         msg = lookup.link_msg(lab, ns, name)
     master = msg.get("IFLA_MASTER")
     return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
             "master": lookup.name_of(lab, ns, master) if master else "",
-            "addresses": lookup.addresses(lab, ns, msg["index"])}
+            "addresses": lookup.addresses(lab, ns, msg["index"]),
+            "mtu": msg.get("IFLA_MTU"), "hairpin": bool(hairpin_of(msg))}
+
+
+def give_mtu(lab: LabAccess, end: dict, kind: str) -> None:
+    """Set a remade link's MTU where it was not its kind's default (an image without one
+    was read by an older netstep)."""
+    if end.get("mtu") and end["mtu"] != default_mtu(kind):
+        lab.ipr(end["ns"]).link("set", index=lookup.index_of(lab, end["ns"], end["name"]), mtu=end["mtu"])
 
 
 def link_image(lab: LabAccess, ns: str, name: str) -> dict:
@@ -58,7 +71,9 @@ def link_image(lab: LabAccess, ns: str, name: str) -> dict:
             entry["peer"] = end_image(lab, peer[0], peer[1])
     else:
         index = msg["index"]
-        entry["ports"] = [m.get("ifname") for m in lab.ipr(ns).link("dump") if m.get("IFLA_MASTER") == index]
+        ports = [m for m in lab.ipr(ns).link("dump") if m.get("IFLA_MASTER") == index]
+        entry["ports"] = [m.get("ifname") for m in ports]
+        entry["hairpins"] = [m.get("ifname") for m in ports if hairpin_of(m)]  # a port's flag goes with its bridge
     return entry
 
 
@@ -79,22 +94,28 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
             else:
                 ipr.link("add", ifname=link["name"], kind="veth", peer=peer["name"])
             lab.tune_link(peer["ns"], peer["name"])
+            give_mtu(lab, peer, "veth")
             ends.append(peer)
         else:
             ipr.link("add", ifname=link["name"], kind=link["kind"])
         lab.tune_link(ns, link["name"])
+        give_mtu(lab, link, link["kind"])
         ends.append(link)
     for end in ends:
         ipr, index = lab.ipr(end["ns"]), lookup.index_of(lab, end["ns"], end["name"])
         if end.get("master"):
             ipr.link("set", index=index, master=lookup.index_of(lab, end["ns"], end["master"]))
+            if end.get("hairpin"):
+                set_hairpin(lab, end["ns"], index, True)
         for cidr in end["addresses"]:
             lookup.add_address(lab, end["ns"], index, cidr)
     for link in image.get("links", ()):
         for port in link.get("ports", ()):
             if lookup.exists(lab, link["ns"], port):
-                lab.ipr(link["ns"]).link("set", index=lookup.index_of(lab, link["ns"], port),
-                                         master=lookup.index_of(lab, link["ns"], link["name"]))
+                index = lookup.index_of(lab, link["ns"], port)
+                lab.ipr(link["ns"]).link("set", index=index, master=lookup.index_of(lab, link["ns"], link["name"]))
+                if port in link.get("hairpins", ()):
+                    set_hairpin(lab, link["ns"], index, True)
     for end in ends:
         if end["up"]:
             lab.ipr(end["ns"]).link("set", index=lookup.index_of(lab, end["ns"], end["name"]), state="up")

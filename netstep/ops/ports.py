@@ -38,5 +38,10 @@ def apply_hairpin(action: Hairpin, lab: LabAccess) -> Action:
         raise NetstepError(f"{action.name} in {action.ns} is not a bridge's port: hairpin is a port's setting "
                            f"(`ip link set {action.name} master BRIDGE` first).")
     undo = about_to_change(Hairpin(action.ns, name=action.name, on=was))
-    lab.ipr(action.ns).link("set", index=msg["index"], kind="bridge_slave", mode=int(action.on))
+    set_hairpin(lab, action.ns, msg["index"], action.on)
     return undo
+
+
+def set_hairpin(lab: LabAccess, ns: str, index: int, on: bool) -> None:
+    """Turn a bridge port's hairpin flag on or off (the link must be a bridge's port)."""
+    lab.ipr(ns).link("set", index=index, kind="bridge_slave", mode=int(on))

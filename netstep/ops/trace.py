@@ -21,7 +21,7 @@ from netstep.errors import NetstepError
 from netstep.i18n import _
 from netstep.kernel.tracefs import DropWatch
 from netstep.ops import probes
-from netstep.ops.witness import Witness, flows_of, nat_paths
+from netstep.ops.witness import Witness, counted_dnat, flows_of, nat_paths
 from netstep.render import RenderMixin
 from netstep.state import evidence
 from netstep.state.evidence import RouteLookup, RouteLookups, RuleCount
@@ -133,8 +133,8 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     rules_after = _rule_counts(lab, ruled)
     src = lookups(source, dst, None, None).prefsrc or ""
     flows = flows_of(lab, ruled, check, src, dst) if src else []
-    forward, reply = nat_paths(Wiring(snapshot), lookups, source, dst, flows)
     counted = {ns: c for ns in ruled if (c := evidence.counted(rules_before[ns], rules_after[ns]))}
+    forward, reply = nat_paths(Wiring(snapshot), lookups, source, dst, flows, counted_dnat(counted, source, dst, port))
     seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
                        drops=dropped)
     finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))

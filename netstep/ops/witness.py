@@ -16,6 +16,7 @@ when it moved at least once for every check that predicts it.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import Counter as Tally
@@ -171,12 +172,13 @@ class Witness:
         check = self.checks[index]
         forward, reply = self.path(index)
         flows: list[Flow] = []
+        counted = self._counted(every=0.0 if result else 0.005) if self.ruled else {}
         if result is not None and self.ruled:  # finished: NAT, which conntrack recorded, reroutes the reply
             flows = flows_of(self.lab, self.ruled, check, forward.src, forward.dst) if forward.src else []
-            if flows:
-                forward, reply = nat_paths(self.wiring, self.lookups, check.source, forward.dst, flows)
+            sent = counted_dnat(counted, check.source, forward.dst, check.port)
+            if flows or sent:
+                forward, reply = nat_paths(self.wiring, self.lookups, check.source, forward.dst, flows, sent)
         crossed = on_path(forward, reply)
-        counted = self._counted(every=0.0 if result else 0.005) if self.ruled else {}
         seen = Observation(forward, reply, moved={ns: c for ns, c in moved.items() if ns in crossed},
                            rules={ns: c for ns, c in counted.items() if ns in crossed},
                            all_rules=self._rules_after or {}, port=check.port, flows=flows)
@@ -194,10 +196,36 @@ class Witness:
         self.arp.close()
 
 
-def nat_paths(wiring: Wiring, lookup, source: str, dst: str, flows: list[Flow]) -> tuple[Path, Path | None]:
-    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows` applied."""
+def counted_dnat(counted: dict[str, list[RuleCount]], source: str, dst: str, port: int | None) -> dict[str, str]:
+    """{namespace: new destination} for each DNAT rule that counted a packet to `dst` (and
+    `port`): in `source`'s nat OUTPUT, or another namespace's nat PREROUTING. What conntrack
+    does not keep of a packet dropped before it left (an entry never confirmed)."""
+    out: dict[str, str] = {}
+    for ns, rules in counted.items():
+        for rule in rules:
+            words = rule.rule.split()
+            chain = "OUTPUT" if ns == source else "PREROUTING"
+            if (rule.table, rule.chain, rule.target) != ("nat", chain, "DNAT") or "--to-destination" not in words \
+                    or ns in out:
+                continue
+            if "-d" in words:
+                i = words.index("-d")
+                inside = ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(words[i + 1], strict=False)
+                if inside == (i > 0 and words[i - 1] == "!"):
+                    continue
+            if "--dport" in words and port is not None and words[words.index("--dport") + 1] != str(port):
+                continue
+            to = words[words.index("--to-destination") + 1]
+            out[ns] = to.rsplit(":", 1)[0] if to.count(":") == 1 else to
+    return out
+
+
+def nat_paths(wiring: Wiring, lookup, source: str, dst: str, flows: list[Flow],
+              sent: dict[str, str] | None = None) -> tuple[Path, Path | None]:
+    """The probe's path from `source` to `dst` and its reply's, NAT rewrites from `flows`
+    (and `sent`, counted_dnat's, where no flow says) applied."""
     src = lookup(source, dst, None, None).prefsrc or ""
-    dnat = {f.ns: f.dnat for f in flows if f.dnat}
+    dnat = {**(sent or {}), **{f.ns: f.dnat for f in flows if f.dnat}}
     forward = walk(wiring, lookup, source, src, dst, dnat=dnat)
     if not forward.delivered:
         return forward, None

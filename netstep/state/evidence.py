@@ -157,8 +157,10 @@ class RouteLookup:
         if self.kind == "bridged":  # no route lookup: a bridge passed the frame from port to port
             return f"bridge {self.dev}" + (f" (in by {self.iif})" if self.iif else "")
         text = f"ip route get {self.dst}"
-        if self.src and self.iif:
-            text += f" from {self.src} iif {self.iif}"
+        if self.src:
+            text += f" from {self.src}"
+        if self.iif:
+            text += f" iif {self.iif}"
         return text
 
     def describe(self) -> str:
@@ -182,7 +184,7 @@ def lookup_route(ipr, ns: str, names: dict[int, str], dst: str, *, src: str | No
     """Ask `ns`'s kernel (through `ipr`) how it routes one packet; `names` maps ifindex -> name."""
     index = {name: i for i, name in names.items()}
     try:
-        msg = ipr.route("get", dst=dst, src=src if iif else None, iif=index.get(iif) if iif else None)[0]
+        msg = ipr.route("get", dst=dst, src=src, iif=index.get(iif) if iif else None)[0]
     except (OSError, netlink.NetlinkError) as exc:  # pyroute2's error is not an OSError
         code = getattr(exc, "code", None) or getattr(exc, "errno", None) or errno.EINVAL
         return RouteLookup(ns, dst, src, iif, kind="error", error=code)

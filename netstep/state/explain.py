@@ -178,16 +178,7 @@ def confirms(hop: Hop, moved: dict[str, dict[str, int]], *, reply_of: str | None
 def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiring) -> Finding:
     """Why a probe of `kind` came out as it did (`reason`, `detail`: what the source saw)."""
     forward, reply = seen.forward, seen.reply
-    evidence: dict = {}
-    if seen.moved:
-        evidence["counters"] = seen.moved
-    if seen.drops:
-        evidence["kernel"] = seen.drops
-    if seen.flows:
-        evidence["conntrack"] = [flow.text for flow in seen.flows]
-    counted = [f"{ns}: {rule.describe()} (+{rule.packets})" for ns, rules in seen.rules.items() for rule in rules]
-    if counted:
-        evidence["rules"] = counted
+    evidence = _evidence_of(seen)
     end = forward.end
     if reason in ("reply", "connected") or reason.startswith("HTTP"):
         if end is not None and end.action == "left":
@@ -199,11 +190,21 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         first = forward.hops[0]
         why = _("{ns} has no route to {dst}").format(ns=first.ns, dst=forward.dst)
         return Finding(first.ns, why, {**evidence, "route": first.lookup.as_json()})
+    if reason == "too-big" and forward.hops:
+        first = forward.hops[0]
+        dev = first.lookup.dev or "?"
+        why = _("{ns} refuses to send it: it is larger than the MTU of {dev} ({mtu}) and may not be "
+                "fragmented").format(ns=first.ns, dev=dev, mtu=wiring.mtu(first.ns, dev) or "?")
+        return Finding(first.ns, why, {**evidence, "route": first.lookup.as_json()})
+    if reason == "no-answer":
+        narrow = _too_big(seen, wiring)
+        if narrow is not None:
+            return narrow
     rule = blamed(seen.rules, forward, reply, kind)
     if rule is not None:
         return _rule_finding(*rule, reason, evidence)
     if reason == "refused":
-        return _refused(forward, seen, evidence)
+        return _refused(forward, seen, evidence, wiring)
     if reason in ("host-unreachable", "net-unreachable", "filtered") and "from " in detail:
         sender = detail.rsplit("from ", 1)[1].strip()
         owners = wiring.owner(sender)
@@ -221,6 +222,10 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
             table=rule.table, chain=rule.chain, target=rule.target, rule=rule.rule, ns=ns)
         return Finding(ns, why, {**evidence, "rule": rule.describe()})
     broken = forward.broken
+    if broken is not None and broken.kernel_reason == "BRIDGE_HAIRPIN" and any(
+            rule.table == "nat" and rule.target == "DNAT" for rule in seen.rules.get(broken.ns, ())):
+        # a bridged frame counts in no IP counter: the DNAT that counted it is the proof it got there
+        return Finding(broken.ns, broken.problem, {**evidence, "route": broken.lookup.as_json()})
     if broken is not None and confirms(broken, seen.moved):
         return Finding(broken.ns, broken.problem, {**evidence, "route": broken.lookup.as_json()})
     if forward.delivered and reply is not None and reply.broken is not None:
@@ -233,6 +238,47 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
     if seen.drops:
         return Finding(None, _("the kernel dropped it: {reason}").format(reason=seen.drops[0]), evidence)
     return Finding(None, _("no counter, route or rule shows where it went"), evidence)
+
+
+def _too_big(seen: Observation, wiring: Wiring) -> Finding | None:
+    """A router on the way that could not forward a packet larger than its next link's MTU
+    with "don't fragment" set (Ip.FragFails): the packet dies there, and the "fragmentation
+    needed" the router owes its sender is either sent or dropped by a rule in its own OUTPUT
+    (where the router makes it). The rule dropped that message, never the probe."""
+    routed = [(path, hop) for path in (seen.forward, seen.reply) for hop in (path.hops if path else ())
+              if hop.action == "forwarded" and seen.moved.get(hop.ns, {}).get("Ip.FragFails")]
+    if not routed:
+        return None
+    # the narrowest way out is where it did not fit (a request's way may be wide, its answer's not)
+    path, hop = min(routed, key=lambda pair: wiring.mtu(pair[1].ns, pair[1].lookup.dev or "") or 65536)
+    dev = hop.lookup.dev or "?"
+    why = _("{ns} could not forward it: larger than the MTU of {dev} ({mtu}), with “don't fragment” set "
+            "(Ip.FragFails)").format(ns=hop.ns, dev=dev, mtu=wiring.mtu(hop.ns, dev) or "?")
+    found = {**_evidence_of(seen), "route": hop.lookup.as_json()}
+    icmp = next((rule for rule in seen.rules.get(hop.ns, ()) if rule.table == "filter"
+                 and rule.chain == "OUTPUT" and rule.target in DROPPING and "-p icmp" in rule.rule), None)
+    if icmp is not None:
+        why += _("; the “fragmentation needed” it owed {src} was dropped by {rule}, so {src} never "
+                 "learns").format(src=path.src, rule=icmp.named(hop.ns))
+        found["icmp"] = icmp.describe()
+    elif seen.moved[hop.ns].get("Icmp.OutDestUnreachs"):
+        why += _("; it sent {src} a “fragmentation needed”").format(src=path.src)
+    return Finding(hop.ns, why, found)
+
+
+def _evidence_of(seen: Observation) -> dict:
+    """The evidence every finding carries: counters, kernel drops, conntrack, rules that counted."""
+    evidence: dict = {}
+    if seen.moved:
+        evidence["counters"] = seen.moved
+    if seen.drops:
+        evidence["kernel"] = seen.drops
+    if seen.flows:
+        evidence["conntrack"] = [flow.text for flow in seen.flows]
+    counted = [f"{ns}: {rule.describe()} (+{rule.packets})" for ns, rules in seen.rules.items() for rule in rules]
+    if counted:
+        evidence["rules"] = counted
+    return evidence
 
 
 def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: dict) -> Finding:
@@ -272,9 +318,11 @@ def _no_way_back(hop: Hop, reply: Path) -> str:
     return hop.problem
 
 
-def _refused(forward: Path, seen: Observation, evidence: dict) -> Finding:
+def _refused(forward: Path, seen: Observation, evidence: dict, wiring: Wiring) -> Finding:
     end = forward.end
     where = end.ns if end and end.action == "delivered" else None
+    if where is None and (forward.start in wiring.owner(forward.dst) or forward.dst.startswith("127.")):
+        where = forward.start  # refused by its own stack (a NAT seen in an older flow did not apply)
     target = f"{forward.dst}:{seen.port}" if seen.port else forward.dst
     why = (_("nothing listens on {target} in {ns}").format(target=target, ns=where) if where
            else _("the connection was refused"))

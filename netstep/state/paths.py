@@ -5,7 +5,8 @@ the device the packet arrived on when it is being forwarded); the lab's wiring (
 peers, bridge ports, addresses) says which namespace is at the other end of the output
 device and whether anyone there has the next hop's address (who would answer ARP).
 The walk stops where the packet is delivered, or where the kernel would drop it, and
-says why: no route, forwarding off, nobody on the link with the next hop's address.
+says why: no route, forwarding off, a source it may not send from or receive (a loopback
+or martian source), nobody on the link with the next hop's address.
 
 Netfilter is not simulated here: rule counters read around a real probe say what the
 rules did (netstep.ops.trace).
@@ -14,13 +15,14 @@ rules did (netstep.ops.trace).
 from __future__ import annotations
 
 import errno
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from netstep.i18n import _
 from netstep.state.evidence import RouteLookup
-from netstep.state.snapshot import Snapshot
+from netstep.state.snapshot import Snapshot, default_mtu
 
 Lookup = Callable[[str, str, str | None, str | None], RouteLookup]  # (ns, dst, src, iif)
 MAX_HOPS = 8
@@ -91,6 +93,21 @@ class Wiring:
         values = dict(state.sysctls) if state else {}
         return values.get("net.ipv4.ip_forward") == "1"
 
+    def mtu(self, ns: str, dev: str) -> int | None:
+        """Device `dev`'s MTU in `ns`, or None for a device the snapshot does not hold."""
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(dev) if state else None
+        return (link.mtu or default_mtu(link.kind)) if link else None
+
+    def hairpin(self, ns: str, port: str) -> bool:
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(port) if state else None
+        return bool(link and link.hairpin)
+
+    def sysctl(self, ns: str, key: str) -> str | None:
+        state = self.snapshot.namespaces.get(ns)
+        return dict(state.sysctls).get(key) if state else None
+
     def leaves_lab(self, ns: str, dev: str) -> bool:
         """True for a device whose other end no namespace of the lab holds (a real NIC)."""
         state = self.snapshot.namespaces.get(ns)
@@ -126,7 +143,7 @@ class Wiring:
             return []
         if link.kind == "bridge":
             return [End(pns, pdev, (f"{dev} port {port.name}", f"{port.name} -> {pdev}@{pns}"), None,
-                        self._down(ns, dev, port.name) or self._down(pns, pdev))
+                        self._down(ns, dev, port.name) or self._down(pns, pdev), port.name)
                     for port in state.links if port.master == dev
                     for pns, pdev in [self._peer(ns, port.name) or (None, None)] if pns]
         peer = self._peer(ns, dev)
@@ -139,7 +156,7 @@ class Wiring:
         if plink is not None and plink.master:
             bridge = plink.master
             down = down or self._down(pns, bridge)
-            out = [End(pns, bridge, (first, f"{bridge} (bridge in {pns})"), None, down)]
+            out = [End(pns, bridge, (first, f"{bridge} (bridge in {pns})"), None, down, pdev)]
             for port in self.snapshot.namespaces[pns].links:
                 if port.master == bridge and port.name != pdev:
                     far = self._peer(pns, port.name)
@@ -159,6 +176,7 @@ class End(NamedTuple):
     how: tuple[str, ...]
     bridge: tuple[str, str] | None  # (namespace, bridge) it crosses from port to port
     down: str  # a device on the way that is down ("veth1 in host"), or ""
+    port: str = ""  # the bridge's port it goes through, into the bridge or out of it
 
 
 def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arrived_on: str | None = None,
@@ -167,16 +185,22 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
     `arrived_on`, or sent from there), asking each namespace's kernel for its decision.
     `dnat`: the namespaces that rewrite the destination (conntrack says), and to what."""
     hops: list[Hop] = []
-    ns, dev_in, original = start, arrived_on, dst
+    ns, dev_in, original, port_in = start, arrived_on, dst, ""
     for _hop in range(MAX_HOPS):
-        dst = (dnat or {}).get(ns, dst)  # before routing: nat PREROUTING, or OUTPUT where it was sent
-        result = lookup(ns, dst, src if dev_in else None, dev_in)
+        asked, dst = dst, (dnat or {}).get(ns, dst)  # before routing: nat PREROUTING, or OUTPUT where it was sent
         sending = dev_in is None
+        # A sender's source counts in its lookup where OUTPUT's DNAT kept a loopback source
+        # (127.0.0.1 may leave only by a device with route_localnet = 1).
+        kept = sending and dst != original and _loopback(src)
+        result = lookup(ns, dst, src if dev_in or kept else None, dev_in)
         if result.kind == "local":
             hops.append(Hop(ns, dev_in, result, "delivered"))
             break
         if not result.ok:
-            hops.append(_refused(wiring, ns, dev_in, result, dst, sending))
+            if kept and result.error == errno.EINVAL:
+                hops.append(_loopback_source(wiring, lookup, ns, result, dst, src))
+            else:
+                hops.append(_refused(wiring, ns, dev_in, result, dst, sending))
             break
         hop_to = result.gateway or dst
         ends = wiring.ends(ns, result.dev or "")
@@ -198,9 +222,35 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
             hops.append(Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason="NEIGH_FAILED"))
             break
         end = found[0]
+        if dst != asked and port_in and port_in == end.port and result.dev == dev_in \
+                and wiring.sysctl(ns, "net.bridge.bridge-nf-call-iptables") == "1" and not wiring.hairpin(ns, port_in):
+            problem = _("{ns}'s bridge {bridge} must send the frame back out of {port}, the port it came in by, "
+                        "and {port} has hairpin off: the DNAT happened as the frame crossed {bridge} "
+                        "(bridge-nf-call-iptables = 1), so the bridge delivers it, not routing").format(
+                ns=ns, bridge=dev_in, port=port_in)
+            hops.append(Hop(ns, dev_in, result, "dropped", problem=problem, kernel_reason="BRIDGE_HAIRPIN"))
+            break
         hops.append(Hop(ns, dev_in, result, "sent" if sending else "forwarded", link=end.how, bridged=end.bridge))
-        ns, dev_in = end.ns, end.dev
+        ns, dev_in, port_in = end.ns, end.dev, end.port if end.dev != end.port else ""
     return Path(start, src, original, tuple(hops))
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.IPv4Address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_source(wiring: Wiring, lookup: Lookup, ns: str, result: RouteLookup, dst: str, src: str) -> Hop:
+    """A packet whose DNAT kept its loopback source: the route lookup with that source fails
+    (Invalid argument) unless the way out has route_localnet = 1."""
+    dev = lookup(ns, dst, None, None).dev or "?"
+    setting = f"net.ipv4.conf.{dev}.route_localnet"
+    problem = _("{ns} will not send a packet from {src} out of {dev}: {setting} = {value}, and the route "
+                "lookup `{lookup}` fails").format(ns=ns, src=src, dev=dev, setting=setting,
+                                                  value=wiring.sysctl(ns, setting) or "0", lookup=result.command())
+    return Hop(ns, None, result, "dropped", problem=problem, kernel_reason="IP_OUTNOROUTES")
 
 
 def _refused(wiring: Wiring, ns: str, dev_in: str | None, result: RouteLookup, dst: str, sending: bool) -> Hop:
@@ -213,6 +263,10 @@ def _refused(wiring: Wiring, ns: str, dev_in: str | None, result: RouteLookup, d
     elif result.error == errno.EXDEV:
         problem = _("{ns} drops it: reverse path filter (rp_filter) on {dev}").format(ns=ns, dev=dev_in)
         reason = "IP_RPFILTER"
+    elif result.error == errno.EINVAL and result.src:
+        problem = _("{ns} drops it as a martian: a packet from {src} cannot arrive on {dev} (the route lookup "
+                    "`{lookup}` fails)").format(ns=ns, src=result.src, dev=dev_in, lookup=result.command())
+        reason = "IP_INVALID_SOURCE"
     else:
         problem = _("{ns} has no route to {dst} (for a packet arriving on {dev})").format(ns=ns, dst=dst, dev=dev_in)
         reason = "IP_INNOROUTES"
