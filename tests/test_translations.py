@@ -22,10 +22,10 @@ TRANSLATED = sorted(p for p in LESSONS.glob("*/[0-9][0-9]-*.md") if p.parent.nam
 SAME = ("console", "check", "solution", "grade", "show")  # hint and notes blocks are prose, translated
 # English lessons whose Chinese translation is still to be written (issue 22). Each one
 # listed here is a gap: translate it and take it off, and the test keeps it in step.
-NOT_YET_IN_CHINESE = {"12-pod.md", "13-dns.md"}
+NOT_YET_IN_CHINESE: set[str] = set()
 
 
-def blocks(path: Path) -> list[tuple[str, str]]:
+def blocks(path: Path, kinds: tuple[str, ...] = SAME) -> list[tuple[str, str]]:
     """(kind, text) of each block that must be the same in every language, in order."""
     lines = path.read_text(encoding="utf-8").splitlines()
     found, i = [], 0
@@ -33,7 +33,7 @@ def blocks(path: Path) -> list[tuple[str, str]]:
         fence = FENCE_RE.match(lines[i])
         if fence:
             end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == fence.group(1))
-            if fence.group(2) in SAME:
+            if fence.group(2) in kinds:
                 found.append((fence.group(2), "\n".join(lines[i + 1:end]).strip()))
             i = end
         i += 1
@@ -175,3 +175,55 @@ def test_a_chinese_run_shows_no_english_prose_at_80_columns():
             netstep_cli(lab, "reset", timeout=60)
         finally:
             Lab(lab).destroy()
+
+
+# Challenges translate as lessons do: lessons/challenges/zh/NAME.md, the same break, check,
+# solution and grade blocks as the English one's, the story, prose, hints and explanation
+# in Chinese; Challenges.load picks it when the language is zh.
+CHALLENGES = LESSONS / "challenges"
+TRANSLATED_CHALLENGES = sorted(CHALLENGES.glob("*/[0-9][0-9]-*.md"))
+CHALLENGE_SAME = ("break", "check", "solution", "grade")
+
+
+@pytest.mark.parametrize("path", TRANSLATED_CHALLENGES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_translated_challenge_has_the_english_ones_blocks_in_order(path: Path):
+    from netstep.course.challenges import parse_challenge
+
+    english = CHALLENGES / path.name
+    assert english.exists(), f"{path} translates no English challenge"
+    assert blocks(path, CHALLENGE_SAME) == blocks(english, CHALLENGE_SAME)
+    ours, theirs = parse_challenge(path), parse_challenge(english)
+    assert (ours.name, ours.lesson) == (theirs.name, theirs.lesson)
+    assert [c.text for c in ours.breaks] == [c.text for c in theirs.breaks]
+    assert [c.text for c in ours.solution] == [c.text for c in theirs.solution]
+    assert unlined(ours.checks) == unlined(theirs.checks) and unlined(ours.grade) == unlined(theirs.grade)
+    assert len(ours.hints) == len(theirs.hints)
+    for text in (ours.story, ours.prose, ours.explain, *ours.hints):
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in text), f"{path}: not translated: {text[:60]}"
+
+
+def test_challenges_load_in_the_chosen_language():
+    """Each challenge in Chinese where it is translated, in English where not; English by default."""
+    from netstep import i18n
+    from netstep.course.challenges import Challenges
+    from netstep.course.course import Course
+
+    assert TRANSLATED_CHALLENGES, "no Chinese challenge to load"
+    try:
+        i18n.use("zh")
+        chinese = {c.name: c for c in Challenges.load(Course.load().lessons).items}
+        i18n.use("en")
+        english = {c.name: c for c in Challenges.load(Course.load().lessons).items}
+    finally:
+        i18n.use()
+    assert chinese.keys() == english.keys()
+    translated = {p.name for p in TRANSLATED_CHALLENGES}
+    for name, challenge in chinese.items():
+        was = english[name]
+        assert Path(was.path).parent == CHALLENGES
+        if Path(was.path).name in translated:
+            assert Path(challenge.path) == CHALLENGES / "zh" / Path(was.path).name
+            assert challenge.story != was.story
+            assert [c.text for c in challenge.breaks] == [c.text for c in was.breaks]
+        else:
+            assert challenge.path == was.path

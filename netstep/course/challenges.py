@@ -18,6 +18,7 @@ from netstep.course.checks import Check
 from netstep.course.essentials import Essential
 from netstep.course.lessons import FENCE_RE, FILE_RE, Command, Lesson, LineParser, lessons_dir
 from netstep.errors import LessonError, NetstepError, did_you_mean
+from netstep.i18n import language
 from netstep.render import RenderMixin
 
 BLOCKS = ("break", "check", "hint", "solution", "explain", "grade", "notes")
@@ -124,11 +125,16 @@ class Challenges(RenderMixin):
     @classmethod
     def load(cls, lessons: list[Lesson], folder: str | os.PathLike | None = None) -> Challenges:
         """The challenges whose lesson is in `lessons` (a challenge of a lesson the course
-        lacks is left out, so a course of fewer lessons still loads)."""
+        lacks is left out, so a course of fewer lessons still loads); the course's own
+        challenges each in the chosen language where it is translated (`challenges/zh/`),
+        as Course.load picks lessons."""
         where = challenges_dir(folder)
         numbers = {lesson.number for lesson in lessons}
-        found = [parse_challenge(p) for p in sorted(where.glob("*.md")) if FILE_RE.match(p.name)] \
-            if where.is_dir() else []
+        files = sorted(p for p in where.glob("*.md") if FILE_RE.match(p.name)) if where.is_dir() else []
+        if not folder:
+            files = [p.parent / language() / p.name if (p.parent / language() / p.name).exists() else p
+                     for p in files]
+        found = [parse_challenge(p) for p in files]
         return cls([c for c in found if c.lesson in numbers])
 
     def find(self, name: str) -> Challenge:
