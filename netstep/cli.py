@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     books.add_argument("--html", metavar="DIR",
                        help=_("instead, run every notebook on a lab of its own and write the course as web pages "
                               "to DIR"))
+    books.add_argument("--lang", choices=tuple(LANGUAGES), default=argparse.SUPPRESS,
+                       help=_("with --html: the book's language (as before the command)"))
     demo = sub.add_parser("demo", help=_("instructor demo: the course on a projector, one step at a time"))
     demo.add_argument("--lab", default=argparse.SUPPRESS, help=_("which lab to use (as before the command)"))
     demo.add_argument("--from", dest="from_lesson", metavar="N", help=_("start at lesson N (fast-forward first)"))
@@ -383,19 +385,31 @@ def cmd_doctor(args, out: LazyConsole, err: LazyConsole) -> int:
 def cmd_notebooks(args, out: LazyConsole, err: LazyConsole) -> int:
     from pathlib import Path
 
-    from netstep.course.course import Course
-    from netstep.notebooks import write_all
+    from netstep.notebooks import translated, write_all
 
     if args.html:
         from netstep.book import write_book
 
         require_root_and_tools(joined=False)  # (an ordinary user's notebooks join their labs themselves)
-        for path in write_book(Course.load(), Path(args.html)):
+        course, missing = translated(i18n.language())
+        _say_untranslated(out, [(i18n.language(), lesson) for lesson in missing])
+        for path in write_book(course, Path(args.html), lang=i18n.language()):
             out.plain(_("wrote {path}").format(path=path))
         return 0
-    for path in write_all(Course.load(), Path(args.out)):
+    written, missing = write_all(Path(args.out))
+    for path in written:
         out.print(_("wrote {path}").format(path=path), markup=False)
+    _say_untranslated(out, missing)
     return 0
+
+
+def _say_untranslated(out: LazyConsole, missing: list) -> None:
+    """One line for each lesson left out of a language's notebooks, not yet translated."""
+    from pathlib import Path
+
+    for lang, lesson in missing:
+        out.plain(_("{file}: not translated into {lang} yet, so it has no notebook in that language").format(
+            file=Path(lesson.path).name, lang=lang))
 
 
 def cmd_demo(args, out: LazyConsole, err: LazyConsole) -> int:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import gettext as _gettext
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 DOMAIN = "netstep"
@@ -67,6 +68,18 @@ def use(asked: str | None = None, environ: Mapping[str, str] | None = None) -> s
     if lang == "zh" and locale.lower().replace("-", "_") not in SIMPLIFIED and "_" in locale:
         _note = _("This course is in Simplified Chinese; there is no Traditional Chinese translation yet.")
     return lang
+
+
+@contextmanager
+def speaking(lang: str) -> Iterator[str]:
+    """The process in `lang` for a while (writing the notebooks of every language in one
+    run), then back in the language it spoke before, note and all."""
+    global _language, _translation, _note
+    before = _language, _translation, _note
+    try:
+        yield use(lang)
+    finally:
+        _language, _translation, _note = before
 
 
 def language() -> str:

@@ -14,19 +14,55 @@ from pathlib import Path
 import pytest
 from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
 
+from netstep import i18n
 from netstep.course.course import Course
-from netstep.notebooks import render_all
+from netstep.notebooks import folder_of, render_all, translated
 
 NOTEBOOKS = REPO / "notebooks"
 nbformat = pytest.importorskip("nbformat")
 
 
-def test_committed_notebooks_match_the_lessons():
-    expected = render_all(Course.load())
-    committed = {p.name: p.read_text(encoding="utf-8") for p in NOTEBOOKS.glob("*.ipynb")}
+@pytest.mark.parametrize("lang", list(i18n.LANGUAGES))
+def test_committed_notebooks_match_the_lessons(lang):
+    course, missing = translated(lang)
+    expected = render_all(course, lang)
+    folder = folder_of(NOTEBOOKS, lang)
+    committed = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.ipynb")}
     assert sorted(committed) == sorted(expected), "run `python -m netstep notebooks` and commit the result"
     stale = [name for name, text in expected.items() if committed[name] != text]
     assert not stale, f"out of step with lessons/: {stale}; run `python -m netstep notebooks`"
+    translations = sorted(p.name for p in (REPO / "lessons" / lang).glob("*.md")) if lang != "en" else []
+    assert sorted(Path(le.path).name for le in course.lessons if lang != "en") == translations
+    assert not {Path(le.path).name for le in missing} & set(translations)
+
+
+def test_chinese_notebooks_speak_chinese():
+    """notebooks/zh/: the lessons from lessons/zh/, a Tutor in Chinese, the cells' own words
+    from the catalog; the English notebooks keep theirs, whatever language the process spoke."""
+    with i18n.speaking("zh"):
+        english = render_all(Course.load(REPO / "lessons"), "en")  # (the folder given: the English files)
+    zh = nbformat.reads((NOTEBOOKS / "zh" / "04-bridge.ipynb").read_text(encoding="utf-8"), as_version=4)
+    text = "\n".join(c.source for c in zh.cells)
+    assert zh.cells[0].source.startswith("# 第 4 课") and 't = Tutor(lang="zh")' in text
+    assert "给我看命令" in text and "自己动手" in text and "Show me the commands" not in text
+    en = nbformat.reads(english["04-bridge.ipynb"], as_version=4)
+    assert "Show me the commands" in "\n".join(c.source for c in en.cells) and i18n.language() == "en"
+
+
+def test_notebooks_command_writes_every_language(tmp_path):
+    """One run writes notebooks/ and notebooks/zh/; a lesson not translated yet gets one line, no notebook."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "netstep", "--lang", "en", "notebooks", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    translations = {p.stem for p in (REPO / "lessons" / "zh").glob("*.md")}
+    english = {p.stem for p in (REPO / "lessons").glob("*.md")}
+    assert {p.stem for p in (tmp_path / "zh").glob("*.ipynb")} == translations | {"00-start-here"}
+    said = [line for line in result.stdout.splitlines() if "not translated into zh" in line]
+    assert sorted(said) == sorted(f"{stem}.md: not translated into zh yet, so it has no notebook in that language"
+                                  for stem in english - translations)
 
 
 def test_one_notebook_per_lesson_and_an_opening_one():
@@ -52,8 +88,11 @@ def _execute(path: Path, lab: str):
     return nb
 
 
+CHINESE_RUN = ["zh/01-netns.ipynb", "zh/04-bridge.ipynb"]  # executed too: the Tutor speaking Chinese
+
+
 @needs_root
-@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+@pytest.mark.parametrize("name", [*sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")), *CHINESE_RUN])
 def test_notebook_executes_and_leaves_no_lab(name):
     from netstep.core.lab import Lab
 
@@ -66,9 +105,15 @@ def test_notebook_executes_and_leaves_no_lab(name):
         assert rendered and all("text/html" in o.data for o in rendered)
         html = "\n".join(o.data["text/html"] for o in rendered)
         assert "StepResult(" not in html and "Snapshot(" not in html and "<netstep." not in html
-        if name != "00-start-here.ipynb":
+        if name.startswith("zh/"):  # in Chinese: the step's output and its checks' lines too
+            assert "变化" in html and "What changed" not in html and "✔" in html, html[:2000]
+            assert "✘" not in html, "a check came out other than expected"
+        elif name != "00-start-here.ipynb":
             assert "What changed" in html and "✘" not in html, "a check came out other than expected"
-        if any("t.challenge(" in c.source for c in nb.cells):  # set up, not typed yet, then solved and said
+        if any("t.challenge(" in c.source for c in nb.cells) and name.startswith("zh/"):  # solved and said
+            with i18n.speaking("zh"):
+                assert i18n._("What was broken:") in html
+        elif any("t.challenge(" in c.source for c in nb.cells):  # set up, not typed yet, then solved and said
             assert "Nothing typed yet for the challenge" in html and "What was broken" in html
         assert not os.path.exists(os.path.join(LABS_ROOT, lab)), "the notebook left its lab behind"
     finally:
