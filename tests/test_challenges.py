@@ -142,7 +142,7 @@ def test_the_command_line_lists_sets_up_grades_hints_and_solves_through_a_pipe(c
     assert failed.returncode == 1 and "challenge:forward-off" in failed.stdout and "ip_forward" not in failed.stdout
     hint = netstep_cli(cli_lab, "hint")
     assert hint.returncode == 0 and ALL.find("forward-off").hints[0][:40] in " ".join(hint.stdout.split())
-    assert "(1 more hint(s) after this one)" in hint.stdout and "command(s)" not in hint.stdout
+    assert "(1 more hint after this one)" in hint.stdout and "missing after" not in hint.stdout
     solved = netstep_cli(cli_lab, "solution")
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert "What was broken" in solved.stdout and "sysctl -w net.ipv4.ip_forward=1" in solved.stdout
