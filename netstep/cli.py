@@ -239,7 +239,7 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
             whole = snap if args.all else engine.snapshot()
             drawn = lab_diagram(whole, engine.moments.last(), title=_("lab '{lab}'").format(lab=args.lab),
                                 internet=engine.lab.internet)
-            _write_svg(args.svg, drawn, None if args.json else out)
+            _write_svg(args.svg, drawn, None if args.json else out, err)
         if args.json:
             from netstep.state.snapshot import to_json
 
@@ -259,7 +259,7 @@ def cmd_trace(args, out: LazyConsole, err: LazyConsole) -> int:
     if args.svg:
         from netstep.present.diagram import trace_diagram
 
-        _write_svg(args.svg, trace_diagram(found, internet), None if args.json else out)
+        _write_svg(args.svg, trace_diagram(found, internet), None if args.json else out, err)
     if args.json:
         print(json.dumps(found.as_json()), flush=True)
     else:
@@ -267,11 +267,21 @@ def cmd_trace(args, out: LazyConsole, err: LazyConsole) -> int:
     return 0 if found.reachable else 1
 
 
-def _write_svg(path: str, diagram, out: LazyConsole | None) -> None:
-    """Draw `diagram` to the SVG file `path` (a clear error without Graphviz, or for a bad path)."""
-    from netstep.present.diagram import svg
+def _write_svg(path: str, diagram, out: LazyConsole | None, err: LazyConsole) -> None:
+    """Draw `diagram` to the SVG file `path` (a clear error for a bad path). Without
+    Graphviz's `dot`, the lab is drawn as text instead (on stderr with --json, where
+    stdout is JSON only), after one line saying how to get the pictures."""
+    from netstep.present.diagram import NO_DOT, DrawingUnavailable, svg
 
-    drawn = svg(diagram)
+    try:
+        drawn = svg(diagram)
+    except DrawingUnavailable:
+        from netstep.present.topology import Topology
+
+        shown = out or err
+        shown.print(_text((_(NO_DOT), "yellow")))
+        shown.print(Topology(diagram))
+        return
     try:
         with open(path, "w", encoding="utf-8") as f:
             f.write('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n' + drawn)

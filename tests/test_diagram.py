@@ -10,6 +10,7 @@ does) after every step and holds the diagram to it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -91,6 +92,49 @@ def test_placement_comes_from_ranks_and_names_not_from_what_changed():
     assert '{ rank=same; "upstream"; }' in two and '{ rank=same; "host"; }' in two
 
 
+def with_a_second_bridge(after):
+    """Lesson 10's lab: beside br0, a bridge br1 with no address, its ports vnet0 and vnet1
+    cabled to two machines' namespaces, vm0 and vm1."""
+    host = after["host"]
+    host = replace(host, links=(*host.links, Link("br1", "bridge", True),
+                                *(Link(f"vnet{i}", "veth", True, master="br1", peer=f"eth0@vm{i}") for i in (0, 1))))
+    vms = {f"vm{i}": replace(after["netns0"], name=f"vm{i}", routes=(), sysctls=(),
+                             links=(Link("lo", "loopback", True), Link("eth0", "veth", True, peer=f"vnet{i}@host")),
+                             addresses=("lo 127.0.0.1/8", f"eth0 10.1.0.{10 + i}/24")) for i in (0, 1)}
+    return replace(after, namespaces={**after.namespaces, "host": host, **vms})
+
+
+def test_a_second_bridge_is_drawn_as_a_bridge_with_its_ports_in_dot_and_in_text():
+    from netstep.present.topology import Topology
+
+    after = with_a_second_bridge(lesson7())
+    diagram = lab_diagram(after, lesson7(), internet="203.0.113.8")
+    host = diagram.box("host")
+    assert host.device("br0").ports == ("veth0", "veth1") and host.device("br1").ports == ("vnet0", "vnet1")
+    assert {(c.a, c.b, c.mark) for c in diagram.cables if c.b[0].startswith("vm")} == {
+        (("host", "vnet0"), ("vm0", "eth0"), "+"), (("host", "vnet1"), ("vm1", "eth0"), "+")}
+    assert [b.ns for b in diagram.boxes] == ["upstream", "host", "netns0", "netns1", "vm0", "vm1"]
+    drawn = dot(diagram)
+    ports = {(box.ns, d.name): f"p{i}" for box in diagram.boxes for i, d in enumerate(box.devices)}
+    for bridge, members in (("br0", ("veth0", "veth1")), ("br1", ("vnet0", "vnet1"))):
+        cells = "".join(f'<TD PORT="{ports[("host", m)]}"[^>]*>(<FONT[^>]*>[+] )?{m}(</FONT>)?</TD>' for m in members)
+        assert re.search(f'<TD COLSPAN="2" PORT="{ports[("host", bridge)]}">(<FONT[^>]*>[+] )?{bridge} bridge'
+                         f"[^<]*(</FONT>)?</TD></TR><TR>{cells}</TR></TABLE>", drawn), bridge  # over its ports
+    for i in (0, 1):  # each port's cable leaves the bottom of the host's box for the top of its machine's
+        assert f'"host":{ports[("host", f"vnet{i}")]}:s -> "vm{i}":{ports[(f"vm{i}", "eth0")]}:n' in drawn
+    assert '{ rank=same; "netns0"; "netns1"; "vm0"; "vm1"; }' in drawn
+    for width in (40, 72):
+        text = Topology(diagram).render(width).plain
+        assert "br0 bridge 172.18.0.1/16" in text and "ports veth0 veth1" in text
+        assert "br1 bridge" in text and "ports vnet0 vnet1" in text, text
+        assert "vm0" in text and "vm1" in text and "10.1.0.11/24" in text, text
+        assert max(len(line) for line in text.splitlines()) <= width
+    assert "⇄ vnet1@host" in Topology(diagram).render(40).plain  # in the row below the lines, said in words
+    if shutil.which("dot"):  # every cable ends at a cell dot knows: no warning
+        laid = subprocess.run(["dot", "-Tsvg"], input=drawn, capture_output=True, text=True, check=True)
+        assert not laid.stderr, laid.stderr
+
+
 def a_path():
     """netns0 to the internet host and back, as paths.walk gives it."""
     def hop(ns, arrived, dev, action):
@@ -141,6 +185,39 @@ def test_the_svg_is_valid_with_a_title_first_and_text_that_stays_text():
     assert root[1].tag == f"{SVG}desc" and "ceth0  172.18.0.10/16" in root[1].text
     words = {" ".join((t.text or "").split()) for t in root.iter(f"{SVG}text")}  # (dot writes nbsp for "  ")
     assert {"netns0", "172.18.0.10/16", "br0 bridge 172.18.0.1/16"} <= words
+
+
+def a_path_without_dot(folder: Path) -> str:
+    """A PATH holding every command this machine's PATH holds but Graphviz's `dot`."""
+    import os
+
+    folder.mkdir()
+    for where in os.environ["PATH"].split(os.pathsep):
+        for command in Path(where).glob("*") if Path(where).is_dir() else ():
+            if command.name != "dot" and not (folder / command.name).exists() and os.access(command, os.X_OK):
+                (folder / command.name).symlink_to(command)
+    return str(folder)
+
+
+@needs_root
+def test_inspect_svg_without_dot_says_how_to_get_pictures_and_draws_the_lab_as_text(cli_lab, tmp_path):
+    """A machine without Graphviz's `dot`: `inspect --svg FILE` writes no file, says in one
+    line how to get the pictures, draws the lab as text instead, and succeeds."""
+    import os
+
+    from support import CLI_ENV, netstep_cli
+
+    path = a_path_without_dot(tmp_path / "bin")
+    assert shutil.which("dot", path=path) is None and shutil.which("ip", path=path) is not None
+    out = tmp_path / "lab.svg"
+    result = netstep_cli(cli_lab, "inspect", "--svg", str(out), env={**CLI_ENV, "PATH": path})
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stdout.splitlines() if "graphviz" in line.lower()]
+    assert said == [NO_DOT], result.stdout  # one line, and it says how
+    assert "apt install graphviz" in said[0]
+    picture = result.stdout[result.stdout.index(NO_DOT):]
+    assert "upstream · router" in picture and "┌─ host" in picture and "eth0 ⇄ eth0" in picture, picture
+    assert "Traceback" not in result.stderr and not os.path.exists(out)
 
 
 # -- the course, on the kernel ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 `python -m netstep demo` opens a full-screen Textual app (netstep.demo.app) that applies
 the course to a lab through the engine, step by step, and draws the lab as it stands
-(netstep.demo.topology). The app never touches the kernel itself: every change, check and
+(netstep.present.topology). The app never touches the kernel itself: every change, check and
 snapshot goes through Engine and Lab methods, one at a time, in a worker thread.
 """
 

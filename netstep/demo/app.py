@@ -31,8 +31,9 @@ from netstep.demo.calls import EngineCalls
 from netstep.demo.leaving import Leaving
 from netstep.demo.options import DemoOptions
 from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen, TraceScreen
-from netstep.demo.topology import Topology
 from netstep.demo.typewriter import Typewriter
+from netstep.present.topology import Topology
+from netstep.state.diagram import lab_diagram
 from netstep.state.snapshot import Snapshot
 
 NARROW = 96  # below this many columns the picture goes under the stage
@@ -407,7 +408,10 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self._refresh()
 
     def _draw_lab(self) -> None:
-        self.query_one("#topology", Static).update(Topology(self.snapshot, self.previous, self.engine.lab.internet))
+        """The lab's picture, from the same diagram the SVG is drawn from: what the step changed marked."""
+        drawn = None if self.snapshot is None else lab_diagram(self.snapshot, self.previous,
+                                                               internet=self.engine.lab.internet)
+        self.query_one("#topology", Static).update(Topology(drawn))
 
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)

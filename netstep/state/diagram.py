@@ -13,7 +13,7 @@ This is plain data: netstep.present.diagram writes it as Graphviz DOT, or as tex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from netstep.kernel.registry import natural
@@ -35,6 +35,11 @@ class Item:
     entry: str  # the snapshot's own text: "eth0 10.0.2.15/24"
     text: str  # as drawn: "10.0.2.15/24"
     mark: str = ""  # "+" added, "-" removed, "~" changed, "" as it was
+    brief: str = ""  # fewer words, where a small picture has no room for `text` (a rule's)
+
+    @property
+    def short(self) -> str:
+        return self.brief or self.text
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,20 @@ class Box:
 
     def device(self, name: str) -> Device | None:
         return next((d for d in self.devices if d.name == name), None)
+
+    @property
+    def forwarding(self) -> bool:
+        """Whether it forwards packets (ip_forward = 1), as it is now."""
+        return any(item.entry == f"{FORWARD} = 1" and item.mark != "-" for item in self.sysctls)
+
+    @property
+    def gateway(self) -> str:
+        """Where its default route leads ("10.0.2.2"), or "" without one (or one through no gateway)."""
+        for item in self.routes:
+            words = item.entry.split()
+            if words[:1] == ["default"] and "via" in words[:-1] and item.mark != "-":
+                return words[words.index("via") + 1]
+        return ""
 
 
 @dataclass(frozen=True)
@@ -233,7 +252,8 @@ def _box(ns: str, state: NamespaceState, was: NamespaceState | None, rank: dict[
         ports = tuple(p.name for p in links if p.master == link.name) if link.kind == "bridge" else ()
         devices.append(Device(item("links", entry, entry), link, shown, facing, ports))
     routes = tuple(item("routes", r, _route_text(r)) for r in (*state.routes, *removed.get("routes", ())))
-    rules = tuple(item("rules", r, rule_text(r)) for r in (*state.rules, *removed.get("rules", ())))
+    rules = tuple(replace(item("rules", r, rule_text(r)), brief=rule_brief(r))
+                  for r in (*state.rules, *removed.get("rules", ())))
     sysctls = tuple(item("sysctls", e, e.removeprefix("net.ipv4."))
                     for e in (*state.part("sysctls"), *removed.get("sysctls", ()))
                     if _sysctl_shown(ns, e, mark or signs.get(("sysctls", e), "")))
@@ -296,6 +316,25 @@ def rule_text(rule: str) -> str:
         return f"MASQUERADE {source} out{how}"
     middle = tokens[2:tokens.index("-j")]
     return f"{chain} {' '.join(middle)} → {target}".replace("  ", " ")
+
+
+def rule_brief(rule: str) -> str:
+    """An iptables rule in the fewest words: "DNAT :5005→172.18.0.10:5000", "MASQUERADE",
+    "chain ROOT_NS", "FORWARD policy DROP", "FORWARD ACCEPT"."""
+    tokens = rule.split()[1:]  # after the table's name
+    if tokens[:1] == ["-N"] and len(tokens) > 1:
+        return f"chain {tokens[1]}"
+    if tokens[:1] == ["-P"] and len(tokens) > 2:
+        return f"{tokens[1]} policy {tokens[2]}"
+    if "-j" not in tokens[:-1]:
+        return rule
+    target = tokens[tokens.index("-j") + 1]
+    if target == "DNAT" and "--to-destination" in tokens[:-1]:
+        port = tokens[tokens.index("--dport") + 1] if "--dport" in tokens[:-1] else ""
+        return f"DNAT {':' + port if port else ''}→{tokens[tokens.index('--to-destination') + 1]}"
+    if target in ("MASQUERADE", "SNAT"):
+        return target
+    return f"{tokens[1] if len(tokens) > 1 else '?'} {target}"
 
 
 def _legs(diagram: Diagram, hops, first: int, *, reply: bool) -> list[Leg]:
