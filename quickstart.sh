@@ -35,8 +35,11 @@ fi
 # The tests also check the Vagrantfile with `vagrant validate` (no provider needed), drive
 # the demo in tmux, and run the benchmark's shell baseline, which uses curl. The VM test
 # builds a Debian image (debootstrap, mkfs.ext4 -d), boots it in QEMU, reaches it by SSH,
-# and both notebook browser tests drive Debian's Chromium (through pip's playwright).
+# and both notebook browser tests drive Debian's Chromium (through pip's playwright). The
+# JupyterHub test runs JupyterHub's proxy, configurable-http-proxy, on Debian's Node.js.
 if [ "$what" = setup-tests ]; then
+  command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
   command -v vagrant >/dev/null || need+=(vagrant)
   command -v tmux >/dev/null || need+=(tmux)
   command -v curl >/dev/null || need+=(curl)
@@ -58,6 +61,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# configurable-http-proxy (JupyterHub's proxy, for tests/test_jupyterhub.py) comes from the
+# npm registry, into .venv/node beside the tests' Python packages: not into the machine's
+# /usr/local (npm -g) for every user, and gone with .venv. The test runs it from there.
+if [ "$what" = setup-tests ] && [ ! -x .venv/node/node_modules/.bin/configurable-http-proxy ]; then
+  npm install --prefix .venv/node --no-audit --no-fund --silent configurable-http-proxy@4 >/dev/null
+fi
 
 if [ "$what" = course ]; then
   exec .venv/bin/python -m netstep run all

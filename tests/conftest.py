@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from support import LABS_ROOT, PREFIX, httpd_pids, machine_network_state, mounts_under, unique_name
+from support import LABS_ROOT, PREFIX, httpd_pids, machine_network_state, mounts_under, ordinary_users, unique_name
 
 
 def _session_leftovers() -> dict[str, list]:
@@ -97,6 +97,14 @@ def cli_lab():
             netstep_cli(name, "reset", timeout=60)
         finally:
             Lab(name).destroy()
+
+
+@pytest.fixture
+def make_user():
+    """A factory of ordinary Unix users (support.User); removed at the end with their
+    processes, records and homes, whatever happened."""
+    with ordinary_users() as factory:
+        yield factory
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import json
 import os
 import pty
+import pwd
 import re
 import select
 import shutil
@@ -17,9 +19,12 @@ import signal
 import struct
 import subprocess
 import sys
+import sysconfig
 import termios
 import textwrap
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -237,6 +242,111 @@ def filled_notebook(path: Path, *, right: bool, typed: bool) -> str:
             if typed:
                 cell.source = "%%netstep\n" + "\n".join(f"{c.where}# {c.text}" for c in step.commands)
     return nbformat.writes(nb)
+
+
+# -- ordinary Unix users, made by a test (tests/test_rootless.py, tests/test_jupyterhub.py) --
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+_users = itertools.count()
+
+
+def _why_no_user_python() -> str | None:
+    if not os.path.exists(SYSTEM_PYTHON):
+        return f"no {SYSTEM_PYTHON} for an ordinary user to run"
+    version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    if version != str(tuple(sys.version_info[:2])):
+        return f"{SYSTEM_PYTHON} is Python {version}, the tests' venv {sys.version_info[:2]}"
+    if not shutil.which("useradd") or not shutil.which("runuser"):
+        return "needs useradd and runuser"
+    return None
+
+
+needs_users = pytest.mark.skipif(_why_no_user_python() is not None, reason=_why_no_user_python() or "")
+
+
+class User:
+    """An ordinary Unix user made for a test; `netstep(...)` runs `python -m netstep` as them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.uid = pwd.getpwnam(name).pw_uid
+        self.records = f"/tmp/netstep-{self.uid}"
+        self.home = f"/tmp/{name}-home"  # theirs alone, for Jupyter's runtime files
+        os.mkdir(self.home, 0o700)
+        os.chown(self.home, self.uid, pwd.getpwnam(name).pw_gid)
+
+    def run(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "COLUMNS": "300",
+               "NO_COLOR": "1", "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "HOME": self.home,
+               "SHELL": "/bin/sh"}  # (tmux runs its commands in $SHELL; the user's own is nologin)
+        return subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                               *argv], cwd="/tmp", capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def netstep(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self.run(SYSTEM_PYTHON, "-m", "netstep", *args, timeout=timeout)
+
+    def pids(self) -> list[int]:
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and _owner(p) == self.uid]
+
+    def processes_end(self) -> bool:
+        """True once no process of the user is left (a killed holder is reaped by init a moment later)."""
+        for _ in range(300):
+            if not self.pids():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def holder(self, lab: str = "default") -> int:
+        with open(f"{self.records}/{lab}.holder") as f:
+            return json.load(f)["pid"]
+
+
+def _owner(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+@contextmanager
+def ordinary_users() -> Iterator[Callable[[], User]]:
+    """A factory of ordinary users (conftest's `make_user`); at the end their processes (by
+    pid), records and accounts are removed, whatever happened. Each user's home is
+    /tmp/NAME-home, theirs alone (made by User, not by useradd)."""
+    made: list[User] = []
+
+    def factory() -> User:
+        name = f"nst{os.getpid() % 100000}u{next(_users)}"
+        subprocess.run(["useradd", "--no-create-home", "--home-dir", f"/tmp/{name}-home", "--shell",
+                        "/usr/sbin/nologin", "--user-group", name], check=True, capture_output=True)
+        user = User(name)
+        made.append(user)
+        return user
+
+    try:
+        yield factory
+    finally:
+        for user in made:
+            for pid in user.pids():
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(user.records, ignore_errors=True)
+            shutil.rmtree(user.home, ignore_errors=True)
+            subprocess.run(["userdel", user.name], capture_output=True)
+
+
+def cell_texts(nb) -> dict[str, str]:
+    """Each code cell's source -> its outputs' text (colours taken out)."""
+    texts = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            texts[cell.source] = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(
+                o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in cell.get("outputs", [])))
+    return texts
+
 
 
 # -- the machine's own network, as the session's guard (tests/conftest.py) reads it ----------

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from support import LABS_ROOT, REPO, needs_root
+from support import LABS_ROOT, REPO, needs_root, needs_users
 
 from netstep.course.course import Course
 
@@ -70,6 +70,24 @@ def test_netlink_time_stops_on_a_failed_run():
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "There is no lesson 'lesson9'" in result.stderr, result
     assert not _bench_labs()
+
+
+@needs_root
+@needs_users
+def test_class_capacity_runs_a_class_of_two_and_removes_its_users():
+    """bench/class_capacity.py: two ordinary users and two root labs take the course at once,
+    every verdict as root's; then no user, process or lab of it is left."""
+    result = subprocess.run([sys.executable, "bench/class_capacity.py", "--sizes", "2"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    checks = sum(len(step.checks) for step in Course.load().steps)
+    assert f"give root's {checks} verdicts" in result.stdout, result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["ordinary users", "root (sandbox)"], result.stdout
+    assert all(" | 2/2 | " in r for r in rows), rows
+    with open("/etc/passwd") as f:  # (its users are named nscap<pid>u<n>)
+        assert not [line for line in f if line.startswith("nscap")], "a user of the bench is left"
+    assert not [p for p in os.listdir(LABS_ROOT) if p.startswith("bench-cap-")] if os.path.isdir(LABS_ROOT) else True
 
 
 def _bench_labs() -> list[str]:
