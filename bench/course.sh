@@ -275,6 +275,352 @@ inspect; echo "step 7.4 $(( ($(now) - t0) / 1000 ))" >&3
 http_check 7.4 host 10.0.2.15 5005
 http_check 7.4 upstream 10.0.2.15 5005
 
+# 8.1 Where lesson 7 left the host
+t0=$(now); inspect
+inspect; echo "step 8.1 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 8.1 upstream 10.0.2.15 5005
+tcp_check 8.1 upstream 10.0.2.15 22
+tcp_check 8.1 upstream 10.0.2.15 8080
+
+# 8.2 A firewall on the host
+t0=$(now); inspect
+in_ns host iptables -A INPUT -i lo -j ACCEPT >/dev/null
+in_ns host iptables -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT >/dev/null
+in_ns host iptables -A INPUT -p tcp --dport 22 -j ACCEPT >/dev/null
+in_ns host iptables -P INPUT DROP >/dev/null
+inspect; echo "step 8.2 $(( ($(now) - t0) / 1000 ))" >&3
+tcp_check 8.2 upstream 10.0.2.15 8080
+tcp_check 8.2 upstream 10.0.2.15 22
+http_check 8.2 host 10.0.2.15 5005
+
+# 8.3 And yet the published port answers
+t0=$(now); inspect
+inspect; echo "step 8.3 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 8.3 upstream 10.0.2.15 5005
+
+# 8.4 A chain for your own rules
+t0=$(now); inspect
+in_ns host iptables -N DOCKER-USER >/dev/null
+in_ns host iptables -I FORWARD -j DOCKER-USER >/dev/null
+in_ns host iptables -A DOCKER-USER -p tcp --dport 5005 -j DROP >/dev/null
+inspect; echo "step 8.4 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 8.4 upstream 10.0.2.15 5005
+
+# 8.5 Match the port the client asked for
+t0=$(now); inspect
+in_ns host iptables -D DOCKER-USER -p tcp --dport 5005 -j DROP >/dev/null
+in_ns host iptables -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 5005 --ctdir ORIGINAL -j DROP >/dev/null
+inspect; echo "step 8.5 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 8.5 upstream 10.0.2.15 5005
+http_check 8.5 host 10.0.2.15 5005
+
+# 8.6 Which of the host's addresses publish the port
+t0=$(now); inspect
+in_ns host iptables -D DOCKER-USER -p tcp -m conntrack --ctorigdstport 5005 --ctdir ORIGINAL -j DROP >/dev/null
+in_ns host ip addr add 10.0.2.16/24 dev eth0 >/dev/null
+inspect; echo "step 8.6 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 8.6 upstream 10.0.2.15 5005
+http_check 8.6 upstream 10.0.2.16 5005
+
+# 8.7 Publish on every address, as Docker does
+t0=$(now); inspect
+in_ns host iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT --to-destination 172.18.0.10:5000 >/dev/null
+inspect; echo "step 8.7 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 8.7 upstream 10.0.2.15 5005
+http_check 8.7 upstream 10.0.2.16 5005
+
+# 8.8 Take the firewall down again
+t0=$(now); inspect
+in_ns host iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 5005 -j DNAT --to-destination 172.18.0.10:5000 >/dev/null
+in_ns host ip addr del 10.0.2.16/24 dev eth0 >/dev/null
+in_ns host iptables -D FORWARD -j DOCKER-USER >/dev/null
+in_ns host iptables -X DOCKER-USER >/dev/null
+in_ns host iptables -P INPUT ACCEPT >/dev/null
+in_ns host iptables -D INPUT -i lo -j ACCEPT >/dev/null
+in_ns host iptables -D INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT >/dev/null
+in_ns host iptables -D INPUT -p tcp --dport 22 -j ACCEPT >/dev/null
+inspect; echo "step 8.8 $(( ($(now) - t0) / 1000 ))" >&3
+tcp_check 8.8 upstream 10.0.2.15 8080
+http_check 8.8 upstream 10.0.2.15 5005
+http_check 8.8 host 10.0.2.15 5005
+
+# 9.1 Try localhost
+t0=$(now); inspect
+inspect; echo "step 9.1 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 9.1 host 10.0.2.15 5005
+tcp_check 9.1 host 127.0.0.1 5005
+
+# 9.2 Translate 127.0.0.1 too
+t0=$(now); inspect
+in_ns host iptables -t nat -A OUTPUT -d 127.0.0.1/32 -p tcp --dport 5005 -j DNAT --to-destination 172.18.0.10:5000 >/dev/null
+inspect; echo "step 9.2 $(( ($(now) - t0) / 1000 ))" >&3
+tcp_check 9.2 host 127.0.0.1 5005
+
+# 9.3 Let br0 carry loopback sources
+t0=$(now); inspect
+in_ns host sysctl -w net.ipv4.conf.br0.route_localnet=1 >/dev/null
+inspect; echo "step 9.3 $(( ($(now) - t0) / 1000 ))" >&3
+tcp_check 9.3 host 127.0.0.1 5005
+
+# 9.4 Give the request a real source
+t0=$(now); inspect
+in_ns host iptables -t nat -A POSTROUTING -o br0 -m addrtype --src-type LOCAL -j MASQUERADE >/dev/null
+inspect; echo "step 9.4 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 9.4 host 127.0.0.1 5005
+http_check 9.4 host 10.0.2.15 5005
+
+# 9.5 From another container
+t0=$(now); inspect
+inspect; echo "step 9.5 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 9.5 netns1 10.0.2.15 5005
+http_check 9.5 netns0 10.0.2.15 5005
+
+# 9.6 Masquerade the containers' own traffic
+t0=$(now); inspect
+in_ns host iptables -t nat -A POSTROUTING -s 172.18.0.0/16 -d 172.18.0.0/16 -o br0 -j MASQUERADE >/dev/null
+inspect; echo "step 9.6 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 9.6 netns1 10.0.2.15 5005
+http_check 9.6 netns0 10.0.2.15 5005
+
+# 9.7 Hairpin: back out of the same port
+t0=$(now); inspect
+in_ns host bridge link set dev veth0 hairpin on >/dev/null
+inspect; echo "step 9.7 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 9.7 netns0 10.0.2.15 5005
+http_check 9.7 netns1 10.0.2.15 5005
+
+# 9.8 Take it all back
+t0=$(now); inspect
+in_ns host bridge link set dev veth0 hairpin off >/dev/null
+in_ns host iptables -t nat -D POSTROUTING -s 172.18.0.0/16 -d 172.18.0.0/16 -o br0 -j MASQUERADE >/dev/null
+in_ns host iptables -t nat -D POSTROUTING -o br0 -m addrtype --src-type LOCAL -j MASQUERADE >/dev/null
+in_ns host sysctl -w net.ipv4.conf.br0.route_localnet=0 >/dev/null
+in_ns host iptables -t nat -D OUTPUT -d 127.0.0.1/32 -p tcp --dport 5005 -j DNAT --to-destination 172.18.0.10:5000 >/dev/null
+inspect; echo "step 9.8 $(( ($(now) - t0) / 1000 ))" >&3
+tcp_check 9.8 host 127.0.0.1 5005
+http_check 9.8 host 10.0.2.15 5005
+http_check 9.8 upstream 10.0.2.15 5005
+
+# 10.1 The switch, as the lab host has it
+t0=$(now); inspect
+inspect; echo "step 10.1 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 10.1 netns0 172.18.0.20
+
+# 10.2 Switch it off, then drop in FORWARD
+t0=$(now); inspect
+in_ns host sysctl -w net.bridge.bridge-nf-call-iptables=0 >/dev/null
+in_ns host iptables -P FORWARD DROP >/dev/null
+inspect; echo "step 10.2 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 10.2 netns0 172.18.0.20
+ping_check 10.2 netns0 203.0.113.8
+
+# 10.3 Switch it on
+t0=$(now); inspect
+in_ns host sysctl -w net.bridge.bridge-nf-call-iptables=1 >/dev/null
+inspect; echo "step 10.3 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 10.3 netns0 172.18.0.20
+ping_check 10.3 netns1 172.18.0.10
+
+# 10.4 A second bridge, for virtual machines
+t0=$(now); inspect
+in_ns host ip link add br1 type bridge >/dev/null
+in_ns host ip link set br1 up >/dev/null
+in_ns host ip netns add vm0 >/dev/null
+in_ns host ip netns add vm1 >/dev/null
+in_ns host ip link add vnet0 type veth peer name eth0 netns vm0 >/dev/null
+in_ns host ip link add vnet1 type veth peer name eth0 netns vm1 >/dev/null
+in_ns host ip link set vnet0 master br1 >/dev/null
+in_ns host ip link set vnet1 master br1 >/dev/null
+in_ns host ip link set vnet0 up >/dev/null
+in_ns host ip link set vnet1 up >/dev/null
+in_ns vm0 ip link set eth0 up >/dev/null
+in_ns vm0 ip addr add 10.1.0.10/24 dev eth0 >/dev/null
+in_ns vm1 ip link set eth0 up >/dev/null
+in_ns vm1 ip addr add 10.1.0.11/24 dev eth0 >/dev/null
+inspect; echo "step 10.4 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 10.4 vm0 10.1.0.11
+
+# 10.5 Let the machines' bridge through
+t0=$(now); inspect
+in_ns host iptables -N DOCKER-USER >/dev/null
+in_ns host iptables -I FORWARD -j DOCKER-USER >/dev/null
+in_ns host iptables -A DOCKER-USER -i br1 -o br1 -j ACCEPT >/dev/null
+inspect; echo "step 10.5 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 10.5 vm0 10.1.0.11
+ping_check 10.5 vm1 10.1.0.10
+ping_check 10.5 netns0 172.18.0.20
+
+# 10.6 Take the second bridge down again
+t0=$(now); inspect
+in_ns host iptables -D FORWARD -j DOCKER-USER >/dev/null
+in_ns host iptables -D DOCKER-USER -i br1 -o br1 -j ACCEPT >/dev/null
+in_ns host iptables -X DOCKER-USER >/dev/null
+in_ns host iptables -P FORWARD ACCEPT >/dev/null
+in_ns host ip link delete vnet0 >/dev/null
+in_ns host ip link delete vnet1 >/dev/null
+in_ns host ip netns delete vm0 >/dev/null
+in_ns host ip netns delete vm1 >/dev/null
+in_ns host ip link delete br1 >/dev/null
+inspect; echo "step 10.6 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 10.6 netns0 172.18.0.20
+ping_check 10.6 netns0 203.0.113.8
+http_check 10.6 upstream 10.0.2.15 5005
+
+# 11.1 A firewall that drops the warnings
+t0=$(now); inspect
+in_ns host iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP >/dev/null
+inspect; echo "step 11.1 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 11.1 upstream 10.0.2.15 5005
+ping_check 11.1 netns0 10.0.2.2
+
+# 11.2 Narrow the host's side of the link
+t0=$(now); inspect
+in_ns host ip link set eth0 mtu 1400 >/dev/null
+inspect; echo "step 11.2 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 11.2 netns0 10.0.2.2
+http_check 11.2 upstream 10.0.2.15 5005
+tcp_check 11.2 upstream 10.0.2.15 5005
+http_check 11.2 upstream 10.0.2.15 5005
+ping_check 11.2 netns0 10.0.2.2
+ping_check 11.2 host 10.0.2.2
+
+# 11.3 Fix it in the middle: clamp the MSS
+t0=$(now); inspect
+in_ns host iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu >/dev/null
+inspect; echo "step 11.3 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 11.3 upstream 10.0.2.15 5005
+ping_check 11.3 netns0 10.0.2.2
+
+# 11.4 Fix it at the container: its own MTU
+t0=$(now); inspect
+in_ns host iptables -t mangle -D FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu >/dev/null
+in_ns netns0 ip link set ceth0 mtu 1400 >/dev/null
+inspect; echo "step 11.4 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 11.4 upstream 10.0.2.15 5005
+ping_check 11.4 netns0 10.0.2.2
+ping_check 11.4 netns0 10.0.2.2
+
+# 11.5 Take it all back
+t0=$(now); inspect
+in_ns netns0 ip link set ceth0 mtu 1500 >/dev/null
+in_ns host ip link set eth0 mtu 1500 >/dev/null
+in_ns host iptables -D OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP >/dev/null
+inspect; echo "step 11.5 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 11.5 upstream 10.0.2.15 5005
+ping_check 11.5 netns0 10.0.2.2
+
+# 12.1 No network: a namespace with only lo
+t0=$(now); inspect
+in_ns host ip netns add none0 >/dev/null
+in_ns none0 ip link set lo up >/dev/null
+inspect; echo "step 12.1 $(( ($(now) - t0) / 1000 ))" >&3
+ping_check 12.1 none0 127.0.0.1
+ping_check 12.1 none0 10.0.2.15
+
+# 12.2 Host network: no namespace of its own
+t0=$(now); inspect
+python3 -m http.server --bind 10.0.2.15 8080 >/dev/null 2>&1 </dev/null & server=$!  # ip netns exec execs python: $! is the server
+for i in $(seq 100); do curl -s -m1 -o /dev/null http://10.0.2.15:8080/ && break; sleep 0.02; done
+inspect; echo "step 12.2 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 12.2 upstream 10.0.2.15 8080
+http_check 12.2 netns0 10.0.2.15 8080
+bind_check 12.2 host 10.0.2.15 8080
+
+# 12.3 Two containers in one namespace: a pod
+t0=$(now); inspect
+ip netns exec netns0 python3 -m http.server --bind 127.0.0.1 6000 >/dev/null 2>&1 </dev/null & server=$!  # ip netns exec execs python: $! is the server
+for i in $(seq 100); do curl -s -m1 -o /dev/null http://127.0.0.1:6000/ && break; sleep 0.02; done
+inspect; echo "step 12.3 $(( ($(now) - t0) / 1000 ))" >&3
+http_check 12.3 netns0 127.0.0.1 6000
+http_check 12.3 netns0 172.18.0.10 5000
+tcp_check 12.3 netns0 127.0.0.1 5000
+tcp_check 12.3 netns1 127.0.0.1 6000
+tcp_check 12.3 host 127.0.0.1 6000
+
+# 12.4 One port, once per namespace
+t0=$(now); inspect
+inspect; echo "step 12.4 $(( ($(now) - t0) / 1000 ))" >&3
+bind_check 12.4 netns0 127.0.0.1 6000
+bind_check 12.4 netns0 0.0.0.0 5000
+bind_check 12.4 netns0 127.0.0.1 6001
+bind_check 12.4 netns1 127.0.0.1 6000
+
+# 12.5 Find a process's namespace
+t0=$(now); inspect
+inspect; echo "step 12.5 $(( ($(now) - t0) / 1000 ))" >&3
+bind_check 12.5 netns0 127.0.0.1 6000
+bind_check 12.5 host 10.0.2.15 8080
+
+# 12.6 Stop the extra containers
+t0=$(now); inspect
+in_ns netns0 fuser -k 6000/tcp >/dev/null
+in_ns host fuser -k 8080/tcp >/dev/null
+in_ns host ip netns delete none0 >/dev/null
+inspect; echo "step 12.6 $(( ($(now) - t0) / 1000 ))" >&3
+tcp_check 12.6 netns0 127.0.0.1 6000
+tcp_check 12.6 upstream 10.0.2.15 8080
+http_check 12.6 upstream 10.0.2.15 5005
+bind_check 12.6 netns0 127.0.0.1 6000
+
+# 13.1 A resolver for the lab
+t0=$(now); inspect
+in_ns upstream dnsmasq --keep-in-foreground --no-resolv --listen-address=10.0.2.2 --address=/example.com/203.0.113.8 >/dev/null
+inspect; echo "step 13.1 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.1 host example.com None
+ping_check 13.1 host 10.0.2.2
+
+# 13.2 The host's stub resolver
+t0=$(now); inspect
+in_ns host dnsmasq --keep-in-foreground --no-resolv --listen-address=127.0.0.53 --server=10.0.2.2 >/dev/null
+inspect; echo "step 13.2 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.2 host example.com None
+dns_check 13.2 host nowhere.example None
+
+# 13.3 A container copies the host's file
+t0=$(now); inspect
+in_ns host mkdir -p /etc/netns/netns0 >/dev/null
+in_ns host cp /etc/resolv.conf /etc/netns/netns0/resolv.conf >/dev/null
+inspect; echo "step 13.3 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.3 netns0 example.com None
+ping_check 13.3 netns0 10.0.2.2
+
+# 13.4 A resolv.conf of its own
+t0=$(now); inspect
+in_ns host echo 'nameserver 10.0.2.2' > /etc/netns/netns0/resolv.conf >/dev/null
+inspect; echo "step 13.4 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.4 netns0 example.com None
+dns_check 13.4 host example.com None
+
+# 13.5 Why not DNAT 127.0.0.53?
+t0=$(now); inspect
+in_ns host mkdir -p /etc/netns/netns1 >/dev/null
+in_ns host cp /etc/resolv.conf /etc/netns/netns1/resolv.conf >/dev/null
+in_ns netns1 iptables -t nat -A OUTPUT -d 127.0.0.53/32 -p udp --dport 53 -j DNAT --to-destination 10.0.2.2 >/dev/null
+inspect; echo "step 13.5 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.5 netns1 example.com None
+
+# 13.6 An embedded resolver, as Docker's 127.0.0.11
+t0=$(now); inspect
+in_ns netns1 iptables -t nat -D OUTPUT -d 127.0.0.53/32 -p udp --dport 53 -j DNAT --to-destination 10.0.2.2 >/dev/null
+in_ns host echo 'nameserver 127.0.0.11' > /etc/netns/netns1/resolv.conf >/dev/null
+in_ns netns1 dnsmasq --keep-in-foreground --no-resolv --listen-address=127.0.0.11 --server=10.0.2.2 >/dev/null
+inspect; echo "step 13.6 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.6 netns1 example.com None
+dns_check 13.6 netns1 nowhere.example None
+dns_check 13.6 netns0 example.com None
+
+# 13.7 Put it all away
+t0=$(now); inspect
+in_ns netns1 fuser -k 53/udp >/dev/null
+in_ns host fuser -k 53/udp >/dev/null
+in_ns upstream fuser -k 53/udp >/dev/null
+in_ns host rm -r /etc/netns/netns1 >/dev/null
+in_ns host rm -r /etc/netns/netns0 >/dev/null
+inspect; echo "step 13.7 $(( ($(now) - t0) / 1000 ))" >&3
+dns_check 13.7 netns0 example.com None
+dns_check 13.7 host example.com None
+http_check 13.7 upstream 10.0.2.15 5005
+
 # Clean-up: every namespace, and the server.
 [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
 for ns in $(ip netns list | awk '{print $1}'); do ip netns delete "$ns"; done
