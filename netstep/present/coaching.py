@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Group, RenderableType
-from rich.markdown import Markdown
-from rich.syntax import Syntax
 from rich.text import Text
 
 from netstep.core.grading import Hint, Solution, Verdict
@@ -18,6 +16,7 @@ from netstep.course.checks import CheckResult
 from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, question
 from netstep.i18n import N_, _, fill, ngettext
+from netstep.present import prose
 
 
 def route(result: CheckResult) -> str:
@@ -104,7 +103,7 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
 
 
 def exercise_view(exercise: Exercise) -> RenderableType:
-    return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose))
+    return Group(Text(exercise.title, style="bold"), prose.markdown(exercise.prose))
 
 
 def goals_view(lesson: Lesson, internet: str | None = None) -> RenderableType:
@@ -113,7 +112,7 @@ def goals_view(lesson: Lesson, internet: str | None = None) -> RenderableType:
     student to find; `hint` gives them in stages)."""
     parts: list[RenderableType] = [Text(lesson.title, style="bold underline")]
     if lesson.intro:
-        parts.append(Markdown(lesson.intro))
+        parts.append(prose.markdown(lesson.intro))
     parts.append(Text(_("What each step asks of you:"), style="bold"))
     for step in lesson.steps:
         parts.append(Text.assemble((f"  {step.ref}  ", "bold"), step.title))
@@ -140,8 +139,7 @@ def hint_view(hint: Hint) -> RenderableType:
     if hint.command is None:
         body: RenderableType = Text(hint.text)
     else:
-        body = Syntax(f"{hint.command.where}# {hint.command.text}", "console", theme="ansi_dark",
-                      background_color="default", word_wrap=True)
+        body = prose.commands(f"{hint.command.where}# {hint.command.text}")
     after = {"idea": _("Ask again for the command with blanks."), "blanks": _("Ask again for the whole command.")}
     more = [Text(after[hint.stage], style="dim")] if hint.stage in after else []
     if hint.remaining:
@@ -155,13 +153,11 @@ def solution_view(solution: Solution, check_view: Callable[[object], RenderableT
     parts: list[RenderableType] = []
     if solution.removed:
         parts.append(Text(_("Removed what was in the way:"), style="bold"))
-        parts.append(Syntax("\n".join(solution.removed), "console", theme="ansi_dark", background_color="default",
-                            word_wrap=True))
+        parts.append(prose.commands("\n".join(solution.removed)))
     ran = [f"{c.where}# {c.text}" for c in solution.ran] + solution.restored
     if ran:
         parts.append(Text(_("Ran for you:"), style="bold"))
-        parts.append(Syntax("\n".join(ran), "console", theme="ansi_dark", background_color="default",
-                            word_wrap=True))
+        parts.append(prose.commands("\n".join(ran)))
     elif not solution.removed:
         parts.append(Text(_("No command was missing."), style="bold"))
     parts.append(verdict_view(solution.verdict, check_view))
