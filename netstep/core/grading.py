@@ -174,13 +174,14 @@ def essentials(engine: Engine, target: Target) -> list[Essential]:
     return [*target.essentials, *(e for e in derived(start, end) if e not in target.essentials)]
 
 
-def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
-    """Grade the lab against `target` by what works; adopt a step that passes."""
+def verify(engine: Engine, target: Target, *, adopt: bool = True, actual: Snapshot | None = None) -> Verdict:
+    """Grade the lab against `target` by what works; adopt a step that passes. `actual`: the
+    lab as this command read it already, if nothing changed it since."""
     if not target.exercise and target.position < engine.position:
         raise NetstepError(f"Step {target.ref} is already behind the lab (it stands after "
                            f"{engine.steps[engine.position - 1].ref}): `back` or `rollback` first to do it again.")
     _, expected, _ = _expected(engine, target)
-    actual = read(engine)
+    actual = read(engine) if actual is None else actual
     verdict = Verdict(target)
     verdict.problems = [e.problem(actual) for e in essentials(engine, target) if not e.holds(actual)]
     runnable = [c for c in target.checks if engine.lab.has_namespace(c.source)]
@@ -220,15 +221,16 @@ def _adopt(engine: Engine, target: Target, actual: Snapshot) -> None:
     engine.keep_student_servers()  # a server the step starts, started by hand, is the position's now
 
 
-def missing(engine: Engine, target: Target) -> list[Command]:
-    """The target's commands whose effect the lab lacks, in order.
+def missing(engine: Engine, target: Target, actual: Snapshot | None = None) -> list[Command]:
+    """The target's commands whose effect the lab lacks, in order (`actual`: the lab as
+    read already).
 
     A command's effect is what it changed in the course's own run, compared by meaning
     (essentials); only the part that no later command changes again is looked for, so
     "bring veth0 up" is not blamed for a master that a later command sets.
     """
     start, _, commands = _expected(engine, target)
-    actual = read(engine)
+    actual = read(engine) if actual is None else actual
     effects, previous = [], start
     for done in commands:
         effects.append(derived(previous, done.after))
@@ -276,11 +278,11 @@ def blanks(text: str) -> str:
     return " ".join(out)
 
 
-def idea(engine: Engine, target: Target, command: Command) -> str:
+def idea(engine: Engine, target: Target, command: Command, actual: Snapshot | None = None) -> str:
     """What the command must change, and where, without the command: its essentials (a
     device's, as the lab has it: "veth0 in host is DOWN, it should be UP")."""
     previous, _, commands = _expected(engine, target)
-    actual = read(engine)
+    actual = read(engine) if actual is None else actual
     for done in commands:
         if (done.where, done.text) == (command.where, command.text):
             found = [e for e in derived(previous, done.after) if not e.holds(actual)]
@@ -295,22 +297,27 @@ def idea(engine: Engine, target: Target, command: Command) -> str:
 STAGES = ("idea", "blanks", "command")
 
 
-def hint(engine: Engine, target: Target, *, given: int = 0, stage: int = 0) -> Hint:
+def hint(engine: Engine, target: Target, *, given: int = 0, stage: int = 0,
+         actual: Snapshot | None = None, commands: list[Command] | None = None) -> Hint:
     """The next thing the student is missing, at `stage` (0: the idea, 1: the command with
-    blanks, 2: the command). An exercise's written hints come first: `given` of them were shown."""
+    blanks, 2: the command). An exercise's written hints come first: `given` of them were shown.
+    `actual` and `commands`: the lab as read and what it misses, if the caller found them
+    already (the lab is read once: each reading costs a netlink dump and an iptables-save a
+    namespace)."""
     if given < len(target.hints):
         return Hint(target, text=target.hints[given], remaining=len(target.hints) - given - 1, stage="written")
-    commands = missing(engine, target)
+    actual = read(engine) if actual is None else actual
+    commands = missing(engine, target, actual) if commands is None else commands
     if commands:
         command = commands[0]
         kind = STAGES[min(stage, 2)]
         if kind == "idea":
-            return Hint(target, text=idea(engine, target, command), remaining=len(commands) - 1, stage=kind)
+            return Hint(target, text=idea(engine, target, command, actual), remaining=len(commands) - 1, stage=kind)
         if kind == "blanks":
             shown = Command(command.where, blanks(command.text), command.action, command.line)
             return Hint(target, shown, remaining=len(commands) - 1, stage=kind)
         return Hint(target, command, remaining=len(commands) - 1, stage=kind)
-    verdict = verify(engine, target, adopt=False)
+    verdict = verify(engine, target, adopt=False, actual=actual)
     if verdict.problems:
         return Hint(target, text=f"Every command is there, but {verdict.problems[0]}.")
     if not verdict.ok:
@@ -336,9 +343,11 @@ def next_hint(engine: Engine, target: Target) -> Hint:
     if not isinstance(seen, dict):
         seen = {"written": int(seen)}
     given = int(seen.get("written", 0))
-    commands = [] if given < len(target.hints) else missing(engine, target)
+    actual = None if given < len(target.hints) else read(engine)
+    commands = [] if actual is None else missing(engine, target, actual)
     stage = int(seen.get(commands[0].text, 0)) if commands else 0
-    found = hint(engine, target, given=given, stage=stage)
+    found = hint(engine, target, given=given, stage=stage, actual=actual,
+                 commands=None if actual is None else commands)
     if found.stage == "written":
         seen["written"] = given + 1
     elif commands:
@@ -360,13 +369,15 @@ def solution(engine: Engine, target: Target) -> Solution:
     if not target.exercise and target.position < engine.position:
         raise NetstepError(f"Step {target.ref} is already applied: `back` or `rollback` first to do it again.")
     ran: list[Command] = []
-    for command in missing(engine, target):
+    actual = read(engine)
+    commands = missing(engine, target, actual)
+    for command in commands:
         try:
             engine.run_own(f"{command.where}# {command.text}")
             ran.append(command)
         except NetstepError:
             break  # in the way of something the student typed: the state is set below
-    verdict = verify(engine, target)
+    verdict = verify(engine, target, actual=None if commands else actual)  # (read again if anything ran)
     removed: list[str] = []
     if not verdict.ok:
         _, expected, _ = _expected(engine, target)
