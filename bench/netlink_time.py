@@ -64,7 +64,12 @@ def instrument(totals: collections.Counter, counts: collections.Counter) -> str:
     try:
         from netstep.kernel import rtnl  # a checkout from before pyroute2
     except ImportError:
-        from pyroute2 import IPRoute
+        try:  # as netstep loads it: the rtnetlink client without the package's __init__
+            from netstep.kernel.netlink import iproute_class
+        except ImportError:  # a checkout that imported the whole package
+            from pyroute2 import IPRoute
+        else:
+            IPRoute = iproute_class()
 
         # Every rtnetlink method of IPRoute (link, addr, route, get_netnsid, ...) goes through
         # _run_generic_rtnl; netstep's one plain request (ARP's timer) through nlm_request.

@@ -9,6 +9,7 @@ wrong ones, for every exercise; moves that must land whatever was typed in betwe
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -23,7 +24,7 @@ from netstep.core.engine import Engine
 from netstep.core.grading import advance, hint, next_hint, solution, target_of, verify
 from netstep.core.lab import Lab
 from netstep.core.reconcile import same
-from netstep.core.reference import read, states
+from netstep.core.reference import CommandState, CourseStates, read, states
 from netstep.course.actions import DnsServer, HttpServer
 from netstep.course.essentials import Essential, derived, parse_essential
 from netstep.kernel.servers import DNS, running
@@ -139,6 +140,23 @@ def test_a_step_without_a_grade_block_is_graded_on_what_it_changes() -> None:
     ]
     assert Essential("host", "rule", "policy filter FORWARD DROP").holds(after)
     assert not Essential("host", "rule", "policy filter FORWARD DROP").holds(before)
+
+
+def test_the_cached_states_read_back_as_they_were_written() -> None:
+    """The machine-wide cache of the course's states reads back what was written, each
+    state decoded when first asked for (a verify needs two or three of them)."""
+    one = _state(routes=("10.0.0.0/8 dev veth0 scope link",))
+    two = _state(routes=("10.0.0.0/8 dev veth1 scope link",), rules=("filter -P FORWARD DROP",))
+    written = CourseStates(positions=[one, two], commands=[[CommandState("host", "ip route add ...", two)]],
+                           exercises={"exercise1": [CommandState("host", "iptables -P FORWARD DROP", one)]})
+    back = CourseStates.from_json(json.loads(json.dumps(written.to_json())))
+    assert len(back.positions) == 2 and len(back.commands) == 1
+    assert back.positions[1] == two and back.positions[-2] == one and back.positions[0:2] == [one, two]
+    assert back.positions[1] is back.positions[1]  # decoded once
+    assert back.commands[0] == written.commands[0] and back.exercises == written.exercises
+    assert back.exercise_state("exercise1", 1) == one and back.exercise_state("exercise2", 1) == two
+    with pytest.raises(IndexError):
+        back.positions[2]
 
 
 # -- exercises: the official answer, another right one, a wrong one, typed with real binaries --

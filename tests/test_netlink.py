@@ -240,3 +240,24 @@ def test_only_netlink_work_loads_pyroute2(make_lab, tmp_path):
     assert not lab.exists()
     assert _imports_pyroute2("--lab", lab.name, "run", "lesson1", "--yes", "--json")  # (the probe is right)
     assert not _imports_pyroute2("--lab", lab.name, "reset")
+
+
+_LOADED = """
+import sys
+from netstep.kernel import netlink
+client = netlink.iproute_class()
+print("ndb" if "pyroute2.ndb.main" in sys.modules else "rtnl only")
+from pyroute2 import NDB, IPRoute, NetlinkError
+import pyroute2.ndb.main
+print(client is IPRoute, NDB is pyroute2.ndb.main.NDB, netlink.NetlinkError is NetlinkError, pyroute2.__version__)
+"""
+
+
+def test_a_client_loads_pyroute2s_rtnetlink_only_and_the_package_stays_whole():
+    """netstep's client is pyroute2's own IPRoute, loaded without the package's `__init__`
+    (its NDB, IPDB, ...); a caller that asks the package for more still gets all of it."""
+    result = subprocess.run([sys.executable, "-c", _LOADED], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first == "rtnl only"
+    assert second.startswith("True True True 0.")

@@ -183,14 +183,15 @@ def essentials(engine: Engine, target: Target) -> list[Essential]:
     return [*target.essentials, *(e for e in derived(start, end) if e not in target.essentials)]
 
 
-def verify(engine: Engine, target: Target, *, adopt: bool = True) -> Verdict:
-    """Grade the lab against `target` by what works; adopt a step that passes."""
+def verify(engine: Engine, target: Target, *, adopt: bool = True, actual: Snapshot | None = None) -> Verdict:
+    """Grade the lab against `target` by what works; adopt a step that passes. `actual`: the
+    lab as this command read it already, if nothing changed it since."""
     if not target.exercise and not target.challenge and target.position < engine.position:
         raise NetstepError(_("Step {ref} is already behind the lab (it stands after {last}): `back` or `rollback` "
                              "first to do it again.").format(ref=target.ref,
                                                              last=engine.steps[engine.position - 1].ref))
     _start, expected, _commands = _expected(engine, target)
-    actual = read(engine)
+    actual = read(engine) if actual is None else actual
     verdict = Verdict(target)
     verdict.problems = [e.problem(actual) for e in essentials(engine, target) if not e.holds(actual)]
     runnable = [c for c in target.checks if engine.lab.has_namespace(c.source)]
@@ -233,15 +234,16 @@ def _adopt(engine: Engine, target: Target, actual: Snapshot) -> None:
     engine.keep_student_servers()  # a server the step starts, started by hand, is the position's now
 
 
-def missing(engine: Engine, target: Target) -> list[Command]:
-    """The target's commands whose effect the lab lacks, in order.
+def missing(engine: Engine, target: Target, actual: Snapshot | None = None) -> list[Command]:
+    """The target's commands whose effect the lab lacks, in order (`actual`: the lab as
+    read already).
 
     A command's effect is what it changed in the course's own run, compared by meaning
     (essentials); only the part that no later command changes again is looked for, so
     "bring veth0 up" is not blamed for a master that a later command sets.
     """
     start, _end, commands = _expected(engine, target)
-    actual = read(engine)
+    actual = read(engine) if actual is None else actual
     effects, previous = [], start
     for done in commands:
         effects.append(derived(previous, done.after))
@@ -289,11 +291,11 @@ def blanks(text: str) -> str:
     return " ".join(out)
 
 
-def idea(engine: Engine, target: Target, command: Command) -> str:
+def idea(engine: Engine, target: Target, command: Command, actual: Snapshot | None = None) -> str:
     """What the command must change, and where, without the command: its essentials (a
     device's, as the lab has it: "veth0 in host is DOWN, it should be UP")."""
     previous, _end, commands = _expected(engine, target)
-    actual = read(engine)
+    actual = read(engine) if actual is None else actual
     for done in commands:
         if (done.where, done.text) == (command.where, command.text):
             found = [e for e in derived(previous, done.after) if not e.holds(actual)]
@@ -308,22 +310,27 @@ def idea(engine: Engine, target: Target, command: Command) -> str:
 STAGES = ("idea", "blanks", "command")
 
 
-def hint(engine: Engine, target: Target, *, given: int = 0, stage: int = 0) -> Hint:
+def hint(engine: Engine, target: Target, *, given: int = 0, stage: int = 0,
+         actual: Snapshot | None = None, commands: list[Command] | None = None) -> Hint:
     """The next thing the student is missing, at `stage` (0: the idea, 1: the command with
-    blanks, 2: the command). An exercise's written hints come first: `given` of them were shown."""
+    blanks, 2: the command). An exercise's written hints come first: `given` of them were shown.
+    `actual` and `commands`: the lab as read and what it misses, if the caller found them
+    already (the lab is read once: each reading costs a netlink dump and an iptables-save a
+    namespace)."""
     if given < len(target.hints):
         return Hint(target, text=target.hints[given], remaining=len(target.hints) - given - 1, stage="written")
-    commands = missing(engine, target)
+    actual = read(engine) if actual is None else actual
+    commands = missing(engine, target, actual) if commands is None else commands
     if commands:
         command = commands[0]
         kind = STAGES[min(stage, 2)]
         if kind == "idea":
-            return Hint(target, text=idea(engine, target, command), remaining=len(commands) - 1, stage=kind)
+            return Hint(target, text=idea(engine, target, command, actual), remaining=len(commands) - 1, stage=kind)
         if kind == "blanks":
             shown = Command(command.where, blanks(command.text), command.action, command.line)
             return Hint(target, shown, remaining=len(commands) - 1, stage=kind)
         return Hint(target, command, remaining=len(commands) - 1, stage=kind)
-    verdict = verify(engine, target, adopt=False)
+    verdict = verify(engine, target, adopt=False, actual=actual)
     if verdict.problems:
         return Hint(target, text=_("Every command is there, but {problem}.").format(problem=verdict.problems[0]))
     if not verdict.ok:
@@ -349,9 +356,11 @@ def next_hint(engine: Engine, target: Target) -> Hint:
     if not isinstance(seen, dict):
         seen = {"written": int(seen)}
     given = int(seen.get("written", 0))
-    commands = [] if given < len(target.hints) else missing(engine, target)
+    actual = None if given < len(target.hints) else read(engine)
+    commands = [] if actual is None else missing(engine, target, actual)
     stage = int(seen.get(commands[0].text, 0)) if commands else 0
-    found = hint(engine, target, given=given, stage=stage)
+    found = hint(engine, target, given=given, stage=stage, actual=actual,
+                 commands=None if actual is None else commands)
     if found.stage == "written":
         seen["written"] = given + 1
     elif commands:
@@ -370,13 +379,14 @@ def solution(engine: Engine, target: Target) -> Solution:
     student typed is in the way: a route out of the wrong device, a rule that blocks), the
     lab is brought to the course's own state at the target, and what that removed is named.
     """
+    if not target.challenge and not target.exercise and target.position < engine.position:
+        raise NetstepError(_("Step {ref} is already applied: `back` or `rollback` first to do it again.").format(
+            ref=target.ref))
+    actual = read(engine)
     if target.challenge:  # its repair, where the lab still fails (as far as it applies to what the student left)
-        commands = [] if verify(engine, target, adopt=False).ok else list(target.fix)
+        commands = [] if verify(engine, target, adopt=False, actual=actual).ok else list(target.fix)
     else:
-        if not target.exercise and target.position < engine.position:
-            raise NetstepError(_("Step {ref} is already applied: `back` or `rollback` first to do it again.").format(
-                ref=target.ref))
-        commands = missing(engine, target)
+        commands = missing(engine, target, actual)
     ran: list[Command] = []
     for command in commands:
         try:
@@ -384,7 +394,7 @@ def solution(engine: Engine, target: Target) -> Solution:
             ran.append(command)
         except NetstepError:
             break  # in the way of something the student typed: the state is set below
-    verdict = verify(engine, target)
+    verdict = verify(engine, target, actual=None if commands else actual)  # (read again if anything ran)
     removed: list[str] = []
     restored: list[str] = []
     if not verdict.ok:

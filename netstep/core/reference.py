@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar, overload
 
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
@@ -40,12 +42,43 @@ class CommandState:
     after: Snapshot
 
 
+T = TypeVar("T")
+
+
+class OnDemand(Sequence[T], Generic[T]):
+    """A list read from JSON whose items are decoded the first time each is asked for: a
+    `verify` needs two or three of the course's ~100 states, and decoding them all took
+    more CPU (~8 ms) than its checks."""
+
+    def __init__(self, raw: list, decode: Callable[[object], T]) -> None:
+        self._raw = raw
+        self._decode = decode
+        self._decoded: dict[int, T] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if index not in self._decoded:
+            self._decoded[index] = self._decode(self._raw[index])  # (IndexError as a list's)
+        return self._decoded[index]
+
+
 @dataclass
 class CourseStates:
     """The course's configuration after each of its steps, commands and exercise solutions."""
 
-    positions: list[Snapshot] = field(default_factory=list)  # [p]: after p steps
-    commands: list[list[CommandState]] = field(default_factory=list)  # [i]: step i's commands
+    # (lists while they are built; OnDemand when read from the cache)
+    positions: Sequence[Snapshot] = field(default_factory=list)  # [p]: after p steps
+    commands: Sequence[list[CommandState]] = field(default_factory=list)  # [i]: step i's commands
     exercises: dict[str, list[CommandState]] = field(default_factory=dict)  # ref: its solution's commands
 
     def exercise_state(self, ref: str, position: int) -> Snapshot:
@@ -65,7 +98,7 @@ class CourseStates:
         def commands(items: list) -> list[CommandState]:
             return [CommandState(where, text, from_json(after)) for where, text, after in items]
 
-        return cls([from_json(s) for s in data["positions"]], [commands(step) for step in data["commands"]],
+        return cls(OnDemand(data["positions"], from_json), OnDemand(data["commands"], commands),
                    {ref: commands(items) for ref, items in data["exercises"].items()})
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Group, RenderableType
-from rich.markdown import Markdown
-from rich.syntax import Syntax
 from rich.text import Text
 
 from netstep.core.challenges import Begun
@@ -19,6 +17,7 @@ from netstep.course.checks import CheckResult
 from netstep.course.lessons import Exercise, Lesson
 from netstep.course.predictions import Prediction, Score, question
 from netstep.i18n import N_, _, fill, ngettext
+from netstep.present import prose
 
 
 def route(result: CheckResult) -> str:
@@ -108,7 +107,7 @@ def verdict_view(verdict: Verdict, check_view: Callable[[object], RenderableType
 
 
 def exercise_view(exercise: Exercise) -> RenderableType:
-    return Group(Text(exercise.title, style="bold"), Markdown(exercise.prose))
+    return Group(Text(exercise.title, style="bold"), prose.markdown(exercise.prose))
 
 
 def goals_view(lesson: Lesson, internet: str | None = None) -> RenderableType:
@@ -117,7 +116,7 @@ def goals_view(lesson: Lesson, internet: str | None = None) -> RenderableType:
     student to find; `hint` gives them in stages)."""
     parts: list[RenderableType] = [Text(lesson.title, style="bold underline")]
     if lesson.intro:
-        parts.append(Markdown(lesson.intro))
+        parts.append(prose.markdown(lesson.intro))
     parts.append(Text(_("What each step asks of you:"), style="bold"))
     for step in lesson.steps:
         parts.append(Text.assemble((f"  {step.ref}  ", "bold"), step.title))
@@ -144,8 +143,7 @@ def hint_view(hint: Hint) -> RenderableType:
     if hint.command is None:
         body: RenderableType = Text(hint.text)
     else:
-        body = Syntax(f"{hint.command.where}# {hint.command.text}", "console", theme="ansi_dark",
-                      background_color="default", word_wrap=True)
+        body = prose.commands(f"{hint.command.where}# {hint.command.text}")
     after = {"idea": _("Ask again for the command with blanks."), "blanks": _("Ask again for the whole command.")}
     more = [Text(after[hint.stage], style="dim")] if hint.stage in after else []
     if hint.remaining and hint.stage == "written":  # (an exercise's or a challenge's own hints)
@@ -162,18 +160,16 @@ def solution_view(solution: Solution, check_view: Callable[[object], RenderableT
     parts: list[RenderableType] = []
     if solution.removed:
         parts.append(Text(_("Removed what was in the way:"), style="bold"))
-        parts.append(Syntax("\n".join(solution.removed), "console", theme="ansi_dark", background_color="default",
-                            word_wrap=True))
+        parts.append(prose.commands("\n".join(solution.removed)))
     ran = [f"{c.where}# {c.text}" for c in solution.ran] + solution.restored
     if ran:
         parts.append(Text(_("Ran for you:"), style="bold"))
-        parts.append(Syntax("\n".join(ran), "console", theme="ansi_dark", background_color="default",
-                            word_wrap=True))
+        parts.append(prose.commands("\n".join(ran)))
     elif not solution.removed:
         parts.append(Text(_("No command was missing."), style="bold"))
     if solution.broken:
         parts.append(Text(_("What was broken:"), style="bold"))
-        parts.append(Markdown(solution.broken))
+        parts.append(prose.markdown(solution.broken))
     parts.append(verdict_view(solution.verdict, check_view))
     return Group(*parts)
 
@@ -186,7 +182,7 @@ def begun_view(begun: Begun, internet: str | None = None) -> RenderableType:
              f"{begun.lesson_title.split(':', 1)[-1].strip()}", style="bold underline"),
         Text(challenge.story, style="bold")]
     if challenge.prose:
-        parts.append(Markdown(challenge.prose))
+        parts.append(prose.markdown(challenge.prose))
     parts.append(Text("When it is fixed, the checks ask:", style="bold"))
     parts += [Text(f"  {question(check, internet)}", style="dim") for check in challenge.checks]
     parts.append(Text("Something in the lab is broken. Find it (trace, inspect, the counters) and fix it in "

@@ -12,10 +12,8 @@ from __future__ import annotations
 from functools import singledispatch
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.markdown import Markdown
 from rich.measure import Measurement
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -30,7 +28,7 @@ from netstep.course.lessons import Exercise, Lesson, Step
 from netstep.course.predictions import Prediction, Score, question
 from netstep.i18n import N_, fill
 from netstep.kernel.registry import natural
-from netstep.present import coaching
+from netstep.present import coaching, prose
 from netstep.state.diff import Diff
 from netstep.state.snapshot import CACHE_PARTS, CONFIG_PARTS, NamespaceState, Snapshot
 
@@ -262,7 +260,7 @@ def _span(sources: list[str], targets: list[str]) -> str:
 
 def commands_view(step: Step) -> RenderableType:
     code = "\n".join(f"{c.where}# {c.text}" for c in step.commands)
-    return Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True)
+    return prose.commands(code)
 
 
 def step_intro(step: Step, *, asking: bool = False, internet: str | None = None) -> RenderableType:
@@ -272,7 +270,7 @@ def step_intro(step: Step, *, asking: bool = False, internet: str | None = None)
     parts: list[RenderableType] = [Text(i18n._("Step {ref}: {title}").format(ref=step.ref, title=step.title),
                                          style="bold")]
     if step.before:
-        parts.append(Markdown(step.before))
+        parts.append(prose.markdown(step.before))
     if step.checks and not asking:
         parts.append(Text(i18n._("The checks ask:"), style="bold"))
         if len(step.checks) > MANY:
@@ -331,7 +329,7 @@ def reconciled_view(done: Reconciliation) -> RenderableType:
 def _(lesson: Lesson) -> RenderableType:
     parts: list[RenderableType] = [Text(lesson.title, style="bold underline")]
     if lesson.intro:
-        parts.append(Markdown(lesson.intro))
+        parts.append(prose.markdown(lesson.intro))
     for step in lesson.steps:
         parts.append(Text(f"  {step.ref}  {step.title}"))
     return Group(*parts)
@@ -354,7 +352,7 @@ def _(course: Course) -> RenderableType:
 def _(result: OwnResult) -> RenderableType:
     code = "\n".join(f"{c.where}# {c.text}" for c in result.commands)
     return Group(
-        Syntax(code, "console", theme="ansi_dark", background_color="default", word_wrap=True),
+        prose.commands(code),
         Panel(renderable(result.diff), title=i18n._("What changed"), title_align="left", expand=False),
     )
 

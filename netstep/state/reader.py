@@ -76,14 +76,17 @@ class StateReader:
         keys = tuple(dict.fromkeys((*WATCHED_SYSCTLS, *sysctls)))
         states = {}
         indexes: dict[str, dict[int, str]] = {}
+        # Each namespace's iptables-save starts now, and all run while the dumps are decoded.
+        saved = {ns: namespaces.exec_started(registry.require(ns), ["iptables-save"]) for ns in names
+                 if rules_of is None or ns in rules_of or known is None}
         for ns in names:
             ipr = self.handles.ipr(ns)
             links, indexes[ns] = read_links(ipr, self.nsid_resolver(ns))
             for link in links:
                 if link.kind == "veth":  # before the routes are read: see Handles.settle_carrier
                     self.handles.settle_carrier(ns, link.name)
-            if rules_of is None or ns in rules_of or known is None:
-                rules = tuple(parse_iptables_save(self._exec(ns, ["iptables-save"]).stdout))
+            if ns in saved:
+                rules = tuple(parse_iptables_save(saved[ns]().stdout))
                 sysctl_values = sysctl.read_many(registry.require(ns), keys)
             elif ns not in known.namespaces:  # made by this move, which set no rule in it
                 rules, sysctl_values = (), sysctl.read_many(registry.require(ns), keys)
