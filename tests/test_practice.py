@@ -263,7 +263,7 @@ def test_hint_then_solution_from_the_command_line(cli_lab: str) -> None:
     assert "lo in netns0" in stages[0].stdout and "ip link" not in stages[0].stdout, show(stages[0])
     assert "netns0# ip link set ____ up" in stages[1].stdout, show(stages[1])
     assert "netns0# ip link set lo up" in stages[2].stdout, show(stages[2])
-    assert "(2 more command(s) missing after this one)" in stages[2].stdout
+    assert "(2 more commands missing after this one)" in stages[2].stdout
     done = netstep(cli_lab, "solution", "2.4")
     assert done.returncode == 0, show(done)
     assert "netns0# ip link set lo up" in done.stdout and "host# ip link set veth0 up" in done.stdout
