@@ -28,7 +28,7 @@ def test_every_shown_namespace_equals_a_fresh_reading(lab):
         result = engine.apply_next()
         if result.shown is None:
             continue
-        fresh = lab.snapshot(list(result.shown.namespaces))
+        fresh = lab.snapshot(list(result.shown.namespaces), sysctls=engine.course.sysctl_keys())
         for ns, state in result.shown.namespaces.items():
             assert state.config() == fresh[ns].config(), f"step {step.ref}, {ns}"
             for show in step.shows:
