@@ -182,6 +182,7 @@ def main() -> int:
             lab = Lab(name)
             lab.lock()
             box["engine"] = Engine(lab, course)
+            box["engine"].sole_writer = True  # nothing but the walk moves this lab (as in `run`)
 
         box["fresh"] = fresh
         fresh()
