@@ -223,7 +223,9 @@ def check_parse(folder: Path, filename: str, raw: bytes) -> str:
                 for command in step.commands:
                     assert type(command.action) in ACTIONS.values(), command
                     assert ACTIONS[type(command.action).__name__] is type(command.action)
-                    assert not (set(command.text) & SHELL_CHARS), command.text
+                    if type(command.action).__name__ != "EtcFile":  # (`echo 'nameserver X' > FILE`: a
+                        # quote and a `>` that the grammar reads as one file write, never a shell's)
+                        assert not (set(command.text) & SHELL_CHARS), command.text
                     assert parse(command.text, command.where) == command.action, command
     assert not started
     path.unlink()
