@@ -159,6 +159,8 @@ def test_every_check_of_the_course_traces_to_the_same_verdict(make_lab) -> None:
             check = result.check
             if check.kind not in PROBES:  # a bind or dns check sends nothing trace could follow
                 continue
+            if check.size is not None or check.path:  # trace sends its own small probe: a large DF ping
+                continue  # or a 100 kB answer (lesson 11) is a different packet from the one traced
             found = trace(lab, check.source, check.target, port=check.port, kind=check.kind)
             assert found.result.actual == result.actual, (step.step.ref, check, found.as_json())
             assert found.finding.where, (step.step.ref, check, found.as_json())
