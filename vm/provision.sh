@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision a machine for netstep's notebooks: the Debian packages, netstep and
-# JupyterLab in a venv, a Jupyter kernel that runs as root (netlink needs it), and
-# JupyterLab as a service on port 8888. Idempotent: a second run changes nothing, and
+# JupyterLab in a venv, a Jupyter kernel that runs as the Jupyter user (no sudo: each lab
+# lives in a user namespace of that user's own), and JupyterLab as a service on port 8888. Idempotent: a second run changes nothing, and
 # says so on its last line ("changed: 0").
 #
 # The notebooks are the student's: provisioning never changes or deletes one the student
@@ -160,15 +160,16 @@ if id "$JUPYTER_USER" >/dev/null 2>&1 && [ "$(stat -c %U "$NOTEBOOKS")" != "$JUP
   changed "gave $NOTEBOOKS to $JUPYTER_USER"
 fi
 
-# 4. A kernel that runs as root through sudo: namespaces and netlink need CAP_NET_ADMIN,
-#    JupyterLab itself does not. (Vagrant boxes give their user password-less sudo.)
+# 4. The kernel runs as the Jupyter user, as JupyterLab does: no root, no sudo. Its labs
+#    live in user namespaces of that user's own (Debian 12 allows unprivileged ones), where
+#    netstep is root over the lab alone (see README, "As an ordinary user").
 kernel="{
- \"argv\": [\"sudo\", \"-n\", \"-E\", \"$VENV/bin/python\", \"-m\", \"ipykernel_launcher\", \"-f\", \"{connection_file}\"],
- \"display_name\": \"Python 3 (netstep, root)\",
+ \"argv\": [\"$VENV/bin/python\", \"-m\", \"ipykernel_launcher\", \"-f\", \"{connection_file}\"],
+ \"display_name\": \"Python 3 (netstep)\",
  \"language\": \"python\",
  \"env\": {\"NETSTEP_LAB\": \"notebook\"}
 }"
-# The notebooks name their kernel "python3": that name, in this JUPYTER_PATH, is the root kernel.
+# The notebooks name their kernel "python3": that name, in this JUPYTER_PATH, is this kernel.
 put "$PREFIX/share/jupyter/kernels/python3/kernel.json" "$kernel"
 
 # 5. The token, made once.
