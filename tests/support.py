@@ -14,6 +14,7 @@ import pty
 import pwd
 import re
 import select
+import shlex
 import shutil
 import signal
 import struct
@@ -410,3 +411,14 @@ def machine_network_state() -> dict[str, object]:
         "ip_forward": _ip_forward(),
         "ip netns list": sorted(_run(["ip", "netns", "list"]).splitlines()),
     }
+
+
+def typed_in_shell(lab, where: str, command: str) -> str:
+    """The line a student types in `netstep shell` (on the lab host) to run `command` in
+    namespace `where`: as it is on the host, through `ip netns exec` in a container, and
+    through `nsenter` with its file in `upstream`, which `ip netns` does not list."""
+    if where == "host":
+        return command
+    if where == "upstream":
+        return f"nsenter --net={lab.path_of(where)} sh -c {shlex.quote(command)}"
+    return f"ip netns exec {where} sh -c {shlex.quote(command)}"

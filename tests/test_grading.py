@@ -18,7 +18,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import needs_root, real_lesson_files
+from support import needs_root, real_lesson_files, typed_in_shell
 
 from netstep.core.engine import Engine
 from netstep.core.grading import advance, hint, next_hint, solution, target_of, verify
@@ -47,12 +47,7 @@ def typed(lab: Lab, *lines: str, strict: bool = True) -> None:
     script = []
     for line in lines:
         ns, _, command = line.partition("# ")
-        if ns == "host":
-            run = command
-        elif ns == "upstream":  # the lab's router is not among the shell's `ip netns` names
-            run = f"nsenter --net={lab.path_of(ns)} sh -c {shlex.quote(command)}"
-        else:
-            run = f"ip netns exec {ns} sh -c {shlex.quote(command)}"
+        run = typed_in_shell(lab, ns, command)
         script.append(f"{run} || {{ echo {shlex.quote('failed: ' + line)} >&2; exit 1; }}" if strict
                       else f"{run} 2>/dev/null")
     made = not os.path.isdir("/run/netns")

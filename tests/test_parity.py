@@ -21,7 +21,7 @@ import time
 from contextlib import suppress
 
 import pytest
-from support import needs_root, real_lesson_files, unique_name
+from support import needs_root, real_lesson_files, typed_in_shell, unique_name
 
 from netstep.core.engine import Engine
 from netstep.core.lab import Lab
@@ -175,12 +175,7 @@ class RealShell:
     def type(self, where: str, line: str, *, fails: bool = False) -> str:
         """Run `line` in namespace `where` and return what it said; the test fails if it
         fails (or, with `fails`, if it does not)."""
-        if where == "host":
-            typed = line
-        elif where == "upstream":  # the lab's router is not among the shell's `ip netns` names
-            typed = f"nsenter --net={self.lab.path_of(where)} {line}"
-        else:
-            typed = f"ip netns exec {where} {line}"
+        typed = typed_in_shell(self.lab, where, line)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(f"{typed}\necho \"@@rc=$?@@\"\n")
         self.process.stdin.flush()
