@@ -24,6 +24,7 @@ threads of its own).
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import socket
@@ -536,9 +537,12 @@ def _forward(name: str):
     return call
 
 
-for _name in ("start", "step", "predict", "score", "verify", "hint", "solution", "picture", "back", "check",
-              "rollback", "run", "undo_mine", "trace", "inspect", "diff", "status"):
-    setattr(RemoteTutor, _name, _forward(_name))
+# Every public method of a Tutor that RemoteTutor does not define itself runs in the lab's
+# process: one that is added to Tutor cannot be forgotten here (`challenge` once was, and ran
+# in the notebook's own process, outside the lab).
+for _name, _method in list(vars(Tutor).items()):
+    if inspect.isfunction(_method) and not _name.startswith("_") and _name not in vars(RemoteTutor):
+        setattr(RemoteTutor, _name, _forward(_name))
 
 
 class _RemoteEngine:

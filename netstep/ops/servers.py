@@ -48,6 +48,10 @@ def _start(lab: LabAccess, action: Action, module: str, options: list[str], what
     if line != "ready":
         proc.wait(timeout=5)
         err = proc.stderr.read().decode().strip().splitlines() if proc.stderr else []
+        if err and "Address already in use" in err[-1]:
+            raise KernelError(f"{what} did not start: another program listens there already. "
+                              f"`ss -ltnup` in {action.ns} names it; stop it (netstep never stops a "
+                              f"program it did not start) and run the step again.")
         raise KernelError(f"{what} did not start: {err[-1] if err else 'no reason given'}")
     proc.stdout.close()
     proc.stderr.close()

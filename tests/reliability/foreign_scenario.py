@@ -50,7 +50,7 @@ from support import REPO  # noqa: E402
 
 from netstep.kernel import namespaces  # noqa: E402
 
-FOREIGN_SERVER = ("10.0.2.15", 8080)
+FOREIGN_SERVER = ("10.0.2.15", 9090)  # a port no lesson uses (lesson 12 serves 8080 on the host)
 LAB = [""]  # the scenario's lab name, set by main()
 
 
@@ -254,7 +254,7 @@ def forwarding(lab: str, upstream: str) -> dict:
     from netstep.core.reset import reset_lab
     from netstep.course.course import Course
 
-    course = Course.load()
+    course = Course.load(mode="host")  # (what host mode runs: no sandbox-only lesson)
     key = "/proc/sys/net/ipv4/conf/vnet0/forwarding"
     sh("sysctl", "-qw", "net.ipv4.ip_forward=0")
     sh("sysctl", "-qw", "net.ipv4.conf.vnet0.forwarding=1")
@@ -281,7 +281,7 @@ def identical_rules(lab: str, upstream: str) -> dict:
     from netstep.core.reset import reset_lab
     from netstep.course.course import Course
 
-    course = Course.load()
+    course = Course.load(mode="host")  # (what host mode runs: no sandbox-only lesson)
     same = [["-t", "nat", "-A", "POSTROUTING", "-s", "172.18.0.0/16", "!", "-o", "br0", "-j", "MASQUERADE"],
             ["-A", "FORWARD", "-i", "br0", "!", "-o", "br0", "-j", "ACCEPT"],
             ["-t", "nat", "-A", "PREROUTING", "-d", "10.0.2.15/32", "-p", "tcp", "--dport", "5005", "-j", "DNAT",
@@ -330,7 +330,7 @@ def sweep(lab: str, upstream: str) -> list[dict]:
 
     results = []
     before = full_state()
-    course = Course.load()
+    course = Course.load(mode="host")  # (what host mode runs: no sandbox-only lesson)
     points = [*itertools.product(crash_points(course), ("prepared", "after")),
               *[(point, "midway") for point in midway_points(course)]]
     for (ref, command), when in points:
