@@ -6,15 +6,28 @@ in_ns() { local ns="$1"; shift; if [ "$ns" = host ]; then "$@"; else ip netns ex
 inspect() { for ns in host $(ip netns list | awk '{print $1}'); do
   in_ns "$ns" ip link >/dev/null; in_ns "$ns" ip route >/dev/null; in_ns "$ns" iptables --list-rules >/dev/null
 done; }
-ping_check() { # STEP FROM TO
-  if in_ns "$2" ping -c1 -W1 "$3" >/dev/null 2>&1; then v=reachable; else v=unreachable; fi
+ns_file() { if [ "$1" = host ]; then echo /proc/$$/ns/net; else echo "/run/netns/$1"; fi; }
+servers=()
+mkdir -p /run/www && head -c 100000 /dev/zero > /run/www/100000
+printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\n' > /run/resolv.conf  # the lab host's, as netstep's
+rm -f /etc/resolv.conf && cp /run/resolv.conf /etc/resolv.conf
+ping_check() { # STEP FROM TO [SIZE: with the DF bit]
+  local size=(); [ -n "${4:-}" ] && size=(-M do -s "$4")
+  if in_ns "$2" ping -c1 -W1 "${size[@]}" "$3" >/dev/null 2>&1; then v=reachable; else v=unreachable; fi
   echo "$1 ping $2 $3 $v"; }
+bind_check() { # STEP FROM ADDR PORT: can a new server's socket (SO_REUSEADDR, as Python's) take it?
+  if in_ns "$2" python3 -c 'import socket as s, sys; k = s.socket(); k.setsockopt(s.SOL_SOCKET, s.SO_REUSEADDR, 1)
+k.bind((sys.argv[1], int(sys.argv[2])))' "$3" "$4" 2>/dev/null; then v=reachable; else v=unreachable; fi
+  echo "$1 bind $2 $3:$4 $v"; }
+dns_check() { # STEP FROM NAME: as a program started by ip netns exec resolves it
+  if in_ns "$2" timeout 2 getent hosts "$3" >/dev/null 2>&1; then v=reachable; else v=unreachable; fi
+  echo "$1 dns $2 $3 $v"; }
 tcp_check() { # STEP FROM ADDR PORT
   if in_ns "$2" timeout 1 bash -c "exec 9<>/dev/tcp/$3/$4" 2>/dev/null; then v=reachable; else v=unreachable; fi
   echo "$1 tcp $2 $3:$4 $v"; }
-http_check() { # STEP FROM ADDR PORT
-  if in_ns "$2" curl -s -m1 -o /dev/null "http://$3:$4/"; then v=reachable; else v=unreachable; fi
-  echo "$1 http $2 $3:$4 $v"; }
+http_check() { # STEP FROM ADDR PORT [/PATH]
+  if in_ns "$2" curl -s -m1 -o /dev/null "http://$3:$4${5:-/}"; then v=reachable; else v=unreachable; fi
+  echo "$1 http $2 $3:$4${5:-} $v"; }
 
 # The lab: this namespace is the host; upstream is the router and the internet.
 ip link set lo up
@@ -249,7 +262,7 @@ ping_check 6.8 upstream 172.18.0.10
 
 # 7.1 Start a server in netns0
 t0=$(now); inspect
-ip netns exec netns0 python3 -m http.server --bind 172.18.0.10 5000 >/dev/null 2>&1 </dev/null & server=$!  # ip netns exec execs python: $! is the server
+ip netns exec netns0 python3 -m http.server --directory /run/www --bind 172.18.0.10 5000 >/dev/null 2>&1 </dev/null & servers+=($!)  # ip netns exec execs python: $! is the server
 for i in $(seq 100); do curl -s -m1 -o /dev/null http://172.18.0.10:5000/ && break; sleep 0.02; done
 inspect; echo "step 7.1 $(( ($(now) - t0) / 1000 ))" >&3
 http_check 7.1 host 172.18.0.10 5000
@@ -470,8 +483,8 @@ http_check 10.6 upstream 10.0.2.15 5005
 t0=$(now); inspect
 in_ns host iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP >/dev/null
 inspect; echo "step 11.1 $(( ($(now) - t0) / 1000 ))" >&3
-http_check 11.1 upstream 10.0.2.15 5005
-ping_check 11.1 netns0 10.0.2.2
+http_check 11.1 upstream 10.0.2.15 5005 /100000
+ping_check 11.1 netns0 10.0.2.2 1472
 
 # 11.2 Narrow the host's side of the link
 t0=$(now); inspect
@@ -480,25 +493,25 @@ inspect; echo "step 11.2 $(( ($(now) - t0) / 1000 ))" >&3
 ping_check 11.2 netns0 10.0.2.2
 http_check 11.2 upstream 10.0.2.15 5005
 tcp_check 11.2 upstream 10.0.2.15 5005
-http_check 11.2 upstream 10.0.2.15 5005
-ping_check 11.2 netns0 10.0.2.2
-ping_check 11.2 host 10.0.2.2
+http_check 11.2 upstream 10.0.2.15 5005 /100000
+ping_check 11.2 netns0 10.0.2.2 1472
+ping_check 11.2 host 10.0.2.2 1472
 
 # 11.3 Fix it in the middle: clamp the MSS
 t0=$(now); inspect
 in_ns host iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu >/dev/null
 inspect; echo "step 11.3 $(( ($(now) - t0) / 1000 ))" >&3
-http_check 11.3 upstream 10.0.2.15 5005
-ping_check 11.3 netns0 10.0.2.2
+http_check 11.3 upstream 10.0.2.15 5005 /100000
+ping_check 11.3 netns0 10.0.2.2 1472
 
 # 11.4 Fix it at the container: its own MTU
 t0=$(now); inspect
 in_ns host iptables -t mangle -D FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu >/dev/null
 in_ns netns0 ip link set ceth0 mtu 1400 >/dev/null
 inspect; echo "step 11.4 $(( ($(now) - t0) / 1000 ))" >&3
-http_check 11.4 upstream 10.0.2.15 5005
-ping_check 11.4 netns0 10.0.2.2
-ping_check 11.4 netns0 10.0.2.2
+http_check 11.4 upstream 10.0.2.15 5005 /100000
+ping_check 11.4 netns0 10.0.2.2 1472
+ping_check 11.4 netns0 10.0.2.2 1372
 
 # 11.5 Take it all back
 t0=$(now); inspect
@@ -506,8 +519,8 @@ in_ns netns0 ip link set ceth0 mtu 1500 >/dev/null
 in_ns host ip link set eth0 mtu 1500 >/dev/null
 in_ns host iptables -D OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP >/dev/null
 inspect; echo "step 11.5 $(( ($(now) - t0) / 1000 ))" >&3
-http_check 11.5 upstream 10.0.2.15 5005
-ping_check 11.5 netns0 10.0.2.2
+http_check 11.5 upstream 10.0.2.15 5005 /100000
+ping_check 11.5 netns0 10.0.2.2 1472
 
 # 12.1 No network: a namespace with only lo
 t0=$(now); inspect
@@ -519,7 +532,7 @@ ping_check 12.1 none0 10.0.2.15
 
 # 12.2 Host network: no namespace of its own
 t0=$(now); inspect
-python3 -m http.server --bind 10.0.2.15 8080 >/dev/null 2>&1 </dev/null & server=$!  # ip netns exec execs python: $! is the server
+python3 -m http.server --directory /run/www --bind 10.0.2.15 8080 >/dev/null 2>&1 </dev/null & servers+=($!)  # ip netns exec execs python: $! is the server
 for i in $(seq 100); do curl -s -m1 -o /dev/null http://10.0.2.15:8080/ && break; sleep 0.02; done
 inspect; echo "step 12.2 $(( ($(now) - t0) / 1000 ))" >&3
 http_check 12.2 upstream 10.0.2.15 8080
@@ -528,7 +541,7 @@ bind_check 12.2 host 10.0.2.15 8080
 
 # 12.3 Two containers in one namespace: a pod
 t0=$(now); inspect
-ip netns exec netns0 python3 -m http.server --bind 127.0.0.1 6000 >/dev/null 2>&1 </dev/null & server=$!  # ip netns exec execs python: $! is the server
+ip netns exec netns0 python3 -m http.server --directory /run/www --bind 127.0.0.1 6000 >/dev/null 2>&1 </dev/null & servers+=($!)  # ip netns exec execs python: $! is the server
 for i in $(seq 100); do curl -s -m1 -o /dev/null http://127.0.0.1:6000/ && break; sleep 0.02; done
 inspect; echo "step 12.3 $(( ($(now) - t0) / 1000 ))" >&3
 http_check 12.3 netns0 127.0.0.1 6000
@@ -564,32 +577,34 @@ bind_check 12.6 netns0 127.0.0.1 6000
 
 # 13.1 A resolver for the lab
 t0=$(now); inspect
-in_ns upstream dnsmasq --keep-in-foreground --no-resolv --listen-address=10.0.2.2 --address=/example.com/203.0.113.8 >/dev/null
+"$NETSTEP_PYTHON" -m netstep.kernel.dnsd --netns "$(ns_file upstream)" --bind 10.0.2.2 --answers 'example.com=203.0.113.8' --forward '' > /run/dnsd.468 2>&1 </dev/null & servers+=($!)
+until grep -q ready /run/dnsd.468 2>/dev/null; do sleep 0.02; done
 inspect; echo "step 13.1 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.1 host example.com None
+dns_check 13.1 host example.com
 ping_check 13.1 host 10.0.2.2
 
 # 13.2 The host's stub resolver
 t0=$(now); inspect
-in_ns host dnsmasq --keep-in-foreground --no-resolv --listen-address=127.0.0.53 --server=10.0.2.2 >/dev/null
+"$NETSTEP_PYTHON" -m netstep.kernel.dnsd --netns "$(ns_file host)" --bind 127.0.0.53 --answers '' --forward '10.0.2.2' > /run/dnsd.475 2>&1 </dev/null & servers+=($!)
+until grep -q ready /run/dnsd.475 2>/dev/null; do sleep 0.02; done
 inspect; echo "step 13.2 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.2 host example.com None
-dns_check 13.2 host nowhere.example None
+dns_check 13.2 host example.com
+dns_check 13.2 host nowhere.example
 
 # 13.3 A container copies the host's file
 t0=$(now); inspect
 in_ns host mkdir -p /etc/netns/netns0 >/dev/null
 in_ns host cp /etc/resolv.conf /etc/netns/netns0/resolv.conf >/dev/null
 inspect; echo "step 13.3 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.3 netns0 example.com None
+dns_check 13.3 netns0 example.com
 ping_check 13.3 netns0 10.0.2.2
 
 # 13.4 A resolv.conf of its own
 t0=$(now); inspect
-in_ns host echo 'nameserver 10.0.2.2' > /etc/netns/netns0/resolv.conf >/dev/null
+echo 'nameserver 10.0.2.2' > /etc/netns/netns0/resolv.conf
 inspect; echo "step 13.4 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.4 netns0 example.com None
-dns_check 13.4 host example.com None
+dns_check 13.4 netns0 example.com
+dns_check 13.4 host example.com
 
 # 13.5 Why not DNAT 127.0.0.53?
 t0=$(now); inspect
@@ -597,17 +612,18 @@ in_ns host mkdir -p /etc/netns/netns1 >/dev/null
 in_ns host cp /etc/resolv.conf /etc/netns/netns1/resolv.conf >/dev/null
 in_ns netns1 iptables -t nat -A OUTPUT -d 127.0.0.53/32 -p udp --dport 53 -j DNAT --to-destination 10.0.2.2 >/dev/null
 inspect; echo "step 13.5 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.5 netns1 example.com None
+dns_check 13.5 netns1 example.com
 
 # 13.6 An embedded resolver, as Docker's 127.0.0.11
 t0=$(now); inspect
 in_ns netns1 iptables -t nat -D OUTPUT -d 127.0.0.53/32 -p udp --dport 53 -j DNAT --to-destination 10.0.2.2 >/dev/null
-in_ns host echo 'nameserver 127.0.0.11' > /etc/netns/netns1/resolv.conf >/dev/null
-in_ns netns1 dnsmasq --keep-in-foreground --no-resolv --listen-address=127.0.0.11 --server=10.0.2.2 >/dev/null
+echo 'nameserver 127.0.0.11' > /etc/netns/netns1/resolv.conf
+"$NETSTEP_PYTHON" -m netstep.kernel.dnsd --netns "$(ns_file netns1)" --bind 127.0.0.11 --answers '' --forward '10.0.2.2' > /run/dnsd.504 2>&1 </dev/null & servers+=($!)
+until grep -q ready /run/dnsd.504 2>/dev/null; do sleep 0.02; done
 inspect; echo "step 13.6 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.6 netns1 example.com None
-dns_check 13.6 netns1 nowhere.example None
-dns_check 13.6 netns0 example.com None
+dns_check 13.6 netns1 example.com
+dns_check 13.6 netns1 nowhere.example
+dns_check 13.6 netns0 example.com
 
 # 13.7 Put it all away
 t0=$(now); inspect
@@ -617,11 +633,11 @@ in_ns upstream fuser -k 53/udp >/dev/null
 in_ns host rm -r /etc/netns/netns1 >/dev/null
 in_ns host rm -r /etc/netns/netns0 >/dev/null
 inspect; echo "step 13.7 $(( ($(now) - t0) / 1000 ))" >&3
-dns_check 13.7 netns0 example.com None
-dns_check 13.7 host example.com None
+dns_check 13.7 netns0 example.com
+dns_check 13.7 host example.com
 http_check 13.7 upstream 10.0.2.15 5005
 
-# Clean-up: every namespace, and the server.
-[ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+# Clean-up: every namespace, and every server (those a lesson stopped are gone already).
+for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
 for ns in $(ip netns list | awk '{print $1}'); do ip netns delete "$ns"; done
 

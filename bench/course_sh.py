@@ -6,7 +6,11 @@ step as `ip` / `iptables` / `sysctl` (inside `ip netns exec` for a container), a
 check as `ping -c1 -W1` or `curl -m1`, printing one verdict line a check. Before and
 after each step it inspects the stacks the way the article's inspect-net-stack.sh does,
 and it reports each step's time on file descriptor 3. It expects to run as root inside
-`unshare --net --mount --propagation private` with a private /run (bench/run.py does that).
+`unshare --net --mount --propagation private` with a private /run and an overlay on /etc
+whose writes land in that /run (bench/run.py does that: lesson 13 writes /etc/netns files,
+which must never reach the machine's /etc). The DNS server that the lessons type as
+dnsmasq is the one netstep runs (netstep.kernel.dnsd, run by $NETSTEP_PYTHON); the HTTP
+server is Python's, serving a 100000-byte file for lesson 11's large answer.
 """
 
 from __future__ import annotations
@@ -27,15 +31,28 @@ in_ns() { local ns="$1"; shift; if [ "$ns" = host ]; then "$@"; else ip netns ex
 inspect() { for ns in host $(ip netns list | awk '{print $1}'); do
   in_ns "$ns" ip link >/dev/null; in_ns "$ns" ip route >/dev/null; in_ns "$ns" iptables --list-rules >/dev/null
 done; }
-ping_check() { # STEP FROM TO
-  if in_ns "$2" ping -c1 -W1 "$3" >/dev/null 2>&1; then v=reachable; else v=unreachable; fi
+ns_file() { if [ "$1" = host ]; then echo /proc/$$/ns/net; else echo "/run/netns/$1"; fi; }
+servers=()
+mkdir -p /run/www && head -c 100000 /dev/zero > /run/www/100000
+printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\n' > /run/resolv.conf  # the lab host's, as netstep's
+rm -f /etc/resolv.conf && cp /run/resolv.conf /etc/resolv.conf
+ping_check() { # STEP FROM TO [SIZE: with the DF bit]
+  local size=(); [ -n "${4:-}" ] && size=(-M do -s "$4")
+  if in_ns "$2" ping -c1 -W1 "${size[@]}" "$3" >/dev/null 2>&1; then v=reachable; else v=unreachable; fi
   echo "$1 ping $2 $3 $v"; }
+bind_check() { # STEP FROM ADDR PORT: can a new server's socket (SO_REUSEADDR, as Python's) take it?
+  if in_ns "$2" python3 -c 'import socket as s, sys; k = s.socket(); k.setsockopt(s.SOL_SOCKET, s.SO_REUSEADDR, 1)
+k.bind((sys.argv[1], int(sys.argv[2])))' "$3" "$4" 2>/dev/null; then v=reachable; else v=unreachable; fi
+  echo "$1 bind $2 $3:$4 $v"; }
+dns_check() { # STEP FROM NAME: as a program started by ip netns exec resolves it
+  if in_ns "$2" timeout 2 getent hosts "$3" >/dev/null 2>&1; then v=reachable; else v=unreachable; fi
+  echo "$1 dns $2 $3 $v"; }
 tcp_check() { # STEP FROM ADDR PORT
   if in_ns "$2" timeout 1 bash -c "exec 9<>/dev/tcp/$3/$4" 2>/dev/null; then v=reachable; else v=unreachable; fi
   echo "$1 tcp $2 $3:$4 $v"; }
-http_check() { # STEP FROM ADDR PORT
-  if in_ns "$2" curl -s -m1 -o /dev/null "http://$3:$4/"; then v=reachable; else v=unreachable; fi
-  echo "$1 http $2 $3:$4 $v"; }
+http_check() { # STEP FROM ADDR PORT [/PATH]
+  if in_ns "$2" curl -s -m1 -o /dev/null "http://$3:$4${5:-/}"; then v=reachable; else v=unreachable; fi
+  echo "$1 http $2 $3:$4${5:-} $v"; }
 
 # The lab: this namespace is the host; upstream is the router and the internet.
 ip link set lo up
@@ -54,8 +71,8 @@ ip netns exec upstream sysctl -qw net.ipv4.ip_forward=1
 """
 
 FOOTER = r"""
-# Clean-up: every namespace, and the server.
-[ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+# Clean-up: every namespace, and every server (those a lesson stopped are gone already).
+for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
 for ns in $(ip netns list | awk '{print $1}'); do ip netns delete "$ns"; done
 """
 
@@ -67,22 +84,36 @@ def script(course: Course, internet: str = "203.0.113.8") -> str:
         out.append("t0=$(now); inspect")
         for command in step.commands:
             words = shlex.split(command.text)
+            prefix = "" if command.where == "host" else f"ip netns exec {command.where} "
             if words[:2] == ["python3", "-m"]:  # the article's server, in the background
                 addr, port = words[-2], words[-1]
-                prefix = "" if command.where == "host" else f"ip netns exec {command.where} "
-                out.append(f"{prefix}python3 -m http.server --bind {addr} {port} >/dev/null 2>&1 </dev/null & "
-                           "server=$!  # ip netns exec execs python: $! is the server")
+                out.append(f"{prefix}python3 -m http.server --directory /run/www --bind {addr} {port} >/dev/null "
+                           "2>&1 </dev/null & servers+=($!)  # ip netns exec execs python: $! is the server")
                 out.append(f"for i in $(seq 100); do curl -s -m1 -o /dev/null http://{addr}:{port}/ && break; "
                            "sleep 0.02; done")
+                continue
+            if words[0] == "dnsmasq":  # netstep's DNS server, as `netstep shell` runs it for dnsmasq
+                action = command.action
+                answers = ",".join(f"{name}={ip}" for name, ip in action.answers)
+                out.append(f'"$NETSTEP_PYTHON" -m netstep.kernel.dnsd --netns "$(ns_file {command.where})" '
+                           f"--bind {action.address} --answers '{answers}' --forward '{action.forward}' "
+                           f"> /run/dnsd.{len(out)} 2>&1 </dev/null & servers+=($!)")
+                out.append(f"until grep -q ready /run/dnsd.{len(out) - 1} 2>/dev/null; do sleep 0.02; done")
+                continue
+            if ">" in words or ">>" in words:  # a file written by the shell: its own redirection
+                out.append(f"{prefix}{command.text}" if command.where == "host" else
+                           f"ip netns exec {command.where} sh -c {shlex.quote(command.text)}")
                 continue
             out.append(f"in_ns {command.where} {command.text} >/dev/null")
         out.append(f"inspect; echo \"step {step.ref} $(( ($(now) - t0) / 1000 ))\" >&3")
         for check in step.checks:
             target = internet if check.target == "internet" else check.target
             if check.kind == "ping":
-                out.append(f"ping_check {step.ref} {check.source} {target}")
+                out.append(f"ping_check {step.ref} {check.source} {target} {check.size or ''}".rstrip())
+            elif check.kind == "dns":
+                out.append(f"dns_check {step.ref} {check.source} {check.target}")
             else:
-                out.append(f"{check.kind}_check {step.ref} {check.source} {target} {check.port}")
+                out.append(f"{check.kind}_check {step.ref} {check.source} {target} {check.port} {check.path}".rstrip())
     out.append(FOOTER)
     return "\n".join(out) + "\n"
 

@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -51,7 +52,11 @@ from terminal import COLUMNS, LINES, run_on_pty  # noqa: E402 (bench/ is on the 
 
 PY = sys.executable
 UNSHARE = ["unshare", "--net", "--mount", "--propagation", "private", "--"]
-PRIVATE_RUN = "mount -t tmpfs tmpfs /run && mkdir -p /run/netns && "
+# A private /run, and /etc as an overlay whose writes land there: the shell course's lesson 13
+# writes /etc/netns/NAME/resolv.conf and /etc/resolv.conf, never the machine's.
+PRIVATE_RUN = ("mount -t tmpfs tmpfs /run && mkdir -p /run/netns /run/etc /run/etc-work && "
+               "mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc,workdir=/run/etc-work /etc && "
+               f"export NETSTEP_PYTHON={shlex.quote(sys.executable)} && ")
 
 
 def run(argv: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
