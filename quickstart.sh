@@ -56,6 +56,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# br_netfilter: lessons 6 and 9 show what it does to bridged traffic and lesson 10 turns its
+# switch; without it, lesson 10 and the lessons after it cannot run. Docker and Kubernetes
+# load it on their hosts. Loaded for this boot (`netstep doctor` says when it is missing).
+if [ ! -d /proc/sys/net/bridge ]; then
+  echo "Loading the kernel's br_netfilter module (lessons 6, 9 and 10 are about it)"
+  modprobe br_netfilter || echo "Could not load br_netfilter: lessons 10 to 13 will not run here" >&2
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -48,8 +48,9 @@ def diagnose(*, host: bool = False, proc_sys: str = "/proc/sys") -> list[tuple[b
         findings.append((True, _("br_netfilter is loaded: bridged traffic passes iptables, so a FORWARD policy of "
                                  "DROP also blocks container-to-container traffic on a bridge")))
     else:
-        findings.append((True, _("br_netfilter is not loaded: bridged traffic skips iptables (the course works "
-                                 "either way)")))
+        findings.append((False, _("br_netfilter is not loaded: bridged traffic skips iptables, and lesson 10, "
+                                  "which turns its switch, cannot run, nor the lessons after it. `sudo modprobe "
+                                  "br_netfilter` loads it (Docker and Kubernetes load it on their hosts)")))
     if shutil.which("dockerd") or os.path.exists("/var/run/docker.sock"):
         findings.append((True, _("Docker is installed: it sets the FORWARD policy to DROP in the machine's own "
                                  "namespace; the sandbox is not affected")))

@@ -18,7 +18,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import needs_root, real_lesson_files, typed_in_shell
+from support import lesson_markdown, needs_root, real_lesson_files, typed_in_shell, write_lesson
 
 from netstep.core.engine import Engine
 from netstep.core.grading import advance, hint, next_hint, solution, target_of, verify
@@ -569,3 +569,28 @@ def test_verify_again_and_again_gives_the_same_answer(lab: Lab) -> None:
     for _ in range(4):
         verdict = verify(engine, target, adopt=False)
         assert verdict.ok, [(r.check.describe(), r.actual, r.reason) for r in verdict.checks]
+
+
+@needs_root
+def test_a_lesson_this_kernel_cannot_run_leaves_the_lessons_before_it_gradable(make_lab, tmp_path) -> None:
+    """Found in the VM, whose kernel had no br_netfilter: the course's own pass stopped at
+    lesson 10's sysctl, and every `solution` (lesson 2's too) failed with it. Now the pass
+    keeps the states before the lesson that fails, and only that lesson on says why."""
+    from netstep.course.course import Course
+    from netstep.errors import NetstepError
+
+    write_lesson(tmp_path, "01-one.md", lesson_markdown("Lesson 1: One", [
+        ("A namespace", ["host# ip netns add netns0"], []),
+        ("Its loopback", ["netns0# ip link set lo up"], ["ping netns0 -> 127.0.0.1 reachable"])]))
+    write_lesson(tmp_path, "02-two.md", lesson_markdown("Lesson 2: Two", [
+        ("A switch this kernel lacks", ["host# sysctl -w net.bridge.bridge-nf-call-nosuch=1"], [])]))
+    course = Course.load(tmp_path)
+    engine = Engine(make_lab("nokernel"), course)
+    assert not verify(engine, target_of(engine, "1.2")).ok  # built: graded, nothing typed yet
+    typed(engine.lab, "host# ip netns add netns0", "netns0# ip link set lo up")
+    assert verify(engine, target_of(engine, "1.2")).ok and engine.position == 2
+    with pytest.raises(NetstepError) as raised:
+        verify(engine, target_of(engine, "2.1"))
+    assert "lesson 2 cannot run here" in str(raised.value), raised.value
+    assert "There is no sysctl net.bridge.bridge-nf-call-nosuch in host" in str(raised.value), raised.value
+    assert len(states(engine).positions) == 3 and states(engine).stopped

@@ -135,6 +135,15 @@ if [ ${#need[@]} -gt 0 ]; then
   changed "installed ${need[*]}"
 fi
 
+# 1b. br_netfilter, as a Docker or Kubernetes host has it: lessons 6 and 9 show what it does
+#     to bridged traffic and lesson 10 turns its switch (without it, lesson 10 cannot run,
+#     nor the lessons after it). Loaded now and at every boot; the VM has no bridge of its own.
+put /etc/modules-load.d/netstep.conf "br_netfilter"
+if [ ! -d /proc/sys/net/bridge ]; then
+  modprobe br_netfilter
+  changed "loaded br_netfilter"
+fi
+
 # 2. A venv with netstep and JupyterLab. netstep is reinstalled only when its source changed.
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"

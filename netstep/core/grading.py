@@ -160,6 +160,7 @@ def _expected(engine: Engine, target: Target) -> tuple[Snapshot, Snapshot, list[
     start if that is later), where the target ends, and the commands between, with the
     state after each."""
     found = states(engine)
+    found.require(target.position)
     if target.challenge:  # it starts and ends at the course's own state, which the break left
         return found.positions[target.position], found.positions[target.position], []
     if target.exercise:
@@ -225,6 +226,7 @@ def _adopt(engine: Engine, target: Target, actual: Snapshot) -> None:
     """Count the steps up to `target` as done, by the student's hand: undoing one brings the
     lab back to the state before it (the lab's own position state for the first)."""
     found = states(engine)
+    found.require(target.position)
     first = engine.position
     for index in range(first, target.position):
         kept = engine.known_position_state() if index == first else None

@@ -25,7 +25,9 @@ from netstep.core.engine import Engine
 from netstep.core.lab import Lab
 from netstep.core.reset import reset_lab
 from netstep.course.course import Course
-from netstep.errors import NetstepError
+from netstep.course.lessons import Lesson
+from netstep.errors import KernelError, NetstepError
+from netstep.i18n import _
 from netstep.state.snapshot import Snapshot, from_json, to_json
 
 ROOT = "/run/netstep/reference"  # beside the labs' folder, so no list of labs shows it
@@ -80,6 +82,16 @@ class CourseStates:
     positions: Sequence[Snapshot] = field(default_factory=list)  # [p]: after p steps
     commands: Sequence[list[CommandState]] = field(default_factory=list)  # [i]: step i's commands
     exercises: dict[str, list[CommandState]] = field(default_factory=dict)  # ref: its solution's commands
+    # Why the pass stopped before the course's end ("" when it went through): a lesson this
+    # machine's kernel cannot run (lesson 10 without br_netfilter) leaves the ones before it gradable.
+    stopped: str = ""
+
+    def require(self, position: int) -> None:
+        """A clear error where the states end before `position` (after that many steps)."""
+        if position >= len(self.positions):
+            raise NetstepError(_("verify, hint and solution compare the lab with the course's own, built "
+                                 "beside it, and on this machine that lab stops before this point: "
+                                 "{why}").format(why=self.stopped))
 
     def exercise_state(self, ref: str, position: int) -> Snapshot:
         done = self.exercises.get(ref)
@@ -91,7 +103,8 @@ class CourseStates:
 
         return {"positions": [to_json(s) for s in self.positions],
                 "commands": [commands(step) for step in self.commands],
-                "exercises": {ref: commands(items) for ref, items in self.exercises.items()}}
+                "exercises": {ref: commands(items) for ref, items in self.exercises.items()},
+                "stopped": self.stopped}
 
     @classmethod
     def from_json(cls, data: dict) -> CourseStates:
@@ -99,7 +112,7 @@ class CourseStates:
             return [CommandState(where, text, from_json(after)) for where, text, after in items]
 
         return cls(OnDemand(data["positions"], from_json), OnDemand(data["commands"], commands),
-                   {ref: commands(items) for ref, items in data["exercises"].items()})
+                   {ref: commands(items) for ref, items in data["exercises"].items()}, data["stopped"])
 
 
 def sysctl_keys(course: Course) -> tuple[str, ...]:
@@ -113,8 +126,10 @@ def read(engine: Engine) -> Snapshot:
 
 
 def key(course: Course) -> str:
-    """The cache key: the lessons' text, the course variant, and the code that builds and reads."""
-    digest = hashlib.sha256(f"containers={course.containers}".encode())
+    """The cache key: the lessons' text, the course variant, the code that builds and reads, and
+    whether the kernel has br_netfilter (without it, the pass stops at the lesson that needs it)."""
+    bridge = os.path.isdir("/proc/sys/net/bridge")
+    digest = hashlib.sha256(f"containers={course.containers} br_netfilter={bridge}".encode())
     for lesson in course.lessons:
         digest.update(Path(lesson.path).read_bytes() if os.path.exists(lesson.path) else lesson.path.encode())
     for folder in ("ops", "state", "kernel", "course"):
@@ -171,23 +186,14 @@ def build(engine: Engine) -> CourseStates:
 
         found = CourseStates(positions=[now()])
         for lesson in engine.course.lessons:
-            for step in lesson.steps:
-                done: list[CommandState] = []
-
-                def noted(count: int, total: int, step=step, done=done) -> None:
-                    command = step.commands[count - 1]
-                    done.append(CommandState(command.where, command.text, now()))
-
-                ref.apply_next(run_checks=False, show=False, progress=noted)
-                found.commands.append(done)
-                found.positions.append(done[-1].after if done else now())
-            if lesson.exercise is not None:
-                solved = []
-                for command in lesson.exercise.solution:
-                    ref.run_own(f"{command.where}# {command.text}")
-                    solved.append(CommandState(command.where, command.text, now()))
-                found.exercises[lesson.exercise.ref] = solved
-                ref.follow_student()
+            try:
+                build_lesson(ref, lesson, found, now)
+            except KernelError as exc:  # this kernel cannot run the lesson: keep the states before it
+                del found.positions[engine.course.start_of(lesson) + 1:]
+                del found.commands[engine.course.start_of(lesson):]
+                found.stopped = _("lesson {number} cannot run here: {error}").format(number=lesson.number,
+                                                                                    error=exc)
+                break
         ref.journal.close()
         return found
     finally:
@@ -195,3 +201,24 @@ def build(engine: Engine) -> CourseStates:
             reset_lab(lab)
         finally:
             lab.close()
+
+
+def build_lesson(ref: Engine, lesson: Lesson, found: CourseStates, now: Callable[[], Snapshot]) -> None:
+    """One lesson's steps, then its exercise's solution, each state noted in `found`."""
+    for step in lesson.steps:
+        done: list[CommandState] = []
+
+        def noted(count: int, total: int, step=step, done=done) -> None:
+            command = step.commands[count - 1]
+            done.append(CommandState(command.where, command.text, now()))
+
+        ref.apply_next(run_checks=False, show=False, progress=noted)
+        found.commands.append(done)
+        found.positions.append(done[-1].after if done else now())
+    if lesson.exercise is not None:
+        solved = []
+        for command in lesson.exercise.solution:
+            ref.run_own(f"{command.where}# {command.text}")
+            solved.append(CommandState(command.where, command.text, now()))
+        found.exercises[lesson.exercise.ref] = solved
+        ref.follow_student()

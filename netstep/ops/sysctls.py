@@ -15,7 +15,8 @@ FORWARDING_SWITCHES = {"net.ipv4.ip_forward": "ipv4", "net.ipv4.conf.all.forward
 def apply_sysctl(action: Sysctl, lab: LabAccess) -> Action:
     old = lab.read_sysctl(action.ns, action.key)
     if old is None:
-        hint = " (the br_netfilter module is not loaded)" if action.key.startswith("net.bridge.") else ""
+        hint = (" (the br_netfilter module is not loaded: `sudo modprobe br_netfilter` loads it)"
+                if action.key.startswith("net.bridge.") else "")
         raise KernelError(f"There is no sysctl {action.key} in {action.ns}{hint}.")
     family = FORWARDING_SWITCHES.get(action.key)
     also = lab.read_forwarding_settings(action.ns, family) if family and old != action.value else ()
