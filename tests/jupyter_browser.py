@@ -185,10 +185,24 @@ class NotebookRun:
     def ok(self) -> bool:
         return self.finished and not self.errors and not self.not_run and bool(self.code_cells)
 
+    def last_shown(self) -> str:
+        """The text the last cell that ran shows. An error netstep raises is shown as its message
+        (no traceback, no error output), yet it stops run-all: this is where to read it."""
+        ran = [c for c in self.code_cells if c.get("execution_count") is not None]
+        if not ran:
+            return ""
+        texts = []
+        for out in ran[-1].get("outputs", []):
+            data = out.get("data", {})
+            text = out.get("text") or data.get("text/plain") or data.get("text/markdown") or ""
+            texts.append("".join(text) if isinstance(text, list) else text)
+        return f"{''.join(ran[-1].get('source', ''))!r} showed: " + " | ".join(texts)[-1500:]
+
     def report(self) -> str:
         """A paragraph for an assertion message."""
+        stopped = f"; the last cell run, {self.last_shown()}" if self.not_run else ""
         return (f"{self.path}: {len(self.code_cells)} code cells in {self.seconds:.1f} s, "
-                f"finished={self.finished}, errors={self.errors}, cells never run={self.not_run}")
+                f"finished={self.finished}, errors={self.errors}, cells never run={self.not_run}{stopped}")
 
 
 # Runs in the page: open the notebook with JupyterLab's own commands, run every cell, wait
