@@ -37,12 +37,14 @@ OTHER_REPAIRS = {
     "masquerade-wrong-interface": ["host# iptables -t nat -I POSTROUTING 1 -s 172.18.0.0/16 -o eth0 -j MASQUERADE"],
     "no-route-back": ["netns0# ip route add 10.0.2.0/24 via 172.18.0.1"],
     "vpn-black-hole": ["host# ip link set dev eth0 mtu 1500", "host# iptables -D OUTPUT 1"],
+    "resolv-stub": ["host# rm /etc/netns/netns0/resolv.conf", "host# echo nameserver 10.0.2.2 > "
+                    "/etc/netns/netns0/resolv.conf"],
 }
 
 
 def test_there_are_at_least_twelve_challenges_across_lessons_2_to_14() -> None:
     assert len(ALL.items) >= 12
-    assert {2, 3, 4, 5, 6, 7, 11} <= {c.lesson for c in ALL.items} <= set(range(2, 15))
+    assert {2, 3, 4, 5, 6, 7, 9, 11, 13} <= {c.lesson for c in ALL.items} <= set(range(2, 15))
     assert len(set(ALL.names())) == len(ALL.items)
     slugs = {le.slug for le in COURSE.lessons}
     for challenge in ALL.items:
@@ -124,6 +126,22 @@ def test_a_repair_that_breaks_something_else_fails(lab) -> None:
     done = grading.solution(engine, challenges.target_of(engine))  # what is in the way goes
     assert done.verdict.ok and any(r.startswith("upstream#") and "172.18.0.0/16" in r for r in done.removed), \
         done.removed
+
+
+@needs_root
+def test_a_solution_that_must_reset_the_lab_keeps_the_challenges_setup(lab) -> None:
+    """hairpin-off's working lab is lesson 9's end and a setup (a MASQUERADE, hairpin on):
+    when the student also deleted that MASQUERADE, hairpin alone does not repair it, the
+    lab is set to the lesson's end, and the setup and the repair run again on it."""
+    engine = Engine(lab)
+    challenge = ALL.find("hairpin-off")
+    challenges.begin(engine, challenge)
+    typed(lab, "host# iptables -t nat -D POSTROUTING -s 172.18.0.0/16 -d 172.18.0.0/16 -o br0 -j MASQUERADE")
+    done = grading.solution(engine, challenges.target_of(engine))
+    assert done.verdict.ok, _failing(done.verdict)
+    rules = subprocess.run(["nsenter", f"--net={lab.path_of('host')}", "iptables-save", "-t", "nat"],
+                           capture_output=True, text=True, check=True, timeout=30).stdout
+    assert "-A POSTROUTING -s 172.18.0.0/16 -d 172.18.0.0/16 -o br0 -j MASQUERADE" in rules, rules
 
 
 @needs_root

@@ -1,7 +1,7 @@
 """A break-it challenge applied to a lab, and graded by what works.
 
 `begin` brings the lab to the challenge's lesson end (a course move: whatever the
-student had typed is taken back first), then runs its break as the student's own
+student had typed is taken back first), then runs its setup and its break as the student's own
 commands, unseen: the break is "not the course's", so the next move (`next`, `start`,
 `rollback`...) takes it back as it takes back anything a student typed
 (netstep.core.reconcile). The lab remembers which challenge it holds (MARKER) until that
@@ -56,7 +56,7 @@ def begin(engine: Engine, challenge: Challenge) -> Begun:
                            "host (this machine's own network) cannot be: use a sandbox lab (without --host).")
     position = position_of(engine, challenge)
     engine.skip_to(position)  # (taking back what the student typed, an earlier challenge's break too)
-    engine.run_own("\n".join(f"{c.where}# {c.text}" for c in challenge.breaks))
+    engine.run_own("\n".join(f"{c.where}# {c.text}" for c in [*challenge.setup, *challenge.breaks]))
     _forget_hints(engine, challenge.ref)
     with open(os.path.join(engine.lab.dir, MARKER), "w") as f:
         json.dump({"name": challenge.name, "position": position}, f)
@@ -88,7 +88,8 @@ def target(engine: Engine, challenge: Challenge) -> grading.Target:
                           for m in checks)]
     return grading.Target(challenge.ref, challenge.story, position_of(engine, challenge), tuple(checks),
                           tuple(challenge.grade), tuple(challenge.hints), goal=challenge.prose or challenge.story,
-                          challenge=True, fix=tuple(challenge.solution), broken=challenge.explain)
+                          challenge=True, fix=tuple(challenge.solution), broken=challenge.explain,
+                          setup=tuple(challenge.setup))
 
 
 def target_of(engine: Engine, ref: str | None = None) -> grading.Target:

@@ -48,6 +48,7 @@ class Target:
     exercise: bool = False
     challenge: bool = False  # a break-it challenge (netstep.core.challenges): graded by its checks alone
     fix: tuple[Command, ...] = ()  # a challenge's repair, run by `solution`
+    setup: tuple[Command, ...] = ()  # what a challenge's working lab has beyond its lesson's end
     broken: str = ""  # what a challenge broke, said by `solution`
 
 
@@ -404,6 +405,8 @@ def solution(engine: Engine, target: Target) -> Solution:
         changes = _force(engine, expected)
         removed = [c.describe() for c in changes if c.removes]
         restored = [c.describe() for c in changes if not c.removes]
+        if target.challenge and target.setup:  # the working lab is the lesson's end and the setup
+            engine.run_own("\n".join(f"{c.where}# {c.text}" for c in (*target.setup, *target.fix)))
         verdict = verify(engine, target)
     return Solution(ran, verdict, removed, restored, broken=target.broken)
 

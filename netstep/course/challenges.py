@@ -2,8 +2,10 @@
 
 A challenge is content, like a lesson: one Markdown file in `lessons/challenges/`, named
 `NN-name.md` (NN: the lesson whose end the lab is built at; `name`: what the student
-types). Its `# ` heading is the one-line story, its prose what the student is told, a
-`break` block the commands that break the lab (run hidden), `check` blocks what must
+types). Its `# ` heading is the one-line story, its prose what the student is told, an
+optional `setup` block what the working lab has beyond the lesson's end (a lesson that
+takes its work back at its end, as lessons 9 to 13 do), a `break` block the commands
+that break the lab (both run hidden), `check` blocks what must
 work again, `hint` blocks staged hints, a `solution` block one repair and an `explain`
 block what was broken. The format is in docs/lesson-format.md.
 """
@@ -21,7 +23,7 @@ from netstep.errors import LessonError, NetstepError, did_you_mean
 from netstep.i18n import language
 from netstep.render import RenderMixin
 
-BLOCKS = ("break", "check", "hint", "solution", "explain", "grade", "notes")
+BLOCKS = ("setup", "break", "check", "hint", "solution", "explain", "grade", "notes")
 
 
 @dataclass
@@ -32,7 +34,8 @@ class Challenge(RenderMixin):
     lesson: int  # the lab is built at this lesson's end
     story: str  # the one-line story (the file's `# ` heading)
     prose: str = ""  # what the student is told, beyond the story
-    breaks: list[Command] = field(default_factory=list)  # run hidden
+    setup: list[Command] = field(default_factory=list)  # the working lab beyond the lesson's end, run hidden
+    breaks: list[Command] = field(default_factory=list)  # run hidden, after the setup
     checks: list[Check] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
     solution: list[Command] = field(default_factory=list)
@@ -100,7 +103,9 @@ def parse_challenge_text(text: str, path: str) -> Challenge:
 
 
 def _block(challenge: Challenge, grammar: LineParser, lang: str, body: list[str], first: int) -> None:
-    if lang == "break":
+    if lang == "setup":
+        challenge.setup += grammar.commands(body, first)
+    elif lang == "break":
         challenge.breaks += grammar.commands(body, first)
     elif lang == "solution":
         challenge.solution += grammar.commands(body, first)
