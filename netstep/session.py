@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from netstep.errors import Interrupted, NetstepError, Terminated
+from netstep.i18n import _
 
 if TYPE_CHECKING:
     from netstep.core.engine import Engine
@@ -80,10 +81,12 @@ def _where(engine: Engine) -> str:
     """Where the lab stands, in a sentence, and the command that goes on from there."""
     step = engine.current_step()
     if step is None:
-        return "The lab is at the start of the course: `python -m netstep next` applies step 1.1."
+        return _("The lab is at the start of the course: `python -m netstep next` applies step 1.1.")
     upcoming = engine.next_step()
-    then = f": `python -m netstep next` applies step {upcoming.ref}" if upcoming else ", the course's end"
-    return f"The lab is after step {step.ref} ({step.title}){then}."
+    if upcoming is None:
+        return _("The lab is after step {ref} ({title}), the course's end.").format(ref=step.ref, title=step.title)
+    return _("The lab is after step {ref} ({title}): `python -m netstep next` applies step {next}.").format(
+        ref=step.ref, title=step.title, next=upcoming.ref)
 
 
 def engine_for(args, course: Course | None = None) -> Engine:

@@ -133,7 +133,7 @@ _current: Tutor | None = None
 def current() -> Tutor:
     """The Tutor made last in this process (the one a `%%netstep` cell talks to)."""
     if _current is None:
-        raise NetstepError("No lab is open: run `t = Tutor()` first.")
+        raise NetstepError(i18n._("No lab is open: run `t = Tutor()` first."))
     return _current
 
 
@@ -226,14 +226,15 @@ class Tutor(RenderMixin):
             if target.exercise:  # an exercise is not a step of the course
                 return self.solution(ref)
             if target.position <= self.engine.position:
-                return Notice(f"Step {target.ref} is done already: `t.status()` says where the lab is.")
+                return Notice(i18n._("Step {ref} is done already: `t.status()` says where the lab is.").format(
+                    ref=target.ref))
             if target.position > self.engine.position + 1 or self._typed():
                 return self.solution(ref)
         upcoming = self.engine.next_step()
         before = self._call(self.engine.moments.last)
         result = self._move(self.engine.apply_next)
         return self._pictured(self._marked(upcoming.ref if upcoming else "", result), before, result.diff,
-                              f"after step {result.step.ref}: {result.step.title}")
+                              i18n._("after step {ref}: {title}").format(ref=result.step.ref, title=result.step.title))
 
     # -- predict, then see ---------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class Tutor(RenderMixin):
         """
         upcoming = self.engine.next_step()
         if upcoming is None:
-            raise NetstepError("The course is finished: there is no next step to predict.")
+            raise NetstepError(i18n._("The course is finished: there is no next step to predict."))
         questions = [question(c, self.lab.internet) for c in upcoming.checks]
         if not answers:
             return Questions(upcoming.ref, questions)
@@ -274,14 +275,16 @@ class Tutor(RenderMixin):
         """Compare the lab with the course after step `ref` (default: the next step), then run its checks."""
         target = self._call(challenges.target_of, self.engine, ref)
         if target.position >= self.engine.position and not self._typed(target):
-            what = "the exercise" if target.exercise else f"step {target.ref}"
             if target.challenge:
-                return Notice("Nothing typed yet for the challenge: find what is broken (`t.trace`, `t.inspect`), "
-                              "fix it in a `%%netstep` cell, then verify again (`t.hint()` helps).")
-            return Notice(f"Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run it, "
-                          "then verify again (`t.hint()` helps).")
+                return Notice(i18n._("Nothing typed yet for the challenge: find what is broken (`t.trace`, "
+                                     "`t.inspect`), fix it in a `%%netstep` cell, then verify again (`t.hint()` "
+                                     "helps)."))
+            what = i18n._("the exercise") if target.exercise else i18n._("step {ref}").format(ref=target.ref)
+            return Notice(i18n._("Nothing typed yet for {what}: write its commands in a `%%netstep` cell and run "
+                                 "it, then verify again (`t.hint()` helps).").format(what=what))
         verdict = self._marked(target.ref, self._move(grading.verify, self.engine, target))
-        return self._pictured(verdict, None, None, f"your lab, checked against {_named(target.ref)}")
+        title = i18n._("your lab, checked against {target}").format(target=_named(target.ref))
+        return self._pictured(verdict, None, None, title)
 
     def challenge(self, name: str | None = None) -> challenges.Begun | Notice:
         """A break-it challenge: the lab at a lesson's end, one thing broken, unsaid. Find it
@@ -289,7 +292,8 @@ class Tutor(RenderMixin):
         `t.hint()` and `t.solution()` as for a step. Without a name, the list."""
         if name is None:
             found = challenges.catalogue(self.engine).items
-            return Notice("\n".join(f"{c.name}  (lesson {c.lesson})  {c.story}" for c in found))
+            return Notice("\n".join(f"{c.name}  " + i18n._("(lesson {number})").format(number=c.lesson) + f"  {c.story}"
+                                     for c in found))
         challenge = challenges.catalogue(self.engine).find(name)
         return self._move(challenges.begin, self.engine, challenge)
 
@@ -309,7 +313,8 @@ class Tutor(RenderMixin):
         target = self._call(challenges.target_of, self.engine, ref)
         before = self._call(self.engine.moments.last)
         solved = self._marked(target.ref, self._move(grading.solution, self.engine, target))
-        return self._pictured(solved, before, None, f"after the solution of {_named(target.ref)}")
+        title = i18n._("after the solution of {target}").format(target=_named(target.ref))
+        return self._pictured(solved, before, None, title)
 
     def _pictured(self, result, before: Snapshot | None, change: Diff | None, title: str) -> Pictured:
         """`result` with the lab's diagram after it: what changed since `before` marked
@@ -322,7 +327,8 @@ class Tutor(RenderMixin):
         """The lab as a diagram, now: what changed since the last step (your own work) marked."""
         before = self._call(self.engine.moments.last)
         now = self._call(self.engine.snapshot)
-        return Picture(lab_diagram(now, before, title=f"lab '{self.lab.name}' now", internet=self.lab.internet))
+        title = i18n._("lab '{name}' now").format(name=self.lab.name)
+        return Picture(lab_diagram(now, before, title=title, internet=self.lab.internet))
 
     def back(self) -> StepResult:
         """Roll back the last step applied."""
@@ -333,15 +339,18 @@ class Tutor(RenderMixin):
         if lesson is None:
             current = self.engine.current_step()
             if current is None:
-                raise NetstepError("No step is applied yet: name a lesson, as in t.check('veth').")
-            return CheckReport(f"Checks of step {current.ref}", self._call(self.engine.run_checks, current.checks))
+                raise NetstepError(i18n._("No step is applied yet: name a lesson, as in t.check('veth')."))
+            return CheckReport(i18n._("Checks of step {ref}").format(ref=current.ref),
+                               self._call(self.engine.run_checks, current.checks))
         found = self.engine.course.find(str(lesson))
         checks = self.engine.final_checks(found)
-        return CheckReport(f"Checks of {found.name}", self._call(self.engine.run_checks, checks))
+        return CheckReport(i18n._("Checks of lesson {number}").format(number=found.number),
+                           self._call(self.engine.run_checks, checks))
 
     def rollback(self, *, all: bool = False) -> Notice:
         moves = self._move(self.engine.rollback_all if all else self.engine.rollback_lesson)
-        return Notice(f"Rolled back {len(moves)} step(s).")
+        return Notice(i18n.ngettext("Rolled back {count} step.", "Rolled back {count} steps.", len(moves)).format(
+            count=len(moves)))
 
     # -- by hand -------------------------------------------------------------------------
 
@@ -376,8 +385,8 @@ class Tutor(RenderMixin):
         done, upcoming = self.engine.current_step(), self.engine.next_step()
         return Status(
             self.lab.name,
-            f"step {done.ref}: {done.title}" if done else "",
-            f"step {upcoming.ref}: {upcoming.title}" if upcoming else "",
+            i18n._("step {ref}: {title}").format(ref=done.ref, title=done.title) if done else "",
+            i18n._("step {ref}: {title}").format(ref=upcoming.ref, title=upcoming.title) if upcoming else "",
         )
 
     def ipr(self, ns: str) -> IPRoute:
@@ -404,7 +413,7 @@ class Tutor(RenderMixin):
         self._close_iprs()  # first: an open socket keeps its namespace alive
         self._call(reset_lab, self.lab)
         self.close()
-        return Notice(f"Lab '{self.lab.name}' removed.")
+        return Notice(i18n._("Lab '{name}' removed.").format(name=self.lab.name))
 
     def close(self) -> None:
         self._close_iprs()
@@ -454,7 +463,7 @@ class RemoteTutor(Tutor):
         try:
             kind, value = receive(self._sock)
         except EOFError:
-            raise NetstepError("The notebook's lab process ended: run `t = Tutor()` again.") from None
+            raise NetstepError(i18n._("The notebook's lab process ended: run `t = Tutor()` again.")) from None
         if kind == "fd":
             _, fds, _, _ = socket.recv_fds(self._sock, 1, 1)
             value = fds[0]
@@ -570,9 +579,11 @@ def _(notice: Notice):
 
 @views.renderable.register
 def _(status: Status):
-    where = f"after {status.done}" if status.done else "at the start of the course"
-    upcoming = f"Next: {status.next} (t.step())." if status.next else "The course is finished."
-    return Text.assemble((f"Lab '{status.lab}' ", "bold"), f"is {where}. ", upcoming)
+    where = (i18n._("Lab '{lab}' is after {step}.").format(lab=status.lab, step=status.done) if status.done else
+             i18n._("Lab '{lab}' is at the start of the course.").format(lab=status.lab))
+    upcoming = (i18n._("Next: {step} (t.step()).").format(step=status.next) if status.next else
+                i18n._("The course is finished."))
+    return Text.assemble((where, "bold"), " ", upcoming)
 
 
 @views.renderable.register
@@ -586,7 +597,7 @@ def _(asked: Questions):
 
 
 def _named(ref: str) -> str:
-    return ref if ref.lower().startswith(("exercise", "challenge:")) else f"step {ref}"
+    return ref if ref.lower().startswith(("exercise", "challenge:")) else i18n._("step {ref}").format(ref=ref)
 
 
 @views.renderable.register

@@ -136,6 +136,8 @@ KEPT_IN_ENGLISH = {
     "proto", "kernel", "scope", "link", "linkdown", "loopback", "peer", "DOWN", "filter", "upstream", "default",
     "INPUT", "OUTPUT", "FORWARD", "ROOT", "Linux", "netfilter", "network", "namespace", "route",
     "sysctl", "Network", "unreachable", "echo", "reply",  # ("Network is unreachable": the kernel's; echo reply: ping's)
+    "Destination", "Unreachable", "connection", "refused",  # (ping's "Destination Net Unreachable", quoted errors)
+    "inspect", "trace", "start", "next", "rollback", "challenge", "chain", "gateway", "Docker",  # commands, names
 }
 
 
@@ -177,12 +179,42 @@ def test_a_chinese_run_shows_no_english_prose_at_80_columns():
             Lab(lab).destroy()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs lessons on a lab as root")
+def test_a_chinese_tutor_shows_no_english_prose() -> None:
+    """What a notebook shows (each Tutor result drawn by rich, as the notebook's text form):
+    a step to verify with nothing typed, hints, a step, the status, the score, an
+    exercise's solution, the challenge list, a challenge begun, verified, hinted, solved,
+    a rollback and a lesson's checks."""
+    from rich.console import Console
+    from support import unique_name
+
+    from netstep.core.lab import Lab
+    from netstep.present import views
+    from netstep.tutor import Tutor
+
+    lab = unique_name("zht")
+    console = Console(width=80, color_system=None, record=True)
+    try:
+        t = Tutor(lab, lang="zh")
+        for call in (lambda: t.start(5), t.verify, t.hint, t.step, t.status, t.score,
+                     lambda: t.solution("exercise5"), t.challenge, lambda: t.challenge("no-default"), t.verify,
+                     t.hint, t.solution, t.rollback, lambda: t.check(5)):
+            console.print(views.renderable(call()))
+        t.reset()
+    finally:
+        Lab(lab).destroy()
+    shown = console.export_text()
+    assert "挑战 no-default" in shown and "第 5 课" in shown, shown[-2000:]
+    english = sorted({word for word in _screen_words(shown) if not _kept(word)})
+    assert not english, f"English prose in a Chinese notebook: {english}"
+
+
 # Challenges translate as lessons do: lessons/challenges/zh/NAME.md, the same break, check,
 # solution and grade blocks as the English one's, the story, prose, hints and explanation
 # in Chinese; Challenges.load picks it when the language is zh.
 CHALLENGES = LESSONS / "challenges"
 TRANSLATED_CHALLENGES = sorted(CHALLENGES.glob("*/[0-9][0-9]-*.md"))
-CHALLENGE_SAME = ("break", "check", "solution", "grade")
+CHALLENGE_SAME = ("setup", "break", "check", "solution", "grade")
 
 
 @pytest.mark.parametrize("path", TRANSLATED_CHALLENGES, ids=lambda p: f"{p.parent.name}/{p.name}")

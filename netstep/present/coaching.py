@@ -178,14 +178,23 @@ def begun_view(begun: Begun, internet: str | None = None) -> RenderableType:
     """A challenge set up: its story and what its checks will ask, never what was broken."""
     challenge = begun.challenge
     parts: list[RenderableType] = [
-        Text(f"Challenge {challenge.name}, at the end of lesson {challenge.lesson}: "
-             f"{begun.lesson_title.split(':', 1)[-1].strip()}", style="bold underline"),
+        Text(_("Challenge {name}, at the end of lesson {number}: {title}").format(
+            name=challenge.name, number=challenge.lesson, title=_lesson_title(begun.lesson_title)),
+            style="bold underline"),
         Text(challenge.story, style="bold")]
     if challenge.prose:
         parts.append(prose.markdown(challenge.prose))
-    parts.append(Text("When it is fixed, the checks ask:", style="bold"))
+    parts.append(Text(_("When it is fixed, the checks ask:"), style="bold"))
     parts += [Text(f"  {question(check, internet)}", style="dim") for check in challenge.checks]
-    parts.append(Text("Something in the lab is broken. Find it (trace, inspect, the counters) and fix it in "
-                      "`python -m netstep shell`; `verify` grades it, `hint` helps, `solution` repairs it and "
-                      "says what it was.", style="dim"))
+    parts.append(Text(_("Something in the lab is broken. Find it (trace, inspect, the counters) and fix it in "
+                        "`python -m netstep shell`; `verify` grades it, `hint` helps, `solution` repairs it and "
+                        "says what it was."), style="dim"))
     return Group(*parts)
+
+
+def _lesson_title(title: str) -> str:
+    """"Lesson 5: The default gateway" -> "The default gateway"; a Chinese title's full-width colon too."""
+    for colon in (":", "："):
+        if colon in title:
+            return title.split(colon, 1)[1].strip()
+    return title

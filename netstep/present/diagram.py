@@ -133,9 +133,10 @@ def _table(box: Box, ports: dict) -> str:
                 f'<FONT POINT-SIZE="10" COLOR="{LINE}">  {_h(i18n._(ROLES[box.role]))}</FONT></TD></TR>')
     bottom = [d for d in box.devices if (d.facing == "down" or d.link.kind == "bridge") and not _bridged(box, d)]
     inside = [d for d in box.devices if d not in up and d not in bottom and not _bridged(box, d)]
-    rows += [_line("device" if i == 0 else "", _device_text(d), ports[(box.ns, d.name)]) for i, d in enumerate(inside)]
-    for label, items in (("route", box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
-        rows += [_line(label if i == 0 else "", [(item, item.text)]) for i, item in enumerate(items)]
+    rows += [_line(i18n._("device") if i == 0 else "", _device_text(d), ports[(box.ns, d.name)])
+             for i, d in enumerate(inside)]
+    for label, items in ((N_("route"), box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
+        rows += [_line(i18n._(label) if i == 0 else "", [(item, item.text)]) for i, item in enumerate(items)]
     if bottom:
         rows.append(_cells(box, bottom, ports))
     return (f'<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" {border}{style}>'
@@ -179,7 +180,7 @@ def _device_text(device: Device) -> list[tuple[Item, str]]:
     link = device.link
     words = [link.name]
     if link.kind in ("bridge", "loopback"):
-        words.append("bridge" if link.kind == "bridge" else "")
+        words.append(i18n._("bridge") if link.kind == "bridge" else "")
     if not link.up:
         words.append("DOWN")
     return [(device.item, " ".join(w for w in words if w)), *((a, a.text) for a in device.addresses)]
@@ -262,15 +263,15 @@ def _text_rows(diagram: Diagram) -> list[tuple[str, str]]:
             pieces = _device_text(device)
             wire = [f"{c.b[0]}:{c.b[1]}" if c.a == (box.ns, device.name) else f"{c.a[0]}:{c.a[1]}"
                     for c in diagram.cables if (box.ns, device.name) in (c.a, c.b)]
-            ports = f" ports {' '.join(device.ports)}" if device.ports else ""
+            ports = " " + i18n._("ports {names}").format(names=" ".join(device.ports)) if device.ports else ""
             text = "  ".join(signed(item, piece) for item, piece in pieces)
             mark = next((item.mark for item, _ in pieces if item.mark), "")
             out.append((mark, f"    {text}{ports}{'  ⇄ ' + ', '.join(wire) if wire else ''}"))
-        for label, items in (("route", box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
-            out += [(item.mark, f"    {label} {signed(item, item.text)}") for item in items]
+        for label, items in ((N_("route"), box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
+            out += [(item.mark, f"    {i18n._(label)} {signed(item, item.text)}") for item in items]
     for leg in diagram.legs:
         out.append(("", f"{leg.number}. {leg.start[0]}:{leg.start[1]} → {leg.end[0]}:{leg.end[1]}"
-                        f"{' (reply)' if leg.reply else ''}"))
+                        f"{' ' + i18n._('(reply)') if leg.reply else ''}"))
     if diagram.stop is not None:
         out.append(("", diagram.stop.text))
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from netstep.i18n import _
 from netstep.kernel.registry import natural
 from netstep.render import RenderMixin
 from netstep.state.diff import Diff, diff
@@ -270,7 +271,9 @@ def _sysctl_shown(ns: str, entry: str, sign: str) -> bool:
 
 def _address_text(entry: str, internet: str) -> str:
     address = entry.split(" ", 1)[1]
-    return f"{address} (the internet host)" if internet and address.split("/")[0] == internet else address
+    if internet and address.split("/")[0] == internet:
+        return _("{address} (the internet host)").format(address=address)
+    return address
 
 
 def _route_text(route: str) -> str:
