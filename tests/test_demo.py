@@ -556,3 +556,36 @@ def test_the_lesson_prompt_waits_for_a_two_digit_lesson_when_numbers_skip(tmp_pa
 
     asyncio.run(main())
     assert answers == [14, 1, 9]
+
+
+def test_the_demo_speaks_chinese_keys_panels_and_notes(lab):
+    """`--lang zh demo`: the footer's keys, the stage's panels and the presenter notes in
+    Chinese (the keys' words are Textual's bindings, which a class reads before `--lang`)."""
+    from test_translations import _kept, _screen_words
+
+    from netstep import i18n
+    from netstep.core.engine import Engine
+
+    seen: dict = {}
+    with i18n.speaking("zh"):
+        course = Course.load()
+        engine = Engine(lab, course)
+
+        async def scenario(pilot) -> None:
+            await press(pilot, "right", "right", "right")  # step 1.3 applied: its diff and checks on stage
+            seen["stage"] = stage_text(pilot.app)
+            seen["screen"] = pilot.app.export_screenshot()
+            await press(pilot, "p")
+            seen["notes"] = pilot.app.export_screenshot()
+            await pilot.press("escape")
+            await pilot.press("q")
+
+        run_app(engine, DemoOptions(typing_cps=0), scenario)
+    screen = seen["screen"].replace("&#160;", " ")
+    for key in ("下一步", "后退", "问全场", "检查", "跟踪", "哪里坏了？", "退出"):
+        assert key in screen, key
+    assert "Ask the room" not in screen and "What's broken" not in screen
+    assert "第 1.3 步" in seen["stage"] and "符合预期" in seen["stage"], seen["stage"]
+    english = sorted({w for w in _screen_words(seen["stage"]) if not _kept(w)})
+    assert not english, f"English prose on the Chinese demo's stage: {english}"
+    assert "讲解备注" in seen["notes"].replace("&#160;", " ")

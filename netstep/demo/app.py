@@ -28,10 +28,12 @@ from netstep.core.results import StepResult
 from netstep.course.lessons import Lesson, Step
 from netstep.demo import stage
 from netstep.demo.calls import EngineCalls
+from netstep.demo.keys import translated
 from netstep.demo.leaving import Leaving
 from netstep.demo.options import DemoOptions
 from netstep.demo.screens import GotoScreen, InspectScreen, NotesScreen, TraceScreen
 from netstep.demo.typewriter import Typewriter
+from netstep.i18n import N_, _, ngettext
 from netstep.present.topology import Topology
 from netstep.state.diagram import lab_diagram
 from netstep.state.snapshot import Snapshot
@@ -68,18 +70,18 @@ class DemoApp(EngineCalls, Leaving, App[int]):
     ENABLE_COMMAND_PALETTE = False
     CSS = CSS
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("right", "next", "Next", key_display="→"),
-        Binding("space", "next", "Next", show=False),
-        Binding("left", "back", "Back", key_display="←"),
-        Binding("g", "goto_prompt", "Lesson N", key_display="g/1-7"),
-        *(Binding(str(n), f"lesson({n})", f"Lesson {n}", show=False) for n in range(1, 10)),
-        Binding("a", "ask", "Ask the room"),
-        Binding("c", "recheck", "Checks"),
-        Binding("i", "inspect", "Inspect"),
-        Binding("t", "trace", "Trace"),
-        Binding("p", "notes", "Notes"),
-        Binding("w", "broken", "What's broken?"),
-        Binding("q", "quit", "Quit"),
+        Binding("right", "next", N_("Next"), key_display="→"),
+        Binding("space", "next", N_("Next"), show=False),
+        Binding("left", "back", N_("Back"), key_display="←"),
+        Binding("g", "goto_prompt", N_("Lesson N"), key_display="g/1-9"),
+        *(Binding(str(n), f"lesson({n})", show=False) for n in range(1, 10)),
+        Binding("a", "ask", N_("Ask the room")),
+        Binding("c", "recheck", N_("Checks")),
+        Binding("i", "inspect", N_("Inspect")),
+        Binding("t", "trace", N_("Trace")),
+        Binding("p", "notes", N_("Notes")),
+        Binding("w", "broken", N_("What's broken?")),
+        Binding("q", "quit", N_("Quit")),
         Binding("up", "scroll_stage(-1)", show=False),
         Binding("down", "scroll_stage(1)", show=False),
         Binding("pageup", "scroll_stage(-10)", show=False),
@@ -88,6 +90,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
 
     def __init__(self, engine: Engine, options: DemoOptions | None = None) -> None:
         super().__init__()
+        self._bindings = translated(self._bindings)
         # The lab's netlink handles belong to the thread that opened them: close this
         # thread's (make the app before its event loop runs); each worker opens its own.
         engine.lab.close_handles()
@@ -139,10 +142,11 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         start = self.options.start(self.engine.course)
         if start is not None and start != self.engine.position:
             lesson = self.engine.steps[start].lesson if start < len(self.engine.steps) else None
-            label = f"bringing the lab to {lesson.name}" if lesson else "bringing the lab to the end"
+            label = (_("bringing the lab to lesson {number}").format(number=lesson.number) if lesson else
+                     _("bringing the lab to the end"))
             self._run(label, lambda: self._goto(start), self._arrived)
         else:
-            self._run("reading the lab", list, self._arrived)
+            self._run(_("reading the lab"), list, self._arrived)
 
     def on_resize(self, event) -> None:
         self.query_one("#body").set_class(event.size.width < NARROW, "-narrow")
@@ -213,7 +217,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
                    result=stage.questions_view(step, self.engine.lab.internet) if asked else "")
         self._pending = None
         self.commands.type(stage.command_lines(step), self.options.typing_cps, self._typed)
-        self._run(f"applying step {step.ref}", self.engine.apply_next, self._applied)
+        self._run(_("applying step {ref}").format(ref=step.ref), self.engine.apply_next, self._applied)
 
     def _applied(self, result: StepResult) -> None:
         self.last_result = result
@@ -236,30 +240,32 @@ class DemoApp(EngineCalls, Leaving, App[int]):
             return
         self.asking = None
         self.on_stage, self.last_result = step, None
-        self._show(title=stage.step_title(step, "Rolling back"), narration="", result="")
+        self._show(title=stage.step_title(step, _("Rolling back")), narration="", result="")
         self.commands.show(stage.command_lines(step), undone=True)
-        self._run(f"rolling back step {step.ref}", self.engine.undo_last, self._undone)
+        self._run(_("rolling back step {ref}").format(ref=step.ref), self.engine.undo_last, self._undone)
 
     def _undone(self, result: StepResult) -> None:
         self.last_result = result
-        self._show(title=stage.step_title(result.step, "Rolled back"),
-                   narration=Text("The lab is back where it was before this step.", style="italic"),
+        self._show(title=stage.step_title(result.step, _("Rolled back")),
+                   narration=Text(_("The lab is back where it was before this step."), style="italic"),
                    result=stage.result_view(result), reveal=True)
 
     def action_lesson(self, number: int) -> None:
         if not self.idle or not self._may_visit(number):
             return
         target = self.engine.course.start_of(self._lesson(number))
-        self._run(f"jumping to lesson {number}", lambda: self._goto(target), self._arrived)
+        self._run(_("jumping to lesson {number}").format(number=number), lambda: self._goto(target), self._arrived)
 
     def _arrived(self, moves: list[StepResult]) -> None:
         """The lab is where it was asked to be: put the next lesson's card (or the end) on stage."""
         applied = sum(move.direction == "apply" for move in moves)
         note = ""
         if applied:
-            note = f"Fast-forwarded through {applied} step{'s' * (applied != 1)} (checks skipped)."
+            note = ngettext("Fast-forwarded through {count} step (checks skipped).",
+                            "Fast-forwarded through {count} steps (checks skipped).", applied).format(count=applied)
         elif moves:
-            note = f"Rolled back {len(moves)} step{'s' * (len(moves) != 1)}."
+            note = ngettext("Rolled back {count} step.", "Rolled back {count} steps.", len(moves)).format(
+                count=len(moves))
         self.last_result, self.asking = None, None
         self.commands.show([])
         step = self.engine.next_step()
@@ -270,7 +276,8 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.on_stage = step
         assert step.lesson is not None
         if step.index:
-            note = (note + " " if note else "") + f"The lab stands after step {self.engine.current_step().ref}."
+            stands = _("The lab stands after step {ref}.").format(ref=self.engine.current_step().ref)
+            note = (note + " " if note else "") + stands
         self._show(title=Text(step.lesson.title, style="bold cyan"),
                    narration=stage.lesson_card(step.lesson, step, note), result="")
 
@@ -285,7 +292,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         held = challenges.active(self.engine)
         if held is not None and held.name != self.repaired:
             self.repaired = held.name
-            self._run(f"repairing {held.name}",
+            self._run(_("repairing {name}").format(name=held.name),
                       lambda: grading.solution(self.engine, challenges.target(self.engine, held)), self._repaired)
             return
         pick = self._next_challenge()
@@ -293,7 +300,8 @@ class DemoApp(EngineCalls, Leaving, App[int]):
             return
         self.asking, self.last_result = None, None
         self.commands.show([])
-        self._run(f"breaking the lab ({pick.name})", lambda: challenges.begin(self.engine, pick), self._broke)
+        self._run(_("breaking the lab ({name})").format(name=pick.name), lambda: challenges.begin(self.engine, pick),
+                  self._broke)
 
     def _next_challenge(self):
         """A challenge of the latest lesson reached that has any, one not shown yet if there is one."""
@@ -314,15 +322,15 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.broken.append(begun.challenge.name)
         self.repaired = ""
         self.on_stage = self.engine.current_step()
-        self._show(title=Text(f"What's broken? {begun.challenge.name}", style="bold red"),
-                   narration=Text("Something in the lab is broken. c runs the lesson's checks, t traces them, i "
-                                  "inspects; w again repairs it and says what it was.", style="italic"),
+        self._show(title=Text(_("What's broken? {name}").format(name=begun.challenge.name), style="bold red"),
+                   narration=Text(_("Something in the lab is broken. c runs the lesson's checks, t traces them, i "
+                                    "inspects; w again repairs it and says what it was."), style="italic"),
                    result=begun_view(begun, self.engine.lab.internet), reveal=True)
 
     def _repaired(self, solved: grading.Solution) -> None:
         from netstep.present import views
 
-        self._show(title=Text("What was broken", style="bold green"), narration="",
+        self._show(title=Text(_("What was broken"), style="bold green"), narration="",
                    result=views.renderable(solved), reveal=True)
 
     # -- looking ------------------------------------------------------------------------------
@@ -331,7 +339,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         step = self.engine.current_step()
         if step is None or not step.checks or not self.idle:
             return
-        self._run(f"checking step {step.ref}", lambda: self.engine.run_checks(step.checks),
+        self._run(_("checking step {ref}").format(ref=step.ref), lambda: self.engine.run_checks(step.checks),
                   lambda results: self._rechecked(step, results), look=False)
 
     def _rechecked(self, step: Step, results: list) -> None:
@@ -339,16 +347,16 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.failures += sum(not r.ok for r in results) if self.options.auto is not None else 0
         shown = self.last_result
         if shown is not None and shown.step is step and shown.direction == "apply":
-            self._show(result=stage.result_view(shown, results, "Checks, run again"))
+            self._show(result=stage.result_view(shown, results, _("Checks, run again")))
         else:
             self.on_stage = step
             self._show(title=stage.step_title(step), narration="",
-                       result=stage.checks_view(results, "Checks, run again"))
+                       result=stage.checks_view(results, _("Checks, run again")))
             self.commands.show([])
 
     def action_inspect(self) -> None:
         if self.idle and self.engine.lab.exists():
-            self._run("reading the lab", self.engine.snapshot, lambda snap: self.push_screen(InspectScreen(snap)),
+            self._run(_("reading the lab"), self.engine.snapshot, lambda snap: self.push_screen(InspectScreen(snap)),
                       look=False)
 
     def action_trace(self) -> None:
@@ -360,9 +368,10 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if check is None:
             return
         self.traced.append(check)
-        self._run(f"tracing {check.describe(self.engine.lab.internet)}",
+        title = _("Trace: {check}").format(check=check.describe())
+        self._run(_("tracing {check}").format(check=check.describe(self.engine.lab.internet)),
                   lambda: self.engine.trace(check.source, check.target, port=check.port, kind=check.kind),
-                  lambda found: self.push_screen(TraceScreen(found, f"Trace: {check.describe()}")), look=False)
+                  lambda found: self.push_screen(TraceScreen(found, title)), look=False)
 
     def action_notes(self) -> None:
         step = self.on_stage
@@ -384,7 +393,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         if self.check_action("lesson", (number,)):
             self.action_lesson(number)
         else:
-            self.notify(f"There is no lesson {number} in this demo.", severity="warning")
+            self.notify(_("There is no lesson {number} in this demo.").format(number=number), severity="warning")
 
     def action_scroll_stage(self, lines: int) -> None:
         self.query_one("#stage", VerticalScroll).scroll_relative(y=lines, animate=False)
@@ -422,7 +431,8 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         step = self.on_stage
         where = step.lesson.title if step is not None and step.lesson is not None else "netstep"
         self.query_one("#where", Static).update(Text(where, overflow="ellipsis", no_wrap=True))
-        place = f"{engine.position}/{len(engine.steps)} steps applied · lab {engine.lab.name}"
-        busy = self.operation or ("typing" if self.commands.running else "")
+        place = _("{done}/{total} steps applied · lab {name}").format(done=engine.position, total=len(engine.steps),
+                                                                       name=engine.lab.name)
+        busy = self.operation or (_("typing") if self.commands.running else "")
         self._status(f"⏳ {busy} · {place}" if busy else place)
         self.refresh_bindings()

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from netstep.core.results import StepResult
 from netstep.errors import NetstepError
+from netstep.i18n import _
 from netstep.state.snapshot import Snapshot
 
 
@@ -65,7 +66,7 @@ class EngineCalls:
         self.operation = None
         self._pending = None
         self.commands.stop()
-        self._show(result=Panel(Text(str(exc)), title="netstep could not do that", title_align="left",
+        self._show(result=Panel(Text(str(exc)), title=_("netstep could not do that"), title_align="left",
                                 border_style="red"))
         if self._leaving:  # the clean-up failed: say so on the way out
             self.cleanup_problems.append(str(exc))

@@ -9,6 +9,7 @@ in between calls the scheduled step off (`_auto_turn`).
 from __future__ import annotations
 
 from netstep.core.reset import reset_lab
+from netstep.i18n import _
 
 
 class Leaving:
@@ -26,13 +27,13 @@ class Leaving:
             return
         if not self.idle:
             self._quit_requested = True
-            self._status(f"{self.operation or 'finishing'}; then quitting")
+            self._status(_("{doing}; then quitting").format(doing=self.operation or _("finishing")))
             return
         self._quit_requested = False
         self._leaving = True
         self._cancel_auto()
         if self.options.cleanup_on_exit and self.engine.lab.exists():
-            self._run("rolling the lab back and removing it", self._clean_up, self._leave, look=False)
+            self._run(_("rolling the lab back and removing it"), self._clean_up, self._leave, look=False)
         else:
             self._leave()
 
@@ -46,18 +47,19 @@ class Leaving:
 
     def farewell(self) -> str:
         """One line for the terminal once the app is gone: what ran, and where the lab is."""
-        checks = ("every check came out as expected" if not self.failures
-                  else f"{self.failures} check(s) did not come out as expected")
-        done = f"netstep demo: {len(self.applied)} step(s) applied, {checks}."
+        checks = (_("every check came out as expected") if not self.failures
+                  else _("{count} check(s) did not come out as expected").format(count=self.failures))
+        done = _("netstep demo: {count} step(s) applied, {checks}.").format(count=len(self.applied), checks=checks)
         name = self.engine.lab.name
         if not self.engine.lab.exists():
-            left = "".join(f"\nnetstep: could not undo: {problem}" for problem in self.cleanup_problems)
-            return f"{done} Lab '{name}' was rolled back and removed.{left}"
+            left = "".join("\n" + _("netstep: could not undo: {problem}").format(problem=problem)
+                           for problem in self.cleanup_problems)
+            return done + " " + _("Lab '{name}' was rolled back and removed.").format(name=name) + left
         where = self.engine.current_step()
         if where is None:
-            return f"{done} Lab '{name}' is at the start of the course."
-        return (f"{done} Lab '{name}' stands after step {where.ref}; "
-                f"`python -m netstep --lab {name} rollback --all` undoes it.")
+            return done + " " + _("Lab '{name}' is at the start of the course.").format(name=name)
+        return done + " " + _("Lab '{name}' stands after step {ref}; `python -m netstep --lab {name} rollback --all` "
+                              "undoes it.").format(name=name, ref=where.ref)
 
     def _schedule_auto(self) -> None:
         self._cancel_auto()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from netstep.course.course import Course
 from netstep.errors import NetstepError
+from netstep.i18n import _
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ def options_from_args(args, course: Course, *, need_terminal: bool = True) -> De
     first = course.find(args.from_lesson).number if args.from_lesson else None
     last = course.find(args.to_lesson).number if args.to_lesson else None
     if first is not None and last is not None and first > last:
-        raise NetstepError(f"--from {first} comes after --to {last}: the demo would have nothing to show.")
+        raise NetstepError(_("--from {first} comes after --to {last}: the demo would have nothing to show.").format(
+            first=first, last=last))
     if args.auto is not None and not args.auto >= 0:
-        raise NetstepError("--auto takes the seconds between steps: 0 or more, such as --auto 5.")
+        raise NetstepError(_("--auto takes the seconds between steps: 0 or more, such as --auto 5."))
     if need_terminal and not (sys.stdin.isatty() and sys.__stderr__.isatty()):  # Textual draws on stderr
-        raise NetstepError("The demo is a full-screen app and needs a terminal; for a log of the course use "
-                           "`python -m netstep run all --yes`.")
+        raise NetstepError(_("The demo is a full-screen app and needs a terminal; for a log of the course use "
+                             "`python -m netstep run all --yes`."))
     return DemoOptions(first, last, args.auto, bool(args.rollback_on_exit),
                        typing_cps=0.0 if args.auto == 0 else DemoOptions.typing_cps)

@@ -18,6 +18,8 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from netstep.course.course import Course
+from netstep.demo.keys import translated
+from netstep.i18n import N_, _
 from netstep.present import (
     traces,  # noqa: F401 (a Trace draws through the views)
     views,
@@ -28,51 +30,54 @@ from netstep.state.snapshot import Snapshot
 class NotesScreen(ModalScreen[None]):
     """What to say during this step and the question students usually ask."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,p,q", "dismiss", "Close", key_display="esc")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,p,q", "dismiss", N_("Close"), key_display="esc")]
 
     def __init__(self, notes: RenderableType) -> None:
         super().__init__()
+        self._bindings = translated(self._bindings)
         self.notes = notes
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="notes", can_focus=False) as box:
-            box.border_title = "Presenter notes"
-            box.border_subtitle = "esc or p closes"
+            box.border_title = _("Presenter notes")
+            box.border_subtitle = _("esc or p closes")
             yield Static(self.notes)
 
 
 class TraceScreen(ModalScreen[None]):
     """One probe's path there and back, and where and why it stopped (a Trace, drawn)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,t,q", "dismiss", "Close", key_display="esc")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,t,q", "dismiss", N_("Close"), key_display="esc")]
 
     def __init__(self, trace: RenderableType, title: str) -> None:
         super().__init__()
+        self._bindings = translated(self._bindings)
         self.trace = trace
         self.title_text = title
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="trace", can_focus=False) as box:
             box.border_title = self.title_text
-            box.border_subtitle = "↑↓ scroll · esc or t closes"
+            box.border_subtitle = _("↑↓ scroll · esc or t closes")
             yield Static(self.trace)
 
 
 class InspectScreen(ModalScreen[None]):
     """One namespace at a time, in full: devices, addresses, routes, rules, caches."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,i,q", "dismiss", "Close", key_display="esc")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,i,q", "dismiss", N_("Close"), key_display="esc")]
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__()
+        self._bindings = translated(self._bindings)
         self.snapshot = snapshot
         self.shown = ""  # the namespace on view
 
     def compose(self) -> ComposeResult:
         names = list(self.snapshot.namespaces)
         with Horizontal(id="inspect") as box:
-            box.border_title = "Inspect a namespace"
-            box.border_subtitle = "↑↓ choose · esc closes"
+            box.border_title = _("Inspect a namespace")
+            box.border_subtitle = _("↑↓ choose · esc closes")
             yield OptionList(*(Option(name, id=name) for name in names), id="namespaces")
             with VerticalScroll(id="state", can_focus=False):
                 yield Static(id="state-view")
@@ -98,10 +103,11 @@ class GotoScreen(ModalScreen["int | None"]):
     """`g N`: the number of the lesson to jump to. A digit that cannot grow into a longer
     lesson number jumps at once; otherwise Enter confirms."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", N_("Cancel"))]
 
     def __init__(self, lessons: int) -> None:
         super().__init__()
+        self._bindings = translated(self._bindings)
         self.lessons = lessons  # the highest lesson number: a digit that no longer number could start jumps
 
     @classmethod
@@ -111,9 +117,9 @@ class GotoScreen(ModalScreen["int | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="goto") as box:
-            box.border_title = "Jump to lesson"
-            box.border_subtitle = f"1-{self.lessons} · esc cancels"
-            yield Input(placeholder="lesson number", type="integer", id="lesson-number")
+            box.border_title = _("Jump to lesson")
+            box.border_subtitle = _("1-{last} · esc cancels").format(last=self.lessons)
+            yield Input(placeholder=_("lesson number"), type="integer", id="lesson-number")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

@@ -21,6 +21,7 @@ from netstep.core.results import StepResult
 from netstep.course.checks import PROBES, Check, CheckResult
 from netstep.course.lessons import Lesson, Step
 from netstep.course.predictions import question
+from netstep.i18n import N_, _
 from netstep.state.diff import Diff
 
 NARRATION_CHARS = 320
@@ -52,7 +53,7 @@ def step_title(step: Step, verb: str = "") -> Text:
     title = Text()
     if verb:
         title.append(f"{verb} ", "bold")
-    title.append(f"Step {step.ref}  ", "bold cyan")
+    title.append(_("Step {ref}").format(ref=step.ref) + "  ", "bold cyan")
     title.append(step.title, "bold")
     return title
 
@@ -81,7 +82,8 @@ def typed(lines: Sequence[tuple[str, str]], shown: int | None = None, *, undone:
     return out
 
 
-SINGULAR = {"links": "device", "addresses": "address", "routes": "route", "rules": "rule", "sysctls": "sysctl"}
+SINGULAR = {"links": N_("device"), "addresses": N_("address"), "routes": N_("route"), "rules": N_("rule"),
+            "sysctls": "sysctl"}
 
 
 def diff_view(d: Diff) -> RenderableType:
@@ -91,7 +93,7 @@ def diff_view(d: Diff) -> RenderableType:
     namespace, are left out: the picture beside it shows the rest.
     """
     if not d:
-        return Text("No change to devices, addresses, routes, rules or sysctls.", style="dim")
+        return Text(_("No change to devices, addresses, routes, rules or sysctls."), style="dim")
     table = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False)
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True, style="bold")
@@ -99,13 +101,14 @@ def diff_view(d: Diff) -> RenderableType:
     for ns in d.namespaces:
         if ns.status != "changed":
             sign, style = ("+", "green") if ns.status == "added" else ("-", "red")
-            table.add_row(Text(sign, style), ns.name, Text(f"namespace {ns.status}", style))
+            table.add_row(Text(sign, style), ns.name, Text(_("namespace added") if ns.status == "added" else
+                                                           _("namespace removed"), style))
             if ns.status == "removed":
                 continue
         for part in ns.parts:
             if ns.status == "added" and part.part == "sysctls":
                 continue
-            label = SINGULAR.get(part.part, part.part)
+            label = _(SINGULAR.get(part.part, part.part))
             for line in part.removed:
                 table.add_row(Text("-", "red"), ns.name, Text(f"{label} {line}", "red"))
             for old, new in part.changed:
@@ -115,32 +118,34 @@ def diff_view(d: Diff) -> RenderableType:
                     continue
                 table.add_row(Text("+", "green"), ns.name, Text(f"{label} {line}", "green"))
             if part.reordered:
-                table.add_row(Text("~", "yellow"), ns.name, Text(f"{part.part}: same entries, new order", "yellow"))
+                table.add_row(Text("~", "yellow"), ns.name,
+                              Text(_("{part}: same entries, new order").format(part=part.part), "yellow"))
     return table
 
 
 def diff_panel(result: StepResult) -> RenderableType:
-    title = "What changed" if result.direction == "apply" else "What the rollback changed"
+    title = _("What changed") if result.direction == "apply" else _("What the rollback changed")
     return Panel(diff_view(result.diff), title=title, title_align="left", expand=True)
 
 
-def checks_view(results: Sequence[CheckResult], heading: str = "Checks") -> RenderableType:
+def checks_view(results: Sequence[CheckResult], heading: str = "") -> RenderableType:
     """A table: each check, what the lesson expects and what the kernel did, marked ✔ or ✘."""
     if not results:
         return Text("")
     passed = sum(r.ok for r in results)
-    summary = Text.assemble((f"{heading}  ", "bold"), (f"{passed}/{len(results)} as expected",
+    summary = Text.assemble((f"{heading or _('Checks')}  ", "bold"),
+                            (_("{passed}/{total} as expected").format(passed=passed, total=len(results)),
                                                        "green" if passed == len(results) else "bold red"))
     table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim", pad_edge=False)
     table.add_column("", no_wrap=True)
-    table.add_column("check")
-    table.add_column("expected", min_width=11)
-    table.add_column("got", min_width=18)
+    table.add_column(_("check"))
+    table.add_column(_("expected"), min_width=11)
+    table.add_column(_("got"), min_width=18)
     for result in results:
         check = result.check
         mark = Text("✔", "green") if result.ok else Text("✘", "bold red")
-        expected = check.expect + (f" ({check.reason})" if check.reason else "")
-        got = result.actual + (f" ({result.reason})" if result.actual == "unreachable" else "")
+        expected = _(check.expect) + (f" ({check.reason})" if check.reason else "")
+        got = _(result.actual) + (f" ({result.reason})" if result.actual == "unreachable" else "")
         style = "" if result.ok else "bold red"
         got_style = style or ("green" if result.actual == "reachable" else "yellow")
         table.add_row(mark, Text(f"{check.kind} {check.source} → {result.to}", style),
@@ -162,7 +167,7 @@ def check_to_trace(step: Step, result: StepResult | None, traced: Sequence[Check
     return order[pressed % len(order)]
 
 
-def result_view(result: StepResult, checks: Sequence[CheckResult] | None = None, heading: str = "Checks") -> Group:
+def result_view(result: StepResult, checks: Sequence[CheckResult] | None = None, heading: str = "") -> Group:
     """The outcome of a move: its diff, then its checks (or checks run again)."""
     parts: list[RenderableType] = [diff_panel(result)]
     results = result.checks if checks is None else checks
@@ -179,45 +184,48 @@ def lesson_card(lesson: Lesson, next_step: Step | None, note: str = "") -> Group
     if note:
         parts += [Text(""), Text(note, style="dim")]
     if next_step is not None:
-        parts += [Text(""), Text.assemble(("Next: ", "bold"), (f"step {next_step.ref}  ", "cyan"), next_step.title),
-                  Text("Press → or space to apply it.", style="dim")]
+        parts += [Text(""), Text.assemble((_("Next: "), "bold"), (_("step {ref}").format(ref=next_step.ref) + "  ",
+                                                                   "cyan"), next_step.title),
+                  Text(_("Press → or space to apply it."), style="dim")]
     return Group(*parts)
 
 
 def end_card(last: Step | None, note: str = "") -> Group:
-    parts: list[RenderableType] = [Text("The end of the demo.", style="bold")]
+    parts: list[RenderableType] = [Text(_("The end of the demo."), style="bold")]
     if last is not None:
-        parts.append(Text(f"The lab stands after step {last.ref}: {last.title}."))
+        parts.append(Text(_("The lab stands after step {ref}: {title}.").format(ref=last.ref, title=last.title)))
     if note:
         parts.append(Text(note, style="dim"))
-    parts.append(Text("← rolls steps back, a number jumps to a lesson, q quits.", style="dim"))
+    parts.append(Text(_("← rolls steps back, a number jumps to a lesson, q quits."), style="dim"))
     return Group(*parts)
 
 
 def notes_view(step: Step | None, upcoming: Step | None) -> Group:
     """Presenter notes for the step on stage, and the title of the one after it."""
     if step is None:
-        return Group(Text("No step on stage yet.", style="dim"))
+        return Group(Text(_("No step on stage yet."), style="dim"))
     parts: list[RenderableType] = [step_title(step), Text("")]
     if step.notes:
         for paragraph in note_paragraphs(step.notes):
             parts += [note_text(paragraph), Text("")]
         parts.pop()
     else:
-        parts.append(Text("This step has no presenter notes.", style="dim"))
+        parts.append(Text(_("This step has no presenter notes."), style="dim"))
     if upcoming is not None:
-        parts += [Text(""), Text.assemble(("Next up: ", "bold"), f"step {upcoming.ref}  {upcoming.title}")]
+        parts += [Text(""), Text.assemble((_("Next up: "), "bold"),
+                                          _("step {ref}").format(ref=upcoming.ref) + f"  {upcoming.title}")]
     return Group(*parts)
 
 
 def note_paragraphs(notes: str) -> list[str]:
-    """Notes as paragraphs: a line starting with `Say:` or `Q:` starts one, other lines continue it."""
+    """Notes as paragraphs: a line starting with `Say:` or `Q:` (`要说的：`, `问：`) starts one,
+    other lines continue it."""
     paragraphs: list[str] = []
     for line in notes.splitlines():
         line = line.strip()
         if not line:
             continue
-        if paragraphs and not re.match(r"^(Say|Q):", line):
+        if paragraphs and not re.match(r"^(Say:|Q:|要说的：|问：)", line):
             paragraphs[-1] += " " + line
         else:
             paragraphs.append(line)
@@ -231,16 +239,16 @@ def note_text(paragraph: str) -> Text:
         if n % 2:
             out.append(piece, "bold cyan")
             continue
-        for m, bit in enumerate(re.split(r"\b(Say:|Q:|A:)", piece)):
-            out.append(bit, ("bold" if bit == "Say:" else "bold yellow") if m % 2 else None)
+        for m, bit in enumerate(re.split(r"(\bSay:|\bQ:|\bA:|要说的：|问：|答：)", piece)):
+            out.append(bit, ("bold" if bit in ("Say:", "要说的：") else "bold yellow") if m % 2 else None)
     return out
 
 
 def questions_view(step: Step, internet: str) -> Group:
     """A step's checks as questions for a show of hands, the answers held back."""
-    rows = [Text("Ask the room: hands up for yes, or not?", style="bold yellow")]
+    rows = [Text(_("Ask the room: hands up for yes, or not?"), style="bold yellow")]
     for n, check in enumerate(step.checks, 1):
         rows.append(Text.assemble((f" {n}. ", "bold"), (question(check, internet), "bold")))
-    rows.append(Text("→, space or a reveals the answers: the step runs and its checks show what the kernel did.",
-                     style="dim italic"))
+    rows.append(Text(_("→, space or a reveals the answers: the step runs and its checks show what the kernel "
+                       "did."), style="dim italic"))
     return Group(*rows)
