@@ -589,3 +589,47 @@ def test_the_demo_speaks_chinese_keys_panels_and_notes(lab):
     english = sorted({w for w in _screen_words(seen["stage"]) if not _kept(w)})
     assert not english, f"English prose on the Chinese demo's stage: {english}"
     assert "讲解备注" in seen["notes"].replace("&#160;", " ")
+
+
+@pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
+def test_tmux_80_columns_in_chinese_keeps_panels_aligned():
+    """`--lang zh demo` in an 80-column tmux: wide characters counted twice, no line runs
+    past the screen, and a panel's right border stands in one column from top to bottom."""
+    from rich.cells import cell_len
+
+    from netstep.core.lab import Lab
+
+    name = unique_name("demozh")
+    session = f"netstep-{name}"
+    demo = f"{sys.executable} -m netstep --lab {name} --lang zh demo --rollback-on-exit"
+    command = f"cd {REPO} && env -u COLUMNS -u LINES TERM=xterm-256color {demo}; sleep 30"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
+
+    def screen() -> str:
+        return tmux("capture-pane", "-p", "-t", session)
+
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "30", command)
+        wait_for_screen(screen, "← 后退")  # the footer, drawn last (80 columns cut it after a few keys)
+        for n in (1, 2, 3):
+            tmux("send-keys", "-t", session, "Right")
+            wait_for_screen(screen, f"{n}/{TOTAL}")
+        shown = wait_for_screen(screen, "符合预期")  # step 1.3's checks
+        lines = shown.splitlines()
+        assert all(cell_len(line.rstrip()) <= 80 for line in lines), shown
+        top = next(i for i, line in enumerate(lines) if "╭─ 变化" in line)
+        bottom = next(i for i in range(top, len(lines)) if "╰" in lines[i])
+        right = {cell_len(line[:max(line.rfind(c) for c in "╮│╯")]) for line in lines[top:bottom + 1]}
+        assert len(right) == 1, "\n".join(lines[top:bottom + 1])
+        assert "下一步" in shown and "问全场" in shown and "实验环境" in shown and "路由器" in shown, shown
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 30
+        while os.path.exists(os.path.join(LABS_ROOT, name)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        tmux("kill-session", "-t", session)
+        if os.path.exists(os.path.join(LABS_ROOT, name)):
+            with contextlib.suppress(Exception):
+                Lab(name).destroy()

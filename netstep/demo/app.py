@@ -130,7 +130,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
                 yield self.commands
                 yield Static(id="result")
             with VerticalScroll(id="side", can_focus=False) as side:
-                side.border_title = "the lab"
+                side.border_title = _("the lab")
                 yield Static(id="topology")
         yield Footer()
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
+from netstep.i18n import _
 from netstep.state.diagram import Box, Cable, Device, Diagram
 
 BOX_MIN = 18  # "│ 172.18.0.10/16 │"
@@ -156,8 +157,8 @@ class _Canvas:
 
 def _title(box: Box) -> str:
     if box.ns == "upstream":
-        return "upstream · router"
-    return f"{box.ns} · forwarding" if box.forwarding else box.ns
+        return "upstream · " + _("router")
+    return f"{box.ns} · " + _("forwarding") if box.forwarding else box.ns
 
 
 def _wrap(text: str, width: int) -> list[str]:
