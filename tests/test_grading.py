@@ -594,3 +594,17 @@ def test_a_lesson_this_kernel_cannot_run_leaves_the_lessons_before_it_gradable(m
     assert "lesson 2 cannot run here" in str(raised.value), raised.value
     assert "There is no sysctl net.bridge.bridge-nf-call-nosuch in host" in str(raised.value), raised.value
     assert len(states(engine).positions) == 3 and states(engine).stopped
+
+
+@needs_root
+def test_notes_do_not_repeat_a_problem_nor_the_routes_an_address_brings(make_lab) -> None:
+    """Lesson 2's exercise answered with a /16 where the course has a /24: the problem says
+    the /24 is needed, and the notes add only what the problem does not say (the /16 is
+    there), not the missing /24 again nor the two subnet routes the addresses bring."""
+    lab = make_lab("notes")
+    engine = Engine(lab)
+    target, _end = _exercise(engine, 2)
+    typed(lab, *EXERCISES[2][2])
+    verdict = verify(engine, target)
+    assert verdict.problems == ["netns1 needs an address 10.10.0.2/24 on ceth1"], verdict.problems
+    assert verdict.notes == ["extra address 10.10.0.2/16 on ceth1 in netns1"], verdict.notes

@@ -30,7 +30,7 @@ from netstep.course.lessons import Command, parse_lines
 from netstep.errors import NetstepError, did_you_mean
 from netstep.i18n import _
 from netstep.render import RenderMixin
-from netstep.state.compare import differences
+from netstep.state.compare import described_differences
 from netstep.state.snapshot import Snapshot, to_json
 
 
@@ -195,11 +195,12 @@ def verify(engine: Engine, target: Target, *, adopt: bool = True, actual: Snapsh
     _start, expected, _commands = _expected(engine, target)
     actual = read(engine) if actual is None else actual
     verdict = Verdict(target)
-    verdict.problems = [e.problem(actual) for e in essentials(engine, target) if not e.holds(actual)]
+    failing = [e for e in essentials(engine, target) if not e.holds(actual)]
+    verdict.problems = [e.problem(actual) for e in failing]
     runnable = [c for c in target.checks if engine.lab.has_namespace(c.source)]
     verdict.skipped = [c for c in target.checks if c not in runnable]
     verdict.checks = engine.run_checks(runnable)
-    verdict.notes = differences(actual, expected)
+    verdict.notes = notes(actual, expected, failing)
     if target.challenge and not verdict.ok:  # what names the fault is the student's to find (trace, inspect):
         verdict.notes = []  # the differences from the course's state, and where and why each probe stopped
         verdict.checks = [replace(r, where=None, why="", evidence=None) for r in verdict.checks]
@@ -207,6 +208,42 @@ def verify(engine: Engine, target: Target, *, adopt: bool = True, actual: Snapsh
         _adopt(engine, target, actual)
         verdict.adopted = True
     return verdict
+
+
+def notes(actual: Snapshot, expected: Snapshot, failing: list[Essential]) -> list[str]:
+    """The lab's other differences from the course's state: not those a problem names
+    already, nor a kernel route that only follows an address noted already (a /16 where
+    the course has a /24 brings its own subnet route)."""
+    found = described_differences(actual, expected)
+    addressed = {(key[1], key[2].split(" ", 1)[0]) for key, _text in found if key and key[0] == "address"}
+    out = []
+    for key, text in found:
+        if key is not None and any(_names(essential, key) for essential in failing):
+            continue
+        if key is not None and key[0] == "route" and " proto kernel " in f" {key[2]} ":
+            words = key[2].split()
+            if "dev" in words and (key[1], words[words.index("dev") + 1]) in addressed:
+                continue
+        out.append(text)
+    return out
+
+
+def _names(essential: Essential, key: tuple[str, ...]) -> bool:
+    """Whether `essential`'s problem is about the fact `key` (its kind, namespace and object)."""
+    if (essential.what, essential.ns) != (key[0], key[1]):
+        return False
+    if key[0] == "namespace":
+        return True
+    words = essential.spec.replace("=", " ").split()
+    if key[0] == "address":  # key: "DEVICE ADDRESS/LEN"
+        return bool(words) and words[0] == key[2].split(" ", 1)[-1]
+    if key[0] == "route":
+        return bool(words) and words[0] == key[2].split()[0]
+    if key[0] == "device":
+        return bool(words) and words[0] == key[2]
+    if key[0] == "rule":
+        return set(words) <= set(key[2].split())
+    return key[0] == "sysctl" and bool(words) and words[0] == key[2]
 
 
 def advance(engine: Engine, *, show: bool = True) -> StepResult | Verdict:

@@ -10,6 +10,7 @@ labs compare equal exactly when a student would call them the same.
 
 from __future__ import annotations
 
+from netstep.i18n import _
 from netstep.state.snapshot import Snapshot
 
 Fact = tuple[str, ...]  # ("link", "host", "veth0", "up"), ("route", "host", "172.18.0.0/16 dev br0 ...")
@@ -47,21 +48,26 @@ def differences(actual: Snapshot, expected: Snapshot) -> list[str]:
 
     A missing or extra namespace or device is one sentence, not one per thing inside it.
     """
+    return [text for _key, text in described_differences(actual, expected)]
+
+
+def described_differences(actual: Snapshot, expected: Snapshot) -> list[tuple[Fact | None, str]]:
+    """`differences`, each with the fact it is about (None for routes merely reordered)."""
     have, want = facts(actual), facts(expected)
     gone = {key[1:] for key in (*have, *want) if key[0] in ("namespace", "device") and len(key) <= 3
             and have.get(key) != want.get(key)}
-    out = []
+    out: list[tuple[Fact | None, str]] = []
     for key in sorted(have.keys() | want.keys(), key=_order):
         if have.get(key) == want.get(key) or _inside(key, gone):
             continue
-        out.append(sentence(key, have.get(key), want.get(key)))
+        out.append((key, sentence(key, have.get(key), want.get(key))))
     for ns in expected.namespaces:
         if ns in actual.namespaces:
             mine = [r.removesuffix(" linkdown") for r in actual[ns].routes]
             theirs = [r.removesuffix(" linkdown") for r in expected[ns].routes]
             if sorted(mine) == sorted(theirs) and mine != theirs:
-                out.append(f"the routes in {ns} are in another order (the first that matches wins): "
-                           f"expected {'; '.join(theirs)}")
+                out.append((None, _("the routes in {ns} are in another order (the first that matches wins): "
+                                    "expected {routes}").format(ns=ns, routes="; ".join(theirs))))
     return out
 
 
@@ -87,28 +93,39 @@ def sentence(key: Fact, have: object, want: object) -> str:
     """One difference in plain words: "veth0 in host is DOWN, expected UP"."""
     kind, ns = key[0], key[1]
     if kind == "namespace":
-        return f"missing namespace {ns}" if want else f"extra namespace {ns}"
+        return (_("missing namespace {ns}") if want else _("extra namespace {ns}")).format(ns=ns)
     if kind == "device" and len(key) == 3:
-        return f"missing device {key[2]} in {ns}" if want else f"extra device {key[2]} in {ns}"
+        return (_("missing device {name} in {ns}") if want else _("extra device {name} in {ns}")).format(
+            name=key[2], ns=ns)
     if kind == "device":
         name, field = key[2], key[3]
         if field == "up":
-            return f"{name} in {ns} is {'UP' if have else 'DOWN'}, expected {'UP' if want else 'DOWN'}"
+            return _("{name} in {ns} is {have}, expected {want}").format(
+                name=name, ns=ns, have="UP" if have else "DOWN", want="UP" if want else "DOWN")
         if field == "master":
-            return (f"{name} in {ns} has {f'master {have}' if have else 'no master'}, "
-                    f"expected {f'master {want}' if want else 'no master'}")
+            return _("{name} in {ns} has {have}, expected {want}").format(
+                name=name, ns=ns, have=f"master {have}" if have else _("no master"),
+                want=f"master {want}" if want else _("no master"))
         if field == "mtu":
-            return f"{name} in {ns} has mtu {have or 'at its default'}, expected {want or 'its default'}"
+            return _("{name} in {ns} has {have}, expected {want}").format(
+                name=name, ns=ns, have=f"mtu {have}" if have else _("mtu at its default"),
+                want=f"mtu {want}" if want else _("mtu at its default"))
         if field == "hairpin":
-            return f"{name} in {ns} has hairpin {'on' if have else 'off'}, expected {'on' if want else 'off'}"
+            return _("{name} in {ns} has {have}, expected {want}").format(
+                name=name, ns=ns, have=f"hairpin {'on' if have else 'off'}", want=f"hairpin {'on' if want else 'off'}")
         if field == "peer":
-            return f"{name} in {ns} is paired with {have or 'nothing'}, expected {want or 'nothing'}"
-        return f"{name} in {ns} is a {have}, expected a {want}"
+            return _("{name} in {ns} is paired with {have}, expected {want}").format(
+                name=name, ns=ns, have=have or _("nothing"), want=want or _("nothing"))
+        return _("{name} in {ns} is a {have}, expected a {want}").format(name=name, ns=ns, have=have, want=want)
     if kind == "address":
-        device, _, address = key[2].partition(" ")
-        return f"{'missing' if want else 'extra'} address {address} on {device} in {ns}"
+        device, _sep, address = key[2].partition(" ")
+        return (_("missing address {address} on {device} in {ns}") if want else
+                _("extra address {address} on {device} in {ns}")).format(address=address, device=device, ns=ns)
     if kind in ("route", "rule"):
-        return f"{'missing' if want else 'extra'} {kind} {key[2]} in {ns}"
+        if kind == "route":
+            return (_("missing route {route} in {ns}") if want else _("extra route {route} in {ns}")).format(
+                route=key[2], ns=ns)
+        return (_("missing rule {rule} in {ns}") if want else _("extra rule {rule} in {ns}")).format(rule=key[2], ns=ns)
     if have is None:
-        return f"{key[2]} is not set in {ns}, expected {want}"
-    return f"{key[2]} is {have} in {ns}, expected {want}"
+        return _("{key} is not set in {ns}, expected {want}").format(key=key[2], ns=ns, want=want)
+    return _("{key} is {have} in {ns}, expected {want}").format(key=key[2], have=have, ns=ns, want=want)
