@@ -299,9 +299,9 @@ class Tutor(RenderMixin):
 
     def _typed(self, target: grading.Target | None = None) -> bool:
         """Whether the student changed the lab since the course's last move (by cell or by shell),
-        or for a challenge, since its break (which is journaled as the student's own)."""
+        or for a challenge, since its setup and break (which are journaled as the student's own)."""
         held = challenges.active(self.engine) if target is not None and target.challenge else None
-        hidden = len(held.breaks) if held is not None else 0
+        hidden = len(held.setup) + len(held.breaks) if held is not None else 0
         return len(self.engine.journal.own) > hidden or bool(self._call(self.engine.changes_since_last_step))
 
     def hint(self, ref: str | None = None) -> grading.Hint:
