@@ -115,7 +115,14 @@ def start_lab(root: Path, env: dict[str, str] | None = None, python: str = sys.e
     lab = Lab(f"http://127.0.0.1:{port}", token)
     full_env = {**os.environ, **(env or {}), "JUPYTER_CONFIG_DIR": str(state / "config"),
                 "JUPYTER_RUNTIME_DIR": str(state / "runtime"), "IPYTHONDIR": str(state / "ipython"),
-                "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces")}
+                "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+                "JUPYTERLAB_SETTINGS_DIR": str(state / "settings")}
+    # Every cell attached to the page, so that its HTML holds every output: JupyterLab's
+    # default windowing ("defer") attaches offscreen cells when the CPU is idle, which under
+    # CI's load came after run-all ended (a score, a check table missing from the page).
+    tracker = state / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}\n')
     log = state / "server.log"
     command = [python, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
