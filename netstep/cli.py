@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe = trace.add_mutually_exclusive_group()
     for flag in ("icmp", "tcp", "http"):
         probe.add_argument(f"--{flag}", dest="probe", action="store_const", const="ping" if flag == "icmp" else flag)
+    trace.add_argument("--size", metavar="N", type=int,
+                       help=_("a ping of N bytes of payload that may not be fragmented, as `ping -M do -s N`"))
     trace.add_argument("--json", action="store_true")
     trace.add_argument("--svg", metavar="FILE", help=_("also draw the path on the lab's diagram, to FILE (SVG)"))
     sub.add_parser("diff", help=_("what changed since the last step"))
@@ -254,7 +256,7 @@ def cmd_trace(args, out: LazyConsole, err: LazyConsole) -> int:
 
     target, port, kind = parse_target(args.target, args.probe)
     with opened(args) as engine:
-        found = engine.trace(args.source, target, port=port, kind=kind)
+        found = engine.trace(args.source, target, port=port, kind=kind, size=args.size)
         internet = engine.lab.internet
     if args.svg:
         from netstep.present.diagram import trace_diagram

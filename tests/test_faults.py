@@ -5,7 +5,8 @@ draw nothing after a drop as delivered.
 Each fault is what a student might type or break: a DROP or a REJECT in FORWARD, INPUT
 or OUTPUT (the request's or the reply's), a FORWARD policy of DROP (routed, or bridged
 where br_netfilter hands bridged frames to iptables), a missing route, a link down, a
-missing address, a missing MASQUERADE. Checks run as the course would run them, with
+missing address, a missing MASQUERADE, a link too narrow for a packet that may not be
+fragmented (at a router on the way, and at the source). Checks run as the course would run them, with
 the kernel's own counters as evidence (no mocks): a verdict that names a rule names the
 one whose counter moved.
 """
@@ -20,7 +21,7 @@ from support import needs_root
 from netstep.core.engine import Engine
 from netstep.course.checks import Check
 from netstep.course.course import Course
-from netstep.course.lessons import CHECK_RE
+from netstep.course.lessons import CHECK_RE, SIZED_PING_RE
 
 pytestmark = needs_root
 
@@ -32,9 +33,12 @@ class Fault:
     what the verdict must say: the namespace, words of the why, and the reason if it matters."""
 
     def __init__(self, after: str, commands: list[str], check: str, where: str, words: list[str],
-                 reason: str | None = None, back: bool = False) -> None:
+                 reason: str | None = None, back: bool = False,
+                 then: tuple[str, list[str]] | None = None) -> None:
         self.after, self.commands, self.check = after, commands, check
         self.where, self.words, self.reason, self.back = where, words, reason, back
+        # where and why the trace, a second probe, stops, where the first changed the kernel's state
+        self.then = then or (where, words)
 
 
 REJECT_WORDS = ["rejected by host filter FORWARD rule 1 `-s 172.18.0.20 -j REJECT`", "“Connection refused”"]
@@ -83,6 +87,15 @@ FAULTS = {
     "missing-masquerade": Fault("6.8", ["host# iptables -t nat -D POSTROUTING -s 172.18.0.0/16 ! -o br0 -j MASQUERADE"],
                                 "ping netns0 -> internet unreachable", "upstream",
                                 ["no route back to 172.18.0.10", "no MASQUERADE or SNAT"], back=True),
+    "mtu-on-the-way": Fault("6.8", ["host# ip link set eth0 mtu 1400"],
+                            "ping -M do -s 1472 netns0 -> internet unreachable", "host",
+                            ["host could not forward it: larger than the MTU of eth0 (1400)", "“fragmentation needed”"],
+                            "too-big",  # and netns0 keeps the path's MTU it was told: the trace's probe stays home
+                            then=("netns0", ["an earlier “fragmentation needed” taught it a smaller MTU",
+                                             "ip route get 203.0.113.8"])),
+    "mtu-at-the-source": Fault("6.8", ["netns0# ip link set ceth0 mtu 1400"],
+                               "ping -M do -s 1472 netns0 -> internet unreachable", "netns0",
+                               ["netns0 refuses to send it: it is larger than the MTU of ceth0 (1400)"], "too-big"),
 }
 if BRIDGE_NETFILTER:  # the lesson 4 check that issue 19 saw answered with "?" (the policy DROP of 6.5 and
     # no rule that lets bridged frames pass: the lesson's 6.6 adds one, which the fault takes away)
@@ -95,10 +108,12 @@ if BRIDGE_NETFILTER:  # the lesson 4 check that issue 19 saw answered with "?" (
 
 
 def parse_check(line: str) -> Check:
-    match = CHECK_RE.match(line)
+    sized = SIZED_PING_RE.match(line)
+    size = int(sized[1] or sized[2]) if sized else None
+    match = CHECK_RE.match("ping " + line[sized.end():] if sized else line)
     assert match, line
     host, _, port = match[3].partition(":")
-    return Check(match[1], match[2], host, int(port) if port else None, match[4], match[5])
+    return Check(match[1], match[2], host, int(port) if port else None, match[4], match[5], size=size)
 
 
 def at(engine: Engine, ref: str) -> None:
@@ -133,18 +148,19 @@ def test_a_fault_is_named_by_the_check_and_by_the_trace(name: str, make_lab, cou
     if check.expect == "unreachable" and fault.reason == "no-answer" and not fault.back:
         assert result.concluded == "evidence", result  # the rule's counter proved it: no waiting out the silence
 
-    traced = engine.trace(check.source, check.target, port=check.port, kind=check.kind)
+    traced = engine.trace(check.source, check.target, port=check.port, kind=check.kind, size=check.size)
     found = traced.as_json()
     assert traced.result.actual == "unreachable", found
-    assert traced.finding.where == fault.where, found  # the same verdict as the check's
-    for words in fault.words:
+    where, said = fault.then
+    assert traced.finding.where == where, found  # the same verdict as the check's
+    for words in said:
         assert words in traced.finding.why, found
     if fault.reason:
         assert traced.result.reason == fault.reason, found
     # Nothing after the drop is drawn as delivered: the path stops there, in the namespace named.
     stopped = traced.reply if fault.back else traced.forward
     assert stopped is not None and stopped.hops, found
-    assert stopped.hops[-1].action == "dropped" and stopped.hops[-1].ns == fault.where, found
+    assert stopped.hops[-1].action == "dropped" and stopped.hops[-1].ns == where, found
     if fault.back:
         assert traced.forward.delivered, found
     else:

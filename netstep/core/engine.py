@@ -504,9 +504,10 @@ class Engine:
         finally:
             witness.close()
 
-    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None) -> Trace:
+    def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None,
+              size: int | None = None) -> Trace:
         """One probe from `source` to `target`, and what every namespace's kernel did with it."""
-        return trace(self.lab, source, target, port=port, kind=kind)
+        return trace(self.lab, source, target, port=port, kind=kind, size=size)
 
     def final_checks(self, lesson: Lesson) -> list[Check]:
         """The checks that describe a finished lesson: those of its last step that has any."""

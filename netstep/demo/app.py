@@ -370,7 +370,8 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self.traced.append(check)
         title = _("Trace: {check}").format(check=check.describe())
         self._run(_("tracing {check}").format(check=check.describe(self.engine.lab.internet)),
-                  lambda: self.engine.trace(check.source, check.target, port=check.port, kind=check.kind),
+                  lambda: self.engine.trace(check.source, check.target, port=check.port, kind=check.kind,
+                                            size=check.size),
                   lambda found: self.push_screen(TraceScreen(found, title)), look=False)
 
     def action_notes(self) -> None:

@@ -100,9 +100,10 @@ def _watch_drops(stack: ExitStack, notes: list[str]) -> DropWatch | None:
 
 
 def trace(lab, source: str, target: str, *, port: int | None = None, kind: str | None = None,
-          drops: bool = True) -> Trace:
+          size: int | None = None, drops: bool = True) -> Trace:
     """Send one probe from `source` to `target` ("internet" names the lab's internet host)
-    and read what the kernel did with it. `drops`: also watch the kernel's drop reasons."""
+    and read what the kernel did with it. `size`: a ping of that payload that may not be
+    fragmented (`ping -M do -s SIZE`). `drops`: also watch the kernel's drop reasons."""
     kind = kind or ("tcp" if port else "ping")
     if kind not in PROBES:
         raise NetstepError(f"A trace sends a ping, a tcp connection or an http request, not '{kind}'.")
@@ -110,7 +111,10 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
         raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {target}:PORT.")
     started = time.monotonic()
     lab.require(source)
-    check = Check(kind, source, target, port if kind != "ping" else None, "unreachable")
+    if size is not None and kind != "ping":
+        raise NetstepError(f"Only a ping trace takes a size (ping -M do -s SIZE), not a{'n' if kind == 'http' else ''} "
+                           f"{kind} one.")
+    check = Check(kind, source, target, port if kind != "ping" else None, "unreachable", size=size)
     dst = lab.internet if target == "internet" else target
     names = lab.namespace_names()
     snapshot = lab.snapshot(names, caches=False)
@@ -137,10 +141,12 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
     forward, reply = nat_paths(Wiring(snapshot), lookups, source, dst, flows, counted_dnat(counted, source, dst, port))
     seen = Observation(forward, reply, moved=moved, rules=counted, all_rules=rules_after, port=port, flows=flows,
                        drops=dropped)
-    finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot))
+    finding = explain(kind, result.reason, result.detail, seen, Wiring(snapshot), size=size)
     if result.actual != "reachable":
         result = probes.judged(result, finding)
-    if finding.stop is not None:  # netfilter, which the walk does not see, stopped it
+    if result.reason == "too-big" and finding.where:  # too large for a link, which the walk does not see
+        forward, reply = _stopped_by_mtu(forward, finding.where, source, finding.why), None
+    elif finding.stop is not None:  # netfilter, which the walk does not see, stopped it
         if finding.stop.back:
             reply = cut(reply, finding.stop, finding.why) if reply else None
         else:
@@ -165,6 +171,14 @@ def cut(path: Path, stop: Crossing, why: str) -> Path:
         hops[-1] = replace(hop, link=(*into, f"{stop.bridge} (bridge in {stop.ns})"), bridged=None)
         hops.append(Hop(stop.ns, port, bridged, "dropped", problem=why, kernel_reason="NETFILTER_DROP"))
     return replace(path, hops=tuple(hops))
+
+
+def _stopped_by_mtu(path: Path, ns: str, source: str, why: str) -> Path:
+    """`path` stopped where the packet did not fit: at the source itself, or at a router."""
+    if ns != source:
+        return cut_at(path, ns, why)
+    first = path.hops[0]
+    return replace(path, hops=(replace(first, action="dropped", link=(), problem=why, kernel_reason="PKT_TOO_BIG"),))
 
 
 def cut_at(path: Path, ns: str, why: str) -> Path:

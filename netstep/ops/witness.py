@@ -183,7 +183,7 @@ class Witness:
                            rules={ns: c for ns, c in counted.items() if ns in crossed},
                            all_rules=self._rules_after or {}, port=check.port, flows=flows)
         reason, detail = (result.reason, result.detail) if result else ("no-answer", "")
-        return explain(check.kind, reason, detail, seen, self.wiring)
+        return explain(check.kind, reason, detail, seen, self.wiring, size=check.size)
 
     def explain(self, index: int, result: CheckResult) -> Finding:
         """Where and why a finished probe failed (or was answered), from the evidence now."""

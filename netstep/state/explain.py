@@ -175,8 +175,9 @@ def confirms(hop: Hop, moved: dict[str, dict[str, int]], *, reply_of: str | None
     return seen.get("Ip.InReceives", 0) > 0 or hop.arrived_on is None
 
 
-def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiring) -> Finding:
-    """Why a probe of `kind` came out as it did (`reason`, `detail`: what the source saw)."""
+def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiring, size: int | None = None) -> Finding:
+    """Why a probe of `kind` came out as it did (`reason`, `detail`: what the source saw;
+    `size`: a ping's payload, sent with "don't fragment")."""
     forward, reply = seen.forward, seen.reply
     evidence = _evidence_of(seen)
     end = forward.end
@@ -191,10 +192,19 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
         why = _("{ns} has no route to {dst}").format(ns=first.ns, dst=forward.dst)
         return Finding(first.ns, why, {**evidence, "route": first.lookup.as_json()})
     if reason == "too-big" and forward.hops:
+        narrow = _too_big(seen, wiring)  # a router on the way could not forward it, and told the source
+        if narrow is not None:
+            return narrow
         first = forward.hops[0]
         dev = first.lookup.dev or "?"
-        why = _("{ns} refuses to send it: it is larger than the MTU of {dev} ({mtu}) and may not be "
-                "fragmented").format(ns=first.ns, dev=dev, mtu=wiring.mtu(first.ns, dev) or "?")
+        mtu = wiring.mtu(first.ns, dev)
+        if size is not None and mtu is not None and size + 28 <= mtu:  # (20 bytes of IP, 8 of ICMP)
+            why = _("{ns} refuses to send it: its {dev} takes {mtu} bytes, but an earlier “fragmentation needed” "
+                    "taught it a smaller MTU for the path to {dst}, which the kernel keeps for a while (`ip route "
+                    "get {dst}` in {ns} shows it)").format(ns=first.ns, dev=dev, mtu=mtu, dst=forward.dst)
+        else:
+            why = _("{ns} refuses to send it: it is larger than the MTU of {dev} ({mtu}) and may not be "
+                    "fragmented").format(ns=first.ns, dev=dev, mtu=mtu or "?")
         return Finding(first.ns, why, {**evidence, "route": first.lookup.as_json()})
     if reason == "no-answer":
         narrow = _too_big(seen, wiring)
