@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -630,6 +631,48 @@ def test_tmux_80_columns_in_chinese_keeps_panels_aligned():
             time.sleep(0.1)
     finally:
         tmux("kill-session", "-t", session)
+        if os.path.exists(os.path.join(LABS_ROOT, name)):
+            with contextlib.suppress(Exception):
+                Lab(name).destroy()
+
+
+@pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
+def test_the_terminal_going_away_rolls_the_lab_back_and_ends_the_demo():
+    """tmux's session killed under a running demo (as an SSH session that drops): SIGHUP.
+    With --rollback-on-exit the lab is rolled back and removed, and the process ends (it
+    once outlived its session, deadlocked writing to the dead terminal on Textual's way out)."""
+    from netstep.core.lab import Lab
+
+    name = unique_name("hup")
+    session = f"netstep-{name}"
+    demo = f"{sys.executable} -m netstep --lab {name} demo --rollback-on-exit"
+    marker = f"--lab {name} demo"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
+
+    def running() -> list[int]:
+        found = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True, check=False).stdout
+        return [int(pid) for pid in found.split()]
+
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+             f"cd {REPO} && env -u COLUMNS -u LINES TERM=xterm-256color {demo}")
+        wait_for_screen(lambda: tmux("capture-pane", "-p", "-t", session), "→ Next")  # the footer, drawn last
+        tmux("send-keys", "-t", session, "Right")
+        wait_for_screen(lambda: tmux("capture-pane", "-p", "-t", session), f"1/{TOTAL} steps applied")
+        assert running() and os.path.exists(os.path.join(LABS_ROOT, name))
+        tmux("kill-session", "-t", session)
+        deadline = time.monotonic() + 60
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not running(), "the demo outlived its terminal"
+        assert not os.path.exists(os.path.join(LABS_ROOT, name)), "--rollback-on-exit left the lab behind"
+    finally:
+        tmux("kill-session", "-t", session)
+        for pid in running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if os.path.exists(os.path.join(LABS_ROOT, name)):
             with contextlib.suppress(Exception):
                 Lab(name).destroy()

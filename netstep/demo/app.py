@@ -113,6 +113,7 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         self._pending: Callable[[], None] | None = None  # a result waiting for the typing to end
         self._quit_requested = False
         self._leaving = False
+        self.hung_up = False  # SIGHUP: the terminal is gone
         self._auto_timer: Timer | None = None
         self._auto_turn = 0  # bumped whenever a scheduled step is called off
         self.commands = Typewriter(id="commands")
@@ -135,9 +136,9 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGHUP):  # killed, or the terminal (an SSH session) went away
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signum, self.request_quit)
+        for signum, handler in ((signal.SIGTERM, self.request_quit), (signal.SIGHUP, self._hung_up)):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # killed, or the terminal went
+                asyncio.get_running_loop().add_signal_handler(signum, handler)
         self.query_one("#body").set_class(self.size.width < NARROW, "-narrow")
         start = self.options.start(self.engine.course)
         if start is not None and start != self.engine.position:
@@ -422,6 +423,14 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         drawn = None if self.snapshot is None else lab_diagram(self.snapshot, self.previous,
                                                                internet=self.engine.lab.internet)
         self.query_one("#topology", Static).update(Topology(drawn))
+
+    def _hung_up(self) -> None:
+        """The terminal went away (tmux killed, an SSH session dropped): quit as on SIGTERM
+        (with --rollback-on-exit, the lab rolled back and removed), then end the process
+        without Textual's way out, whose writes to the dead terminal deadlocked (the process
+        outlived its tmux session)."""
+        self.hung_up = True
+        self.request_quit()
 
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)

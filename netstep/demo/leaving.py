@@ -8,13 +8,15 @@ in between calls the scheduled step off (`_auto_turn`).
 
 from __future__ import annotations
 
+import os
+
 from netstep.core.reset import reset_lab
 from netstep.i18n import _
 
 
 class Leaving:
     """Mixin for DemoApp. Expects: `engine`, `options`, `end`, `idle`, `operation`, `failures`,
-    `applied`, `cleanup_problems`, `_leaving`, `_quit_requested`, `_auto_timer`, `_auto_turn`,
+    `applied`, `cleanup_problems`, `_leaving`, `_quit_requested`, `hung_up`, `_auto_timer`, `_auto_turn`,
     and the methods `_run`, `_status`, `action_next`, `exit`, `set_timer`, `call_later`.
     """
 
@@ -43,7 +45,10 @@ class Leaving:
         self.cleanup_problems = reset_lab(self.engine.lab)
 
     def _leave(self, _value: object = None) -> None:
-        self.exit(return_code=1 if self.options.auto is not None and self.failures else 0)
+        status = 1 if self.options.auto is not None and self.failures else 0
+        if self.hung_up:  # no terminal to restore: Textual's way out, writing to it, deadlocks (seen in tmux)
+            os._exit(status)
+        self.exit(return_code=status)
 
     def farewell(self) -> str:
         """One line for the terminal once the app is gone: what ran, and where the lab is."""
