@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable
 from typing import ClassVar
@@ -428,8 +429,13 @@ class DemoApp(EngineCalls, Leaving, App[int]):
         """The terminal went away (tmux killed, an SSH session dropped): quit as on SIGTERM
         (with --rollback-on-exit, the lab rolled back and removed), then end the process
         without Textual's way out, whose writes to the dead terminal deadlocked (the process
-        outlived its tmux session)."""
+        outlived its tmux session). Until then, what it draws goes to /dev/null: a write to
+        the dead terminal fails, and the thread that writes for Textual does not survive it."""
         self.hung_up = True
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
         self.request_quit()
 
     def _status(self, text: str) -> None:
