@@ -240,7 +240,7 @@ def cmd_inspect(args, out: LazyConsole, err: LazyConsole) -> int:
 
             whole = snap if args.all else engine.snapshot()
             drawn = lab_diagram(whole, engine.moments.last(), title=_("lab '{lab}'").format(lab=args.lab),
-                                internet=engine.lab.internet)
+                                internet=engine.lab.internet, servers=engine.servers())
             _write_svg(args.svg, drawn, None if args.json else out, err)
         if args.json:
             from netstep.state.snapshot import to_json

@@ -321,14 +321,15 @@ class Tutor(RenderMixin):
         (`change`: the move's own diff, when it has one)."""
         after = self._call(self.engine.moments.last)
         return Pictured(result, Picture(lab_diagram(after, before, title=title, internet=self.lab.internet,
-                                                    change=change)))
+                                                    change=change, servers=self._call(self.engine.servers))))
 
     def picture(self) -> Picture:
         """The lab as a diagram, now: what changed since the last step (your own work) marked."""
         before = self._call(self.engine.moments.last)
         now = self._call(self.engine.snapshot)
         title = i18n._("lab '{name}' now").format(name=self.lab.name)
-        return Picture(lab_diagram(now, before, title=title, internet=self.lab.internet))
+        return Picture(lab_diagram(now, before, title=title, internet=self.lab.internet,
+                                   servers=self._call(self.engine.servers)))
 
     def back(self) -> StepResult:
         """Roll back the last step applied."""

@@ -266,19 +266,22 @@ def test_every_step_of_the_course_is_drawn_as_the_kernel_has_it(lab):
     engine = Engine(lab, course)
     wrong = []
     reading = read_lab(lab, sysctls)
+    drawn_servers: set[tuple[str, str]] = set()
     for step in course.steps:
         before = engine.moments.last()
         result = engine.apply_next(run_checks=False, show=False)
         after = read_lab(lab, sysctls)
         diagram = lab_diagram(engine.moments.last(), before, change=result.diff, internet=lab.internet,
-                              title=f"after step {step.ref}")
-        model = _model(diagram)
+                              title=f"after step {step.ref}", servers=engine.servers())
+        model = {**_model(diagram), "servers": {(box.ns, s.split()[1]) for box in diagram.boxes for s in box.servers}}
         seen = {
             "namespaces": set(after),
             "devices": {(ns, dev) for ns, parts in after.items() for dev in parts["devices"]},
             "addresses": {(ns, a) for ns, parts in after.items() for a in parts["addresses"]},
             "ports": _read_ports(after),
+            "servers": {(ns, local) for ns in after for local in _listening(lab, ns)},
         }
+        drawn_servers |= model["servers"]
         wrong += [f"{step.ref} {part}: missing {seen[part] - model[part]}, extra {model[part] - seen[part]}"
                   for part in seen if model[part] != seen[part]]
         veths = sum(1 for parts in after.values() for text in parts["devices"].values() if text.startswith("veth "))
@@ -293,6 +296,17 @@ def test_every_step_of_the_course_is_drawn_as_the_kernel_has_it(lab):
         assert root[0].text == f"after step {step.ref}"
         reading = after
     assert not wrong, "\n".join(wrong)
+    # lesson 7's server, lesson 12's two in one namespace (a pod), lesson 13's resolvers
+    assert {("netns0", "172.18.0.10:5000"), ("netns0", "127.0.0.1:6000"), ("upstream", "10.0.2.2:53"),
+            ("host", "127.0.0.53:53")} <= drawn_servers, drawn_servers
+
+
+def _listening(lab: Lab, ns: str) -> set[str]:
+    """ADDRESS:PORT of every listening TCP and bound UDP socket in `ns`, as `ss` reads them
+    (lessons 12 and 13 start servers: two in one namespace, DNS servers on UDP port 53)."""
+    shown = subprocess.run(["nsenter", f"--net={lab.path_of(ns)}", "ss", "-H", "-l", "-t", "-u", "-n"],
+                           capture_output=True, text=True, check=True, timeout=30).stdout
+    return {line.split()[4] for line in shown.splitlines() if len(line.split()) > 4}
 
 
 @needs_root

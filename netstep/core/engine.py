@@ -30,6 +30,7 @@ from netstep.course.course import Course
 from netstep.course.lessons import Command, Lesson, Step, parse_lines
 from netstep.course.scale import built_with
 from netstep.errors import NetstepError
+from netstep.kernel import servers
 from netstep.ops import apply as executor
 from netstep.ops import files, probes
 from netstep.ops.trace import Trace, trace
@@ -521,6 +522,16 @@ class Engine:
 
     def snapshot(self, names: list[str] | None = None) -> Snapshot:
         return self.moments.read(names, caches=True)
+
+    def servers(self) -> dict[str, list[str]]:
+        """The lab's own servers (the lessons' HTTP and DNS servers) by namespace, as a
+        picture shows them: "http 172.18.0.10:5000", "dns 10.0.2.2:53"."""
+        out: dict[str, list[str]] = {}
+        for _pid, options in servers.running(self.lab.dir):
+            kind = "dns" if options["module"] == servers.DNS else "http"
+            port = options.get("--port", "53")
+            out.setdefault(options.get("--name", "?"), []).append(f"{kind} {options.get('--bind', '?')}:{port}")
+        return {ns: sorted(found) for ns, found in out.items()}
 
     def changes_since_last_step(self) -> Diff:
         """What changed since the last step: the student's own work, typically."""

@@ -137,6 +137,7 @@ def _table(box: Box, ports: dict) -> str:
              for i, d in enumerate(inside)]
     for label, items in ((N_("route"), box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
         rows += [_line(i18n._(label) if i == 0 else "", [(item, item.text)]) for i, item in enumerate(items)]
+    rows += [_line(i18n._("server") if i == 0 else "", [(Item("servers", s, s), s)]) for i, s in enumerate(box.servers)]
     if bottom:
         rows.append(_cells(box, bottom, ports))
     return (f'<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" {border}{style}>'
@@ -269,6 +270,7 @@ def _text_rows(diagram: Diagram) -> list[tuple[str, str]]:
             out.append((mark, f"    {text}{ports}{'  ⇄ ' + ', '.join(wire) if wire else ''}"))
         for label, items in ((N_("route"), box.routes), ("sysctl", box.sysctls), ("iptables", box.rules)):
             out += [(item.mark, f"    {i18n._(label)} {signed(item, item.text)}") for item in items]
+        out += [("", f"    {i18n._('server')} {server}") for server in box.servers]
     for leg in diagram.legs:
         out.append(("", f"{leg.number}. {leg.start[0]}:{leg.start[1]} → {leg.end[0]}:{leg.end[1]}"
                         f"{' ' + i18n._('(reply)') if leg.reply else ''}"))

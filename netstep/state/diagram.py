@@ -69,6 +69,7 @@ class Box:
     routes: tuple[Item, ...]
     sysctls: tuple[Item, ...]
     rules: tuple[Item, ...]
+    servers: tuple[str, ...] = ()  # the lab's servers in it, "http 172.18.0.10:5000" (lessons 12 and 13)
 
     @property
     def role(self) -> str:
@@ -155,10 +156,12 @@ class Diagram(RenderMixin):
 
 
 def lab_diagram(after: Snapshot, before: Snapshot | None = None, *, title: str = "", internet: str = "",
-                change: Diff | None = None) -> Diagram:
+                change: Diff | None = None, servers: dict[str, list[str]] | None = None) -> Diagram:
     """The diagram of `after`. With `before` (the state a step started from), what the step
     changed is marked, and what it removed is drawn too, marked `-`; `change` is that
-    step's own diff, when known (it covers only the namespaces the step could touch)."""
+    step's own diff, when known (it covers only the namespaces the step could touch).
+    `servers`: the lab's servers by namespace (Engine.servers), drawn in their boxes:
+    two in one box are processes sharing a namespace, as a pod's containers do."""
     marked = before is not None or change is not None
     if change is None:
         change = diff(before, after) if before is not None else Diff()
@@ -171,7 +174,8 @@ def lab_diagram(after: Snapshot, before: Snapshot | None = None, *, title: str =
     for ns in names:
         now, was = after.namespaces.get(ns), before.namespaces.get(ns)
         mark = "+" if was is None and marked else "-" if now is None else ""
-        boxes.append(_box(ns, now or was or NamespaceState(ns), was, rank, signs.get(ns, {}), mark, internet))
+        box = _box(ns, now or was or NamespaceState(ns), was, rank, signs.get(ns, {}), mark, internet)
+        boxes.append(replace(box, servers=tuple((servers or {}).get(ns, ()))) if now is not None else box)
     for box in boxes:
         for device in box.devices:
             peer = _peer(box.ns, device.link)
