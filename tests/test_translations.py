@@ -188,21 +188,25 @@ def test_a_chinese_tutor_shows_no_english_prose() -> None:
     from rich.console import Console
     from support import unique_name
 
+    from netstep import i18n
     from netstep.core.lab import Lab
     from netstep.present import views
     from netstep.tutor import Tutor
 
     lab = unique_name("zht")
     console = Console(width=80, color_system=None, record=True)
+    spoken = i18n.language()
     try:
-        t = Tutor(lab, lang="zh")
-        for call in (lambda: t.start(5), t.verify, t.hint, t.step, t.status, t.score,
-                     lambda: t.solution("exercise5"), t.challenge, lambda: t.challenge("no-default"), t.verify,
-                     t.hint, t.solution, t.rollback, lambda: t.check(5)):
-            console.print(views.renderable(call()))
-        t.reset()
+        with i18n.speaking(spoken):  # Tutor(lang=) sets the process's language: for this test only
+            t = Tutor(lab, lang="zh")
+            for call in (lambda: t.start(5), t.verify, t.hint, t.step, t.status, t.score,
+                         lambda: t.solution("exercise5"), t.challenge, lambda: t.challenge("no-default"), t.verify,
+                         t.hint, t.solution, t.rollback, lambda: t.check(5)):
+                console.print(views.renderable(call()))
+            t.reset()
     finally:
         Lab(lab).destroy()
+    assert i18n.language() == spoken  # (the tests after this one speak as they did)
     shown = console.export_text()
     assert "挑战 no-default" in shown and "第 5 课" in shown, shown[-2000:]
     english = sorted({word for word in _screen_words(shown) if not _kept(word)})
