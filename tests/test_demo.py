@@ -388,6 +388,11 @@ def test_cli_auto_runs_to_the_end_and_leaves_no_lab():
 TMUX = shutil.which("tmux")
 
 
+def tmux(*args: str) -> str:
+    """A tmux command's output (the tests' own sessions: new-session, send-keys, capture-pane...)."""
+    return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
+
+
 @pytest.mark.skipif(TMUX is None, reason="needs tmux (apt-get install tmux)")
 def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
     from netstep.core.lab import Lab
@@ -399,9 +404,6 @@ def test_tmux_120x36_keys_no_color_and_rollback_on_exit():
     demo = f"{sys.executable} -m netstep --lab {name} demo --rollback-on-exit"
     # COLUMNS and LINES (pytest sets them) would override the size of the terminal.
     command = f"cd {REPO} && env -u COLUMNS -u LINES NO_COLOR=1 TERM=xterm-256color {demo}; echo $? > {done}; sleep 30"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
 
     def screen(escapes: bool = False) -> str:
         return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", session)
@@ -605,9 +607,6 @@ def test_tmux_80_columns_in_chinese_keeps_panels_aligned():
     demo = f"{sys.executable} -m netstep --lab {name} --lang zh demo --rollback-on-exit"
     command = f"cd {REPO} && env -u COLUMNS -u LINES TERM=xterm-256color {demo}; sleep 30"
 
-    def tmux(*args: str) -> str:
-        return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
-
     def screen() -> str:
         return tmux("capture-pane", "-p", "-t", session)
 
@@ -647,9 +646,6 @@ def test_the_terminal_going_away_rolls_the_lab_back_and_ends_the_demo():
     session = f"netstep-{name}"
     demo = f"{sys.executable} -m netstep --lab {name} demo --rollback-on-exit"
     marker = f"--lab {name} demo"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=30, check=False).stdout
 
     def running() -> list[int]:
         found = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True, check=False).stdout
