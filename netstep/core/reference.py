@@ -158,11 +158,15 @@ def states(engine: Engine) -> CourseStates:
             found = CourseStates.from_json(json.load(f))
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         found = build(engine)
-        os.makedirs(CACHE, mode=0o755, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(found.to_json(), f)
-        os.replace(tmp, path)
+        # A pass that stopped is kept machine-wide only where the key explains it (no
+        # br_netfilter): a failure of another kind may pass next time, and a cached short
+        # pass would leave every later lesson ungradable until the code or lessons change.
+        if not found.stopped or not os.path.isdir("/proc/sys/net/bridge"):
+            os.makedirs(CACHE, mode=0o755, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(found.to_json(), f)
+            os.replace(tmp, path)
     _loaded[name] = found
     return found
 
