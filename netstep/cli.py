@@ -306,7 +306,8 @@ def cmd_rollback(args, out: LazyConsole, err: LazyConsole) -> int:
         for result in moves:
             if result.reconciled:  # the student's own changes, taken back before the steps
                 out.print(result.reconciled)
-                continue
+                if result.reconciled.changes:
+                    continue
             out.print(_text(*fill(_("rolled back {ref} {title}"), "dim", ref=result.step.ref,
                                   title=result.step.title)))
         where = engine.current_step()

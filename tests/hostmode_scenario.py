@@ -10,8 +10,10 @@ this namespace before the course, after rollback and after reset.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -167,11 +169,39 @@ def conflict(lab: str, upstream: str) -> dict:
             "before": before, "after_run": after_run, "after_reset": state()}
 
 
+def student(lab: str, upstream: str) -> dict:
+    """At lesson 7's end the student types by hand: in this machine's namespace a rule and a
+    route of their own (kept, named), a deleted rule of the lab's and its veth0 set down
+    (put back); in netns0 an address (removed). Then `back`, `rollback --all` and `reset`."""
+    made = netstep(lab, "run", "lesson7", "--yes", "--json")
+    at_end = state()
+    masquerade = next(line for line in at_end["rules"] if "MASQUERADE" in line and f"netstep:{lab}" in line)
+    container = glob.glob(f"/run/netstep/labs/{lab}/**/netns0", recursive=True)[0]
+    sh("iptables", "-A", "FORWARD", "-s", "172.18.0.99", "-j", "DROP")
+    sh("ip", "route", "add", "192.0.2.0/24", "dev", "eth0")
+    sh("iptables", "-t", "nat", *shlex.split(masquerade.replace("-A ", "-D ", 1)))
+    sh("ip", "link", "set", "veth0", "down")
+    sh("nsenter", f"--net={container}", "--", "ip", "addr", "add", "172.18.0.77/16", "dev", "ceth0")
+    typed = state()
+    back = result(netstep(lab, "back"))
+    after_back = state()
+    container_addrs = sh("nsenter", f"--net={container}", "--", "ip", "-o", "-4", "addr")
+    rollback = result(netstep(lab, "rollback", "--all"))
+    after_rollback = state()
+    sh("iptables", "-D", "FORWARD", "-s", "172.18.0.99", "-j", "DROP")
+    sh("ip", "route", "del", "192.0.2.0/24", "dev", "eth0")
+    reset = result(netstep(lab, "reset"))
+    return {"made": made.returncode, "made_err": made.stderr[-2000:], "at_end": at_end, "typed": typed,
+            "masquerade": masquerade, "back": back, "after_back": after_back, "container_addrs": container_addrs,
+            "rollback": rollback, "after_rollback": after_rollback, "reset": reset, "after_reset": state()}
+
+
 def main() -> int:
     lab = sys.argv[1]
     upstream = os.path.join(tempfile.mkdtemp(prefix="netstep-up-"), "upstream")
     build_machine(upstream)
-    scenarios = {"conflict": conflict, "other-namespace": other_namespace, "orphan": orphan, "modes": modes}
+    scenarios = {"conflict": conflict, "other-namespace": other_namespace, "orphan": orphan, "modes": modes,
+                 "student": student}
     if sys.argv[2:3]:
         print(json.dumps(scenarios[sys.argv[2]](lab, upstream)))
         namespaces.remove(upstream)

@@ -127,3 +127,37 @@ def test_host_mode_refuses_grading_with_a_clear_message(command: str) -> None:
         shutil.rmtree(os.path.join(LABS_ROOT, lab), ignore_errors=True)
     assert "rc=1" in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert "Use a sandbox lab (without --host)" in result.stderr, result.stderr
+
+
+def test_host_mode_puts_back_what_the_lab_made_and_names_the_rest():
+    """In the machine's own namespace a move reconciles only what the lab made (its marked
+    rules, its links); the student's own rule and route there are named and kept. In the
+    lab's container the student's address is removed, as in a sandbox."""
+    lab = unique_name("hosts")
+    d = _scenario(lab, "student")
+    assert d["made"] == 0, d["made_err"]
+    assert d["masquerade"] not in d["typed"]["rules"]
+    veth0 = {when: [link for link in d[when]["links"] if link.startswith("veth0@")] for when in
+             ("at_end", "typed", "after_back")}
+    assert ",UP," in veth0["at_end"][0] and ",UP," not in veth0["typed"][0], veth0
+    assert d["back"]["rc"] == 0, d["back"]
+    out = d["back"]["out"]
+    assert "172.18.0.99" in out and "192.0.2.0/24" in out and "left as it is" in out, out
+    assert "172.18.0.77/16" in out and "MASQUERADE" in out, out
+    # Read here with iptables-save and ip: the lab's rule and link are back, the student's own
+    # rule and route are still there, and netns0 lost the address typed into it.
+    assert d["masquerade"] in d["after_back"]["rules"]
+    assert "-A FORWARD -s 172.18.0.99/32 -j DROP" in d["after_back"]["rules"]
+    assert any(r.startswith("192.0.2.0/24 dev eth0") for r in d["after_back"]["routes"])
+    assert veth0["after_back"] == veth0["at_end"]
+    # ... in its place among the machine's own rules (Docker's MASQUERADE comes first).
+    postrouting = {when: [r for r in d[when]["rules"] if r.startswith("-A POSTROUTING")] for when in
+                   ("at_end", "after_back")}
+    assert postrouting["after_back"] == postrouting["at_end"] and "docker0" in postrouting["at_end"][0], postrouting
+    assert "172.18.0.77" not in d["container_addrs"] and "172.18.0.10/16" in d["container_addrs"]
+    # Rolling back and resetting leave the machine as the lesson found it, the student's own
+    # changes aside (which they took back themselves).
+    assert d["rollback"]["rc"] == 0 and d["reset"]["rc"] == 0, (d["rollback"], d["reset"])
+    assert "-A FORWARD -s 172.18.0.99/32 -j DROP" in d["after_rollback"]["rules"]
+    assert not any(f"netstep:{lab}" in rule for rule in d["after_rollback"]["rules"])
+    assert not any("veth0" in link or "br0" in link for link in d["after_rollback"]["links"])

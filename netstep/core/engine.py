@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import replace
 
+from netstep.core import ownership
 from netstep.core.journal import Journal
 from netstep.core.lab import Lab
 from netstep.core.moments import Moments
@@ -182,11 +183,13 @@ class Engine:
         started = time.monotonic()
         before = self.moments.last() if self.moments.moved else None
         followed = self.follow_student()
-        if followed:  # the student's own work (an exercise, say) is what `back` takes back first
+        if followed.changes:  # the student's own work (an exercise, say) is what `back` takes back first
             result = self._followed(followed, before)
             result.elapsed = time.monotonic() - started
             return result
-        return self._back(read=read)
+        result = self._back(read=read)
+        result.reconciled = followed  # (only what it left alone, in host mode: named)
+        return result
 
     def _back(self, *, read: bool = True) -> StepResult:
         """One step back within a move that has already followed the student."""
@@ -233,12 +236,14 @@ class Engine:
             raise NetstepError(f"There is no position {position} in the course.")
         before = self.moments.last() if self.moments.moved else None
         followed = self.follow_student()
-        if followed:
+        if followed.changes:
             yield self._followed(followed, before)
-        while self.position > position:
-            yield self._back(read=read)
-        while self.position < position:
-            yield self._forward(run_checks=run_checks, read=read)
+            followed = Reconciliation()
+        while self.position != position:
+            result = self._back(read=read) if self.position > position else self._forward(run_checks=run_checks,
+                                                                                           read=read)
+            result.reconciled, followed = followed, Reconciliation()  # (what host mode left alone: named once)
+            yield result
 
     def persist(self) -> None:
         """Write the lab's last known state for the next process now. It is written as the
@@ -360,35 +365,57 @@ class Engine:
         return None
 
     def student_changed(self) -> bool:
-        """The lab differs from its course position: the student typed something since."""
-        if self.lab.host_mode:
-            return False
+        """The lab differs from its course position: the student typed something since (in
+        a namespace netstep did not make, only what the lab made there counts)."""
         if not self.sole_writer:
             self.lab.notice_outside_changes()
         if self.sole_writer and self.moments.moved and not self.journal.own \
                 and not os.path.exists(self._position_path):
             return False
-        return not same(self.moments.read(), self.position_state())
+        owners = self._owners()
+        return not same(ownership.restrict(self.moments.read(), owners),
+                        ownership.restrict(self.position_state(), owners))
+
+    def _owners(self) -> dict[str, ownership.Owned]:
+        """What the lab made in each namespace it did not make (host mode's lab host, a lent
+        upstream), from the journal: its steps' actions and the student's own through netstep."""
+        own = self.lab.own_namespaces()
+        foreign = [ns for ns in self.lab.namespace_names() if ns not in own]
+        if not foreign:
+            return {}
+        actions = [Action.from_dict(e["do"]) for record in self.journal.steps for e in record["entries"]]
+        actions += [Action.from_dict(e["do"]) for e in self.journal.own]
+        return ownership.owned(actions, foreign, self.lab.rule_mark)
 
     def follow_student(self) -> Reconciliation:
         """Bring the lab back to its course position if the student changed it, naming what
         was taken away and put back, and stop the servers they started in the lab's own
         namespaces. Rules and routes are found by content, so a move never fails on an
         index the student's own rule shifted. Host mode's lab host is the machine's own
-        namespace, where netstep changes only what it made: not reconciled."""
+        namespace: there only what the lab made is reconciled, and the student's other
+        changes are named (`kept`), never removed."""
         if self.sole_writer and self.moments.moved and not self.journal.own \
                 and not os.path.exists(self._position_path):
             return Reconciliation()  # this process's own last move left the lab: nothing typed since
         followed = Reconciliation(self._stop_student_servers())
-        if self.lab.host_mode:
-            return followed
         if not self.sole_writer:
             self.lab.notice_outside_changes()
         target = self.position_state()
         actual = self.moments.read()
+        read, adjust = self.moments.read, None
+        owners = self._owners()
+        if owners:
+            followed.kept = ownership.others(actual, target, owners)
+            whole, target, actual = target, ownership.restrict(target, owners), ownership.restrict(actual, owners)
+
+            def read() -> Snapshot:
+                return ownership.restrict(self.moments.read(), owners)
+
+            def adjust(action: Action) -> Action:
+                return ownership.placed(action, whole, owners)
         if not same(actual, target):
-            followed.changes += self.land(target, actual=actual).changes
-            actual = self.moments.read()
+            followed.changes += self.land(target, actual=actual, read=read, adjust=adjust).changes
+        actual = self.moments.read()
         self._undo_unseen()
         while self.journal.own:
             self.journal.own_drop()
@@ -399,21 +426,26 @@ class Engine:
         return followed
 
     def land(self, target: Snapshot, *, actual: Snapshot | None = None,
-             read: Callable[[], Snapshot] | None = None) -> Reconciliation:
+             read: Callable[[], Snapshot] | None = None,
+             adjust: Callable[[Action], Action] | None = None) -> Reconciliation:
         """Reconcile the lab to `target`, or, if that cannot complete, back to where it was
         (`actual`, read now if not given): never left in between without saying so, and
-        the error names `reset`, the way out that always works."""
+        the error names `reset`, the way out that always works. `adjust` sees each action
+        before it is applied (host mode places a rule it puts back among all the others)."""
         read = read or self.moments.read
+
+        def apply(action: Action) -> None:
+            executor.apply(self.lab, action)
         actual = actual if actual is not None else read()
         position = self.position_state()
         self.moments.changing()
         with SignalGuard():  # once begun, it finishes (or goes back)
             try:
-                return reconcile(read, lambda action: executor.apply(self.lab, action), target, actual=actual)
+                return reconcile(read, apply, target, actual=actual, adjust=adjust)
             except (NetstepError, OSError) as exc:
                 cause = exc
             try:
-                reconcile(read, lambda action: executor.apply(self.lab, action), actual)
+                reconcile(read, apply, actual, adjust=adjust)
                 where = "The lab is back as it was before this command"
             except (NetstepError, OSError) as exc:
                 where = f"Bringing it back as it was failed too ({exc}), so it may be half-way"

@@ -251,7 +251,7 @@ def advance(engine: Engine, *, show: bool = True) -> StepResult | Verdict:
     already did 2.4"); otherwise apply it, after bringing the lab back to its position
     (the result names what that took back)."""
     step = engine.next_step()
-    if step is not None and step.commands and engine.student_changed():
+    if step is not None and step.commands and not engine.lab.host_mode and engine.student_changed():
         target = target_of(engine)
         if essentials(engine, target):
             verdict = verify(engine, target)

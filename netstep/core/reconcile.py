@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netstep.course.actions import (
     Action,
@@ -64,9 +64,12 @@ class Reconciliation(RenderMixin):
     """What a move did to bring the lab back to a position before it went on."""
 
     changes: list[Change] = field(default_factory=list)
+    # Host mode: what changed in this machine's own network (or an upstream namespace the
+    # user lent) that netstep did not make, named and left as it is ("host: + entry").
+    kept: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes or self.kept)
 
     @property
     def removed(self) -> list[Change]:
@@ -78,7 +81,7 @@ class Reconciliation(RenderMixin):
 
     def as_json(self) -> dict:
         return {"event": "reconciled", "removed": [c.describe() for c in self.removed],
-                "restored": [c.describe() for c in self.restored]}
+                "restored": [c.describe() for c in self.restored], "kept": list(self.kept)}
 
 
 # -- reading the snapshot's strings back into parts ---------------------------------------
@@ -310,9 +313,13 @@ def plan_rules(actual: Snapshot, target: Snapshot) -> list[Change]:
             for i, text in enumerate(theirs):
                 if i < len(current) and current[i] == text:
                     continue
+                # Placed by its neighbours: in host mode the chain also holds rules that are
+                # not the lab's, so an index counted among the lab's own would be wrong there.
+                around = (tuple(rule_parts(current[i - 1])[3]) if i else (),
+                          tuple(rule_parts(current[i])[3]) if i < len(current) else ())
                 current.insert(i, text)
-                out.append(Change(Iptables(ns, table=table, args=("-I", chain, str(i + 1), *rule_parts(text)[3])),
-                                  False))
+                out.append(Change(Iptables(ns, table=table, args=("-I", chain, str(i + 1), *rule_parts(text)[3]),
+                                           between=around), False))
         policies_have = {(rule_parts(t)[0], rule_parts(t)[2]): rule_parts(t)[3][0] for t in have_rules
                          if rule_parts(t)[1] == "-P"}
         policies_want = {(rule_parts(t)[0], rule_parts(t)[2]): rule_parts(t)[3][0] for t in want_rules
@@ -363,16 +370,20 @@ PHASES: tuple[Callable[[Snapshot, Snapshot], list[Change]], ...] = (
 
 
 def reconcile(read: Callable[[], Snapshot], apply: Callable[[Action], None], target: Snapshot,
-              *, actual: Snapshot | None = None) -> Reconciliation:
+              *, actual: Snapshot | None = None,
+              adjust: Callable[[Action], Action] | None = None) -> Reconciliation:
     """Bring the lab that `read` reads to `target`, through `apply`, and confirm it.
 
-    Each phase plans from a fresh reading (a phase that planned nothing reads nothing new).
-    Raises NetstepError when the lab still differs at the end.
+    Each phase plans from a fresh reading (a phase that planned nothing reads nothing new);
+    `adjust` may amend each planned action (host mode places a rule it puts back among
+    rules that `read` leaves out). Raises NetstepError when the lab still differs at the end.
     """
     done = Reconciliation()
     actual = actual if actual is not None else read()
     for phase in PHASES:
         changes = phase(actual, target)
+        if adjust is not None:
+            changes = [replace(c, action=adjust(c.action)) if c.action is not None else c for c in changes]
         for change in changes:
             if change.action is not None:
                 apply(change.action)

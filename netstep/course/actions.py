@@ -165,10 +165,10 @@ class Route(Action):
 class Iptables(Action):
     """One iptables invocation; `args` excludes the table (kept in `table`).
 
-    `between`, an undo's, holds the rules around a deleted one to put back (the one before
-    it and the one after it, each in `iptables -S` words after the chain, () at an end): it
-    goes back among them, found by their content, and its recorded position is used only
-    when neither is there any more."""
+    `between`, an undo's or a reconciliation's, holds the rules around one to put back (the
+    one before it and the one after it, each in `iptables -S` words after the chain, () at
+    an end): it goes back among them, found by their content; its recorded position is
+    used where they still stand around it, or when neither is there any more."""
 
     table: str = "filter"
     args: tuple[str, ...] = ()

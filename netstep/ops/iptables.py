@@ -76,6 +76,9 @@ def _position(lab: LabAccess, ns: str, table: str, chain: str, between: tuple, r
     place, or last if the chain has grown shorter (the student's own deletions)."""
     rules = [tuple(shlex.split(line)[2:]) for line in _chain_rules(lab, ns, table, chain)]
     before, after = (tuple(words) for words in between)
+    if 0 < recorded <= len(rules) + 1 and (rules[recorded - 2] if recorded > 1 else ()) == before \
+            and (rules[recorded - 1] if recorded <= len(rules) else ()) == after:
+        return recorded  # the neighbours are where they were (a duplicate rule elsewhere cannot mislead)
     if before in rules:
         return rules.index(before) + 2
     if after and after in rules:

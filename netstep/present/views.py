@@ -314,14 +314,19 @@ def _(result: StepResult) -> RenderableType:
 @renderable.register
 def reconciled_view(done: Reconciliation) -> RenderableType:
     """What a move took back of the student's own changes, and what it put back, by command."""
-    parts: list[RenderableType] = [Text(i18n._("The lab differed from where the course stands; first, netstep"),
-                                         style="bold")]
+    parts: list[RenderableType] = []
+    if done.changes:
+        parts.append(Text(i18n._("The lab differed from where the course stands; first, netstep"), style="bold"))
     if done.removed:
         parts.append(Text(i18n._("removed what you added:")))
         parts += [Text(f"  - {change.describe()}", style="red") for change in done.removed]
     if done.restored:
         parts.append(Text(i18n._("put back or set again what the course had:")))
         parts += [Text(f"  + {change.describe()}", style="green") for change in done.restored]
+    if done.kept:
+        parts.append(Text(i18n._("Changed in this machine's own network since the last move, not by netstep, "
+                                 "and left as it is (netstep changes only what it made there):")))
+        parts += [Text(f"  {entry}", style="yellow") for entry in done.kept]
     return Group(*parts)
 
 
