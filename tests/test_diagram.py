@@ -342,3 +342,31 @@ def test_a_real_trace_is_drawn_along_its_hops(cli_lab, tmp_path):
     inspected = tmp_path / "lab.svg"
     assert netstep_cli(name, "inspect", "--svg", str(inspected)).returncode == 0
     assert ET.parse(inspected).getroot()[0].text == f"lab '{name}'"
+
+
+@needs_root
+def test_a_tap_device_is_drawn_as_one_whose_other_end_is_a_program(cli_lab, tmp_path):
+    """A TAP device (what slirp4netns or a VM's emulator holds) made by hand in netns0 is
+    drawn as a TAP with a program at its other end, in the picture and in text, as
+    `ip -d -j link` reads it; a TUN device likewise."""
+    from support import netstep_cli
+
+    from netstep.core.lab import Lab
+
+    assert netstep_cli(cli_lab, "run", "lesson2", "--yes").returncode == 0
+    where = ["nsenter", f"--net={Lab(cli_lab).registry.path_of('netns0')}", "--"]
+    for name, mode in (("tap0", "tap"), ("tun0", "tun")):
+        subprocess.run([*where, "ip", "tuntap", "add", name, "mode", mode], check=True)
+    read = json.loads(subprocess.run([*where, "ip", "-d", "-j", "link"], check=True, capture_output=True,
+                                     text=True).stdout)
+    kinds = {link["ifname"]: link["linkinfo"]["info_data"]["type"] for link in read
+             if link.get("linkinfo", {}).get("info_kind") == "tun"}
+    assert kinds == {"tap0": "tap", "tun0": "tun"}
+    out = tmp_path / "lab.svg"
+    result = netstep_cli(cli_lab, "inspect", "--svg", str(out))
+    assert result.returncode == 0, result.stderr
+    drawn = out.read_text()
+    text = netstep_cli(cli_lab, "inspect", "netns0").stdout
+    for name, kind in kinds.items():
+        assert f"{name} {kind.upper()} ⇄ a program" in drawn.replace("&#160;", " "), drawn[-3000:]
+        assert f"{name}: {kind} DOWN" in text, text

@@ -177,11 +177,14 @@ def _cell(box: Box, device: Device, ports: dict) -> str:
 
 
 def _device_text(device: Device) -> list[tuple[Item, str]]:
-    """(item, text) pieces: the device (with DOWN, and its kind for a bridge or lo), then its addresses."""
+    """(item, text) pieces: the device (with DOWN, and its kind for a bridge, a TAP or TUN
+    device, whose other end is a program, not a cable), then its addresses."""
     link = device.link
     words = [link.name]
-    if link.kind in ("bridge", "loopback"):
-        words.append(i18n._("bridge") if link.kind == "bridge" else "")
+    if link.kind == "bridge":
+        words.append(i18n._("bridge"))
+    elif link.kind in ("tap", "tun"):
+        words.append(i18n._("{kind} ⇄ a program").format(kind=link.kind.upper()))
     if not link.up:
         words.append("DOWN")
     return [(device.item, " ".join(w for w in words if w)), *((a, a.text) for a in device.addresses)]

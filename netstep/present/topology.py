@@ -90,6 +90,10 @@ def box_lines(diagram: Diagram, box: Box, drawn: frozenset[str] = frozenset()) -
             ports = [box.device(p) for p in device.ports]
             lines.append(Line("  ports " + (" ".join(p.name for p in ports if p) or "(none)"),
                               _style(next((p.item.mark for p in ports if p and p.item.mark), ""))))
+        elif link.kind in ("tap", "tun"):  # its other end is the program that holds it: no cable to draw
+            program = _("{kind} ⇄ a program").format(kind=link.kind.upper())
+            lines.append(Line(" ".join([device.name, program, *(a.text for a in addresses[:1])]) + down, style))
+            lines += [Line(f"  {a.text}", _style(a.mark)) for a in addresses[1:]]
         elif not addresses and ((master is not None and master.link.kind == "bridge") or (far and far[0] in drawn)):
             continue  # listed among its bridge's ports, or drawn as the line to its namespace
         elif far is not None and far[0] == box.ns:

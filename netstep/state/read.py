@@ -22,6 +22,11 @@ BUILTIN_CHAINS = {
 }
 
 
+# IFLA_TUN_TYPE (linux/if_tun.h IFF_TUN, IFF_TAP): a TAP carries Ethernet frames to the
+# program that holds it (slirp4netns, a VM's emulator), a TUN bare IP packets.
+TUN_TYPES = {1: "tun", 2: "tap"}
+
+
 def read_links(ipr, nsid_name) -> tuple[list[Link], dict[int, str]]:
     """Links of one namespace, and its ifindex -> name map; `nsid_name(id)` names a peer's namespace."""
     raw = ipr.link("dump")
@@ -32,6 +37,8 @@ def read_links(ipr, nsid_name) -> tuple[list[Link], dict[int, str]]:
         kind = info.get("IFLA_INFO_KIND") if info else None
         if kind is None:
             kind = "loopback" if msg.get("ifname") == "lo" else "ether"
+        elif kind == "tun":  # one kind in the kernel: `ip tuntap` tells the two apart by their type
+            kind = TUN_TYPES.get((info.get("IFLA_INFO_DATA") or {}).get("IFLA_TUN_TYPE"), "tun")
         master = names.get(msg.get("IFLA_MASTER")) if msg.get("IFLA_MASTER") else None
         peer = None
         if kind == "veth" and msg.get("IFLA_LINK"):
