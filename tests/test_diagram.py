@@ -370,3 +370,9 @@ def test_a_tap_device_is_drawn_as_one_whose_other_end_is_a_program(cli_lab, tmp_
     for name, kind in kinds.items():
         assert f"{name} {kind.upper()} ⇄ a program" in drawn.replace("&#160;", " "), drawn[-3000:]
         assert f"{name}: {kind} DOWN" in text, text
+    # The lab follows the student: the next move takes both devices away, and says so.
+    moved = netstep_cli(cli_lab, "back")
+    assert moved.returncode == 0, moved.stderr
+    assert "ip link delete tap0" in moved.stdout and "ip link delete tun0" in moved.stdout, moved.stdout
+    left = json.loads(subprocess.run([*where, "ip", "-j", "link"], check=True, capture_output=True, text=True).stdout)
+    assert not {link["ifname"] for link in left} & set(kinds)

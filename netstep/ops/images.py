@@ -62,8 +62,10 @@ def link_image(lab: LabAccess, ns: str, name: str) -> dict:
     msg = lookup.link_msg(lab, ns, name)
     info = msg.get("IFLA_LINKINFO")
     kind = info.get("IFLA_INFO_KIND") if info else None
-    if kind not in ("veth", "bridge"):
-        raise NetstepError(f"netstep can only delete veth and bridge devices, and '{name}' is a {kind}.")
+    if kind == "tun":  # a TAP or TUN device a student made (`ip tuntap add`): it comes back without its program
+        kind = "tap" if (info.get("IFLA_INFO_DATA") or {}).get("IFLA_TUN_TYPE") == 2 else "tun"
+    if kind not in ("veth", "bridge", "tap", "tun"):
+        raise NetstepError(f"netstep can only delete veth, bridge, TAP and TUN devices, and '{name}' is a {kind}.")
     entry = {"kind": kind, **end_image(lab, ns, name, msg)}
     if kind == "veth":
         peer = lab.peer_of(ns, msg)
@@ -96,6 +98,8 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
             lab.tune_link(peer["ns"], peer["name"])
             give_mtu(lab, peer, "veth")
             ends.append(peer)
+        elif link["kind"] in ("tap", "tun"):
+            ipr.link("add", ifname=link["name"], kind="tuntap", mode=link["kind"])
         else:
             ipr.link("add", ifname=link["name"], kind=link["kind"])
         lab.tune_link(ns, link["name"])
