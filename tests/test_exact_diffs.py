@@ -69,9 +69,11 @@ def read_namespace(path: str, sysctls: tuple[str, ...]) -> dict[str, dict[str, s
         info = link.get("linkinfo", {})
         hairpin = info.get("info_slave_data", {}).get("hairpin", False) if info.get("info_slave_kind") == "bridge" \
             else False
+        bridged = info.get("info_data", {}).get("nf_call_iptables", 0) if info.get("info_kind") == "bridge" else 0
         devices[link["ifname"]] = " ".join(map(str, (
             info.get("info_kind", "loopback" if link["ifname"] == "lo" else "ether"),
-            "UP" in link["flags"], link.get("master", ""), peer, f"mtu {link['mtu']}", f"hairpin {hairpin}")))
+            "UP" in link["flags"], link.get("master", ""), peer, f"mtu {link['mtu']}", f"hairpin {hairpin}",
+            f"nf_call_iptables {bridged}")))
     addresses = {}
     for link in json.loads(_in(path, "ip", "-j", "addr", "show")):
         for a in link.get("addr_info", []):

@@ -30,6 +30,7 @@ from netstep.course.actions import (
     AddLink,
     AddNetns,
     Address,
+    BridgeFilter,
     DnsServer,
     EtcFile,
     Hairpin,
@@ -227,6 +228,9 @@ def setting_before(shell: RealShell, action: Action) -> str:
     if isinstance(action, Hairpin):
         port = json.loads(said(f"bridge -d -j link show dev {action.name}"))[0]
         return "on" if port.get("hairpin") else "off"
+    if isinstance(action, BridgeFilter):
+        bridge = json.loads(said(f"ip -d -j link show {action.name}"))[0]
+        return str(bridge["linkinfo"]["info_data"]["nf_call_iptables"])
     if isinstance(action, Sysctl):
         return said(f"sysctl -n {action.key}").strip()
     return ""
@@ -239,6 +243,8 @@ def inverse(action: Action, was: str = "") -> list[str]:
         return [f"ip link set {action.name} mtu {was}"]
     if isinstance(action, Hairpin):
         return [f"bridge link set dev {action.name} hairpin {was}"]
+    if isinstance(action, BridgeFilter):
+        return [f"ip link set {action.name} type bridge nf_call_iptables {was}"]
     if isinstance(action, Sysctl):
         return [f"sysctl -w {action.key}={was}"]
     if isinstance(action, AddNetns):

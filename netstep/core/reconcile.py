@@ -24,6 +24,7 @@ from netstep.course.actions import (
     AddLink,
     AddNetns,
     Address,
+    BridgeFilter,
     DeleteLink,
     DeleteNetns,
     Hairpin,
@@ -218,6 +219,9 @@ def plan_link_state(actual: Snapshot, target: Snapshot) -> list[Change]:
                 out.append(Change(SetMtu(ns, name=link.name, mtu=link.mtu or default_mtu(link.kind)), False))
             if current is not None and current.hairpin != link.hairpin:
                 out.append(Change(Hairpin(ns, name=link.name, on=link.hairpin), not link.hairpin))
+            if current is not None and current.nf_call_iptables != link.nf_call_iptables:
+                on = link.nf_call_iptables
+                out.append(Change(BridgeFilter(ns, name=link.name, on=on), not on))
     return out
 
 

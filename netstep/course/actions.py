@@ -134,6 +134,19 @@ class Hairpin(Action):
 
 
 @dataclass(frozen=True)
+class BridgeFilter(Action):
+    """`ip link set NAME type bridge nf_call_iptables 1|0`: one bridge's own switch for
+    handing its IPv4 frames to iptables, OR-ed with the namespace's bridge-nf-call-iptables
+    (so it can add filtering to one bridge, never exempt one)."""
+
+    name: str = ""
+    on: bool = True
+
+    def command(self) -> str:
+        return f"ip link set {self.name} type bridge nf_call_iptables {int(self.on)}"
+
+
+@dataclass(frozen=True)
 class Address(Action):
     dev: str = ""
     cidr: str = ""
@@ -281,5 +294,6 @@ def _quote(arg: str) -> str:
 ACTIONS = {
     cls.__name__: cls
     for cls in (AddNetns, DeleteNetns, AddLink, DeleteLink, SetLinkUp, MoveLink, SetMaster, Address, Route,
-                Iptables, Sysctl, HttpServer, DnsServer, StopServers, EtcFile, Restore, SetMtu, Hairpin)
+                Iptables, Sysctl, HttpServer, DnsServer, StopServers, EtcFile, Restore, SetMtu, Hairpin,
+                BridgeFilter)
 }

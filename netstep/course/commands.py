@@ -17,6 +17,7 @@ from netstep.course.actions import (
     AddLink,
     AddNetns,
     Address,
+    BridgeFilter,
     DeleteLink,
     DeleteNetns,
     DnsServer,
@@ -229,8 +230,11 @@ def _ip_link(words: list[str], where: str) -> Action:
             return SetMaster(where, name=_name(rest[0]), master="")
         if len(rest) == 3 and rest[1] == "mtu":
             return SetMtu(where, name=_name(rest[0]), mtu=_mtu(rest[2]))
-        raise ValueError(_("expected: {usage}").format(
-            usage="ip link set NAME up|down|netns NS|master BRIDGE|nomaster|mtu N"))
+        if len(rest) == 5 and rest[1:4] == ["type", "bridge", "nf_call_iptables"] and rest[4] in ("0", "1"):
+            return BridgeFilter(where, name=_name(rest[0]), on=rest[4] == "1")
+        raise ValueError(_("expected: {usage}, or {other}").format(
+            usage="ip link set NAME up|down|netns NS|master BRIDGE|nomaster|mtu N",
+            other="ip link set BRIDGE type bridge nf_call_iptables 0|1"))
     raise ValueError(_("'ip link {verb}' is not supported: use add, set or delete").format(verb=verb))
 
 

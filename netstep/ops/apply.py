@@ -19,6 +19,7 @@ from netstep.course.actions import (
     AddLink,
     AddNetns,
     Address,
+    BridgeFilter,
     DeleteLink,
     DeleteNetns,
     DnsServer,
@@ -36,6 +37,7 @@ from netstep.course.actions import (
     Sysctl,
 )
 from netstep.errors import KernelError, NetstepError
+from netstep.i18n import _
 from netstep.kernel import netlink
 from netstep.ops import devices, files, images, iptables, ports, routes, servers, sysctls
 from netstep.ops.access import LabAccess
@@ -60,6 +62,7 @@ HANDLERS: dict[type[Action], Callable[[Action, LabAccess], Action]] = {
     Restore: images.apply_restore,
     SetMtu: ports.apply_set_mtu,
     Hairpin: ports.apply_hairpin,
+    BridgeFilter: ports.apply_bridge_filter,
 }
 
 
@@ -78,7 +81,8 @@ def apply(lab: LabAccess, action: Action, ready: Callable[[Action], None] | None
         try:
             return handler(action, lab)
         except netlink.NetlinkError as exc:
-            raise KernelError(f"`{action.command()}` on {action.ns} failed: {os.strerror(exc.code)}.") from None
+            raise KernelError(_("`{command}` on {ns} failed: {error}.").format(
+                command=action.command(), ns=action.ns, error=os.strerror(exc.code))) from None
 
 
 def tells_undo_first(action: Action) -> bool:

@@ -11,9 +11,10 @@ import ipaddress
 
 from netstep.course.actions import Action, Address, DeleteLink, DeleteNetns, Restore, Route
 from netstep.errors import NetstepError
+from netstep.i18n import _
 from netstep.ops import lookup, routes
 from netstep.ops.access import LabAccess
-from netstep.ops.ports import hairpin_of, set_hairpin
+from netstep.ops.ports import bridge_filter_of, hairpin_of, set_bridge_filter, set_hairpin
 from netstep.state.snapshot import default_mtu
 
 
@@ -48,7 +49,8 @@ def end_image(lab: LabAccess, ns: str, name: str, msg=None) -> dict:
     return {"ns": ns, "name": name, "up": bool(msg["flags"] & 1),
             "master": lookup.name_of(lab, ns, master) if master else "",
             "addresses": lookup.addresses(lab, ns, msg["index"]),
-            "mtu": msg.get("IFLA_MTU"), "hairpin": bool(hairpin_of(msg))}
+            "mtu": msg.get("IFLA_MTU"), "hairpin": bool(hairpin_of(msg)),
+            "nf_call_iptables": bool(bridge_filter_of(msg))}
 
 
 def give_mtu(lab: LabAccess, end: dict, kind: str) -> None:
@@ -65,7 +67,8 @@ def link_image(lab: LabAccess, ns: str, name: str) -> dict:
     if kind == "tun":  # a TAP or TUN device a student made (`ip tuntap add`): it comes back without its program
         kind = "tap" if (info.get("IFLA_INFO_DATA") or {}).get("IFLA_TUN_TYPE") == 2 else "tun"
     if kind not in ("veth", "bridge", "tap", "tun"):
-        raise NetstepError(f"netstep can only delete veth, bridge, TAP and TUN devices, and '{name}' is a {kind}.")
+        raise NetstepError(_("netstep can only delete veth, bridge, TAP and TUN devices, and '{name}' is a {kind}.")
+                           .format(name=name, kind=kind))
     entry = {"kind": kind, **end_image(lab, ns, name, msg)}
     if kind == "veth":
         peer = lab.peer_of(ns, msg)
@@ -107,6 +110,8 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
         ends.append(link)
     for end in ends:
         ipr, index = lab.ipr(end["ns"]), lookup.index_of(lab, end["ns"], end["name"])
+        if end.get("nf_call_iptables"):
+            set_bridge_filter(lab, end["ns"], index, True)
         if end.get("master"):
             ipr.link("set", index=index, master=lookup.index_of(lab, end["ns"], end["master"]))
             if end.get("hairpin"):

@@ -212,7 +212,7 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
             return narrow
     rule = blamed(seen.rules, forward, reply, kind)
     if rule is not None:
-        return _rule_finding(*rule, reason, evidence)
+        return _rule_finding(*rule, reason, evidence, wiring)
     if reason == "refused":
         return _refused(forward, seen, evidence, wiring)
     if reason in ("host-unreachable", "net-unreachable", "filtered") and "from " in detail:
@@ -291,10 +291,14 @@ def _evidence_of(seen: Observation) -> dict:
     return evidence
 
 
-def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: dict) -> Finding:
+def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: dict, wiring: Wiring) -> Finding:
     why = (_("rejected by {rule}") if rule.target == "REJECT" else _("dropped by {rule}")).format(
         rule=rule.named(crossing.ns))
-    if crossing.bridge:
+    if crossing.bridge and wiring.sysctl(crossing.ns, "net.bridge.bridge-nf-call-iptables") == "0":
+        why += _(", as it crossed the bridge {bridge} (br_netfilter hands its frames to iptables: "
+                 "bridge-nf-call-iptables is 0, but {bridge}'s own nf_call_iptables is 1)").format(
+            bridge=crossing.bridge)
+    elif crossing.bridge:
         why += _(", as it crossed the bridge {bridge} (br_netfilter hands bridged frames to iptables: "
                  "bridge-nf-call-iptables = 1)").format(bridge=crossing.bridge)
     elif crossing.back:

@@ -57,6 +57,8 @@ def read_links(ipr, nsid_name) -> tuple[list[Link], dict[int, str]]:
                 mac=msg.get("IFLA_ADDRESS") or "",
                 mtu=msg.get("IFLA_MTU") if msg.get("IFLA_MTU") not in (None, default_mtu(kind)) else None,
                 hairpin=_hairpin(info),
+                nf_call_iptables=kind == "bridge" and bool(((info or {}).get("IFLA_INFO_DATA") or {})
+                                                           .get("IFLA_BR_NF_CALL_IPTABLES")),
             )
         )
     return links, names

@@ -31,6 +31,7 @@ class Link:
     mac: str = ""
     mtu: int | None = None  # None: the kernel's default for its kind (DEFAULT_MTU)
     hairpin: bool = False  # a bridge port that may send a frame back out where it came in
+    nf_call_iptables: bool = False  # a bridge's own switch, OR-ed with bridge-nf-call-iptables
 
     def describe(self) -> str:
         bits = [self.kind, "UP" if self.up else "DOWN"]
@@ -42,6 +43,8 @@ class Link:
             bits.append(f"mtu {self.mtu}")
         if self.hairpin:
             bits.append("hairpin on")
+        if self.nf_call_iptables:
+            bits.append("nf_call_iptables 1")
         return " ".join(bits)
 
 
