@@ -285,3 +285,46 @@ def test_a_challenge_as_an_ordinary_user(make_user) -> None:
     solved = user.netstep("solution")
     assert solved.returncode == 0 and "What was broken" in solved.stdout, solved.stdout + solved.stderr
     assert user.netstep("reset").returncode == 0 and user.processes_end()
+
+
+INTERRUPTED = """
+import os, signal, sys, threading
+from netstep.tutor import RemoteTutor, Tutor
+t = Tutor("intr")
+assert isinstance(t, RemoteTutor), type(t)
+t.start("veth")
+first = t.engine.position
+# Jupyter's interrupt button sends SIGINT to the kernel while the step is under way.
+threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    t.step()
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+after = t.step()
+print("refs", first, t.engine.position, after.step.ref)
+t.close()
+"""
+
+
+@needs_root
+@needs_users
+def test_an_interrupted_notebook_call_finishes_its_step_and_the_next_call_goes_on(make_user) -> None:
+    """The interrupt button during `t.step()` in an ordinary user's notebook: the call stops
+    waiting, the step finishes in the lab's own process, and the next `t.step()` applies the
+    step after it; the lab then holds exactly those two steps, as the command line reads them
+    (`back` twice returns to the lesson's start) and `reset` leaves nothing."""
+    user = make_user()
+    ran = user.run(SYSTEM_PYTHON, "-c", INTERRUPTED, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "interrupted" in ran.stdout.splitlines(), ran.stdout  # the interrupt came during the step
+    words = next(line for line in ran.stdout.splitlines() if line.startswith("refs ")).split()
+    first, position, ref = int(words[1]), int(words[2]), words[3]
+    steps = Course.load().find("veth").steps
+    assert position == first + 2 and ref == steps[1].ref, ran.stdout
+    for step in reversed(steps[:2]):
+        back = user.netstep("--lab", "intr", "back")
+        assert back.returncode == 0 and step.title in back.stdout, back.stdout + back.stderr
+    again = user.netstep("--lab", "intr", "next")  # from the lesson's start: its first step
+    assert again.returncode == 0 and f"step {steps[0].ref}: {steps[0].title}" in again.stdout, again.stdout
+    assert user.netstep("--lab", "intr", "reset").returncode == 0 and user.processes_end()

@@ -263,3 +263,107 @@ def test_challenges_load_in_the_chosen_language():
             assert [c.text for c in challenge.breaks] == [c.text for c in was.breaks]
         else:
             assert challenge.path == was.path
+
+
+# One line of each kind the grammar refuses (netstep/course/commands.py), with where it is
+# typed: a student's mistake is told in the student's language, as a whole sentence.
+REFUSED = [
+    "ping 8.8.8.8", "ip link set veth0 up; rm -rf /", "ip link set lo up\x07", "ip link set 'veth0 up", "", "sudo",
+    "echo 'nameserver x' > /etc/netns/netns0/resolv.conf", "ip", "ip monitor", "ip netns", "ip netns list",
+    "ip netns exec netns0", "ip netns add host", "nsenter -t 1 -n ip link set lo up",
+    "nsenter --net=/proc/1/ns/net ip link set lo up", "nsenter --net=/var/run/netns/netns0", "ip link",
+    "ip link show", "ip link add veth0 type vxlan", "ip link set veth0 bogus", "ip link delete",
+    "ip link set veth0 mtu 20",
+    "ip link add averyveryverylongname type bridge", "bridge fdb add 02:00:00:00:00:01 dev veth0",
+    "bridge link set dev veth0 hairpin maybe", "ip addr add 172.18.0.300/16 dev veth0",
+    "ip addr add 172.18.0.10 dev veth0",
+    "ip addr add 172.18.0.10/16 veth0", "ip route", "ip route add 172.18.0.1/16 dev veth0",
+    "ip route add default via 172.18.0.1 metric 5", "ip route add default via 172.18.0", "ip route add 10.0.0.0/8",
+    "ip route delete 172.18.0.0/16 proto bogus", "ip route delete 172.18.0.0/16 scope nowhere",
+    "iptables -t broken -A FORWARD -j ACCEPT", "iptables", "iptables -N", "iptables -P FORWARD REJECT", "iptables -A",
+    "iptables -L", "iptables -N 1chain", "iptables -A FORWARD", "iptables -A FORWARD --foo bar -j ACCEPT",
+    "iptables -A FORWARD -s", "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN",
+    "iptables -A FORWARD -s @x -j DROP",
+    "iptables -A FORWARD -s 10.0.0.0/8", "sysctl -a", "sysctl -w kernel.panic=1", "sysctl -w net.ipv4.ip_forward=a,b",
+    "python3 -c print", "python3 -m http.server --bind 172.18.0.999 5000",
+    "python3 -m http.server --bind 172.18.0.10 70000", "fuser 6000/tcp", "fuser -k 70000/tcp",
+    "dnsmasq --no-resolv", "dnsmasq --listen-address=10.0.2.2", "dnsmasq --no-resolv --listen-address=10.0.2.300",
+    "dnsmasq --no-resolv --listen-address=10.0.2.2 --conf-file=/etc/x", "mkdir /etc/netns/netns0",
+]
+# The grammar's own notation in a usage line (`ip link set NAME up|down|...`): typed as shown,
+# or standing for what is typed, so it stays as it is in every language.
+USAGE_WORDS = {
+    "NAME", "PEER", "BRIDGE", "ADDRESS", "GATEWAY", "DEST", "CHAIN", "TARGET", "PORT", "type", "bridge", "delete",
+    "hairpin", "addr", "mangle", "dnsmasq", "fuser", "mkdir", "ACCEPT", "DROP", "MASQUERADE", "DNAT", "RETURN",
+    "Python",  # (a name)
+}
+
+
+def _shlex_says(line: str) -> str:
+    """Python's own words for a line shlex cannot split (No closing quotation), or ""."""
+    import shlex
+
+    try:
+        shlex.split(line)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def test_the_grammar_refuses_in_chinese_and_in_english_as_before():
+    from netstep import i18n
+    from netstep.course.commands import parse
+
+    spoken, untranslated = i18n.language(), {}
+    with i18n.speaking("zh"):  # (back to the language before, whatever happens)
+        for line in REFUSED:
+            with pytest.raises(ValueError) as refused:
+                parse(line, "netns0" if line.startswith("ip netns add") else "host")
+            message = str(refused.value)
+            typed = set(re.findall(r"[A-Za-z]+", line + _shlex_says(line)))  # (shlex's words, as strerror's)
+            english = [w for w in _screen_words(message) if not _kept(w) and w not in typed and w not in USAGE_WORDS]
+            if english or not any("\u4e00" <= ch <= "\u9fff" for ch in message):
+                untranslated[line] = message
+        with pytest.raises(ValueError, match="命名空间要在 host 上添加和删除"):
+            parse("ip netns add netns1", "netns0")
+    assert i18n.language() == spoken
+    assert not untranslated, f"English in the grammar's Chinese errors: {untranslated}"
+    with i18n.speaking("en"):  # the English sentences are the ones tests and lessons have always read
+        for line, said in [("ping 8.8.8.8", "unknown command 'ping': lessons can use ip, bridge"),
+                           ("ip monitor", "'ip monitor' is not supported: use ip netns, ip link, ip addr or ip route"),
+                           ("iptables -A FORWARD -s", "iptables option '-s' needs a value"),
+                           ("iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN", "needs 2 values"),
+                           ("ip addr add 172.18.0.10 dev veth0", "'172.18.0.10' needs a prefix length, such as "
+                                                                 "172.18.0.10/16"),
+                           ("ip link set veth0 mtu 20", "'20' is not an MTU netstep sets: a number of bytes from 68"),
+                           ("fuser -k 70000/tcp", "'70000' is not a port number: expected: fuser -k PORT/tcp or "
+                                                  "PORT/udp (stops the lab's servers on PORT in the namespace)")]:
+            with pytest.raises(ValueError) as refused:
+                parse(line, "host")
+            assert said in str(refused.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes a lab's kernel state as root")
+def test_a_change_the_kernel_refuses_is_told_in_chinese(lab):
+    """The ops layer's sentence around the kernel's own error (File exists: its words, as
+    `ip` prints them) is in the student's language."""
+    from netstep import i18n
+    from netstep.course.commands import parse
+    from netstep.errors import NetstepError
+    from netstep.ops import apply as executor
+
+    with i18n.speaking("zh"):
+        with pytest.raises(NetstepError) as refused:
+            executor.apply(lab, parse("ip route add 10.0.2.0/24 dev eth0", "host"))
+        exists = str(refused.value)
+        with pytest.raises(NetstepError) as refused:
+            executor.apply(lab, parse("ip link set veth9 up", "host"))
+        missing = str(refused.value)
+    assert "在 host 上执行 `ip route add 10.0.2.0/24 dev eth0` 失败：File exists。" in exists, exists
+    assert "已经有一条到 10.0.2.0/24 的路由（10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15）" in exists
+    assert missing == "host 里没有设备“veth9”。", missing
+    for message in (exists, missing):  # (commands in backquotes are typed, File exists is the kernel's)
+        prose = re.sub(r"`[^`]*`", "", message)
+        assert not [w for w in _screen_words(prose) if not _kept(w) and w not in ("File", "exists")], message
+    with i18n.speaking("en"), pytest.raises(NetstepError, match="There is no device 'veth9' in host"):
+        executor.apply(lab, parse("ip link set veth9 up", "host"))

@@ -14,6 +14,7 @@ import shutil
 
 from netstep.course.actions import Action, EtcFile
 from netstep.errors import KernelError
+from netstep.i18n import _
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
 
@@ -90,16 +91,17 @@ def apply_etc_file(action: EtcFile, lab: LabAccess) -> Action:
         os.makedirs(folder, exist_ok=True)
     elif action.op in ("copy", "write"):
         if not had_folder:
-            raise KernelError(f"`{action.command()}`: /etc/netns/{action.netns} does not exist "
-                              f"(make it first: mkdir -p /etc/netns/{action.netns})")
+            raise KernelError(_("`{command}`: /etc/netns/{netns} does not exist (make it first: "
+                                "mkdir -p /etc/netns/{netns})").format(command=action.command(), netns=action.netns))
         _write(conf, resolv_conf(lab.dir, "host")[1] if action.op == "copy" else action.content)
     elif action.op == "rmdir":
         if not had_folder:
-            raise KernelError(f"`{action.command()}`: /etc/netns/{action.netns} does not exist")
+            raise KernelError(_("`{command}`: /etc/netns/{netns} does not exist")
+                              .format(command=action.command(), netns=action.netns))
         shutil.rmtree(folder)
         _tidy(lab.dir)
     else:
-        raise KernelError(f"netstep cannot do `{action.op}` to /etc/netns/{action.netns}")
+        raise KernelError(_("netstep cannot do `{op}` to /etc/netns/{netns}").format(op=action.op, netns=action.netns))
     return undo
 
 

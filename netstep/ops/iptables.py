@@ -11,6 +11,7 @@ import shlex
 
 from netstep.course.actions import Action, Iptables
 from netstep.errors import KernelError, NameConflict, NetstepError
+from netstep.i18n import _
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
 
@@ -20,7 +21,8 @@ def iptables(lab: LabAccess, ns: str, table: str, args: list[str]) -> str:
     if result.returncode != 0:
         msg = (result.stderr.strip().splitlines() or ["failed"])[-1]
         shown = " ".join(shlex.quote(a) for a in args)
-        raise KernelError(f"`iptables -t {table} {shown}` on {ns} failed: {msg}")
+        raise KernelError(_("`{command}` on {ns} failed: {error}").format(
+            command=f"iptables -t {table} {shown}", ns=ns, error=msg))
     return result.stdout
 
 
@@ -37,8 +39,9 @@ def apply_iptables(action: Iptables, lab: LabAccess) -> Action:
         # Checked before the undo is told: a kill just after must not leave a -X for another's chain.
         if lab.exec(ns, ["iptables", "-w", "-t", table, "-S", chain]).returncode == 0:
             raise NameConflict(
-                f"A chain named '{chain}' already exists in the {table} table of {ns}, and netstep did not "
-                f"create it, so it will not touch it. Remove it where it came from, or use another lab.")
+                _("A chain named '{chain}' already exists in the {table} table of {ns}, and netstep did not "
+                  "create it, so it will not touch it. Remove it where it came from, or use another lab.")
+                .format(chain=chain, table=table, ns=ns))
         undo = about_to_change(Iptables(ns, table=table, args=("-X", chain)))
         iptables(lab, ns, table, args)
         return undo
@@ -67,7 +70,7 @@ def apply_iptables(action: Iptables, lab: LabAccess) -> Action:
         words = [tuple(shlex.split(line)[2:]) for line in before]
         around = (words[position - 1] if position else (), words[position + 1] if position + 1 < len(words) else ())
         return Iptables(ns, table=table, args=("-I", chain, str(position + 1), *words[position]), between=around)
-    raise NetstepError(f"iptables {op} is not supported")
+    raise NetstepError(_("iptables {op} is not supported").format(op=op))
 
 
 def _position(lab: LabAccess, ns: str, table: str, chain: str, between: tuple, recorded: int) -> int:

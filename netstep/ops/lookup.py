@@ -13,6 +13,7 @@ import socket
 import time
 
 from netstep.errors import KernelError, NameConflict
+from netstep.i18n import _
 from netstep.kernel import netlink
 from netstep.ops.access import LabAccess
 
@@ -30,7 +31,7 @@ def get(lab: LabAccess, ns: str, name: str):
 def index_of(lab: LabAccess, ns: str, name: str) -> int:
     index = lab.link_index(ns, name)
     if index is None:
-        raise KernelError(f"There is no device '{name}' in {ns}.")
+        raise KernelError(_("There is no device '{name}' in {ns}.").format(name=name, ns=ns))
     return index
 
 
@@ -41,16 +42,16 @@ def exists(lab: LabAccess, ns: str, name: str) -> bool:
 def refuse_existing(lab: LabAccess, ns: str, name: str) -> None:
     if exists(lab, ns, name):
         raise NameConflict(
-            f"A device named '{name}' already exists in {ns}, and netstep did not create it, so it "
-            f"will not touch it. If you made it by hand (in `netstep shell`), delete it there; or "
-            f"start the lab over with `python -m netstep reset`."
+            _("A device named '{name}' already exists in {ns}, and netstep did not create it, so it "
+              "will not touch it. If you made it by hand (in `netstep shell`), delete it there; or "
+              "start the lab over with `python -m netstep reset`.").format(name=name, ns=ns)
         )
 
 
 def link_msg(lab: LabAccess, ns: str, name: str):
     msg = get(lab, ns, name)
     if msg is None:
-        raise KernelError(f"There is no device '{name}' in {ns}.")
+        raise KernelError(_("There is no device '{name}' in {ns}.").format(name=name, ns=ns))
     return msg
 
 

@@ -63,7 +63,8 @@ def apply_bridge_filter(action: BridgeFilter, lab: LabAccess) -> Action:
     msg = lookup.link_msg(lab, action.ns, action.name)
     was = bridge_filter_of(msg)
     if was is None:
-        raise NetstepError(f"{action.name} in {action.ns} is not a bridge: nf_call_iptables is a bridge's setting.")
+        raise NetstepError(_("{name} in {ns} is not a bridge: nf_call_iptables is a bridge's setting.")
+                           .format(name=action.name, ns=action.ns))
     undo = about_to_change(BridgeFilter(action.ns, name=action.name, on=was))
     set_bridge_filter(lab, action.ns, msg["index"], action.on)
     return undo

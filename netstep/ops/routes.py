@@ -12,9 +12,11 @@ by a position recorded earlier.
 from __future__ import annotations
 
 import errno
+import os
 
 from netstep.course.actions import Action, Restore, Route
 from netstep.errors import KernelError
+from netstep.i18n import _
 from netstep.kernel import netlink
 from netstep.ops import lookup
 from netstep.ops.access import LabAccess
@@ -108,7 +110,7 @@ def apply_route(action: Route, lab: LabAccess) -> Action:
     before = by_dst(lab, ns, {action.dst})
     match = next((r for r in before[action.dst] if _matches(r, action)), None)
     if match is None:
-        raise KernelError(f"`{action.command()}` on {ns}: there is no such route.")
+        raise KernelError(_("`{command}` on {ns}: there is no such route.").format(command=action.command(), ns=ns))
     args = route_args(lab, ns, match)
     undo = about_to_change(Restore(ns, image={"routes": {ns: before}}))
     lab.ipr(ns).route("del", **args)
@@ -126,11 +128,15 @@ def _refuse_existing(lab: LabAccess, action: Route) -> None:
 
 
 def _exists(action: Route, there: str) -> KernelError:
-    which = f" ({there})" if there else ""
-    return KernelError(
-        f"`{action.command()}` on {action.ns} failed: File exists. {action.ns} already has a route to "
-        f"{action.dst}{which}, and `ip route add` never replaces one: delete that one first (`ip route delete "
-        f"{action.dst}` ...), then add yours.")
+    fields = {"command": action.command(), "ns": action.ns, "dst": action.dst, "route": there,
+              "error": os.strerror(errno.EEXIST)}
+    if there:
+        return KernelError(_("`{command}` on {ns} failed: {error}. {ns} already has a route to {dst} ({route}), and "
+                             "`ip route add` never replaces one: delete that one first (`ip route delete {dst}` ...), "
+                             "then add yours.").format(**fields))
+    return KernelError(_("`{command}` on {ns} failed: {error}. {ns} already has a route to {dst}, and `ip route add` "
+                         "never replaces one: delete that one first (`ip route delete {dst}` ...), then add yours.")
+                       .format(**fields))
 
 
 def set_routes(lab: LabAccess, ns: str, dst: str, wanted: list[dict]) -> None:

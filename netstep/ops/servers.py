@@ -10,6 +10,7 @@ import sys
 from netstep.course.actions import Action, DnsServer, HttpServer, StopServers
 from netstep.course.commands import parse
 from netstep.errors import KernelError
+from netstep.i18n import _
 from netstep.kernel import servers
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
@@ -22,7 +23,10 @@ def apply_http_server(action: HttpServer, lab: LabAccess) -> Action:
         return undo
     undo = about_to_change(HttpServer(action.ns, address=action.address, port=action.port, start=False))
     _start(lab, action, servers.HTTP, ["--bind", action.address, "--port", str(action.port)],
-           f"The HTTP server on {action.address}:{action.port} in {action.ns}")
+           _("The HTTP server on {address}:{port} in {ns} did not start: another program listens there already. "
+             "`ss -ltnup` in {ns} names it; stop it (netstep never stops a program it did not start) and run the "
+             "step again."),
+           _("The HTTP server on {address}:{port} in {ns} did not start: {error}"))
     return undo
 
 
@@ -35,11 +39,17 @@ def apply_dns_server(action: DnsServer, lab: LabAccess) -> Action:
     answers = ",".join(f"{name}={ip}" for name, ip in action.answers)
     _start(lab, action, servers.DNS, ["--bind", action.address, "--port", "53", "--answers", answers,
                                       "--forward", action.forward],
-           f"The DNS server on {action.address} port 53 in {action.ns}")
+           _("The DNS server on {address} port {port} in {ns} did not start: another program listens there "
+             "already. `ss -ltnup` in {ns} names it; stop it (netstep never stops a program it did not start) and "
+             "run the step again."),
+           _("The DNS server on {address} port {port} in {ns} did not start: {error}"))
     return undo
 
 
-def _start(lab: LabAccess, action: Action, module: str, options: list[str], what: str) -> None:
+def _start(lab: LabAccess, action: Action, module: str, options: list[str], taken: str, failed: str) -> None:
+    """Start a lab server; if it does not start, say why in `taken` (its address is in use)
+    or `failed` (any other reason, as {error}): sentences with {address}, {port} and {ns}."""
+    fields = {"address": action.address, "port": getattr(action, "port", 53), "ns": action.ns}
     argv = [sys.executable, "-m", module, "--netns", lab.fd_path(action.ns), "--name", action.ns, *options,
             "--lab", lab.dir]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -49,10 +59,8 @@ def _start(lab: LabAccess, action: Action, module: str, options: list[str], what
         proc.wait(timeout=5)
         err = proc.stderr.read().decode().strip().splitlines() if proc.stderr else []
         if err and "Address already in use" in err[-1]:
-            raise KernelError(f"{what} did not start: another program listens there already. "
-                              f"`ss -ltnup` in {action.ns} names it; stop it (netstep never stops a "
-                              f"program it did not start) and run the step again.")
-        raise KernelError(f"{what} did not start: {err[-1] if err else 'no reason given'}")
+            raise KernelError(taken.format(**fields))
+        raise KernelError(failed.format(**fields, error=err[-1] if err else _("no reason given")))
     proc.stdout.close()
     proc.stderr.close()
 

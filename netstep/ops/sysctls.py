@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from netstep.course.actions import Action, Sysctl
 from netstep.errors import KernelError
+from netstep.i18n import _
 from netstep.ops.access import LabAccess
 from netstep.ops.announce import about_to_change
 
@@ -15,9 +16,10 @@ FORWARDING_SWITCHES = {"net.ipv4.ip_forward": "ipv4", "net.ipv4.conf.all.forward
 def apply_sysctl(action: Sysctl, lab: LabAccess) -> Action:
     old = lab.read_sysctl(action.ns, action.key)
     if old is None:
-        hint = (" (the br_netfilter module is not loaded: `sudo modprobe br_netfilter` loads it)"
-                if action.key.startswith("net.bridge.") else "")
-        raise KernelError(f"There is no sysctl {action.key} in {action.ns}{hint}.")
+        if action.key.startswith("net.bridge."):
+            raise KernelError(_("There is no sysctl {key} in {ns} (the br_netfilter module is not loaded: "
+                                "`sudo modprobe br_netfilter` loads it).").format(key=action.key, ns=action.ns))
+        raise KernelError(_("There is no sysctl {key} in {ns}.").format(key=action.key, ns=action.ns))
     family = FORWARDING_SWITCHES.get(action.key)
     also = lab.read_forwarding_settings(action.ns, family) if family and old != action.value else ()
     undo = about_to_change(Sysctl(action.ns, key=action.key, value=old, also=also))
