@@ -14,6 +14,7 @@ try:
     from contextlib import redirect_stderr, redirect_stdout
 
     from netstep.cli import build_parser, main
+    from netstep.kernel.tools import find_sbin_tools
     from netstep.session import enter_backend, leave_backend, whole_process
 finally:
     gc.freeze()  # (this module is loaded only to run one command: `python -m netstep`, `netstep`)
@@ -23,6 +24,7 @@ finally:
 
 def entry() -> int:
     """Run the command in sys.argv and return its exit status; the process then ends."""
+    find_sbin_tools()  # (an ordinary user's PATH has no /usr/sbin, where iptables is)
     # First, while this process has one thread: an ordinary user joins the lab's user
     # namespace. (A bad command line is left to main(), which says what is wrong.)
     try:

@@ -53,6 +53,7 @@ from netstep.course.predictions import Prediction, Score, answers_of, predicted,
 from netstep.errors import NetstepError
 from netstep.i18n import N_
 from netstep.kernel import userns
+from netstep.kernel.tools import find_sbin_tools
 from netstep.ops.trace import Trace
 from netstep.present import coaching, traces, views  # noqa: F401 (traces: a Trace draws through the views)
 from netstep.present.diagram import Picture, trace_diagram
@@ -161,6 +162,7 @@ class Tutor(RenderMixin):
             raise NetstepError(i18n._("Tutor(lang={lang!r}): netstep speaks {languages}.").format(
                 lang=lang, languages=", ".join(i18n.LANGUAGES)))
         i18n.use(lang)  # before the course is read: its lessons come in the language chosen
+        find_sbin_tools()
         if i18n.note():
             print(i18n.note())
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netstep")

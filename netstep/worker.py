@@ -28,10 +28,12 @@ import socket
 import sys
 
 from netstep.core import backend
+from netstep.kernel.tools import find_sbin_tools
 
 
 def serve(lab: str, fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    find_sbin_tools()
     backend.enter("run", lab, host=False)  # first, while this process has one thread
     sock = socket.socket(fileno=fd)
     from netstep.errors import NetstepError
