@@ -36,7 +36,8 @@ fi
 # the demo in tmux, and run the benchmark's shell baseline, which uses curl. The VM test
 # builds a Debian image (debootstrap, mkfs.ext4 -d), boots it in QEMU, reaches it by SSH,
 # and both notebook browser tests drive Debian's Chromium (through pip's playwright). The
-# JupyterHub test runs JupyterHub's proxy, configurable-http-proxy, on Debian's Node.js.
+# JupyterHub test runs JupyterHub's proxy, configurable-http-proxy, on Debian's Node.js,
+# and a test installs netstep as an ordinary user with pipx, as the README says.
 if [ "$what" = setup-tests ]; then
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
@@ -48,6 +49,7 @@ if [ "$what" = setup-tests ]; then
   command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
   command -v ssh >/dev/null || need+=(openssh-client)
   command -v chromium >/dev/null || need+=(chromium)
+  command -v pipx >/dev/null || need+=(pipx)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${need[*]}"
@@ -69,6 +71,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# The README's path for an ordinary user (`pipx install .`) is tested offline, as a new user
+# in a network namespace of its own: its wheels (netstep's dependencies and its build
+# backend, hatchling) are kept here.
+if [ "$what" = setup-tests ]; then
+  .venv/bin/python -m pip wheel -q --wheel-dir .venv/wheels . hatchling >/dev/null
+fi
 
 # configurable-http-proxy (JupyterHub's proxy, for tests/test_jupyterhub.py) comes from the
 # npm registry, into .venv/node beside the tests' Python packages: not into the machine's

@@ -328,3 +328,42 @@ def test_an_interrupted_notebook_call_finishes_its_step_and_the_next_call_goes_o
     again = user.netstep("--lab", "intr", "next")  # from the lesson's start: its first step
     assert again.returncode == 0 and f"step {steps[0].ref}: {steps[0].title}" in again.stdout, again.stdout
     assert user.netstep("--lab", "intr", "reset").returncode == 0 and user.processes_end()
+
+
+WHEELS = REPO / ".venv" / "wheels"  # netstep's dependencies and its build backend, kept by quickstart.sh setup-tests
+USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games"  # Debian's PATH for an ordinary user: no /usr/sbin
+
+
+@needs_root
+@needs_users
+@pytest.mark.skipif(shutil.which("pipx") is None or not WHEELS.is_dir(),
+                    reason="needs pipx and .venv/wheels (./quickstart.sh setup-tests)")
+def test_the_readmes_path_for_an_ordinary_user_pipx_install_then_the_course(make_user, tmp_path: Path) -> None:
+    """README's "As an ordinary user": `pipx install .` in a clone, as that user, then
+    `netstep doctor` and a lesson that needs iptables, from ~/.local/bin with Debian's PATH
+    for an ordinary user (iptables lives in /usr/sbin, which it leaves out). The install
+    runs in a network namespace with no network: the wheels are quickstart's, so the test
+    reaches no index."""
+    user = make_user()
+    source = Path(user.home) / "netstep"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(source)], check=True, capture_output=True)
+    subprocess.run(["chown", "-R", user.name, str(source)], check=True)
+    env = ["env", "-i", f"HOME={user.home}", f"PATH={user.home}/.local/bin:{USER_PATH}", "NO_COLOR=1",
+           "COLUMNS=200"]
+    installed = subprocess.run(
+        ["unshare", "--net", "--", "runuser", "-u", user.name, "--", *env, "pipx", "install",
+         f"--pip-args=--no-index --find-links={WHEELS}", str(source)],
+        capture_output=True, text=True, timeout=600, cwd="/tmp")
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-3000:]
+
+    def netstep(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["runuser", "-u", user.name, "--", *env, "netstep", *args], capture_output=True,
+                              text=True, timeout=600, cwd="/tmp", stdin=subprocess.DEVNULL)
+
+    before = machine_network_state()
+    doctor = netstep("doctor")
+    assert "iptables is missing" not in doctor.stdout and "user namespaces" in doctor.stdout, doctor.stdout
+    run = netstep("run", "lesson6", "--yes")
+    assert run.returncode == 0 and "Every check came out as expected." in run.stdout, run.stdout[-3000:] + run.stderr
+    assert netstep("reset").returncode == 0 and user.processes_end()
+    assert machine_network_state() == before
