@@ -90,10 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help=_("also draw the whole lab to FILE (SVG), what changed since the last step marked"))
     trace = sub.add_parser("trace", help=_("send one probe and show, hop by hop, what the kernel did with it"))
     trace.add_argument("source", metavar="FROM", help=_("the namespace it leaves from: host, netns0, upstream, ..."))
-    trace.add_argument("target", metavar="TO[:PORT]", help=_("an address (or `internet`), with a port for tcp/http"))
+    trace.add_argument("target", metavar="TO[:PORT]", help=_("an address (or `internet`), with a port for tcp/http; "
+                                                             "with --dns, a name"))
     probe = trace.add_mutually_exclusive_group()
     for flag in ("icmp", "tcp", "http"):
         probe.add_argument(f"--{flag}", dest="probe", action="store_const", const="ping" if flag == "icmp" else flag)
+    probe.add_argument("--dns", dest="probe", action="store_const", const="dns",
+                       help=_("look the name TO up as a program in FROM does: through the nameserver of the "
+                              "resolv.conf it reads, over UDP"))
     trace.add_argument("--size", metavar="N", type=int,
                        help=_("a ping of N bytes of payload that may not be fragmented, as `ping -M do -s N`"))
     trace.add_argument("--json", action="store_true")

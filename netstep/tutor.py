@@ -372,7 +372,8 @@ class Tutor(RenderMixin):
         """Send one probe and show its path there and back, and where and why it stopped, in
         words and drawn on the lab's diagram: `t.trace("netns0", "internet")`,
         `t.trace("host", "10.0.2.15", port=5005, kind="http")`, `t.trace("netns0", "10.0.2.2", size=1472)`
-        (a ping of that payload that may not be fragmented). (Its `.result` is the Trace.)"""
+        (a ping of that payload that may not be fragmented), `t.trace("netns0", "example.com", kind="dns")`
+        (a name looked up as a program there does). (Its `.result` is the Trace.)"""
         found: Trace = self._call(lambda: self.engine.trace(source, target, port=port, kind=kind, size=size))
         return Pictured(found, Picture(trace_diagram(found, self.lab.internet)))
 

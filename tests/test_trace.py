@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support import (
+    LABS_ROOT,
     REPO,
     lesson_markdown,
     mounts_under,
@@ -243,6 +244,11 @@ def test_the_cli_proves_a_failure_and_traces_it_in_json_and_on_a_terminal(cli_la
     (["trace", "netns0", "10.0.2.15:80", "--icmp"], "A ping has no port"),
     (["trace", "netns0", "10.0.2.15", "--http"], "needs a port"),
     (["trace", "nosuchns", "10.0.2.15"], "There is no namespace 'nosuchns'"),
+    (["trace", "netns0", "example.com"], "add --dns"),
+    (["trace", "netns0", "example.com:53", "--dns"], "takes a name without a port"),
+    (["trace", "netns0", "10.0.2.2", "--dns"], "is an address already"),
+    (["trace", "netns0", "bad..name", "--dns"], "is not a host name"),
+    (["trace", "netns0", "example.com", "--dns", "--size", "100"], "takes no port and no size"),
 ])
 def test_bad_trace_input_is_one_clear_paragraph(cli_lab: str, args: list[str], words: str) -> None:
     result = netstep_cli(cli_lab, *args)
@@ -308,3 +314,100 @@ def test_the_silent_losses_of_lessons_9_and_11_say_what_the_kernel_shows(make_la
         seen_where, why = found[ref, source, target]
         assert seen_where == where and all(w in why for w in words), (ref, source, target, why)
         assert "dropped by filter OUTPUT the rule" not in why  # (the rule dropped the ICMP, not the probe)
+
+
+# -- a name looked up: trace FROM NAME --dns, at lesson 13's positions ---------------------------------
+
+
+def at_lesson13_step(lab: str, steps: int) -> None:
+    """The lab at lesson 13's start, then its first `steps` steps applied, through the CLI."""
+    for args in (("start", "13"), *[("next",)] * steps):
+        done = netstep_cli(lab, *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def in_ns(lab: str, ns: str, *argv: str) -> str:
+    """`argv` run in the lab's namespace `ns` with the machine's own tools (nsenter), not netstep."""
+    return subprocess.run(["nsenter", f"--net={Lab(lab).path_of(ns)}", *argv], capture_output=True, text=True,
+                          check=True, timeout=30).stdout
+
+
+def udp_53(lab: str, ns: str) -> dict[str, str]:
+    """{address:53 -> pid} of the UDP sockets bound to port 53 in `ns`, as `ss -ulnp` lists them."""
+    out = {}
+    for line in in_ns(lab, ns, "ss", "-Hulnp", "sport = :53").splitlines():
+        local = line.split()[3]
+        out[local] = re.search(r"pid=(\d+)", line)[1]
+    return out
+
+
+def trace_dns_json(lab: str, source: str, name: str) -> tuple[int, dict]:
+    traced = netstep_cli(lab, "trace", source, name, "--dns", "--json")
+    assert "Traceback" not in traced.stderr, traced.stderr
+    return traced.returncode, json.loads(traced.stdout)
+
+
+def test_a_dns_trace_follows_the_query_to_the_nameserver_that_answers(cli_lab: str, tmp_path: Path) -> None:
+    at_lesson13_step(cli_lab, 4)  # 13.4: netns0's own resolv.conf names upstream's resolver, 10.0.2.2
+    with open(os.path.join(LABS_ROOT, cli_lab, "etc", "netns", "netns0", "resolv.conf")) as f:
+        assert f.read().split() == ["nameserver", "10.0.2.2"]  # the file itself, in the lab's /etc
+    assert "10.0.2.2:53" in udp_53(cli_lab, "upstream")  # who listens there, as ss sees it
+    status, found = trace_dns_json(cli_lab, "netns0", "example.com")
+    assert status == 0 and found["actual"] == "reachable", found
+    assert (found["resolv.conf"], found["nameserver"]) == ("/etc/netns/netns0/resolv.conf", "10.0.2.2"), found
+    assert found["answer"] == ["203.0.113.8"] and found["where"] == "upstream", found  # the lesson's resolver
+    assert "10.0.2.2 in upstream answered: example.com is 203.0.113.8" in found["why"], found
+    assert [hop["ns"] for hop in found["path"]] == ["netns0", "host", "upstream"], found
+    assert found["path"][-1]["action"] == "delivered" and found["path"][0]["route"]["lookup"] == \
+        "ip route get 10.0.2.2", found
+    assert [hop["ns"] for hop in found["reply_path"]] == ["upstream", "host", "netns0"], found
+    assert any("dport=53" in flow for flow in found["evidence"]["conntrack"]), found  # masqueraded on the way
+
+    svg = tmp_path / "dns.svg"
+    drawn = netstep_cli(cli_lab, "trace", "netns0", "example.com", "--dns", "--svg", str(svg))
+    assert drawn.returncode == 0 and "Traceback" not in drawn.stderr, drawn.stderr
+    for words in ("trace dns netns0 → example.com", "netns0's programs read /etc/netns/netns0/resolv.conf: "
+                  "nameserver 10.0.2.2", "why: 10.0.2.2 in upstream answered"):
+        assert words in drawn.stdout, drawn.stdout
+    if "drew the lab to" in drawn.stdout:  # (without Graphviz the lab is drawn as text instead)
+        assert 'id="leg1"' in svg.read_text() and "dns, nameserver 10.0.2.2" in svg.read_text()
+
+
+def test_a_dns_trace_says_a_query_to_its_own_127_0_0_53_is_refused(cli_lab: str) -> None:
+    at_lesson13_step(cli_lab, 3)  # 13.3: netns0 has a copy of the host's file; the stub runs in the host
+    host, mine = udp_53(cli_lab, "host"), udp_53(cli_lab, "netns0")
+    assert "127.0.0.53:53" in host and not mine, (host, mine)  # the stub is the host's; netns0 has none
+    status, found = trace_dns_json(cli_lab, "netns0", "example.com")
+    assert status == 1 and (found["actual"], found["reason"]) == ("unreachable", "refused"), found
+    assert found["nameserver"] == "127.0.0.53" and found["where"] == "netns0", found
+    assert [(hop["ns"], hop["action"]) for hop in found["path"]] == [("netns0", "delivered")], found  # its own lo
+    for words in ("nothing listens on 127.0.0.53:53 in netns0", "127.0.0.53 is netns0's own loopback",
+                  "a server listens on 127.0.0.53:53 in host"):
+        assert words in found["why"], found
+    sockets = found["evidence"]["sockets"]
+    assert any(f"host: UNCONN 127.0.0.53:53 held by pid {host['127.0.0.53:53']} " in s for s in sockets), sockets
+    assert found["evidence"]["counters"]["netns0"]["Icmp.OutDestUnreachs"] >= 1, found  # the kernel's refusal
+
+
+@pytest.mark.parametrize("ns, chain, rule", [
+    ("netns0", "OUTPUT", ["-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "DROP"]),
+    ("host", "FORWARD", ["-I", "FORWARD", "-p", "udp", "--dport", "53", "-j", "DROP"]),
+])
+def test_a_dns_trace_names_the_rule_that_dropped_the_query(cli_lab: str, ns: str, chain: str,
+                                                           rule: list[str]) -> None:
+    at_lesson13_step(cli_lab, 4)
+    in_ns(cli_lab, ns, "iptables", *rule)  # (the lab's namespace: reset takes it away with the rule)
+
+    def dropped() -> int:  # rule 1's packet counter, as iptables lists it
+        listed = in_ns(cli_lab, ns, "iptables", "-L", chain, "-v", "-n", "-x", "--line-numbers").splitlines()
+        first = next(line.split() for line in listed if line.startswith("1 "))
+        assert first[3] == "DROP" and "dpt:53" in first, listed
+        return int(first[1])
+
+    before = dropped()
+    status, found = trace_dns_json(cli_lab, "netns0", "example.com")
+    assert dropped() > before  # the kernel counted the query on that rule
+    assert status == 1 and found["actual"] == "unreachable" and found["where"] == ns, found
+    assert f"dropped by {ns} filter {chain} rule 1 `-p udp -m udp --dport 53 -j DROP`" in found["why"], found
+    assert found["path"][-1]["ns"] == ns and found["path"][-1]["action"] == "dropped", found
+    assert found["reply_path"] == [] and found["nameserver"] == "10.0.2.2", found

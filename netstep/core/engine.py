@@ -539,7 +539,8 @@ class Engine:
 
     def trace(self, source: str, target: str, *, port: int | None = None, kind: str | None = None,
               size: int | None = None) -> Trace:
-        """One probe from `source` to `target`, and what every namespace's kernel did with it."""
+        """One probe from `source` to `target`, and what every namespace's kernel did with it
+        (`kind` "dns": `target` is a name, looked up as a program in `source` does)."""
         return trace(self.lab, source, target, port=port, kind=kind, size=size)
 
     def final_checks(self, lesson: Lesson) -> list[Check]:

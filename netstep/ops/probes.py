@@ -175,16 +175,18 @@ def bind_check(check: Check, source: str) -> CheckResult:
                        time.monotonic() - start, concluded="answer")
 
 
-def listeners(port: int) -> list[str]:
-    """The listening TCP sockets on `port` in this thread's namespace, each with the processes
-    holding it: 'LISTEN 127.0.0.1:6000 held by pid 812 (python3 -m netstep.kernel.httpd)'."""
+def listeners(port: int, proto: str = "tcp") -> list[str]:
+    """The listening TCP sockets (`proto` "udp": the bound UDP sockets) on `port` in this
+    thread's namespace, each with the processes holding it, as `ss -lnp` shows them:
+    'LISTEN 127.0.0.1:6000 held by pid 812 (python3 -m netstep.kernel.httpd)', 'UNCONN ...'."""
     found: dict[str, str] = {}
-    with suppress(OSError), open("/proc/thread-self/net/tcp") as f:
+    waiting = {"tcp": "0A", "udp": "07"}[proto]  # the kernel's TCP_LISTEN; a UDP socket's TCP_CLOSE
+    with suppress(OSError), open(f"/proc/thread-self/net/{proto}") as f:
         for line in list(f)[1:]:
             fields = line.split()
             local, state, inode = fields[1], fields[3], fields[9]
             addr_hex, port_hex = local.split(":")
-            if state == "0A" and int(port_hex, 16) == port:
+            if state == waiting and int(port_hex, 16) == port:
                 addr = socket.inet_ntoa(struct.pack("<I", int(addr_hex, 16)))
                 found[inode] = f"{addr}:{port}"
     holders: dict[str, list[str]] = {inode: [] for inode in found}
@@ -198,7 +200,7 @@ def listeners(port: int) -> list[str]:
     out = []
     for inode, local in found.items():
         who = ", ".join(f"pid {pid} ({_command_of(pid)})" for pid in holders[inode]) or "no process (gone)"
-        out.append(f"LISTEN {local} held by {who}")
+        out.append(f"{'LISTEN' if proto == 'tcp' else 'UNCONN'} {local} held by {who}")
     return out
 
 

@@ -35,11 +35,12 @@ def dns_check(check: Check, source: str, resolv: tuple[str, str]) -> CheckResult
     servers = nameservers(text)
     evidence = {"resolv.conf": [f"{path}: nameserver {s}" for s in servers] or [f"{path}: no nameserver"]}
 
-    def result(actual: str, reason: str, detail: str, why: str = "") -> CheckResult:
+    def result(actual: str, reason: str, detail: str, why: str = "", answer: list[str] | None = None) -> CheckResult:
         failed = actual == "unreachable"
         return CheckResult(check, check.target, actual, reason, detail, time.monotonic() - start,
                            concluded="answer" if reason in ("answer", "not-found", "server-failure") else "error",
-                           where=source if failed else None, why=why, evidence=evidence if failed else None)
+                           where=source if failed else None, why=why,
+                           evidence=evidence if failed else {**evidence, "answer": answer or []})
 
     if not servers:
         return result("unreachable", "no-answer", f"no nameserver in {path}", f"{path} in {source} names no nameserver")
@@ -74,5 +75,6 @@ def dns_check(check: Check, source: str, resolv: tuple[str, str]) -> CheckResult
         return result("unreachable", "server-failure",
                       f"{server} answered {RCODE.get(reply.header.rcode)} with no address",
                       f"{asked}: the server could not answer")
-    return result("reachable", "answer", f"{check.target} is {', '.join(addresses)} (answered by {server})")
+    return result("reachable", "answer", f"{check.target} is {', '.join(addresses)} (answered by {server})",
+                  answer=addresses)
 

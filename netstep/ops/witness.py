@@ -241,7 +241,7 @@ def nat_paths(wiring: Wiring, lookup, source: str, dst: str, flows: list[Flow],
 
 def flows_of(lab, names: list[str], check: Check, src: str, dst: str) -> list[Flow]:
     """The conntrack entries of `check`'s probe from `src` to `dst`, in the namespaces `names`."""
-    proto = "icmp" if check.kind == "ping" else "tcp"
+    proto = PROTOCOLS.get(check.kind, "tcp")
     found = []
     for ns in names:
         text = lab.exec(ns, ["conntrack", "-L"]).stdout

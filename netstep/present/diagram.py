@@ -44,7 +44,11 @@ class DrawingUnavailable(NetstepError):
 def trace_diagram(trace: Trace, internet: str = "") -> Diagram:
     """The lab the trace was walked on, with its path there and back and where it stopped."""
     check = trace.check
-    title = f"trace {check.source} → {trace.result.to}" + (f":{check.port}" if check.port else "") + f" ({check.kind})"
+    if trace.asked is not None:  # a name looked up: the query went to the nameserver
+        title = f"trace {check.source} → {trace.result.to} (dns, nameserver {trace.asked.server or '-'})"
+    else:
+        title = f"trace {check.source} → {trace.result.to}" + (f":{check.port}" if check.port else "") + \
+            f" ({check.kind})"
     base = lab_diagram(trace.lab or Snapshot(), title=title, internet=internet)
     stop = stop_of(trace.forward, trace.reply, trace.reachable, trace.finding.where, trace.finding.why)
     return traced(base, trace.forward, trace.reply, stop)

@@ -75,7 +75,7 @@ def _(trace: Trace) -> RenderableType:
     head = Text.assemble((f"{mark} {i18n._(result.actual)}", f"bold {style}"), f": {said(result.detail)}")
     verdict = Text.assemble(*fill(i18n._("where: {where}"), "bold", where=finding.where or i18n._("unknown")), "\n",
                             *fill(i18n._("why: {why}"), "bold", why=finding.why))
-    parts: list[RenderableType] = [head, Text(""), path_table(i18n._("there"), trace.forward)]
+    parts: list[RenderableType] = [head, *_asked(trace), Text(""), path_table(i18n._("there"), trace.forward)]
     if trace.reachable or trace.reply is not None:
         parts.append(path_table(i18n._("and back"), trace.reply))
     parts += [Text(""), verdict]
@@ -86,3 +86,15 @@ def _(trace: Trace) -> RenderableType:
     title = Text.assemble(*fill(i18n._("{trace} {kind} {source} → {to}"), "", trace=(i18n._("trace"), "bold"),
                                 kind=trace.check.kind, source=trace.check.source, to=result.to))
     return Panel(Group(*parts), title=title, title_align="left", expand=False)
+
+
+def _asked(trace: Trace) -> list[Text]:
+    """A dns trace's line: the resolv.conf the source's programs read, and whom it names."""
+    asked = trace.asked
+    if asked is None:
+        return []
+    if asked.server is None:
+        return [Text.assemble(*fill(i18n._("{ns}'s programs read {path}, which names no nameserver"), "",
+                                    ns=(asked.ns, "bold"), path=asked.resolv))]
+    return [Text.assemble(*fill(i18n._("{ns}'s programs read {path}: nameserver {server}"), "",
+                                ns=(asked.ns, "bold"), path=asked.resolv, server=(asked.server, "bold")))]

@@ -19,7 +19,7 @@ policy) whose counter moved and whose matches fit that packet is the cause. Chec
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netstep.i18n import _
 from netstep.state.evidence import Flow, RuleCount
@@ -27,7 +27,7 @@ from netstep.state.paths import Hop, Path, Wiring
 
 DROPPING = ("DROP", "REJECT")
 BUILTIN = ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING")
-PROTOCOLS = {"ping": "icmp", "tcp": "tcp", "http": "tcp"}
+PROTOCOLS = {"ping": "icmp", "tcp": "tcp", "http": "tcp", "dns": "udp"}  # (a dns query: UDP to port 53)
 # what a source makes of a REJECT's answer, where it is not plainly "filtered" (the prohibited kinds)
 REJECT_READS = {"icmp-port-unreachable": "Connection refused", "tcp-reset": "Connection refused",
                 "icmp-net-unreachable": "Destination Net Unreachable",
@@ -248,6 +248,73 @@ def explain(kind: str, reason: str, detail: str, seen: Observation, wiring: Wiri
     if seen.drops:
         return Finding(None, _("the kernel dropped it: {reason}").format(reason=seen.drops[0]), evidence)
     return Finding(None, _("no counter, route or rule shows where it went"), evidence)
+
+
+ANSWERED = ("answer", "not-found", "server-failure")  # a dns check's reasons that are the server's own answer
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A name looked up from `ns` as its programs look it up: the resolv.conf they read (its
+    path as they see it), its first nameserver, the addresses that came back, and, after a
+    refusal, the UDP sockets bound to that nameserver's port 53 in each namespace."""
+
+    ns: str
+    name: str
+    resolv: str
+    server: str | None
+    answer: tuple[str, ...] = ()
+    listening: dict[str, list[str]] = field(default_factory=dict)
+
+    def read(self) -> dict:
+        line = f"{self.resolv}: nameserver {self.server}" if self.server else f"{self.resolv}: no nameserver"
+        return {"resolv.conf": [line]}
+
+
+def explain_dns(asked: Asked, reason: str, detail: str, seen: Observation, wiring: Wiring) -> Finding:
+    """Why a name lookup came out as it did: the nameserver's answer (and which namespace
+    answered), or why the query had none (explain's verdict on its UDP packet, and for a
+    refusal, where a server does listen on that address)."""
+    if asked.server is None:
+        return Finding(asked.ns, _("{path} in {ns} names no nameserver, so a program there has nobody to ask").format(
+            path=asked.resolv, ns=asked.ns), asked.read())
+    end = seen.forward.end
+    if reason in ANSWERED:
+        if end is not None and end.action == "left":
+            at = _("{server}, beyond {ns}'s {dev},").format(server=asked.server, ns=end.ns, dev=end.lookup.dev)
+        else:
+            at = _("{server} in {ns}").format(server=asked.server, ns=end.ns if end else "?")
+        found = {**_evidence_of(seen), **asked.read()}
+        if reason == "answer":
+            why = _("{at} answered: {name} is {addresses}").format(at=at, name=asked.name,
+                                                                   addresses=", ".join(asked.answer))
+            found["answer"] = list(asked.answer)
+        elif reason == "not-found":
+            why = _("{at} answered that {name} does not exist (NXDOMAIN)").format(at=at, name=asked.name)
+        else:
+            why = _("{at} answered, but with no address for {name}: the server could not find one").format(
+                at=at, name=asked.name)
+        return Finding(end.ns if end else None, why, found)
+    finding = explain("dns", reason, detail, seen, wiring)
+    found = {**finding.evidence, **asked.read()}
+    if reason != "refused" or finding.stop is not None or "rule" in finding.evidence:
+        return replace(finding, evidence=found)
+    where, why, server = finding.where, finding.why, asked.server
+    loopback = server.startswith("127.")
+    if loopback and where == asked.ns:
+        why += _("; {server} is {ns}'s own loopback, so the query never left {ns}").format(server=server, ns=where)
+    elsewhere = sorted(ns for ns, held in asked.listening.items() if held and ns != where)
+    if loopback and elsewhere:
+        why += _("; a server listens on {server}:53 in {others}, another namespace, which has a loopback of its "
+                 "own").format(server=server, others=", ".join(elsewhere))
+    sockets = []
+    for ns, held in sorted(asked.listening.items()):
+        if ns == where and not held:
+            sockets.append(_("{ns}: no UDP socket on port 53 for {server}").format(ns=ns, server=server))
+        elif held and (ns == where or loopback):
+            sockets += [f"{ns}: {line}" for line in held]
+    found["sockets"] = sockets
+    return replace(finding, why=why, evidence=found)
 
 
 def _too_big(seen: Observation, wiring: Wiring) -> Finding | None:
