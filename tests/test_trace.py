@@ -242,7 +242,7 @@ def test_the_cli_proves_a_failure_and_traces_it_in_json_and_on_a_terminal(cli_la
     (["trace", "netns0", "1.2.3.4:99999"], "port from 1 to 65535"),
     (["trace", "netns0", "nowhere"], "is not an IPv4 address"),
     (["trace", "netns0", "10.0.2.15:80", "--icmp"], "A ping has no port"),
-    (["trace", "netns0", "10.0.2.15", "--http"], "needs a port"),
+    (["trace", "netns0", "10.0.2.15", "--http"], "HTTP traces need a port"),
     (["trace", "nosuchns", "10.0.2.15"], "There is no namespace 'nosuchns'"),
     (["trace", "netns0", "example.com"], "add --dns"),
     (["trace", "netns0", "example.com:53", "--dns"], "takes a name without a port"),

@@ -44,7 +44,10 @@ DETAILS = (
     N_("no ARP answer can come: nobody on the link has the address"), N_("the kernel's evidence shows it was lost"),
     N_("connected, but no HTTP answer"), N_("connected, but the answer stopped after {count} bytes"),
     N_("connected, but the answer was not HTTP"), N_("the answer ended after {got} of {length} bytes"),
-    N_("{status}, {count} bytes"), N_("{detail} (the answer of a REJECT rule)"),
+    N_("{status}, {count} bytes"), N_("{detail} (the answer of a REJECT rule)"), N_("bound {address}"),
+    N_("no nameserver in {path}"), N_("no answer from {server} within {seconds} s"),
+    N_("{server} says {name} does not exist (NXDOMAIN)"), N_("{server} answered {rcode} with no address"),
+    N_("{name} is {addresses} (answered by {server})"),
 )
 _NUMBERS = ("seconds", "count", "got", "length")
 

@@ -25,6 +25,7 @@ from contextlib import suppress
 from dataclasses import replace
 
 from netstep.course.checks import REASON_TEXT, Check, CheckResult
+from netstep.i18n import _
 from netstep.kernel import namespaces
 from netstep.ops import resolve
 
@@ -164,9 +165,12 @@ def bind_check(check: Check, source: str) -> CheckResult:
         reason = "in-use" if exc.errno == errno.EADDRINUSE else "no-answer"
         holders = listeners(port)
         # (the why names the program, the same in every lab; the evidence adds its pid)
-        who = sorted({held.split(" held by ")[0] + " of " + _programs(held) for held in holders})
-        why = (f"{address}:{port} is taken in {source}: " + "; ".join(who)) if who else \
-            f"{address}:{port} cannot be bound in {source}: {os.strerror(exc.errno or 0)}"
+        who = sorted({_("{socket} of {programs}").format(socket=held.split(" held by ")[0], programs=_programs(held))
+                      for held in holders})
+        why = _("{address}:{port} is taken in {ns}: {sockets}").format(
+            address=address, port=port, ns=source, sockets="; ".join(who)) if who else \
+            _("{address}:{port} cannot be bound in {ns}: {error}").format(address=address, port=port, ns=source,
+                                                                         error=os.strerror(exc.errno or 0))
         return CheckResult(check, check.destination(), "unreachable", reason, os.strerror(exc.errno or 0), elapsed,
                            concluded="error", where=source, why=why, evidence={"sockets": holders})
     finally:

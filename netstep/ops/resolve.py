@@ -19,6 +19,7 @@ import time
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from netstep.course.checks import Check, CheckResult
+from netstep.i18n import _
 from netstep.ops.files import nameservers
 
 TIMEOUT = 1.0  # seconds a resolver may take (a forwarder asks another one)
@@ -43,11 +44,13 @@ def dns_check(check: Check, source: str, resolv: tuple[str, str]) -> CheckResult
                            evidence=evidence if failed else {**evidence, "answer": answer or []})
 
     if not servers:
-        return result("unreachable", "no-answer", f"no nameserver in {path}", f"{path} in {source} names no nameserver")
+        return result("unreachable", "no-answer", f"no nameserver in {path}",
+                      _("{path} in {ns} names no nameserver").format(path=path, ns=source))
     server = servers[0]
-    asked = f"{source} asks {server} (from {path})"
+    asked = _("{ns} asks {server} (from {path})").format(ns=source, server=server, path=path)
     loopback = server.startswith("127.")
-    own = f"; {server} is {source}'s own loopback, and nothing there answers on port 53" if loopback else ""
+    own = _("; {server} is {ns}'s own loopback, and nothing there answers on port 53").format(
+        server=server, ns=source) if loopback else ""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(TIMEOUT if check.expect == "reachable" else TIMEOUT / 2)
     try:
@@ -57,24 +60,24 @@ def dns_check(check: Check, source: str, resolv: tuple[str, str]) -> CheckResult
         reply = DNSRecord.parse(sock.recv(4096))
     except TimeoutError:
         return result("unreachable", "no-answer", f"no answer from {server} within {sock.gettimeout():g} s",
-                      f"{asked}: no answer came back")
+                      _("{asked}: no answer came back").format(asked=asked))
     except OSError as exc:
         reason = _ERRNO.get(exc.errno or 0, "no-answer")
-        why = f"{asked}: {os.strerror(exc.errno or 0)}{own if reason == 'refused' else ''}"
+        why = f"{asked}: {os.strerror(exc.errno or 0)}{own if reason == 'refused' else ''}"  # (strerror: the kernel's)
         if exc.errno == errno.EINVAL and loopback:  # a DNAT sent it elsewhere, its source still 127.0.0.1
-            why += (f"; the kernel sends no packet from a loopback address out of a real interface "
-                    f"(route_localnet is 0), so {server} cannot be rewritten to another host")
+            why += _("; the kernel sends no packet from a loopback address out of a real interface "
+                     "(route_localnet is 0), so {server} cannot be rewritten to another host").format(server=server)
         return result("unreachable", reason, os.strerror(exc.errno or 0), why)
     finally:
         sock.close()
     addresses = [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]
     if reply.header.rcode == RCODE.NXDOMAIN:
         return result("unreachable", "not-found", f"{server} says {check.target} does not exist (NXDOMAIN)",
-                      f"{asked}: no such name")
+                      _("{asked}: no such name").format(asked=asked))
     if reply.header.rcode != RCODE.NOERROR or not addresses:
         return result("unreachable", "server-failure",
                       f"{server} answered {RCODE.get(reply.header.rcode)} with no address",
-                      f"{asked}: the server could not answer")
+                      _("{asked}: the server could not answer").format(asked=asked))
     return result("reachable", "answer", f"{check.target} is {', '.join(addresses)} (answered by {server})",
                   answer=addresses)
 

@@ -79,7 +79,8 @@ def parse_target(text: str, kind: str | None) -> tuple[str, int | None, str]:
     port = None
     if colon:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise NetstepError(f"'{text}' is not a target: use ADDRESS or ADDRESS:PORT, with a port from 1 to 65535.")
+            raise NetstepError(_("'{text}' is not a target: use ADDRESS or ADDRESS:PORT, with a port from 1 to "
+                                 "65535.").format(text=text))
         port = int(port_text)
     if address != "internet" and not _is_ipv4(address):
         raise NetstepError(_("'{address}' is not an IPv4 address (or `internet`): trace FROM TO[:PORT], as in "
@@ -88,9 +89,10 @@ def parse_target(text: str, kind: str | None) -> tuple[str, int | None, str]:
             address=address))
     kind = kind or ("tcp" if port else "ping")
     if kind == "ping" and port:
-        raise NetstepError(f"A ping has no port: trace {address} with --icmp, or {text} with --tcp or --http.")
+        raise NetstepError(_("A ping has no port: trace {address} with --icmp, or {text} with --tcp or "
+                             "--http.").format(address=address, text=text))
     if kind != "ping" and port is None:
-        raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {address}:PORT.")
+        raise NetstepError(_("{kind} traces need a port: {target}:PORT.").format(kind=kind.upper(), target=address))
     return address, port, kind
 
 
@@ -129,14 +131,15 @@ def trace(lab, source: str, target: str, *, port: int | None = None, kind: str |
                                  "example.com --dns`.").format(ns=source))
         return trace_dns(lab, source, target, drops=drops)
     if kind not in PROBES:
-        raise NetstepError(f"A trace sends a ping, a tcp connection or an http request, not '{kind}'.")
+        raise NetstepError(_("A trace sends a ping, a tcp connection or an http request, not '{kind}'.").format(
+            kind=kind))
     if kind != "ping" and not port:
-        raise NetstepError(f"A{'n' if kind == 'http' else ''} {kind} trace needs a port: {target}:PORT.")
+        raise NetstepError(_("{kind} traces need a port: {target}:PORT.").format(kind=kind.upper(), target=target))
     started = time.monotonic()
     lab.require(source)
     if size is not None and kind != "ping":
-        raise NetstepError(f"Only a ping trace takes a size (ping -M do -s SIZE), not a{'n' if kind == 'http' else ''} "
-                           f"{kind} one.")
+        raise NetstepError(_("Only a ping trace takes a size (ping -M do -s SIZE): this one is {kind}.").format(
+            kind=kind.upper()))
     check = Check(kind, source, target, port if kind != "ping" else None, "unreachable", size=size)
     dst = lab.internet if target == "internet" else target
     seen = _observe(lab, check, dst, drops)

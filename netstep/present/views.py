@@ -9,6 +9,7 @@ meaning as well as the colours do, so output stays readable with NO_COLOR and in
 
 from __future__ import annotations
 
+import re
 from functools import singledispatch
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -84,6 +85,8 @@ def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS
             lines = [Text.assemble((link.name, "bold"), ": ", _link_text(link.describe())) for link in state.links]
         elif part == "rules":
             lines = [_rule_text(rule) for rule in entries]
+        elif part == "counters":
+            lines = [Text(_counted(entry)) for entry in entries]
         else:
             lines = [Text(entry) for entry in entries]
         for i, line in enumerate(lines or [Text(i18n._("(none)"), style="dim")]):
@@ -93,6 +96,17 @@ def _(state: NamespaceState, parts: tuple[str, ...] = CONFIG_PARTS + CACHE_PARTS
 
 
 MIN_ROOM = 12  # columns a text keeps beside its label, however narrow the terminal
+
+
+def _counted(entry: str) -> str:
+    """A counter line ("filter FORWARD policy DROP: +1 packet", kept in English as data)
+    in the reader's language."""
+    match = re.fullmatch(r"(.*): \+(\d+) packets?", entry)
+    if match is None:
+        return entry
+    count = int(match[2])
+    return i18n.ngettext("{rule}: +{count} packet", "{rule}: +{count} packets", count).format(
+        rule=match[1], count=count)
 
 
 class Hanging:

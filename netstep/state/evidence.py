@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from netstep.i18n import _
 from netstep.kernel import namespaces, netlink
 
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
@@ -239,8 +240,10 @@ class RuleCount:
     def named(self, ns: str) -> str:
         """The rule as a verdict names it: `host filter FORWARD rule 1 `-s 172.18.0.20 -j REJECT``."""
         if self.rule.startswith("policy"):
-            return f"{ns} {self.table} {self.chain} {self.rule}"
-        return f"{ns} {self.table} {self.chain} rule {self.number} `{self.spec}`"
+            return _("{ns} {table} {chain} policy {target}").format(ns=ns, table=self.table, chain=self.chain,
+                                                                    target=self.target)
+        return _("{ns} {table} {chain} rule {number} `{spec}`").format(ns=ns, table=self.table, chain=self.chain,
+                                                                       number=self.number, spec=self.spec)
 
     @property
     def spec(self) -> str:
