@@ -37,6 +37,7 @@ OTHER_REPAIRS = {
     "masquerade-wrong-interface": ["host# iptables -t nat -I POSTROUTING 1 -s 172.18.0.0/16 -o eth0 -j MASQUERADE"],
     "no-route-back": ["netns0# ip route add 10.0.2.0/24 via 172.18.0.1"],
     "jump-after-accept": ["host# iptables -D FORWARD -d 172.18.0.10/32 ! -i br0 -o br0 -p tcp --dport 5000 -j ACCEPT"],
+    "vm-rule-ports": ["host# iptables -I FORWARD 1 -i br1 -o br1 -j ACCEPT"],
     "vpn-black-hole": ["host# ip link set dev eth0 mtu 1500", "host# iptables -D OUTPUT 1"],
     "resolv-stub": ["host# rm /etc/netns/netns0/resolv.conf", "host# echo nameserver 10.0.2.2 > "
                     "/etc/netns/netns0/resolv.conf"],
