@@ -39,6 +39,7 @@ OTHER_REPAIRS = {
     "jump-after-accept": ["host# iptables -D FORWARD -d 172.18.0.10/32 ! -i br0 -o br0 -p tcp --dport 5000 -j ACCEPT"],
     "vm-rule-ports": ["host# iptables -I FORWARD 1 -i br1 -o br1 -j ACCEPT"],
     "vpn-black-hole": ["host# ip link set dev eth0 mtu 1500", "host# iptables -D OUTPUT 1"],
+    "pod-lo-dropped": ["netns0# iptables -A INPUT -d 127.0.0.1/32 -p tcp --dport 6000 -j ACCEPT"],
     "resolv-stub": ["host# rm /etc/netns/netns0/resolv.conf", "host# echo nameserver 10.0.2.2 > "
                     "/etc/netns/netns0/resolv.conf"],
 }
@@ -46,7 +47,7 @@ OTHER_REPAIRS = {
 
 def test_there_are_at_least_twelve_challenges_across_lessons_2_to_14() -> None:
     assert len(ALL.items) >= 12
-    assert {2, 3, 4, 5, 6, 7, 9, 11, 13} <= {c.lesson for c in ALL.items} <= set(range(2, 15))
+    assert set(range(2, 14)) <= {c.lesson for c in ALL.items} <= set(range(2, 15))
     assert len(set(ALL.names())) == len(ALL.items)
     slugs = {le.slug for le in COURSE.lessons}
     for challenge in ALL.items:
