@@ -22,9 +22,11 @@ import pytest
 from jupyter_browser import CHROMIUM, Browser, Lab, start_lab
 from support import LABS_ROOT, REPO, filled_notebook, needs_root, unique_name
 
+from netstep import i18n
 from netstep.course.course import Course
 
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+CHINESE = sorted(f"zh/{p.name}" for p in (REPO / "notebooks" / "zh").glob("*.ipynb"))  # the Tutor speaking Chinese
 PICTURED = "04-bridge.ipynb"  # the notebook whose first diagram is screenshot
 pytestmark = [needs_root, pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                              reason="needs Debian's chromium (./quickstart.sh setup-tests)")]
@@ -47,8 +49,9 @@ def lab_name() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory: pytest.TempPathFactory, lab_name: str) -> Iterator[tuple[Lab, Browser]]:
     root = tmp_path_factory.mktemp("notebooks")
-    for name in NOTEBOOKS:  # each lesson's predictions made (all right) as a student would
-        if name == "00-start-here.ipynb":
+    (root / "zh").mkdir()
+    for name in [*NOTEBOOKS, *CHINESE]:  # each lesson's predictions made (all right) as a student would
+        if name.endswith("00-start-here.ipynb"):
             shutil.copy2(REPO / "notebooks" / name, root / name)
         else:
             (root / name).write_text(filled_notebook(REPO / "notebooks" / name, right=True, typed=False))
@@ -72,7 +75,7 @@ def test_the_harness_sees_an_error_and_the_cells_it_never_ran(jupyter: tuple[Lab
     assert run.not_run == [2], run.report()
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", [*NOTEBOOKS, *CHINESE])
 def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str, name: str, tmp_path: Path) -> None:
     lab, browser = jupyter
     shoot = "svg.netstep-diagram" if name == PICTURED else ""
@@ -84,17 +87,23 @@ def test_notebook_runs_in_jupyterlab(jupyter: tuple[Lab, Browser], lab_name: str
     assert run.ok, run.report()
     assert all(out.get("output_type") != "stream" or out.get("name") != "stderr"
                for cell in run.code_cells for out in cell.get("outputs", [])), run.report()
-    if name == "00-start-here.ipynb":
+    if name.endswith("00-start-here.ipynb"):
         return
     html = "\n".join(run.html)
-    assert "What changed" in html and ADDED.search(html), f"{name}: no diff rendered as HTML"
-    assert ">Checks</span>" in html and CHECK_OK.search(html), f"{name}: no check table rendered as HTML"
+    slug = Path(name).stem[3:]
+    steps = Course.load().find(slug).steps
+    total = sum(len(step.checks) for step in steps)
+    with i18n.speaking("zh" if name.startswith("zh/") else "en"):  # what the notebook's own language says
+        changed, checks = i18n._("What changed"), i18n._("Checks")
+        score = i18n._("predictions: {right} of {total} right ({of})").format(right=total, total=total,
+                                                                              of=i18n._("so far"))
+        said = i18n._("{mark} {check}  you said {said}, it was {actual}: {why}").split("{said}")[0].split("{check}")[1]
+    assert changed in html and ADDED.search(html), f"{name}: no diff rendered as HTML"
+    assert f">{checks}</span>" in html and CHECK_OK.search(html), f"{name}: no check table rendered as HTML"
     assert "✘" not in html, f"{name}: a check came out other than expected"
-    total = sum(len(step.checks) for step in Course.load().find(name[3:-6]).steps)
-    assert "you said" in html, f"{name}: no prediction marked"
-    assert f"predictions: {total} of {total} right (so far)" in html, f"{name}: the predictions were not scored"
+    assert said.strip() in html, f"{name}: no prediction marked"
+    assert score in html, f"{name}: the predictions were not scored"
     assert "&lt;netstep." not in html and "StepResult(" not in html, f"{name}: a raw repr instead of HTML"
-    steps = Course.load().find(name[3:-6]).steps
     assert len(re.findall(r'<svg [^>]*class="netstep-diagram"', html)) >= len(steps), f"{name}: a step without diagram"
     if shoot:  # the first diagram, as Chromium drew it: a picture, not a blank
         (tmp_path / "diagram.png").write_bytes(run.shot)

@@ -88,7 +88,7 @@ def _execute(path: Path, lab: str):
     return nb
 
 
-CHINESE_RUN = ["zh/01-netns.ipynb", "zh/04-bridge.ipynb"]  # executed too: the Tutor speaking Chinese
+CHINESE_RUN = sorted(f"zh/{p.name}" for p in (NOTEBOOKS / "zh").glob("*.ipynb"))  # the Tutor speaking Chinese
 
 
 @needs_root
@@ -105,7 +105,9 @@ def test_notebook_executes_and_leaves_no_lab(name):
         assert rendered and all("text/html" in o.data for o in rendered)
         html = "\n".join(o.data["text/html"] for o in rendered)
         assert "StepResult(" not in html and "Snapshot(" not in html and "<netstep." not in html
-        if name.startswith("zh/"):  # in Chinese: the step's output and its checks' lines too
+        if name == "zh/00-start-here.ipynb":  # the opening one: where the lab stands, in Chinese
+            assert "实验环境" in html and "What changed" not in html, html[:2000]
+        elif name.startswith("zh/"):  # in Chinese: the step's output and its checks' lines too
             assert "变化" in html and "What changed" not in html and "✔" in html, html[:2000]
             assert "✘" not in html, "a check came out other than expected"
         elif name != "00-start-here.ipynb":
