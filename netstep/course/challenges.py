@@ -4,7 +4,7 @@ A challenge is content, like a lesson: one Markdown file in `lessons/challenges/
 `NN-name.md` (NN: the lesson whose end the lab is built at; `name`: what the student
 types). Its `# ` heading is the one-line story, its prose what the student is told, an
 optional `setup` block what the working lab has beyond the lesson's end (a lesson that
-takes its work back at its end, as lessons 9 to 13 do), a `break` block the commands
+takes its work back at its end, as lessons 8 to 13 do), a `break` block the commands
 that break the lab (both run hidden), `check` blocks what must
 work again, `hint` blocks staged hints, a `solution` block one repair and an `explain`
 block what was broken. The format is in docs/lesson-format.md.
