@@ -196,12 +196,40 @@ def student(lab: str, upstream: str) -> dict:
             "rollback": rollback, "after_rollback": after_rollback, "reset": reset, "after_reset": state()}
 
 
+def own(lab: str, upstream: str) -> dict:
+    """In a notebook (%%netstep, the engine's run_own) the student narrows this machine's own
+    eth0 and adds a route through it: netstep did that, so the next move takes both back by
+    their undos, and reset has nothing of theirs left to undo."""
+    from netstep.core.engine import Engine
+    from netstep.core.lab import Lab
+
+    made = netstep(lab, "run", "lesson2", "--yes")
+    before, before_mtu = state(), str(json.loads(sh("ip", "-j", "link", "show", "eth0"))[0]["mtu"])
+    machine = Lab(lab, host=True, internet="203.0.113.8")
+    machine.lock()
+    try:
+        engine = Engine(machine)
+        for line in ("ip link set eth0 mtu 1300", "ip route add 192.0.2.0/24 via 10.0.2.2"):
+            engine.run_own(line, "host")
+        engine.persist()
+    finally:
+        machine.close()
+    typed = state()
+    mtu = {"before": before_mtu, "typed": str(json.loads(sh("ip", "-j", "link", "show", "eth0"))[0]["mtu"])}
+    back = result(netstep(lab, "back"))
+    after_back = state()
+    mtu["after_back"] = str(json.loads(sh("ip", "-j", "link", "show", "eth0"))[0]["mtu"])
+    reset = result(netstep(lab, "reset"))
+    return {"made": made.returncode, "made_err": made.stderr[-2000:], "before": before, "typed": typed,
+            "back": back, "after_back": after_back, "reset": reset, "after_reset": state(), "mtu": mtu}
+
+
 def main() -> int:
     lab = sys.argv[1]
     upstream = os.path.join(tempfile.mkdtemp(prefix="netstep-up-"), "upstream")
     build_machine(upstream)
     scenarios = {"conflict": conflict, "other-namespace": other_namespace, "orphan": orphan, "modes": modes,
-                 "student": student}
+                 "student": student, "own": own}
     if sys.argv[2:3]:
         print(json.dumps(scenarios[sys.argv[2]](lab, upstream)))
         namespaces.remove(upstream)

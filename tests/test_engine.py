@@ -913,3 +913,21 @@ def test_a_deleted_link_comes_back_with_its_mtu_and_hairpin(lab: Lab, tmp_path: 
     engine.apply_next()
     engine.undo_last()
     assert_same_config(lab, course, before, f"undo of `{command}`")
+
+
+@pytest.mark.parametrize("mode", ["tap", "tun"])
+def test_a_deleted_tap_comes_back_in_its_own_namespace(lab: Lab, mode: str) -> None:
+    """A TAP or TUN device is made by an ioctl that acts in the caller's namespace: its undo
+    and an AddLink of one must make it in the lab's namespace, never in netstep's own."""
+    lab.add_container("netns0")
+    where = ["nsenter", f"--net={lab.path_of('netns0')}", "--"]
+    subprocess.run([*where, "ip", "tuntap", "add", "tap7", "mode", mode], check=True)
+    undo = executor.apply(lab, Action.from_dict({"type": "DeleteLink", "ns": "netns0", "name": "tap7"}))
+    executor.apply(lab, Action.from_dict(json.loads(json.dumps(undo.to_dict()))))  # as the journal keeps it
+    executor.apply(lab, Action.from_dict({"type": "AddLink", "ns": "netns0", "name": "tap8", "kind": mode}))
+    read = json.loads(subprocess.run([*where, "ip", "-d", "-j", "link"], check=True, capture_output=True,
+                                     text=True).stdout)
+    made = {link["ifname"]: link["linkinfo"]["info_data"]["type"] for link in read if "linkinfo" in link}
+    assert made == {"tap7": mode, "tap8": mode}
+    here = json.loads(subprocess.run(["ip", "-j", "link"], check=True, capture_output=True, text=True).stdout)
+    assert not {"tap7", "tap8"} & {link["ifname"] for link in here}  # (this test's own namespace)

@@ -161,3 +161,21 @@ def test_host_mode_puts_back_what_the_lab_made_and_names_the_rest():
     assert "-A FORWARD -s 172.18.0.99/32 -j DROP" in d["after_rollback"]["rules"]
     assert not any(f"netstep:{lab}" in rule for rule in d["after_rollback"]["rules"])
     assert not any("veth0" in link or "br0" in link for link in d["after_rollback"]["links"])
+
+
+def test_host_mode_takes_back_what_the_student_ran_through_netstep_on_the_machines_own_link():
+    """`%%netstep` in host mode on the machine's own eth0 (its MTU) and a route through it:
+    netstep made those changes, so `back` takes them back by their undos and names them
+    (not "left as it is"), as iproute2 then reads the machine."""
+    lab = unique_name("hosto")
+    d = _scenario(lab, "own")
+    assert d["made"] == 0, d["made_err"]
+    assert d["mtu"]["typed"] == "1300" and d["mtu"]["after_back"] == d["mtu"]["before"] != "1300", d["mtu"]
+    assert any(r.startswith("192.0.2.0/24 via 10.0.2.2") for r in d["typed"]["routes"])
+    assert d["back"]["rc"] == 0, d["back"]
+    out = d["back"]["out"]
+    assert "ip link set eth0 mtu 1300" in out and "ip route add 192.0.2.0/24" in out and "left as it is" not in out, out
+    assert d["after_back"]["routes"] == d["before"]["routes"]
+    assert d["after_back"]["links"] == d["before"]["links"]
+    assert d["reset"]["rc"] == 0, d["reset"]
+    assert not any("veth0" in link for link in d["after_reset"]["links"])

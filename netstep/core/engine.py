@@ -25,7 +25,7 @@ from netstep.core.moments import Moments
 from netstep.core.reconcile import Change, Reconciliation, reconcile, same
 from netstep.core.results import OwnResult, StepResult
 from netstep.core.signals import SignalGuard
-from netstep.course.actions import Action
+from netstep.course.actions import Action, Restore
 from netstep.course.checks import Check, CheckResult
 from netstep.course.course import Course
 from netstep.course.lessons import Command, Lesson, Step, parse_lines
@@ -405,6 +405,10 @@ class Engine:
         read, adjust = self.moments.read, None
         owners = self._owners()
         if owners:
+            taken = self._undo_own_in(owners)
+            if taken:
+                followed.changes += taken
+                actual = self.moments.read()
             followed.kept = ownership.others(actual, target, owners)
             whole, target, actual = target, ownership.restrict(target, owners), ownership.restrict(actual, owners)
 
@@ -412,7 +416,8 @@ class Engine:
                 return ownership.restrict(self.moments.read(), owners)
 
             def adjust(action: Action) -> Action:
-                return ownership.placed(action, whole, owners)
+                return ownership.placed(action, whole, self.moments.read() if isinstance(action, Restore) else whole,
+                                        owners)
         if not same(actual, target):
             followed.changes += self.land(target, actual=actual, read=read, adjust=adjust).changes
         actual = self.moments.read()
@@ -424,6 +429,19 @@ class Engine:
                 os.unlink(path)
         self.moments.remember(actual)
         return followed
+
+    def _undo_own_in(self, foreign: dict[str, ownership.Owned]) -> list[Change]:
+        """Take back, newest first and by their own recorded undos, the student's commands
+        run through netstep (a notebook's `%%netstep`) in a namespace netstep did not make:
+        they are netstep's doing, yet a reconciliation there sees only what the lab's
+        steps made (a `set eth0 down` of the machine's own link, say)."""
+        out = []
+        for entry in reversed(self.journal.own):
+            done, undo = Action.from_dict(entry["do"]), entry.get("undo")
+            if done.ns in foreign and undo and undo.get("type") not in UNSEEN:
+                executor.apply(self.lab, Action.from_dict(undo))
+                out.append(Change(None, True, f"{done.ns}# {done.command()}"))
+        return out
 
     def land(self, target: Snapshot, *, actual: Snapshot | None = None,
              read: Callable[[], Snapshot] | None = None,

@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from netstep.course.actions import Action, AddLink, Address, Iptables, MoveLink, Route, Sysctl
+from netstep.core.reconcile import route_fields, route_spec
+from netstep.course.actions import Action, AddLink, Address, Iptables, MoveLink, Restore, Route, Sysctl
 from netstep.state.snapshot import CONFIG_PARTS, NamespaceState, Snapshot
 
 
@@ -26,7 +27,7 @@ class Owned:
     mark: str | None  # the comment on every iptables rule the lab adds there
     links: set[str] = field(default_factory=set)
     addresses: set[tuple[str, str]] = field(default_factory=set)  # (device, cidr)
-    routes: set[str] = field(default_factory=set)  # destinations, as the snapshot writes them
+    routes: set[tuple[str, str, str]] = field(default_factory=set)  # (destination, via, dev); "" when not given
     chains: set[tuple[str, str]] = field(default_factory=set)  # (table, chain) the lab created
     policies: set[tuple[str, str]] = field(default_factory=set)  # (table, chain) whose policy it set
     sysctls: set[str] = field(default_factory=set)
@@ -41,12 +42,11 @@ class Owned:
         elif isinstance(action, Address):
             self.addresses.add((action.dev, action.cidr))
         elif isinstance(action, Route):
-            self.routes.add(_destination(action.dst))
+            self.routes.add((_destination(action.dst), action.via, action.dev))
         elif isinstance(action, Iptables) and action.args[:1] in (("-N",), ("-P",)):
             (self.chains if action.args[0] == "-N" else self.policies).add((action.table, action.args[1]))
         elif isinstance(action, Sysctl):
             self.sysctls.add(action.key)
-            self.sysctls.update(key for key, _value in action.also)
 
     def _rule(self, text: str) -> bool:
         words = shlex.split(text)
@@ -60,9 +60,13 @@ class Owned:
         return words[0] in self.links or (words[0], words[-1]) in self.addresses
 
     def _route(self, text: str) -> bool:
-        words = text.split()
-        dev = words[words.index("dev") + 1] if "dev" in words[:-1] else None
-        return words[0] in self.routes or dev in self.links
+        """A route out of one of the lab's links, or one the lab added (the same destination,
+        and the gateway and device it named): a route of the machine's own to the same
+        destination is not the lab's."""
+        fields = route_fields(text)
+        dev, via = fields.get("dev", ""), fields.get("via", "")
+        return dev in self.links or any(dst == fields["dst"] and (not to or to == via) and (not out or out == dev)
+                                        for dst, to, out in self.routes)
 
     def split(self, state: NamespaceState) -> tuple[NamespaceState, NamespaceState]:
         """(what of `state` the lab owns, everything else), as two states of the namespace."""
@@ -125,10 +129,14 @@ def others(actual: Snapshot, target: Snapshot, owners: dict[str, Owned]) -> list
     return out
 
 
-def placed(action: Action, target: Snapshot, owners: dict[str, Owned]) -> Action:
-    """`action` with a rule it puts back placed among all the rules of its chain in
-    `target` (the lab's and the others'), not only among the lab's own: a reconciliation
-    plans from the lab's part alone, where a lone rule of the lab has no neighbours."""
+def placed(action: Action, target: Snapshot, actual: Snapshot, owners: dict[str, Owned]) -> Action:
+    """`action`, planned from the lab's part of a namespace it did not make, fitted to the
+    whole namespace: a rule it puts back placed among all the rules of its chain in
+    `target` (a lone rule of the lab's has no neighbours among the lab's own), and routes it
+    sets to a destination keeping the others' routes there (`actual`, read now), which
+    setting the lab's routes alone would delete."""
+    if isinstance(action, Restore) and set(action.image) == {"routes"}:
+        return _with_others_routes(action, actual, owners)
     if not isinstance(action, Iptables) or action.ns not in owners or action.args[:1] != ("-I",) \
             or action.ns not in target.namespaces:
         return action
@@ -140,3 +148,16 @@ def placed(action: Action, target: Snapshot, owners: dict[str, Owned]) -> Action
     at = rules.index(rest)
     around = (tuple(rules[at - 1]) if at else (), tuple(rules[at + 1]) if at + 1 < len(rules) else ())
     return replace(action, args=(*action.args[:2], str(at + 1), *action.args[3:]), between=around)
+
+
+def _with_others_routes(action: Restore, actual: Snapshot, owners: dict[str, Owned]) -> Restore:
+    routes = {}
+    for ns, by_dst in action.image["routes"].items():
+        owner, state = owners.get(ns), actual.namespaces.get(ns)
+        if owner is None or state is None:
+            routes[ns] = by_dst
+            continue
+        others = owner.split(state)[1].routes
+        routes[ns] = {dst: [*wanted, *(route_spec(r) for r in others if route_fields(r)["dst"] == dst)]
+                      for dst, wanted in by_dst.items()}
+    return replace(action, image={**action.image, "routes": routes})

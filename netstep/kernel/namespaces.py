@@ -81,6 +81,17 @@ def iproute(path: str | None, loop: asyncio.AbstractEventLoop | None = None) -> 
     return netlink.client(socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE), loop)
 
 
+def make_tuntap(path: str | None, name: str, mode: str) -> None:
+    """A persistent TAP or TUN device (`mode`) named `name` in the namespace at `path`. It is
+    made by an ioctl on /dev/net/tun, not by netlink, and the kernel puts it in the namespace
+    of the thread that calls it: so a thread inside the namespace makes it."""
+    def make() -> None:
+        with iproute(None) as ipr:
+            ipr.link("add", ifname=name, kind="tuntap", mode=mode)
+
+    run_in(path, make)
+
+
 def create(path: str) -> None:
     """Make a new, empty namespace pinned at `path` (the file must not exist)."""
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)

@@ -65,10 +65,13 @@ def apply_add_link(action: AddLink, lab: LabAccess) -> Action:
     elif action.kind == "veth":
         ipr.link("add", ifname=action.name, kind="veth", peer=action.peer)
         lab.tune_link(ns, action.peer)
+    elif action.kind in ("tap", "tun"):
+        images.add_tuntap(lab, ns, action.name, action.kind)
     else:
         ipr.link("add", ifname=action.name, kind=action.kind)
     lab.tune_link(ns, action.name)
     return undo
+
 
 
 def apply_delete_link(action: DeleteLink, lab: LabAccess) -> Action:

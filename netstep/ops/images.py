@@ -12,6 +12,7 @@ import ipaddress
 from netstep.course.actions import Action, Address, DeleteLink, DeleteNetns, Restore, Route
 from netstep.errors import NetstepError
 from netstep.i18n import _
+from netstep.kernel import namespaces
 from netstep.ops import lookup, routes
 from netstep.ops.access import LabAccess
 from netstep.ops.ports import bridge_filter_of, hairpin_of, set_bridge_filter, set_hairpin
@@ -51,6 +52,11 @@ def end_image(lab: LabAccess, ns: str, name: str, msg=None) -> dict:
             "addresses": lookup.addresses(lab, ns, msg["index"]),
             "mtu": msg.get("IFLA_MTU"), "hairpin": bool(hairpin_of(msg)),
             "nf_call_iptables": bool(bridge_filter_of(msg))}
+
+
+def add_tuntap(lab: LabAccess, ns: str, name: str, mode: str) -> None:
+    """A persistent TAP or TUN device in `ns` (a student's, put back): see namespaces.make_tuntap."""
+    namespaces.make_tuntap(lab.path_of(ns), name, mode)
 
 
 def give_mtu(lab: LabAccess, end: dict, kind: str) -> None:
@@ -102,7 +108,7 @@ def apply_restore(action: Restore, lab: LabAccess) -> Action:
             give_mtu(lab, peer, "veth")
             ends.append(peer)
         elif link["kind"] in ("tap", "tun"):
-            ipr.link("add", ifname=link["name"], kind="tuntap", mode=link["kind"])
+            add_tuntap(lab, ns, link["name"], link["kind"])
         else:
             ipr.link("add", ifname=link["name"], kind=link["kind"])
         lab.tune_link(ns, link["name"])
