@@ -361,7 +361,10 @@ def _evidence_of(seen: Observation) -> dict:
 def _rule_finding(crossing: Crossing, rule: RuleCount, reason: str, evidence: dict, wiring: Wiring) -> Finding:
     why = (_("rejected by {rule}") if rule.target == "REJECT" else _("dropped by {rule}")).format(
         rule=rule.named(crossing.ns))
-    if crossing.bridge and wiring.sysctl(crossing.ns, "net.bridge.bridge-nf-call-iptables") == "0":
+    own = wiring.snapshot.namespaces[crossing.ns].link(crossing.bridge) if crossing.bridge and \
+        crossing.ns in wiring.snapshot.namespaces else None
+    if crossing.bridge and wiring.sysctl(crossing.ns, "net.bridge.bridge-nf-call-iptables") != "1" and \
+            own is not None and own.nf_call_iptables:
         why += _(", as it crossed the bridge {bridge} (br_netfilter hands its frames to iptables: "
                  "bridge-nf-call-iptables is 0, but {bridge}'s own nf_call_iptables is 1)").format(
             bridge=crossing.bridge)

@@ -108,6 +108,13 @@ class Wiring:
         state = self.snapshot.namespaces.get(ns)
         return dict(state.sysctls).get(key) if state else None
 
+    def bridge_filtered(self, ns: str, bridge: str) -> bool:
+        """Whether br_netfilter hands `bridge`'s frames to iptables: the namespace's
+        bridge-nf-call-iptables OR the bridge's own nf_call_iptables, as the kernel reads them."""
+        state = self.snapshot.namespaces.get(ns)
+        link = state.link(bridge) if state else None
+        return self.sysctl(ns, "net.bridge.bridge-nf-call-iptables") == "1" or bool(link and link.nf_call_iptables)
+
     def leaves_lab(self, ns: str, dev: str) -> bool:
         """True for a device whose other end no namespace of the lab holds (a real NIC)."""
         state = self.snapshot.namespaces.get(ns)
@@ -223,7 +230,7 @@ def walk(wiring: Wiring, lookup: Lookup, start: str, src: str, dst: str, *, arri
             break
         end = found[0]
         if dst != asked and port_in and port_in == end.port and result.dev == dev_in \
-                and wiring.sysctl(ns, "net.bridge.bridge-nf-call-iptables") == "1" and not wiring.hairpin(ns, port_in):
+                and wiring.bridge_filtered(ns, dev_in) and not wiring.hairpin(ns, port_in):
             problem = _("{ns}'s bridge {bridge} must send the frame back out of {port}, the port it came in by, "
                         "and {port} has hairpin off: the DNAT happened as the frame crossed {bridge} "
                         "(bridge-nf-call-iptables = 1), so the bridge delivers it, not routing").format(
