@@ -127,7 +127,11 @@ def start_lab(root: Path, env: dict[str, str] | None = None, python: str = sys.e
     command = [python, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
                "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               # Kernels talk over Unix sockets in the runtime folder: with TCP the server picks
+               # free ports that another process of the suite may take before the kernel binds
+               # them (CI saw "ZMQError: Address already in use", the kernel restarting 5 times).
+               "--KernelManager.transport=ipc"]
     with log.open("wb") as out:
         server = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
