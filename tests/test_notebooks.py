@@ -88,7 +88,8 @@ def _execute(path: Path, lab: str):
     return nb
 
 
-CHINESE_RUN = sorted(f"zh/{p.name}" for p in (NOTEBOOKS / "zh").glob("*.ipynb"))  # the Tutor speaking Chinese
+# Executed here too, the Tutor speaking Chinese (the browser test runs every Chinese notebook).
+CHINESE_RUN = ["zh/00-start-here.ipynb", "zh/01-netns.ipynb", "zh/04-bridge.ipynb", "zh/11-mtu.ipynb"]
 
 
 @needs_root

@@ -46,6 +46,7 @@ from netstep.course.actions import ACTIONS
 from netstep.course.commands import SHELL_CHARS, parse
 from netstep.course.lessons import parse_lesson
 from netstep.errors import NetstepError
+from netstep.kernel.tools import SBIN
 
 FUZZ_EXAMPLES = int(os.environ.get("NETSTEP_REL_FUZZ", "2000"))
 CLI_SAMPLES = int(os.environ.get("NETSTEP_REL_FUZZ_CLI", "20"))
@@ -460,6 +461,9 @@ def test_not_root_gives_one_clear_message(args: list[str]) -> None:
     STATS["bad command lines refused"] += 1
 
 
+TOOLS = ("ip", "iptables", "iptables-save", "nsenter", "conntrack")
+
+
 @needs_root
 @pytest.mark.parametrize("missing", ["conntrack", "iptables", "nsenter", "all"])
 def test_missing_tools_give_one_clear_message(tmp_path: Path, missing: str) -> None:
@@ -469,10 +473,19 @@ def test_missing_tools_give_one_clear_message(tmp_path: Path, missing: str) -> N
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     if missing != "all":
-        for tool in ("ip", "iptables", "iptables-save", "nsenter", "conntrack"):
+        for tool in TOOLS:
             if tool != missing and shutil.which(tool):
                 (bin_dir / tool).symlink_to(shutil.which(tool))
     env = {**ENV, "PATH": f"{bin_dir}:{Path(sys.executable).parent}"}
+    # netstep also looks in the sbin folders (an ordinary user's PATH has none): in a mount
+    # namespace of the command's own, the missing tools are hidden there too, as on a machine
+    # without them (/dev/null bound over each is no executable).
+    hidden = [os.path.join(folder, tool) for tool in (TOOLS if missing == "all" else (missing,))
+              for folder in (*SBIN, "/usr/local/bin", "/usr/bin", "/bin") if os.path.exists(os.path.join(folder, tool))]
+    hide = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+            f'for f in "$@"; do [ "$f" = -- ] && break; {shutil.which("mount")} --bind /dev/null "$f"; shift; done; '
+            'shift; exec "$@"', "hide", *hidden, "--", sys.executable, "-m", "netstep"]
+    hide[0] = shutil.which("unshare") or "unshare"
     lab = unique_name("tools")
     needs = {  # command -> the tools it refuses to run without
         ("run", "1", "--yes"): {"conntrack", "iptables", "all"},
@@ -481,7 +494,7 @@ def test_missing_tools_give_one_clear_message(tmp_path: Path, missing: str) -> N
     }
     try:
         for args, refused in needs.items():
-            result = cli("--lab", lab, *args, env=env)
+            result = cli("--lab", lab, *args, env=env, argv0=hide)
             if missing not in refused:
                 if args != ("shell",):  # (a shell with every tool would wait for its input)
                     assert result.returncode == 0, show(result)
