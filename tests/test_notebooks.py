@@ -89,7 +89,7 @@ def _execute(path: Path, lab: str):
 
 
 # Executed here too, the Tutor speaking Chinese (the browser test runs every Chinese notebook).
-CHINESE_RUN = ["zh/00-start-here.ipynb", "zh/01-netns.ipynb", "zh/04-bridge.ipynb", "zh/11-mtu.ipynb"]
+CHINESE_RUN = ["zh/00-start-here.ipynb", "zh/01-netns.ipynb", "zh/04-bridge.ipynb"]
 
 
 @needs_root
