@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import replace
+from functools import partial
 
 from netstep.core import ownership
 from netstep.core.journal import Journal
@@ -451,9 +452,7 @@ class Engine:
         the error names `reset`, the way out that always works. `adjust` sees each action
         before it is applied (host mode places a rule it puts back among all the others)."""
         read = read or self.moments.read
-
-        def apply(action: Action) -> None:
-            executor.apply(self.lab, action)
+        apply = partial(executor.apply, self.lab)
         actual = actual if actual is not None else read()
         position = self.position_state()
         self.moments.changing()
