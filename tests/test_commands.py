@@ -280,6 +280,8 @@ REJECTED = [
     ("ip link add veth0 type vxlan", ["ip link add NAME type veth peer name PEER"]),
     ("ip link set veth0 mtu 20", ["from 68 to 65535"]),
     ("bridge link set dev veth0 hairpin maybe", ["hairpin on|off"]),
+    ("ip link set br1 type bridge nf_call_iptables on", ["nf_call_iptables 0|1"]),
+    ("ip link set br1 type bridge nf_call_iptables", ["nf_call_iptables 0|1"]),
     ("bridge fdb add 02:00:00:00:00:01 dev veth0", ["bridge link set dev NAME hairpin on|off"]),
     ("iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN", ["needs 2 values"]),
     # iptables
@@ -351,6 +353,8 @@ def test_an_empty_quoted_word_stays_a_word_and_is_refused(line):
     ("ip link set dev eth0 mtu 1500", "ip link set eth0 mtu 1500"),
     ("bridge link set dev veth0 hairpin on", "bridge link set dev veth0 hairpin on"),
     ("bridge link set veth0 hairpin off", "bridge link set dev veth0 hairpin off"),
+    ("ip link set dev br1 type bridge nf_call_iptables 1", "ip link set br1 type bridge nf_call_iptables 1"),
+    ("ip link set br1 type bridge nf_call_iptables 0", "ip link set br1 type bridge nf_call_iptables 0"),
     ("iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
      "iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"),
     ("iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed -j DROP",
